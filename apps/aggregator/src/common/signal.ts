@@ -1,0 +1,43 @@
+/** A level-less notifier: `wait` resolves at the next `notify` or after `ms`, whichever is first. */
+export class Signal {
+  private waiters: Array<() => void> = [];
+
+  notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.waiters = self.waiters.filter((f) => f !== done);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+}
+
+/**
+ * Waits until `ready()` holds or `deadline` passes, re-checking at every notify of `signal`.
+ * Returns whether `ready()` held.
+ */
+export async function waitFor(
+  signal: Signal,
+  ready: () => boolean,
+  deadline: number,
+  now: () => number = Date.now,
+  stopped: () => boolean = () => false,
+): Promise<boolean> {
+  while (!ready()) {
+    if (stopped()) return false;
+    const left = deadline - now();
+    if (left <= 0) return ready();
+    await signal.wait(Math.min(left, 1000));
+  }
+  return true;
+}

@@ -1,0 +1,133 @@
+import type { ModelSpec } from '@confide/ml';
+import type { SiteMetrics, TrainConfig } from '@confide/protocol';
+import type { StrategyName } from '@confide/federated';
+
+/** Roles an API token can carry. */
+export type Role = 'admin' | 'auditor';
+
+export interface ApiTokenRow {
+  id: string;
+  role: Role;
+  label: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+/** A federation's stored settings. */
+export interface FederationConfig {
+  minSites: number;
+  roundTimeoutMs: number;
+  evaluationTimeoutMs: number;
+  train: TrainConfig;
+  seed: number;
+}
+
+export interface FeatureStatsRow {
+  mean: number[];
+  std: number[];
+  sites: number;
+  count: number;
+}
+
+export interface FederationRow {
+  id: string;
+  name: string;
+  modelSpec: ModelSpec;
+  strategy: StrategyName;
+  config: FederationConfig;
+  featureStats: FeatureStatsRow | null;
+  currentModelVersionId: string | null;
+  createdAt: Date;
+}
+
+export type SiteStatus = 'pending' | 'approved' | 'revoked';
+
+export interface SiteRow {
+  id: string;
+  federationId: string;
+  name: string;
+  publicKey: string;
+  status: SiteStatus;
+  createdAt: Date;
+  approvedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+export type RunStatus = 'running' | 'completed' | 'stopped';
+
+export interface RunRow {
+  id: string;
+  federationId: string;
+  roundsRequested: number;
+  roundsDone: number;
+  status: RunStatus;
+  reason: string | null;
+  createdAt: Date;
+  endedAt: Date | null;
+}
+
+/** Round states, in order; `aborted` can follow any non-terminal state. */
+export const ROUND_STATES = [
+  'scheduled',
+  'advertising',
+  'sharing',
+  'collecting',
+  'unmasking',
+  'aggregated',
+  'evaluated',
+  'committed',
+  'aborted',
+] as const;
+export type RoundState = (typeof ROUND_STATES)[number];
+
+/** What happened to one selected site in a round. */
+export type ParticipantStatus =
+  | 'selected'
+  | 'submitted'
+  | 'dropped'
+  | 'declined'
+  | 'rejected'
+  | 'evaluated';
+
+export interface Participant {
+  siteId: string;
+  name: string;
+  status: ParticipantStatus;
+  numExamples?: number;
+  detail?: string;
+}
+
+export interface RoundMetrics {
+  /** Sample-weighted mean of the sites' final local training loss. */
+  trainLoss: number | null;
+  /** Sample-weighted held-out metrics the sites reported for the new model (null if none did). */
+  evaluation: (Omit<SiteMetrics, 'auc'> & { auc: number | null; sites: number }) | null;
+  bytesReceived: number;
+}
+
+export interface RoundRow {
+  id: string;
+  federationId: string;
+  runId: string;
+  number: number;
+  state: RoundState;
+  reason: string | null;
+  baseModelVersionId: string;
+  modelVersionId: string | null;
+  participants: Participant[];
+  metrics: RoundMetrics | null;
+  deadline: Date | null;
+  startedAt: Date;
+  endedAt: Date | null;
+  durationMs: number | null;
+}
+
+export interface ModelVersionRow {
+  id: string;
+  federationId: string;
+  roundNumber: number | null;
+  parentId: string | null;
+  hash: string;
+  numParams: number;
+  createdAt: Date;
+}

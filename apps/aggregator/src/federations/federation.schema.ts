@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { STRATEGY_NAMES } from '@confide/federated';
+
+/** The body of "create a federation". Unknown keys are refused so a typo is never silently ignored. */
+export const createFederationSchema = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, 'use letters, digits, spaces, ".", "_" or "-"'),
+    modelSpec: z.unknown(),
+    strategy: z.enum(STRATEGY_NAMES).default('fedavg'),
+    minSites: z.number().int().min(1).max(10_000).default(2),
+    roundTimeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).default(300),
+    evaluationTimeoutSeconds: z.number().int().min(1).max(24 * 3600).default(60),
+    localEpochs: z.number().int().min(1).max(1000).default(1),
+    batchSize: z.number().int().min(1).max(1_000_000).default(32),
+    learningRate: z.number().gt(0).max(10).default(0.01),
+    optimizer: z.enum(['sgd', 'adam']).default('adam'),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+  })
+  .strict();
+
+export type CreateFederationInput = z.input<typeof createFederationSchema>;
+
+/** JSON schema of the body, for the OpenAPI document. */
+export const createFederationOpenApi = {
+  type: 'object',
+  required: ['name', 'modelSpec'],
+  properties: {
+    name: { type: 'string', example: 'breast-cancer' },
+    modelSpec: {
+      type: 'object',
+      example: { kind: 'mlp', inputDim: 30, hidden: [16], output: 'binary' },
+      description: "{ kind: 'logistic', inputDim } or { kind: 'mlp', inputDim, hidden: number[], output: 'binary' | { classes } }",
+    },
+    strategy: { type: 'string', enum: [...STRATEGY_NAMES], default: 'fedavg' },
+    minSites: { type: 'integer', default: 2 },
+    roundTimeoutSeconds: { type: 'integer', default: 300 },
+    evaluationTimeoutSeconds: { type: 'integer', default: 60 },
+    localEpochs: { type: 'integer', default: 1 },
+    batchSize: { type: 'integer', default: 32 },
+    learningRate: { type: 'number', default: 0.01 },
+    optimizer: { type: 'string', enum: ['sgd', 'adam'], default: 'adam' },
+    seed: { type: 'integer', description: 'seed of the initial weights (random when absent)' },
+  },
+} as const;

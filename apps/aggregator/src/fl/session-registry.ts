@@ -1,0 +1,82 @@
+import { Injectable } from '@nestjs/common';
+import { ErrorCode } from '@confide/protocol';
+import { Signal } from '../common/signal';
+
+/** A logged-in site connection as the rest of the aggregator sees it. */
+export interface SiteSession {
+  readonly connectionId: string;
+  readonly siteId: string;
+  readonly siteName: string;
+  readonly federationId: string;
+  sendJson(message: object): void;
+  /** Sends an already-encoded binary frame (encoded once, sent to many). */
+  sendBinary(frame: Buffer): void;
+  close(code: ErrorCode, message: string): void;
+}
+
+type Listener = (session: SiteSession) => void;
+
+/** The live, authenticated site connections: at most one per site. */
+@Injectable()
+export class SessionRegistry {
+  private readonly bySite = new Map<string, SiteSession>();
+  /** Notified on every connect and disconnect. */
+  readonly changed = new Signal();
+  private readonly connectListeners: Listener[] = [];
+  private readonly disconnectListeners: Listener[] = [];
+
+  onConnect(l: Listener): void {
+    this.connectListeners.push(l);
+  }
+
+  onDisconnect(l: Listener): void {
+    this.disconnectListeners.push(l);
+  }
+
+  /** Registers a session; an older connection of the same site is closed. */
+  add(session: SiteSession): void {
+    const old = this.bySite.get(session.siteId);
+    this.bySite.set(session.siteId, session);
+    if (old && old.connectionId !== session.connectionId) {
+      old.close(ErrorCode.DUPLICATE_CONNECTION, 'a newer connection of this site replaced this one');
+    }
+    for (const l of this.connectListeners) l(session);
+    this.changed.notify();
+  }
+
+  /** Removes a session if it is still the current one for its site. */
+  remove(session: SiteSession): void {
+    if (this.bySite.get(session.siteId)?.connectionId !== session.connectionId) return;
+    this.bySite.delete(session.siteId);
+    for (const l of this.disconnectListeners) l(session);
+    this.changed.notify();
+  }
+
+  get(siteId: string): SiteSession | undefined {
+    return this.bySite.get(siteId);
+  }
+
+  isConnected(siteId: string): boolean {
+    return this.bySite.has(siteId);
+  }
+
+  /** Sessions of one federation, ordered by site name for stable selection. */
+  connected(federationId: string): SiteSession[] {
+    return [...this.bySite.values()]
+      .filter((s) => s.federationId === federationId)
+      .sort((a, b) => a.siteName.localeCompare(b.siteName));
+  }
+
+  get size(): number {
+    return this.bySite.size;
+  }
+
+  /** Closes a site's live connection, if any (used on revocation). */
+  disconnect(siteId: string, code: ErrorCode, message: string): void {
+    this.bySite.get(siteId)?.close(code, message);
+  }
+
+  closeAll(): void {
+    for (const s of [...this.bySite.values()]) s.close(ErrorCode.INTERNAL, 'the aggregator is shutting down');
+  }
+}

@@ -1,0 +1,3 @@
+export { startAggregator, type AggregatorOptions, type RunningAggregator } from './server';
+export { openDatabase, Database, type DatabaseOptions } from './database/database';
+export type * from './database/rows';

@@ -1,0 +1,53 @@
+import type { FeatureStatsPartial } from '@confide/ml';
+import type { SiteMetrics } from '@confide/protocol';
+import type { UpdateCollector } from '@confide/federated';
+import { Signal } from '../common/signal';
+import type { Participant, RoundRow } from '../database/rows';
+
+/** Phases in which a round accepts site messages. */
+export type RoundPhase = 'selecting' | 'stats' | 'collecting' | 'evaluating' | 'closing';
+
+/**
+ * The in-memory side of one running round: who takes part, what they sent. Only aggregates are kept;
+ * the plain collector folds each update into the running sum as it arrives.
+ */
+export class ActiveRound {
+  phase: RoundPhase = 'selecting';
+  readonly signal = new Signal();
+  readonly participants = new Map<string, Participant>();
+  readonly disconnectedAt = new Map<string, number>();
+  readonly stats = new Map<string, FeatureStatsPartial>();
+  readonly evaluations = new Map<string, SiteMetrics>();
+  collector: UpdateCollector | null = null;
+  /** The encoded round.train frame, sent again to a participant that reconnects. */
+  trainFrame: Buffer | null = null;
+  evaluateFrame: Buffer | null = null;
+  expectedLength = 0;
+  trainLossSum = 0;
+  trainWeightSum = 0;
+  bytesReceived = 0;
+  newModelVersionId: string | null = null;
+
+  constructor(
+    readonly federationId: string,
+    readonly runId: string,
+    public row: RoundRow,
+  ) {}
+
+  get number(): number {
+    return this.row.number;
+  }
+
+  participantList(): Participant[] {
+    return [...this.participants.values()];
+  }
+
+  /** A participant that may still answer: selected, and connected or within its reconnect grace. */
+  isPending(siteId: string, now: number, graceMs: number, connected: boolean, waitingFor: Participant['status']): boolean {
+    const p = this.participants.get(siteId);
+    if (!p || p.status !== waitingFor) return false;
+    if (connected) return true;
+    const since = this.disconnectedAt.get(siteId);
+    return since !== undefined && now - since < graceMs;
+  }
+}

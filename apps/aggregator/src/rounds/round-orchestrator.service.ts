@@ -1,0 +1,540 @@
+import { randomUUID } from 'node:crypto';
+import {
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import { combineFeatureStats, parameterCount } from '@confide/ml';
+import { createStrategy, PlainSumCollector } from '@confide/federated';
+import {
+  assertFinite,
+  assertLength,
+  encodeFrame,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type SiteMessage,
+  type SiteMetrics,
+} from '@confide/protocol';
+import { ActiveRound } from './active-round';
+import { RoundRepository } from './round.repository';
+import { waitFor } from '../common/signal';
+import { CLOCK, CONFIG, type AggregatorConfig, type Clock } from '../common/tokens';
+import type { FederationRow, Participant, RoundMetrics, RunRow } from '../database/rows';
+import { FederationRepository } from '../federations/federation.repository';
+import { ModelVersionRepository } from '../models/model-version.repository';
+import { SessionRegistry, type SiteSession } from '../fl/session-registry';
+import { MetricsService } from '../observability/metrics.service';
+
+/** Thrown inside a run loop when the aggregator is shutting down: leave the round for the next start. */
+class Stopped extends Error {}
+
+interface RunLoop {
+  runId: string;
+  federationId: string;
+  stopped: boolean;
+  active: ActiveRound | null;
+  done: Promise<void>;
+}
+
+/**
+ * Drives training runs: one loop per federation, one round at a time, each transition persisted in one
+ * transaction. Site messages are routed here by the gateway.
+ */
+@Injectable()
+export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly loops = new Map<string, RunLoop>();
+  private shuttingDown = false;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: AggregatorConfig,
+    @Inject(CLOCK) private readonly clock: Clock,
+    @Inject(RoundRepository) private readonly rounds: RoundRepository,
+    @Inject(FederationRepository) private readonly federations: FederationRepository,
+    @Inject(ModelVersionRepository) private readonly models: ModelVersionRepository,
+    @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
+  ) {
+    sessions.onConnect((s) => this.onSiteConnected(s));
+    sessions.onDisconnect((s) => this.onSiteDisconnected(s));
+  }
+
+  /** Resumes what a previous process left: finishes rounds whose model was stored, aborts the rest. */
+  async onApplicationBootstrap(): Promise<void> {
+    for (const round of await this.rounds.unfinishedRounds()) {
+      if ((round.state === 'aggregated' || round.state === 'evaluated') && round.modelVersionId) {
+        const modelVersionId = round.modelVersionId;
+        await this.rounds.transaction(async (em) => {
+          await this.rounds.transition(em, round.id, 'committed', {
+            ended: true,
+            reason: 'committed after an aggregator restart (model version was already stored)',
+          });
+          await this.federations.setCurrentModel(em, round.federationId, modelVersionId);
+          await this.rounds.incrementRunRounds(em, round.runId);
+        });
+        this.metrics.rounds.inc({ outcome: 'committed' });
+        this.config.log(`round ${round.number} of federation ${round.federationId} committed on restart`);
+      } else {
+        await this.rounds.transaction((em) =>
+          this.rounds.transition(em, round.id, 'aborted', {
+            ended: true,
+            reason: `the aggregator restarted while the round was ${round.state}; updates held in memory were lost`,
+          }),
+        );
+        this.metrics.rounds.inc({ outcome: 'aborted' });
+        this.config.log(`round ${round.number} of federation ${round.federationId} aborted on restart`);
+      }
+    }
+    for (const run of await this.rounds.runningRuns()) this.startLoop(run);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.shuttingDown = true;
+    for (const loop of this.loops.values()) {
+      loop.stopped = true;
+      loop.active?.signal.notify();
+    }
+    this.sessions.changed.notify();
+    await Promise.all([...this.loops.values()].map((l) => l.done));
+  }
+
+  /** Starts a run of `rounds` rounds; refused while the federation has a run in progress. */
+  async startRun(federationId: string, rounds: number): Promise<RunRow> {
+    if (this.shuttingDown) throw new Error('the aggregator is shutting down');
+    const run = await this.rounds.transaction((em) => this.rounds.insertRun(em, federationId, rounds));
+    this.startLoop(run);
+    return run;
+  }
+
+  /** Stops a federation's run after the current round ends. */
+  async stopRun(federationId: string): Promise<RunRow | null> {
+    const run = await this.rounds.runningRun(federationId);
+    if (!run) return null;
+    await this.rounds.endRun(run.id, 'stopped', 'stopped by an administrator');
+    const loop = this.loops.get(federationId);
+    if (loop) loop.stopped = true;
+    return this.rounds.findRun(run.id);
+  }
+
+  /** The phase and per-site state of a federation's running round, for status displays. */
+  liveRound(federationId: string): { number: number; phase: string; participants: Participant[] } | null {
+    const a = this.loops.get(federationId)?.active;
+    return a ? { number: a.number, phase: a.phase, participants: a.participantList() } : null;
+  }
+
+  private startLoop(run: RunRow): void {
+    if (this.loops.has(run.federationId)) return;
+    const loop: RunLoop = {
+      runId: run.id,
+      federationId: run.federationId,
+      stopped: false,
+      active: null,
+      done: Promise.resolve(),
+    };
+    this.loops.set(run.federationId, loop);
+    loop.done = this.runLoop(loop)
+      .catch((e: unknown) => {
+        if (!(e instanceof Stopped)) this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
+      })
+      .finally(() => this.loops.delete(run.federationId));
+  }
+
+  private async runLoop(loop: RunLoop): Promise<void> {
+    for (;;) {
+      if (loop.stopped) return;
+      const run = await this.rounds.findRun(loop.runId);
+      if (!run || run.status !== 'running') return;
+      if (run.roundsDone >= run.roundsRequested) {
+        await this.rounds.endRun(run.id, 'completed', null);
+        return;
+      }
+      const outcome = await this.runRound(loop);
+      if (outcome.aborted) {
+        await this.rounds.endRun(run.id, 'stopped', `round ${outcome.number} aborted: ${outcome.reason}`);
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // One round
+
+  private async runRound(loop: RunLoop): Promise<{ number: number; aborted: boolean; reason?: string }> {
+    const fed = await this.federations.findById(loop.federationId);
+    if (!fed || !fed.currentModelVersionId) throw new Error(`federation ${loop.federationId} has no model`);
+    const baseVersionId = fed.currentModelVersionId;
+    const cfg = fed.config;
+    const startedAt = this.clock.now().getTime();
+    const deadline = startedAt + cfg.roundTimeoutMs;
+    const row = await this.rounds.transaction(async (em) =>
+      this.rounds.insertRound(em, {
+        federationId: fed.id,
+        runId: loop.runId,
+        number: await this.rounds.nextRoundNumber(em, fed.id),
+        baseModelVersionId: baseVersionId,
+        deadline: new Date(deadline),
+      }),
+    );
+    const active = new ActiveRound(fed.id, loop.runId, row);
+    loop.active = active;
+    const abort = async (reason: string): Promise<{ number: number; aborted: boolean; reason: string }> => {
+      await this.abortRound(active, reason);
+      return { number: row.number, aborted: true, reason };
+    };
+    try {
+      // 1. Selection: approved sites that are connected (only approved sites can log in).
+      const enough = await this.until(loop, this.sessions.changed, () => this.sessions.connected(fed.id).length >= cfg.minSites, deadline);
+      const selected = this.sessions.connected(fed.id);
+      if (!enough) {
+        return await abort(
+          `only ${selected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
+        );
+      }
+      for (const s of selected) active.participants.set(s.siteId, { siteId: s.siteId, name: s.siteName, status: 'selected' });
+
+      // 2. Federated standardisation statistics, once per federation.
+      let stats = fed.featureStats;
+      if (!stats) {
+        stats = await this.collectFeatureStats(loop, fed, active, deadline);
+        if (!stats) {
+          return await abort(
+            `only ${active.stats.size} site(s) reported feature statistics; the federation needs minSites=${cfg.minSites}`,
+          );
+        }
+      }
+
+      // 3. Training: send the global model, collect updates.
+      const global = await this.models.weights(baseVersionId);
+      const baseVersion = await this.models.find(fed.id, baseVersionId);
+      active.expectedLength = parameterCount(fed.modelSpec);
+      active.collector = new PlainSumCollector(active.expectedLength);
+      active.row = await this.rounds.transaction((em) =>
+        this.rounds.transition(em, row.id, 'collecting', { participants: active.participantList() }),
+      );
+      active.trainFrame = encodeFrame(
+        {
+          v: PROTOCOL_VERSION,
+          type: 'round.train',
+          id: randomUUID(),
+          runId: loop.runId,
+          round: row.number,
+          federationId: fed.id,
+          modelVersionId: baseVersionId,
+          modelHash: baseVersion?.hash ?? '',
+          modelSpec: fed.modelSpec,
+          train: cfg.train,
+          standardization: { mean: stats.mean, std: stats.std },
+          deadline: new Date(deadline).toISOString(),
+        },
+        global,
+      );
+      active.phase = 'collecting';
+      for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendBinary(active.trainFrame);
+      await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
+      this.markUnanswered(active, 'selected', 'dropped', 'no update before the deadline or disconnected');
+      const collector = active.collector;
+      if (collector.count < cfg.minSites) {
+        return await abort(this.shortfall(active, collector.count, cfg.minSites));
+      }
+
+      // 4. Aggregation: the strategy's server step on the aggregate, stored as a new model version.
+      active.phase = 'closing';
+      const next = createStrategy(fed.strategy).serverStep(global, collector.result());
+      assertFinite(next, 'aggregated model');
+      const trainLoss = active.trainWeightSum > 0 ? active.trainLossSum / active.trainWeightSum : null;
+      const partialMetrics: RoundMetrics = { trainLoss, evaluation: null, bytesReceived: active.bytesReceived };
+      active.row = await this.rounds.transaction(async (em) => {
+        const version = await this.models.insert(em, {
+          federationId: fed.id,
+          roundNumber: row.number,
+          parentId: baseVersionId,
+          weights: next,
+        });
+        active.newModelVersionId = version.id;
+        active.evaluateFrame = encodeFrame(
+          {
+            v: PROTOCOL_VERSION,
+            type: 'round.evaluate',
+            id: randomUUID(),
+            runId: loop.runId,
+            round: row.number,
+            modelVersionId: version.id,
+            modelHash: version.hash,
+          },
+          next,
+        );
+        return this.rounds.transition(em, row.id, 'aggregated', {
+          modelVersionId: version.id,
+          participants: active.participantList(),
+          metrics: partialMetrics,
+        });
+      });
+
+      // 5. Evaluation on the sites' held-out data.
+      active.phase = 'evaluating';
+      for (const p of active.participants.values()) {
+        if (p.status === 'submitted') this.sessions.get(p.siteId)?.sendBinary(active.evaluateFrame!);
+      }
+      const evalDeadline = this.clock.now().getTime() + cfg.evaluationTimeoutMs;
+      await this.until(loop, active.signal, () => this.nonePending(active, 'submitted'), evalDeadline);
+      active.phase = 'closing';
+      const evaluation = weightedMetrics([...active.evaluations.values()]);
+      const metrics: RoundMetrics = { ...partialMetrics, evaluation, bytesReceived: active.bytesReceived };
+      await this.rounds.transaction((em) =>
+        this.rounds.transition(em, row.id, 'evaluated', { metrics, participants: active.participantList() }),
+      );
+
+      // 6. Commit: the new version becomes the federation's model.
+      active.row = await this.rounds.transaction(async (em) => {
+        const r = await this.rounds.transition(em, row.id, 'committed', { ended: true });
+        await this.federations.setCurrentModel(em, fed.id, active.newModelVersionId!);
+        await this.rounds.incrementRunRounds(em, loop.runId);
+        return r;
+      });
+      this.metrics.rounds.inc({ outcome: 'committed' });
+      this.metrics.roundDuration.observe((active.row.durationMs ?? 0) / 1000);
+      this.broadcastEnd(active, 'committed', null);
+      this.config.log(
+        `round ${row.number} committed: ${collector.count} site(s)` +
+          (evaluation ? `, accuracy ${evaluation.accuracy.toFixed(4)}` : ''),
+      );
+      return { number: row.number, aborted: false };
+    } finally {
+      loop.active = null;
+    }
+  }
+
+  private async collectFeatureStats(
+    loop: RunLoop,
+    fed: FederationRow,
+    active: ActiveRound,
+    deadline: number,
+  ): Promise<FederationRow['featureStats']> {
+    const inputDim = fed.modelSpec.inputDim;
+    active.phase = 'stats';
+    const msg = { v: PROTOCOL_VERSION, type: 'stats.request', id: randomUUID(), features: inputDim };
+    for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendJson(msg);
+    await this.until(
+      loop,
+      active.signal,
+      () => [...active.participants.keys()].every((id) => active.stats.has(id) || !this.pendingForStats(active, id)),
+      deadline,
+    );
+    if (active.stats.size < fed.config.minSites) return null;
+    const combined = combineFeatureStats([...active.stats.values()]);
+    const stats = {
+      mean: combined.mean,
+      std: combined.std,
+      sites: active.stats.size,
+      count: [...active.stats.values()].reduce((a, s) => a + s.count, 0),
+    };
+    await this.federations.setFeatureStats(fed.id, stats);
+    return stats;
+  }
+
+  private pendingForStats(active: ActiveRound, siteId: string): boolean {
+    return active.isPending(
+      siteId,
+      this.clock.now().getTime(),
+      this.config.reconnectGraceMs,
+      this.sessions.isConnected(siteId),
+      'selected',
+    );
+  }
+
+  private nonePending(active: ActiveRound, waitingFor: Participant['status']): boolean {
+    const now = this.clock.now().getTime();
+    for (const p of active.participants.values()) {
+      if (waitingFor === 'submitted' && active.evaluations.has(p.siteId)) continue;
+      if (active.isPending(p.siteId, now, this.config.reconnectGraceMs, this.sessions.isConnected(p.siteId), waitingFor)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private markUnanswered(active: ActiveRound, from: Participant['status'], to: Participant['status'], detail: string): void {
+    for (const p of active.participants.values()) {
+      if (p.status === from) {
+        p.status = to;
+        p.detail = detail;
+      }
+    }
+  }
+
+  private shortfall(active: ActiveRound, got: number, minSites: number): string {
+    const lost = active
+      .participantList()
+      .filter((p) => p.status !== 'submitted')
+      .map((p) => `${p.name} ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
+    return `only ${got} of ${active.participants.size} selected site(s) sent an update; the federation needs minSites=${minSites}` +
+      (lost.length ? `; ${lost.join('; ')}` : '');
+  }
+
+  private async abortRound(active: ActiveRound, reason: string): Promise<void> {
+    active.phase = 'closing';
+    await this.rounds.transaction((em) =>
+      this.rounds.transition(em, active.row.id, 'aborted', {
+        ended: true,
+        reason,
+        participants: active.participantList(),
+      }),
+    );
+    this.metrics.rounds.inc({ outcome: 'aborted' });
+    this.broadcastEnd(active, 'aborted', reason);
+    this.config.log(`round ${active.number} aborted: ${reason}`);
+  }
+
+  private broadcastEnd(active: ActiveRound, outcome: 'committed' | 'aborted', reason: string | null): void {
+    const msg = {
+      v: PROTOCOL_VERSION,
+      type: 'round.end',
+      id: randomUUID(),
+      runId: active.runId,
+      round: active.number,
+      outcome,
+      reason,
+    };
+    for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendJson(msg);
+  }
+
+  private async until(
+    loop: RunLoop,
+    signal: { wait(ms: number): Promise<void> },
+    ready: () => boolean,
+    deadline: number,
+  ): Promise<boolean> {
+    const ok = await waitFor(signal as never, ready, deadline, () => this.clock.now().getTime(), () => loop.stopped);
+    if (loop.stopped && this.shuttingDown) throw new Stopped();
+    return ok;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Site events, routed by the gateway
+
+  /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
+  handleSiteMessage(session: SiteSession, msg: SiteMessage, vector: Float32Array | Uint32Array | null, bytes: number): void {
+    const active = this.loops.get(session.federationId)?.active;
+    if (msg.type === 'login') {
+      throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
+    }
+    if (!active) {
+      throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `no round is running; ${msg.type} was not expected`);
+    }
+    const p = active.participants.get(session.siteId);
+    if (!p) {
+      throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `this site is not a participant of round ${active.number}`);
+    }
+    if ('round' in msg && msg.round !== active.number) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `message is for round ${msg.round}, the current round is ${active.number}`,
+      );
+    }
+    active.bytesReceived += bytes;
+    switch (msg.type) {
+      case 'stats.report': {
+        if (active.phase !== 'stats' || active.stats.has(session.siteId)) {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'feature statistics were not requested now');
+        }
+        const fed = active.expectedLength; // unused in stats phase; inputDim checked via array lengths below
+        void fed;
+        if (msg.sum.length !== msg.sumSq.length) {
+          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'sum and sumSq must have the same length');
+        }
+        const first = active.stats.values().next().value;
+        if (first && first.sum.length !== msg.sum.length) {
+          throw new ProtocolError(ErrorCode.SCHEMA_MISMATCH, `expected ${first.sum.length} features, got ${msg.sum.length}`);
+        }
+        active.stats.set(session.siteId, { count: msg.count, sum: msg.sum, sumSq: msg.sumSq });
+        break;
+      }
+      case 'round.update': {
+        if (active.phase !== 'collecting' || p.status !== 'selected') {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `an update is not expected from this site now (${p.status})`);
+        }
+        if (!(vector instanceof Float32Array)) {
+          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'round.update must carry a float32 vector');
+        }
+        try {
+          assertLength(vector, active.expectedLength, 'update');
+          assertFinite(vector, 'update');
+        } catch (e) {
+          p.status = 'rejected';
+          p.detail = (e as Error).message;
+          active.signal.notify();
+          throw e;
+        }
+        active.collector!.add({ siteId: session.siteId, delta: vector, weight: msg.numExamples });
+        active.trainLossSum += msg.trainLoss * msg.numExamples;
+        active.trainWeightSum += msg.numExamples;
+        p.status = 'submitted';
+        p.numExamples = msg.numExamples;
+        break;
+      }
+      case 'round.metrics': {
+        if (active.phase !== 'evaluating' || p.status !== 'submitted' || msg.modelVersionId !== active.newModelVersionId) {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'metrics are not expected for this model version now');
+        }
+        active.evaluations.set(session.siteId, msg.metrics);
+        p.status = 'evaluated';
+        break;
+      }
+      case 'round.decline': {
+        if (p.status !== 'selected') {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'nothing to decline now');
+        }
+        p.status = 'declined';
+        p.detail = `${msg.code}: ${msg.reason}`;
+        break;
+      }
+    }
+    active.signal.notify();
+  }
+
+  private onSiteConnected(session: SiteSession): void {
+    const active = this.loops.get(session.federationId)?.active;
+    if (!active) return;
+    active.disconnectedAt.delete(session.siteId);
+    const p = active.participants.get(session.siteId);
+    // Resume within the round: a participant that reconnects gets the round's work again.
+    if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
+      session.sendBinary(active.trainFrame);
+    } else if (p?.status === 'submitted' && active.phase === 'evaluating' && active.evaluateFrame) {
+      session.sendBinary(active.evaluateFrame);
+    } else if (p?.status === 'selected' && active.phase === 'stats' && !active.stats.has(session.siteId)) {
+      session.sendJson({ v: PROTOCOL_VERSION, type: 'stats.request', id: randomUUID(), features: 0 });
+    }
+    active.signal.notify();
+  }
+
+  private onSiteDisconnected(session: SiteSession): void {
+    const active = this.loops.get(session.federationId)?.active;
+    if (!active) return;
+    if (active.participants.has(session.siteId)) {
+      active.disconnectedAt.set(session.siteId, this.clock.now().getTime());
+      // Re-check once the grace period has passed.
+      setTimeout(() => active.signal.notify(), this.config.reconnectGraceMs + 5).unref();
+    }
+    active.signal.notify();
+  }
+}
+
+/** Sample-weighted mean of the sites' held-out metrics; null when no site reported. */
+export function weightedMetrics(all: SiteMetrics[]): RoundMetrics['evaluation'] {
+  const total = all.reduce((a, m) => a + m.numExamples, 0);
+  if (!all.length || total === 0) return null;
+  const mean = (f: (m: SiteMetrics) => number): number =>
+    all.reduce((a, m) => a + f(m) * m.numExamples, 0) / total;
+  const withAuc = all.filter((m) => m.auc !== null);
+  const aucTotal = withAuc.reduce((a, m) => a + m.numExamples, 0);
+  return {
+    loss: mean((m) => m.loss),
+    accuracy: mean((m) => m.accuracy),
+    f1: mean((m) => m.f1),
+    auc: aucTotal > 0 ? withAuc.reduce((a, m) => a + m.auc! * m.numExamples, 0) / aucTotal : null,
+    numExamples: total,
+    sites: all.length,
+  };
+}

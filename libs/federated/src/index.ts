@@ -1,0 +1,4 @@
+export * from './vector';
+export * from './aggregation';
+export * from './strategy';
+export * from './transforms';

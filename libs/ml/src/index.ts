@@ -1,0 +1,40 @@
+// Public API of @confide/ml: model specs, flat weights, training and evaluation with tfjs (backend
+// chosen by the caller), pure metrics, CSV datasets, federated standardisation and simulation splits.
+// Each export carries its one-line doc comment where it is defined.
+
+export { MlError, type MlErrorCode } from './errors';
+export {
+  MODEL_SPEC_LIMITS,
+  layerSizes,
+  outputUnits,
+  parameterCount,
+  parseModelSpec,
+  weightShapes,
+  type ModelSpec,
+  type OutputSpec,
+} from './model-spec';
+export { initialWeights } from './weights';
+export { buildModel, getModelWeights, setModelWeights } from './model';
+export { evaluateModel, predictScores, trainModel, type TrainOptions } from './train';
+export {
+  PROBABILITY_EPSILON,
+  accuracy,
+  binaryCrossEntropy,
+  binaryMetrics,
+  f1Score,
+  macroF1,
+  multiclassMetrics,
+  rocAuc,
+  type Metrics,
+} from './metrics';
+export { checkDataset, concatDatasets, subsetRows, type Dataset } from './dataset';
+export { datasetToCsv, loadCsv, parseCsv, type CsvOptions } from './csv';
+export {
+  combineFeatureStats,
+  featureStatsPartial,
+  standardize,
+  type FeatureStats,
+  type FeatureStatsPartial,
+} from './standardize';
+export { partitionDirichlet, partitionIid, stratifiedSplit } from './split';
+export { seededRandom } from './random';

@@ -1,0 +1,116 @@
+import { ErrorCode, ProtocolError } from './errors';
+import { MAX_CONTROL_BYTES } from './messages';
+
+/** Element types a binary frame can carry. */
+export type FrameDType = 'float32' | 'uint32';
+
+const MAGIC = 0x42444643; // 'CFDB' read as little-endian u32
+const PREFIX = 8;
+
+/** A decoded binary frame: its JSON header (an envelope, not yet validated) and its raw payload. */
+export interface DecodedFrame {
+  header: Record<string, unknown>;
+  dtype: FrameDType;
+  /** Copied into a fresh, aligned array. */
+  vector: Float32Array | Uint32Array;
+}
+
+const pad8 = (n: number): number => (n + 7) & ~7;
+
+/**
+ * Encodes an envelope and a vector as one binary frame:
+ * `'CFDB' | u32 LE header length | header JSON | zero padding to 8 | little-endian elements`.
+ * @example encodeFrame({ v: 1, type: 'round.update', id: 'x' }, new Float32Array([1, 2]))
+ */
+export function encodeFrame(header: object, vector: Float32Array | Uint32Array): Buffer {
+  const dtype: FrameDType = vector instanceof Float32Array ? 'float32' : 'uint32';
+  const json = Buffer.from(JSON.stringify({ ...header, dtype, length: vector.length }), 'utf8');
+  const payloadOffset = pad8(PREFIX + json.length);
+  const out = Buffer.allocUnsafe(payloadOffset + vector.byteLength);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeUInt32LE(json.length, 4);
+  json.copy(out, PREFIX);
+  out.fill(0, PREFIX + json.length, payloadOffset);
+  Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).copy(out, payloadOffset);
+  return out;
+}
+
+/**
+ * Decodes a binary frame, checking its framing and the header's declared length against the bytes.
+ * `maxElements` bounds the payload (FRAME_TOO_LARGE above it).
+ */
+export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.length < PREFIX || buf.readUInt32LE(0) !== MAGIC) {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame does not start with the CFDB magic');
+  }
+  const headerLength = buf.readUInt32LE(4);
+  if (headerLength > MAX_CONTROL_BYTES) {
+    throw new ProtocolError(
+      ErrorCode.FRAME_TOO_LARGE,
+      `frame header of ${headerLength} bytes exceeds the ${MAX_CONTROL_BYTES}-byte limit`,
+    );
+  }
+  if (PREFIX + headerLength > buf.length) {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame is shorter than its header length');
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(buf.toString('utf8', PREFIX, PREFIX + headerLength));
+  } catch {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame header is not valid JSON');
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame header must be a JSON object');
+  }
+  const h = header as Record<string, unknown>;
+  const dtype = h['dtype'];
+  const length = h['length'];
+  if (dtype !== 'float32' && dtype !== 'uint32') {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame dtype must be float32 or uint32');
+  }
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame length must be a non-negative integer');
+  }
+  if (length > maxElements) {
+    throw new ProtocolError(
+      ErrorCode.FRAME_TOO_LARGE,
+      `frame carries ${length} elements; the limit is ${maxElements}`,
+    );
+  }
+  const offset = pad8(PREFIX + headerLength);
+  if (buf.length - offset !== length * 4) {
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      `binary frame declares ${length} elements but carries ${Math.max(0, buf.length - offset)} payload bytes`,
+    );
+  }
+  const vector = dtype === 'float32' ? new Float32Array(length) : new Uint32Array(length);
+  new Uint8Array(vector.buffer).set(buf.subarray(offset));
+  return { header: h, dtype, vector };
+}
+
+/** Throws NON_FINITE_VALUES naming the first bad index when `v` holds NaN or ±Infinity. */
+export function assertFinite(v: Float32Array, what = 'vector'): void {
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i])) {
+      throw new ProtocolError(
+        ErrorCode.NON_FINITE_VALUES,
+        `${what} holds ${String(v[i])} at index ${i}; NaN and Infinity are refused`,
+      );
+    }
+  }
+}
+
+/** Throws WRONG_VECTOR_LENGTH unless `v` has exactly `expected` elements. */
+export function assertLength(v: ArrayLike<number>, expected: number, what = 'vector'): void {
+  if (v.length !== expected) {
+    throw new ProtocolError(
+      ErrorCode.WRONG_VECTOR_LENGTH,
+      `${what} has ${v.length} elements; the model has ${expected} parameters`,
+    );
+  }
+}
+
+/** The most elements a peer accepts in one frame by default (512 MiB of float32). */
+export const parameterLimit = 128 * 1024 * 1024;

@@ -1,0 +1,72 @@
+import nacl from 'tweetnacl';
+import { fromBase64, toBase64 } from './encoding';
+
+/** An Ed25519 identity key pair (tweetnacl `sign`), keys in base64. */
+export interface IdentityKeyPair {
+  publicKey: string;
+  secretKey: string;
+}
+
+/** Makes a fresh Ed25519 identity key pair from tweetnacl's CSPRNG. */
+export function generateIdentity(): IdentityKeyPair {
+  const kp = nacl.sign.keyPair();
+  return { publicKey: toBase64(kp.publicKey), secretKey: toBase64(kp.secretKey) };
+}
+
+/**
+ * The exact bytes a site signs to log in: bound to the server's id, this connection's nonce, the federation
+ * and the key itself, so a signature is useless on another server, connection or federation.
+ */
+export function loginChallengeBytes(
+  serverId: string,
+  nonce: string,
+  federationId: string,
+  publicKey: string,
+): Uint8Array {
+  return new TextEncoder().encode(
+    ['confide/login/v1', serverId, nonce, federationId, publicKey].join('\n'),
+  );
+}
+
+/** Signs a login challenge with the site's secret key; returns the base64 detached signature. */
+export function signLogin(
+  identity: IdentityKeyPair,
+  serverId: string,
+  nonce: string,
+  federationId: string,
+): string {
+  const msg = loginChallengeBytes(serverId, nonce, federationId, identity.publicKey);
+  return toBase64(nacl.sign.detached(msg, fromBase64(identity.secretKey, nacl.sign.secretKeyLength)));
+}
+
+/** Verifies a login signature; false (never a throw) on any malformed input. */
+export function verifyLogin(
+  publicKey: string,
+  signature: string,
+  serverId: string,
+  nonce: string,
+  federationId: string,
+): boolean {
+  try {
+    const pk = fromBase64(publicKey, nacl.sign.publicKeyLength);
+    const sig = fromBase64(signature, nacl.sign.signatureLength);
+    return nacl.sign.detached.verify(loginChallengeBytes(serverId, nonce, federationId, publicKey), sig, pk);
+  } catch {
+    return false;
+  }
+}
+
+/** True when `text` is a canonical base64 Ed25519 public key. */
+export function isPublicKey(text: string): boolean {
+  try {
+    fromBase64(text, nacl.sign.publicKeyLength);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A short, stable fingerprint of a public key for people to compare (first 16 hex of SHA-512). */
+export function keyFingerprint(publicKey: string): string {
+  return Buffer.from(nacl.hash(fromBase64(publicKey))).toString('hex').slice(0, 16);
+}
