@@ -38,6 +38,8 @@ export interface RunningAggregator {
   serverId: string;
   /** The admin token created on the first start against this database, else null. */
   initialAdminToken: string | null;
+  /** Issues an API token in-process (the demo and tests; operators use the REST API or the CLI). */
+  createToken(role: 'admin' | 'auditor', label: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,9 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       wsUrl: `${url.replace(/^http/, 'ws')}/v1/fl`,
       serverId,
       initialAdminToken,
+      async createToken(role, label) {
+        return (await app.get(AuthService).createToken(role, label, 'system')).token;
+      },
       async close() {
         if (closed) return;
         closed = true;

@@ -54,7 +54,7 @@ export class ApiClient {
     }
     if (!res.ok) {
       const err = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new ApiRequestError(res.status, err?.code ?? `HTTP_${res.status}`, err?.message ?? (text || res.statusText));
+      throw new ApiRequestError(res.status, err?.code ?? `HTTP_${res.status}`, `${method} ${path}: ${err?.message ?? (text || res.statusText)}`);
     }
     return parsed as T;
   }

@@ -1,3 +1,4 @@
 export { ClientNode, NodeStopped, protocolUrl, type ClientNodeOptions, type LocalRoundResult } from './client-node';
 export { createIdentityFiles, loadIdentity, NodeError, SECRET_KEY_FILE, PUBLIC_KEY_FILE } from './keys';
 export { progressBar, silentProgress, type Progress } from './progress';
+export { selectBackend, type BackendPreference } from './backend';

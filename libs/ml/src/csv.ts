@@ -50,7 +50,10 @@ function parseQuotedRecord(text: string, start: number, startLine: number): Quot
       for (;;) {
         const q = text.indexOf('"', pos);
         if (q < 0) {
-          throw new MlError('CSV_PARSE', `line ${openLine}: a quoted field is never closed (missing ")`);
+          throw new MlError(
+            'CSV_PARSE',
+            `line ${openLine}: a quoted field is never closed (missing ")`,
+          );
         }
         const chunk = text.slice(pos, q);
         field += chunk;
@@ -124,7 +127,10 @@ function checkOptions(opts: CsvOptions): void {
   }
   const e = opts.expectedFeatures;
   if (e !== undefined && (!Number.isInteger(e) || e < 1)) {
-    throw new MlError('INVALID_ARGUMENT', `CSV options: expectedFeatures must be a positive integer, got ${e}`);
+    throw new MlError(
+      'INVALID_ARGUMENT',
+      `CSV options: expectedFeatures must be a positive integer, got ${e}`,
+    );
   }
 }
 
@@ -191,14 +197,19 @@ function resolveColumns(
   }
   const duplicate = featureNames.find((f, i) => featureNames.indexOf(f) !== i);
   if (duplicate !== undefined) {
-    throw new MlError('CSV_SCHEMA', `features: column ${JSON.stringify(duplicate)} is listed twice`);
+    throw new MlError(
+      'CSV_SCHEMA',
+      `features: column ${JSON.stringify(duplicate)} is listed twice`,
+    );
   }
   if (opts.expectedFeatures !== undefined && featureNames.length !== opts.expectedFeatures) {
     throw new MlError(
       'CSV_SCHEMA',
       `expected ${opts.expectedFeatures} feature columns (the model's inputDim), found ` +
         `${featureNames.length}` +
-        (opts.features === undefined ? ` (every column but the label ${JSON.stringify(label)})` : ''),
+        (opts.features === undefined
+          ? ` (every column but the label ${JSON.stringify(label)})`
+          : ''),
     );
   }
   return { featureNames, featureIndex: featureNames.map((f) => seen.get(f) as number), labelIndex };

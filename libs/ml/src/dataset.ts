@@ -14,7 +14,12 @@ export interface Dataset {
 /** Throws MlError('DATASET') when the arrays and counts of a dataset disagree. */
 export function checkDataset(ds: Dataset): void {
   const { numRows, numFeatures } = ds;
-  if (!Number.isInteger(numRows) || numRows < 0 || !Number.isInteger(numFeatures) || numFeatures < 1) {
+  if (
+    !Number.isInteger(numRows) ||
+    numRows < 0 ||
+    !Number.isInteger(numFeatures) ||
+    numFeatures < 1
+  ) {
     throw new MlError(
       'DATASET',
       `dataset has ${numRows} rows and ${numFeatures} features; need integers, at least one feature`,
@@ -63,7 +68,8 @@ export function subsetRows(ds: Dataset, rows: number[]): Dataset {
 /** Stacks datasets with the same columns (names and order) into one. */
 export function concatDatasets(parts: Dataset[]): Dataset {
   const first = parts[0];
-  if (first === undefined) throw new MlError('INVALID_ARGUMENT', 'concatDatasets needs at least one dataset');
+  if (first === undefined)
+    throw new MlError('INVALID_ARGUMENT', 'concatDatasets needs at least one dataset');
   const names = [...first.featureNames, first.labelName].join('\u0000');
   let numRows = 0;
   parts.forEach((p, i) => {

@@ -91,7 +91,12 @@ describe('binaryMetrics', () => {
     const labels = Float32Array.from([1, 0, 0, 1]);
     const m = binaryMetrics(scores, labels);
     const expectedLoss =
-      -(Math.log(Math.fround(0.9)) + Math.log(1 - Math.fround(0.2)) + Math.log(1 - Math.fround(0.6)) + Math.log(Math.fround(0.4))) / 4;
+      -(
+        Math.log(Math.fround(0.9)) +
+        Math.log(1 - Math.fround(0.2)) +
+        Math.log(1 - Math.fround(0.6)) +
+        Math.log(Math.fround(0.4))
+      ) / 4;
     expect(m.loss).toBeCloseTo(expectedLoss, 6);
     expect(m.accuracy).toBe(0.5);
     expect(m.auc).toBe(0.75);

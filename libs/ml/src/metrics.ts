@@ -40,7 +40,11 @@ export function accuracy(predicted: ArrayLike<number>, labels: ArrayLike<number>
 }
 
 /** F1 score of one class (default: class 1) from predicted classes; 0 when it is never predicted nor present. */
-export function f1Score(predicted: ArrayLike<number>, labels: ArrayLike<number>, positive = 1): number {
+export function f1Score(
+  predicted: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  positive = 1,
+): number {
   checkSameLength(predicted, labels, 'f1Score');
   let tp = 0;
   let fp = 0;
@@ -92,7 +96,7 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
     return sa < sb ? -1 : sa > sb ? 1 : 0; // not sa - sb: Infinity - Infinity is NaN
   });
   let positiveRankSum = 0;
-  for (let start = 0; start < n; ) {
+  for (let start = 0; start < n;) {
     let end = start + 1;
     const s = scores[order[start] as number];
     while (end < n && scores[order[end] as number] === s) end++;
@@ -158,7 +162,9 @@ export function multiclassMetrics(
     }
     let best = 0;
     for (let c = 1; c < classes; c++) {
-      if ((probabilities[i * classes + c] as number) > (probabilities[i * classes + best] as number)) {
+      if (
+        (probabilities[i * classes + c] as number) > (probabilities[i * classes + best] as number)
+      ) {
         best = c;
       }
     }

@@ -30,12 +30,12 @@ const fail = (path: string, what: string): never => {
 };
 
 const show = (x: unknown): string => {
-  if (typeof x === 'string') return JSON.stringify(x);
   if (x === undefined) return 'nothing';
+  if (typeof x === 'bigint') return `${x}n`;
   try {
-    return JSON.stringify(x) ?? String(x);
+    return JSON.stringify(x) ?? typeof x; // functions and symbols stringify to undefined
   } catch {
-    return String(x);
+    return typeof x; // cyclic
   }
 };
 

@@ -80,7 +80,9 @@ describe('setModelWeights / getModelWeights', () => {
     expect(() => setModelWeights(model, new Float32Array(30))).toThrow(
       expect.objectContaining({
         code: 'WEIGHTS_LENGTH',
-        message: expect.stringContaining('weight vector has 30 values, the model has 31 parameters'),
+        message: expect.stringContaining(
+          'weight vector has 30 values, the model has 31 parameters',
+        ) as string,
       }) as MlError,
     );
     model.dispose();

@@ -32,7 +32,10 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
 
 /** Number of parameters the model holds, in `model.getWeights()` order. */
 function modelParameterCount(model: tf.LayersModel): number {
-  return model.weights.reduce((sum, w) => sum + w.shape.reduce((a: number, b) => a * (b ?? 0), 1), 0);
+  return model.weights.reduce(
+    (sum, w) => sum + w.shape.reduce((a: number, b) => a * (b ?? 0), 1),
+    0,
+  );
 }
 
 /**

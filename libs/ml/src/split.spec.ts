@@ -83,7 +83,13 @@ describe('partitionDirichlet', () => {
         fc.double({ min: 0.05, max: 100, noNaN: true }),
         fc.integer(),
         (parts, alpha, seed) => {
-          const out = partitionDirichlet(indexed(Array.from({ length: 120 }, (_, i) => i % 3)), parts, alpha, seed, 10);
+          const out = partitionDirichlet(
+            indexed(Array.from({ length: 120 }, (_, i) => i % 3)),
+            parts,
+            alpha,
+            seed,
+            10,
+          );
           expectDisjointCover(out, 120);
           for (const p of out) expect(p.numRows).toBeGreaterThanOrEqual(10);
         },
@@ -96,7 +102,9 @@ describe('partitionDirichlet', () => {
     const global = 212 / 569;
     const spread = (alpha: number): number => {
       const deviations = [1, 2, 3, 4, 5].flatMap((seed) =>
-        partitionDirichlet(bc, 5, alpha, seed).map((p) => Math.abs(positives(p) / p.numRows - global)),
+        partitionDirichlet(bc, 5, alpha, seed).map((p) =>
+          Math.abs(positives(p) / p.numRows - global),
+        ),
       );
       return deviations.reduce((a, b) => a + b, 0) / deviations.length;
     };
@@ -120,6 +128,8 @@ describe('subsetRows and concatDatasets', () => {
     const b = concatDatasets([a, subsetRows(ds, [2])]);
     expect(rowIds(b)).toEqual([4, 0, 2]);
     expect(() => subsetRows(ds, [5])).toThrow('row index 5 is outside 0..4');
-    expect(() => concatDatasets([ds, { ...ds, labelName: 'z' }])).toThrow('dataset 1 has columns row, z');
+    expect(() => concatDatasets([ds, { ...ds, labelName: 'z' }])).toThrow(
+      'dataset 1 has columns row, z',
+    );
   });
 });

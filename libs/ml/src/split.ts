@@ -55,7 +55,10 @@ export function stratifiedSplit(
 ): { train: Dataset; test: Dataset } {
   checkDataset(ds);
   if (!(testFraction > 0 && testFraction < 1)) {
-    throw new MlError('INVALID_ARGUMENT', `testFraction must be between 0 and 1, got ${testFraction}`);
+    throw new MlError(
+      'INVALID_ARGUMENT',
+      `testFraction must be between 0 and 1, got ${testFraction}`,
+    );
   }
   if (ds.numRows < 2) {
     throw new MlError('DATASET', `cannot split ${ds.numRows} row(s) into a train and a test set`);
@@ -140,7 +143,8 @@ export function partitionDirichlet(
     });
     const donor = assigned[largest] as number[];
     const counts = new Map<number, number>();
-    for (const r of donor) counts.set(ds.labels[r] as number, (counts.get(ds.labels[r] as number) ?? 0) + 1);
+    for (const r of donor)
+      counts.set(ds.labels[r] as number, (counts.get(ds.labels[r] as number) ?? 0) + 1);
     const common = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
     const at = donor.findIndex((r) => ds.labels[r] === common);
     (assigned[small] as number[]).push(...donor.splice(at, 1));

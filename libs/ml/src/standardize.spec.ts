@@ -18,7 +18,15 @@ function dataset(rows: number[][], labels?: number[]): Dataset {
 
 describe('combineFeatureStats', () => {
   it('gives the population mean and std', () => {
-    const stats = combineFeatureStats([featureStatsPartial(dataset([[1, 10], [3, 10], [5, 10]]))]);
+    const stats = combineFeatureStats([
+      featureStatsPartial(
+        dataset([
+          [1, 10],
+          [3, 10],
+          [5, 10],
+        ]),
+      ),
+    ]);
     expect(stats.mean).toEqual([3, 10]);
     expect(stats.std[0]).toBeCloseTo(Math.sqrt(8 / 3), 12);
     expect(stats.std[1]).toBe(1); // constant feature
@@ -36,7 +44,9 @@ describe('combineFeatureStats', () => {
         (pairs, parts, seed) => {
           const ds = dataset(pairs.map(([a, b]) => [a / 8, b / 16]));
           const whole = combineFeatureStats([featureStatsPartial(ds)]);
-          const combined = combineFeatureStats(partitionIid(ds, parts, seed).map(featureStatsPartial));
+          const combined = combineFeatureStats(
+            partitionIid(ds, parts, seed).map(featureStatsPartial),
+          );
           for (let j = 0; j < 2; j++) {
             expect(combined.mean[j]).toBeCloseTo(whole.mean[j] as number, 6);
             expect(combined.std[j]).toBeCloseTo(whole.std[j] as number, 6);
@@ -56,7 +66,12 @@ describe('combineFeatureStats', () => {
 
 describe('standardize', () => {
   it('maps every feature to zero mean and unit variance without touching the input', () => {
-    const ds = dataset([[1, 100], [2, 300], [6, 200], [3, 400]]);
+    const ds = dataset([
+      [1, 100],
+      [2, 300],
+      [6, 200],
+      [3, 400],
+    ]);
     const copy = ds.features.slice();
     const out = standardize(ds, combineFeatureStats([featureStatsPartial(ds)]));
     expect(ds.features).toEqual(copy);

@@ -97,7 +97,8 @@ export function standardize(ds: Dataset, stats: FeatureStats): Dataset {
   for (let r = 0; r < ds.numRows; r++) {
     for (let j = 0; j < d; j++) {
       const i = r * d + j;
-      features[i] = ((ds.features[i] as number) - (stats.mean[j] as number)) / (stats.std[j] as number);
+      features[i] =
+        ((ds.features[i] as number) - (stats.mean[j] as number)) / (stats.std[j] as number);
     }
   }
   return { ...ds, features, labels: ds.labels.slice(), featureNames: [...ds.featureNames] };

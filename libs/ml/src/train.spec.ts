@@ -19,10 +19,13 @@ let test: Dataset;
 beforeAll(async () => {
   tf.env().set('IS_TEST', true); // silences the "install tfjs-node" banner
   await tf.setBackend('cpu');
-  const bc = await loadCsv(join(import.meta.dirname, '../../../datasets/breast-cancer-wisconsin.csv'), {
-    label: 'diagnosis',
-    expectedFeatures: 30,
-  });
+  const bc = await loadCsv(
+    join(import.meta.dirname, '../../../datasets/breast-cancer-wisconsin.csv'),
+    {
+      label: 'diagnosis',
+      expectedFeatures: 30,
+    },
+  );
   const split = stratifiedSplit(bc, 0.2, 1);
   const stats = combineFeatureStats([featureStatsPartial(split.train)]);
   train = standardize(split.train, stats);
@@ -39,7 +42,14 @@ function blobs(numRows: number, seed: number): Dataset {
     labels[r] = c;
     for (let j = 0; j < 4; j++) features[r * 4 + j] = (j === c ? 3 : 0) + (rng() - 0.5) * 2;
   }
-  return { features, labels, numRows, numFeatures: 4, featureNames: ['a', 'b', 'c', 'd'], labelName: 'y' };
+  return {
+    features,
+    labels,
+    numRows,
+    numFeatures: 4,
+    featureNames: ['a', 'b', 'c', 'd'],
+    labelName: 'y',
+  };
 }
 
 describe('trainModel on the breast-cancer data', () => {
@@ -67,7 +77,12 @@ describe('trainModel on the breast-cancer data', () => {
 
   it('also learns with plain SGD', async () => {
     const model = buildModel(logistic);
-    await trainModel(model, logistic, train, { epochs: 20, batchSize: 32, learningRate: 0.1, optimizer: 'sgd' });
+    await trainModel(model, logistic, train, {
+      epochs: 20,
+      batchSize: 32,
+      learningRate: 0.1,
+      optimizer: 'sgd',
+    });
     expect((await evaluateModel(model, logistic, test)).accuracy).toBeGreaterThanOrEqual(0.96);
     model.dispose();
   });
@@ -76,7 +91,12 @@ describe('trainModel on the breast-cancer data', () => {
     const model = buildModel(logistic);
     const before = tf.memory().numTensors;
     for (const optimizer of ['adam', 'sgd'] as const) {
-      await trainModel(model, logistic, train, { epochs: 2, batchSize: 50, learningRate: 0.01, optimizer });
+      await trainModel(model, logistic, train, {
+        epochs: 2,
+        batchSize: 50,
+        learningRate: 0.01,
+        optimizer,
+      });
     }
     await evaluateModel(model, logistic, test);
     setModelWeights(model, getModelWeights(model));
@@ -95,7 +115,8 @@ describe('trainModel on the breast-cancer data', () => {
         batchSize: 100,
         learningRate: 0.05,
         shuffleSeed: 5,
-        onBatchEnd: ({ epoch, batch, batchesPerEpoch }) => batches.push(epoch * batchesPerEpoch + batch),
+        onBatchEnd: ({ epoch, batch, batchesPerEpoch }) =>
+          batches.push(epoch * batchesPerEpoch + batch),
         onEpochEnd: ({ epoch, epochs: total }) => epochs.push(epoch * 10 + total),
       });
       runs.push(getModelWeights(model));
@@ -109,14 +130,31 @@ describe('trainModel on the breast-cancer data', () => {
   it('refuses data that does not fit the model', async () => {
     const model = buildModel({ kind: 'logistic', inputDim: 4 });
     await expect(
-      trainModel(model, { kind: 'logistic', inputDim: 4 }, blobs(30, 1), { epochs: 1, batchSize: 8, learningRate: 0.1 }),
-    ).rejects.toThrow(new MlError('DATASET', 'row 3: label 2 is not a class of this model (expected 0..1 for a binary model)'));
+      trainModel(model, { kind: 'logistic', inputDim: 4 }, blobs(30, 1), {
+        epochs: 1,
+        batchSize: 8,
+        learningRate: 0.1,
+      }),
+    ).rejects.toThrow(
+      new MlError(
+        'DATASET',
+        'row 3: label 2 is not a class of this model (expected 0..1 for a binary model)',
+      ),
+    );
     await expect(
-      trainModel(model, { kind: 'logistic', inputDim: 4 }, train, { epochs: 1, batchSize: 8, learningRate: 0.1 }),
-    ).rejects.toThrow(new MlError('DATASET', 'the data has 30 features, the model expects inputDim 4'));
+      trainModel(model, { kind: 'logistic', inputDim: 4 }, train, {
+        epochs: 1,
+        batchSize: 8,
+        learningRate: 0.1,
+      }),
+    ).rejects.toThrow(
+      new MlError('DATASET', 'the data has 30 features, the model expects inputDim 4'),
+    );
     await expect(
       trainModel(model, logistic, train, { epochs: 1, batchSize: 8, learningRate: 0.1 }),
-    ).rejects.toThrow('the model does not match the spec: its weight shapes are [4,1],[1], the spec gives [30,1],[1]');
+    ).rejects.toThrow(
+      'the model does not match the spec: its weight shapes are [4,1],[1], the spec gives [30,1],[1]',
+    );
     model.dispose();
     const ok = buildModel(logistic);
     await expect(

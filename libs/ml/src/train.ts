@@ -14,7 +14,12 @@ export interface TrainOptions {
   optimizer?: 'sgd' | 'adam';
   /** Seed of the per-epoch row shuffle; default 0. */
   shuffleSeed?: number;
-  onBatchEnd?: (info: { epoch: number; batch: number; batchesPerEpoch: number; loss: number }) => void;
+  onBatchEnd?: (info: {
+    epoch: number;
+    batch: number;
+    batchesPerEpoch: number;
+    loss: number;
+  }) => void;
   onEpochEnd?: (info: { epoch: number; epochs: number; loss: number }) => void;
 }
 
@@ -68,7 +73,8 @@ function checkTrainOptions(opts: TrainOptions): void {
   const bad = (what: string): never => {
     throw new MlError('INVALID_ARGUMENT', `training options: ${what}`);
   };
-  if (!Number.isInteger(opts.epochs) || opts.epochs < 1) bad(`epochs must be an integer >= 1, got ${opts.epochs}`);
+  if (!Number.isInteger(opts.epochs) || opts.epochs < 1)
+    bad(`epochs must be an integer >= 1, got ${opts.epochs}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
     bad(`batchSize must be an integer >= 1, got ${opts.batchSize}`);
   }
@@ -76,7 +82,8 @@ function checkTrainOptions(opts: TrainOptions): void {
     bad(`learningRate must be a positive number, got ${opts.learningRate}`);
   }
   const o = opts.optimizer;
-  if (o !== undefined && o !== 'sgd' && o !== 'adam') bad(`optimizer must be "sgd" or "adam", got ${String(o)}`);
+  if (o !== undefined && o !== 'sgd' && o !== 'adam')
+    bad(`optimizer must be "sgd" or "adam", got ${String(o)}`);
 }
 
 /** Copies the given rows into a new features tensor [rows, d] and labels tensor [rows, 1]. */
@@ -181,6 +188,8 @@ export async function evaluateModel(
   const scores = predictScores(model, data);
   await yieldToEventLoop();
   const metrics =
-    units === 1 ? binaryMetrics(scores, data.labels) : multiclassMetrics(scores, data.labels, units);
+    units === 1
+      ? binaryMetrics(scores, data.labels)
+      : multiclassMetrics(scores, data.labels, units);
   return { ...metrics, numExamples: data.numRows };
 }

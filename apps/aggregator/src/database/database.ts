@@ -70,7 +70,10 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     migrations: MIGRATIONS,
     migrationsTableName: 'schema_migration',
     logging: false,
-    extra: { max: embedded ? 4 : 10, connectionTimeoutMillis: 10_000 },
+    // PGlite is one backend: pglite-socket queues protocol messages, not whole extended-protocol
+    // exchanges, so two connections can overwrite each other's unnamed statement. One connection, then;
+    // the pool serialises queries and transactions in order.
+    extra: { max: embedded ? 1 : 10, connectionTimeoutMillis: 30_000 },
   });
   try {
     await dataSource.initialize();

@@ -1,0 +1,51 @@
+import { resolve } from 'node:path';
+import { startAggregator } from '@confide/aggregator';
+import { numberOption, type Command } from '../command';
+
+export const serverCommand: Command = {
+  path: ['server'],
+  summary: 'Run the aggregator (REST API, dashboard, site protocol on one port)',
+  description:
+    'Runs the aggregator. With DATABASE_URL it uses that Postgres server; otherwise an embedded PGlite\n' +
+    'database in --data-dir, kept across restarts. Migrations run on start. On the first start against a\n' +
+    'database an admin token is created and printed once: keep it.',
+  options: {
+    port: { type: 'string', value: 'PORT', description: 'HTTP and WebSocket port', default: '8080', env: 'CONFIDE_PORT' },
+    host: { type: 'string', value: 'HOST', description: 'interface to listen on', default: '0.0.0.0' },
+    'data-dir': { type: 'string', value: 'DIR', description: 'embedded database directory', default: '.confide/db' },
+  },
+  examples: ['confide server --port 8080', 'DATABASE_URL=postgres://confide@db:5432/confide confide server'],
+  async run(opts, _pos, io) {
+    const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
+    const databaseUrl = process.env['DATABASE_URL'] || undefined;
+    const dataDir = resolve(String(opts['data-dir']));
+    const agg = await startAggregator({
+      port,
+      host: String(opts['host']),
+      databaseUrl,
+      dataDir,
+      log: (line) => io.err(`[aggregator] ${line}`),
+    });
+    io.err(`Confide aggregator listening on http://${String(opts['host'])}:${agg.port}`);
+    io.err(`  database:   ${agg.db.description}`);
+    io.err(`  REST API:   ${agg.url}/api/v1   (OpenAPI: ${agg.url}/api/docs)`);
+    io.err(`  sites:      ${agg.wsUrl}`);
+    io.err(`  metrics:    ${agg.url}/metrics   health: ${agg.url}/health`);
+    if (agg.initialAdminToken) {
+      io.err('');
+      io.err('First start: an admin token was created. It is shown only this once; store it safely:');
+      io.out(agg.initialAdminToken);
+      io.err('');
+    }
+    await new Promise<void>((resolveStop) => {
+      const stop = (signal: string): void => {
+        io.err(`received ${signal}; shutting down`);
+        resolveStop();
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+    await agg.close();
+    return 0;
+  },
+};

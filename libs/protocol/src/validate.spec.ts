@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ErrorCode,
+  parseJsonText,
+  parseServerMessage,
+  parseSiteMessage,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  SERVER_MESSAGE_TYPES,
+  SITE_MESSAGE_TYPES,
+} from './index';
+
+function protocolErrorOf(fn: () => unknown): ProtocolError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ProtocolError);
+    return e as ProtocolError;
+  }
+  throw new Error('expected a ProtocolError, but nothing was thrown');
+}
+
+const metrics = { loss: 0.3, accuracy: 0.9, auc: null, f1: 0.8, numExamples: 40 };
+
+/** One valid example of every message a site sends. */
+const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
+  login: {
+    v: 1,
+    type: 'login',
+    id: 'm1',
+    federationId: 'f1',
+    publicKey: 'cGs=',
+    nonce: 'bm9uY2U=',
+    signature: 'c2ln',
+    client: 'confide-node/0.1',
+  },
+  'stats.report': { v: 1, type: 'stats.report', id: 'm2', count: 10, sum: [1, 2], sumSq: [3, 4] },
+  'round.update': {
+    v: 1,
+    type: 'round.update',
+    id: 'm3',
+    runId: 'r1',
+    round: 1,
+    numExamples: 50,
+    trainLoss: 0.5,
+  },
+  'round.metrics': {
+    v: 1,
+    type: 'round.metrics',
+    id: 'm4',
+    runId: 'r1',
+    round: 1,
+    modelVersionId: 'mv1',
+    metrics,
+  },
+  'round.decline': {
+    v: 1,
+    type: 'round.decline',
+    id: 'm5',
+    runId: 'r1',
+    round: 1,
+    code: 'SCHEMA_MISMATCH',
+    reason: 'no label column',
+  },
+};
+
+/** One valid example of every message the aggregator sends. */
+const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
+  challenge: { v: 1, type: 'challenge', id: 's1', nonce: 'bm9uY2U=', serverId: 'confide-1' },
+  welcome: { v: 1, type: 'welcome', id: 's2', siteId: 'st1', siteName: 'h1', federationId: 'f1' },
+  error: { v: 1, type: 'error', id: 's3', code: 'TIMEOUT', message: 'late', fatal: false },
+  'stats.request': { v: 1, type: 'stats.request', id: 's4', features: 30 },
+  'round.train': {
+    v: 1,
+    type: 'round.train',
+    id: 's5',
+    runId: 'r1',
+    round: 2,
+    federationId: 'f1',
+    modelVersionId: 'mv1',
+    modelHash: 'ab',
+    modelSpec: { kind: 'logistic', inputDim: 2 },
+    train: { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'adam' },
+    standardization: { mean: [0, 1], std: [1, 2] },
+    deadline: '2030-01-01T00:00:00.000Z',
+  },
+  'round.evaluate': {
+    v: 1,
+    type: 'round.evaluate',
+    id: 's6',
+    runId: 'r1',
+    round: 2,
+    modelVersionId: 'mv2',
+    modelHash: 'cd',
+  },
+  'round.end': {
+    v: 1,
+    type: 'round.end',
+    id: 's7',
+    runId: 'r1',
+    round: 2,
+    outcome: 'aborted',
+    reason: 'too few sites',
+  },
+};
+
+const SIDES = [
+  { side: 'site', parse: parseSiteMessage, examples: SITE_EXAMPLES, other: SERVER_EXAMPLES },
+  { side: 'server', parse: parseServerMessage, examples: SERVER_EXAMPLES, other: SITE_EXAMPLES },
+] as const;
+
+describe('the examples', () => {
+  it('cover every message type of the protocol', () => {
+    expect(Object.keys(SITE_EXAMPLES).sort()).toEqual([...SITE_MESSAGE_TYPES].sort());
+    expect(Object.keys(SERVER_EXAMPLES).sort()).toEqual([...SERVER_MESSAGE_TYPES].sort());
+  });
+});
+
+describe.each(SIDES)('parsing a $side message', ({ parse, examples, other }) => {
+  it.each(Object.keys(examples))('accepts a valid %s message and returns it unchanged', (type) => {
+    expect(parse(structuredClone(examples[type]))).toEqual(examples[type]);
+  });
+
+  it.each([2, 0, '1', null, undefined, 1.5])('refuses protocol version %j as UNSUPPORTED_VERSION', (v) => {
+    for (const example of Object.values(examples)) {
+      const err = protocolErrorOf(() => parse({ ...example, v }));
+      expect(err.code).toBe(ErrorCode.UNSUPPORTED_VERSION);
+      expect(err.message).toContain(`this peer speaks v${PROTOCOL_VERSION}`);
+    }
+  });
+
+  it('checks the version before the type, so a future peer learns it is too new', () => {
+    expect(protocolErrorOf(() => parse({ v: 2, type: 'from.the.future' })).code).toBe(
+      ErrorCode.UNSUPPORTED_VERSION,
+    );
+  });
+
+  it.each(['round.bogus', '', 42, undefined, 'LOGIN', '__proto__', 'toString'])(
+    'refuses message type %j as UNKNOWN_MESSAGE_TYPE',
+    (type) => {
+      const err = protocolErrorOf(() => parse({ v: 1, id: 'x', type }));
+      expect(err.code).toBe(ErrorCode.UNKNOWN_MESSAGE_TYPE);
+      expect(err.message).toMatch(/^unknown message type/);
+    },
+  );
+
+  it("refuses the other side's messages as UNKNOWN_MESSAGE_TYPE", () => {
+    for (const example of Object.values(other)) {
+      expect(protocolErrorOf(() => parse(example)).code).toBe(ErrorCode.UNKNOWN_MESSAGE_TYPE);
+    }
+  });
+
+  it.each([null, [], 'login', 7, true])('refuses %j, which is not an object, as MALFORMED_MESSAGE', (value) => {
+    const err = protocolErrorOf(() => parse(value));
+    expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+    expect(err.message).toMatch(/must be a JSON object/);
+  });
+
+  it.each(Object.keys(examples))('refuses a %s message missing any required field, naming it', (type) => {
+    const example = examples[type]!;
+    for (const field of Object.keys(example)) {
+      if (field === 'v' || field === 'type') continue;
+      if (type === 'round.train' && field === 'modelSpec') continue; // z.unknown(): any value, even none
+      const { [field]: _dropped, ...rest } = example;
+      const err = protocolErrorOf(() => parse(rest));
+      expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(err.message).toContain(`invalid ${type} message: ${field}:`);
+    }
+  });
+});
+
+describe('parseSiteMessage refuses an invalid field as MALFORMED_MESSAGE naming it', () => {
+  it.each([
+    ['round.update', { numExamples: 0 }, 'numExamples'],
+    ['round.update', { numExamples: 2.5 }, 'numExamples'],
+    ['round.update', { trainLoss: Number.NaN }, 'trainLoss'],
+    ['round.update', { round: 0 }, 'round'],
+    ['round.update', { runId: '' }, 'runId'],
+    ['round.update', { id: 'x'.repeat(129) }, 'id'],
+    ['login', { signature: 'x'.repeat(4097) }, 'signature'],
+    ['login', { client: 42 }, 'client'],
+    ['stats.report', { count: -1 }, 'count'],
+    ['stats.report', { sum: [1, Number.POSITIVE_INFINITY] }, 'sum.1'],
+    ['round.metrics', { metrics: { ...metrics, loss: Number.NEGATIVE_INFINITY } }, 'metrics.loss'],
+    ['round.metrics', { metrics: { ...metrics, numExamples: -3 } }, 'metrics.numExamples'],
+    ['round.decline', { reason: 'x'.repeat(2001) }, 'reason'],
+  ])('%s with %j', (type, patch, field) => {
+    const err = protocolErrorOf(() => parseSiteMessage({ ...SITE_EXAMPLES[type], ...patch }));
+    expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+    expect(err.message).toContain(`invalid ${type} message: ${field}:`);
+  });
+});
+
+describe('parseServerMessage refuses an invalid field as MALFORMED_MESSAGE naming it', () => {
+  it.each([
+    ['round.train', { train: { epochs: 0, batchSize: 32, learningRate: 0.01, optimizer: 'adam' } }, 'train.epochs'],
+    ['round.train', { train: { epochs: 1, batchSize: 32, learningRate: 0, optimizer: 'adam' } }, 'train.learningRate'],
+    ['round.train', { train: { epochs: 1, batchSize: 32, learningRate: 0.1, optimizer: 'rmsprop' } }, 'train.optimizer'],
+    ['round.end', { outcome: 'maybe' }, 'outcome'],
+    ['error', { fatal: 'yes' }, 'fatal'],
+    ['stats.request', { features: 0 }, 'features'],
+  ])('%s with %j', (type, patch, field) => {
+    const err = protocolErrorOf(() => parseServerMessage({ ...SERVER_EXAMPLES[type], ...patch }));
+    expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+    expect(err.message).toContain(`invalid ${type} message: ${field}:`);
+  });
+});
+
+describe('parseJsonText', () => {
+  it('parses valid JSON text', () => {
+    expect(parseJsonText('{"v":1,"a":[1,2]}')).toEqual({ v: 1, a: [1, 2] });
+    expect(parseJsonText('null')).toBeNull();
+  });
+
+  it.each(['', '{', '{"v":1,}', "{'v':1}", 'NaN', '\u0000', '{"v":1}garbage'])(
+    'refuses %j as MALFORMED_MESSAGE',
+    (text) => {
+      const err = protocolErrorOf(() => parseJsonText(text));
+      expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+      expect(err.message).toMatch(/^message is not valid JSON: /);
+    },
+  );
+});
