@@ -47,7 +47,8 @@ export interface RunningAggregator {
 export async function startAggregator(opts: AggregatorOptions = {}): Promise<RunningAggregator> {
   const log = opts.log ?? (() => undefined);
   const ownsDb = !opts.database;
-  const db = opts.database ?? (await openDatabase({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir }));
+  const db =
+    opts.database ?? (await openDatabase({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir }));
   try {
     const serverId = await ensureServerId(db);
     const config: AggregatorConfig = {
@@ -57,15 +58,19 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       maxVectorElements: MAX_WS_PAYLOAD / 4 - 1024,
       log,
     };
-    const app = await NestFactory.create(AppModule.forRoot({ config, db, clock: opts.clock ?? systemClock }), {
-      logger: ['error', 'warn'],
-      bodyParser: true,
-      abortOnError: false,
-    });
+    const app = await NestFactory.create(
+      AppModule.forRoot({ config, db, clock: opts.clock ?? systemClock }),
+      {
+        logger: ['error', 'warn'],
+        bodyParser: true,
+        abortOnError: false,
+      },
+    );
     configureApp(app, log);
     await app.listen(opts.port ?? 0, opts.host ?? '127.0.0.1');
     const address = app.getHttpServer().address() as AddressInfo;
-    const host = opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
+    const host =
+      opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     const initialAdminToken = await app.get(AuthService).ensureInitialAdminToken();
     let closed = false;

@@ -43,7 +43,11 @@ export class ApiClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new ApiRequestError(0, 'UNREACHABLE', `cannot reach the aggregator at ${this.base}: ${(e as Error).message}`);
+      throw new ApiRequestError(
+        0,
+        'UNREACHABLE',
+        `cannot reach the aggregator at ${this.base}: ${(e as Error).message}`,
+      );
     }
     const text = await res.text();
     let parsed: unknown = undefined;
@@ -54,7 +58,11 @@ export class ApiClient {
     }
     if (!res.ok) {
       const err = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new ApiRequestError(res.status, err?.code ?? `HTTP_${res.status}`, `${method} ${path}: ${err?.message ?? (text || res.statusText)}`);
+      throw new ApiRequestError(
+        res.status,
+        err?.code ?? `HTTP_${res.status}`,
+        `${method} ${path}: ${err?.message ?? (text || res.statusText)}`,
+      );
     }
     return parsed as T;
   }
@@ -68,17 +76,34 @@ export class ApiClient {
   }
 
   /** Downloads a model version's weights and checks them against the X-Model-Hash header. */
-  async modelWeights(federationId: string, version = 'current'): Promise<{ weights: Float32Array; hash: string; versionId: string }> {
-    const res = await fetch(`${this.base}/api/v1/federations/${federationId}/models/${version}/weights`, {
-      headers: { authorization: `Bearer ${this.token}` },
-    });
+  async modelWeights(
+    federationId: string,
+    version = 'current',
+  ): Promise<{ weights: Float32Array; hash: string; versionId: string }> {
+    const res = await fetch(
+      `${this.base}/api/v1/federations/${federationId}/models/${version}/weights`,
+      {
+        headers: { authorization: `Bearer ${this.token}` },
+      },
+    );
     if (!res.ok) {
-      const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
-      throw new ApiRequestError(res.status, body.error?.code ?? `HTTP_${res.status}`, body.error?.message ?? res.statusText);
+      const body = (await res.json().catch(() => ({}))) as {
+        error?: { code?: string; message?: string };
+      };
+      throw new ApiRequestError(
+        res.status,
+        body.error?.code ?? `HTTP_${res.status}`,
+        body.error?.message ?? res.statusText,
+      );
     }
     const bytes = new Uint8Array(await res.arrayBuffer());
     const hash = res.headers.get('x-model-hash') ?? '';
-    if (sha256Hex(bytes) !== hash) throw new Error('downloaded weights do not match the model hash');
-    return { weights: bytesToFloat32(bytes), hash, versionId: res.headers.get('x-model-version') ?? version };
+    if (sha256Hex(bytes) !== hash)
+      throw new Error('downloaded weights do not match the model hash');
+    return {
+      weights: bytesToFloat32(bytes),
+      hash,
+      versionId: res.headers.get('x-model-version') ?? version,
+    };
   }
 }

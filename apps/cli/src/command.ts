@@ -52,10 +52,17 @@ export interface Command {
 
 /** Usage text of one command. */
 export function usage(cmd: Command): string {
-  const pos = (cmd.positionals ?? []).map((p) => (p.required ? ` <${p.name}>` : ` [${p.name}]`)).join('');
-  const lines = [`Usage: confide ${cmd.path.join(' ')} [options]${pos}`, '', cmd.description ?? cmd.summary, ''];
+  const pos = (cmd.positionals ?? [])
+    .map((p) => (p.required ? ` <${p.name}>` : ` [${p.name}]`))
+    .join('');
+  const lines = [
+    `Usage: confide ${cmd.path.join(' ')} [options]${pos}`,
+    '',
+    cmd.description ?? cmd.summary,
+    '',
+  ];
   const entries = Object.entries(cmd.options);
-  if (entries.length || true) lines.push('Options:');
+  lines.push('Options:');
   const rows = entries.map(([name, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
     const extra = [
@@ -79,19 +86,31 @@ export function usage(cmd: Command): string {
 }
 
 /** Parses argv for a command: unknown options, missing values and missing required options are usage errors. */
-export function parseCommandArgs(cmd: Command, argv: string[]): { opts: ParsedOptions; positionals: string[] } {
+export function parseCommandArgs(
+  cmd: Command,
+  argv: string[],
+): { opts: ParsedOptions; positionals: string[] } {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
-  for (const [name, o] of Object.entries(cmd.options)) options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}) };
+  for (const [name, o] of Object.entries(cmd.options))
+    options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}) };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
   }
-  const opts: ParsedOptions = { ...parsed.values } as ParsedOptions;
+  const opts: ParsedOptions = { ...parsed.values };
   for (const [name, o] of Object.entries(cmd.options)) {
-    if (opts[name] === undefined && o.env && process.env[o.env] !== undefined && process.env[o.env] !== '') {
-      opts[name] = o.type === 'boolean' ? process.env[o.env] === '1' || process.env[o.env] === 'true' : process.env[o.env];
+    if (
+      opts[name] === undefined &&
+      o.env &&
+      process.env[o.env] !== undefined &&
+      process.env[o.env] !== ''
+    ) {
+      opts[name] =
+        o.type === 'boolean'
+          ? process.env[o.env] === '1' || process.env[o.env] === 'true'
+          : process.env[o.env];
     }
     if (opts[name] === undefined && o.default !== undefined) opts[name] = o.default;
     if (o.required && (opts[name] === undefined || opts[name] === '')) {
@@ -103,7 +122,8 @@ export function parseCommandArgs(cmd: Command, argv: string[]): { opts: ParsedOp
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPos]}"`);
   }
   for (const [i, p] of (cmd.positionals ?? []).entries()) {
-    if (p.required && parsed.positionals[i] === undefined) throw new UsageError(`<${p.name}> is required`);
+    if (p.required && parsed.positionals[i] === undefined)
+      throw new UsageError(`<${p.name}> is required`);
   }
   return { opts, positionals: parsed.positionals };
 }
@@ -120,14 +140,21 @@ export function numberOption(
   if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n)) {
     throw new UsageError(`--${name} must be a number; got "${String(raw)}"`);
   }
-  if (integer && !Number.isInteger(n)) throw new UsageError(`--${name} must be an integer; got ${raw}`);
-  if (min !== undefined && n < min) throw new UsageError(`--${name} must be at least ${min}; got ${raw}`);
-  if (max !== undefined && n > max) throw new UsageError(`--${name} must be at most ${max}; got ${raw}`);
+  if (integer && !Number.isInteger(n))
+    throw new UsageError(`--${name} must be an integer; got ${raw}`);
+  if (min !== undefined && n < min)
+    throw new UsageError(`--${name} must be at least ${min}; got ${raw}`);
+  if (max !== undefined && n > max)
+    throw new UsageError(`--${name} must be at most ${max}; got ${raw}`);
   return n;
 }
 
 /** A string option that must be one of `choices`. */
-export function choiceOption<T extends string>(opts: ParsedOptions, name: string, choices: readonly T[]): T | undefined {
+export function choiceOption<T extends string>(
+  opts: ParsedOptions,
+  name: string,
+  choices: readonly T[],
+): T | undefined {
   const raw = opts[name];
   if (raw === undefined) return undefined;
   if (typeof raw !== 'string' || !choices.includes(raw as T)) {

@@ -31,7 +31,10 @@ function topHelp(): string {
   ];
   const w = Math.max(...COMMANDS.map((c) => c.path.join(' ').length)) + 2;
   for (const c of COMMANDS) lines.push(`  ${c.path.join(' ').padEnd(w)}${c.summary}`);
-  lines.push('', 'Environment: DATABASE_URL (Postgres for server and demo), CONFIDE_SERVER, CONFIDE_TOKEN, CONFIDE_FEDERATION');
+  lines.push(
+    '',
+    'Environment: DATABASE_URL (Postgres for server and demo), CONFIDE_SERVER, CONFIDE_TOKEN, CONFIDE_FEDERATION',
+  );
   return lines.join('\n');
 }
 
@@ -65,11 +68,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (c.path.every((p, i) => argv[i] === p) && (!cmd || c.path.length > cmd.path.length)) cmd = c;
   }
   if (!cmd) {
-    const prefix = words.slice(0, 2).filter((w, i) => COMMANDS.some((c) => c.path[i] === w && (i === 0 || c.path[0] === words[0])));
+    const prefix = words
+      .slice(0, 2)
+      .filter((w, i) =>
+        COMMANDS.some((c) => c.path[i] === w && (i === 0 || c.path[0] === words[0])),
+      );
     if (prefix.length && COMMANDS.some((c) => c.path[0] === prefix[0])) {
       const isHelp = argv.includes('--help') || argv.includes('-h');
       io[isHelp ? 'out' : 'err'](
-        (isHelp || prefix.length === words.length ? '' : `confide: unknown command "${words.join(' ')}"\n\n`) + groupHelp(prefix),
+        (isHelp || prefix.length === words.length
+          ? ''
+          : `confide: unknown command "${words.join(' ')}"\n\n`) + groupHelp(prefix),
       );
       return isHelp ? 0 : 2;
     }

@@ -87,7 +87,9 @@ export function protocolUrl(server: string): string {
   try {
     u = new URL(server);
   } catch {
-    throw new Error(`--server must be a URL such as ws://aggregator:8080 or https://aggregator.example; got "${server}"`);
+    throw new Error(
+      `--server must be a URL such as ws://aggregator:8080 or https://aggregator.example; got "${server}"`,
+    );
   }
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
@@ -160,7 +162,10 @@ export class ClientNode {
 
   private connect(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(this.url, { perMessageDeflate: false, maxPayload: 1024 * 1024 * 1024 });
+    const ws = new WebSocket(this.url, {
+      perMessageDeflate: false,
+      maxPayload: 1024 * 1024 * 1024,
+    });
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;
@@ -169,17 +174,23 @@ export class ClientNode {
       // Messages are handled strictly in order; training blocks the queue, not the socket.
       this.queue = this.queue
         .then(() => this.onMessage(ws, data, isBinary))
-        .catch((e: unknown) => this.log(`error handling a server message: ${(e as Error).message}`));
+        .catch((e: unknown) =>
+          this.log(`error handling a server message: ${(e as Error).message}`),
+        );
     });
     ws.on('error', (e) => {
-      if (!this.connectedOnce && this.attempt === 0) this.log(`cannot reach ${this.url}: ${e.message}`);
+      if (!this.connectedOnce && this.attempt === 0)
+        this.log(`cannot reach ${this.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
       if (this.opts.reconnect === false) {
-        this.fatal('STOPPED', `connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`);
+        this.fatal(
+          'STOPPED',
+          `connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`,
+        );
         return;
       }
       const delay = Math.min(30_000, (this.opts.reconnectDelayMs ?? 1000) * 2 ** this.attempt);
@@ -190,7 +201,8 @@ export class ClientNode {
   }
 
   private send(ws: WebSocket, msg: Record<string, unknown>): void {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
+    if (ws.readyState === WebSocket.OPEN)
+      ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
   }
 
   private async onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): Promise<void> {
@@ -200,7 +212,8 @@ export class ClientNode {
     try {
       if (isBinary) {
         const frame = decodeFrame(data, parameterLimit);
-        if (!(frame.vector instanceof Float32Array)) throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'expected float32');
+        if (!(frame.vector instanceof Float32Array))
+          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'expected float32');
         msg = parseServerMessage(frame.header);
         vector = frame.vector;
       } else {
@@ -213,7 +226,12 @@ export class ClientNode {
     }
     switch (msg.type) {
       case 'challenge': {
-        const signature = signLogin(this.opts.identity, msg.serverId, msg.nonce, this.opts.federationId);
+        const signature = signLogin(
+          this.opts.identity,
+          msg.serverId,
+          msg.nonce,
+          this.opts.federationId,
+        );
         this.send(ws, {
           type: 'login',
           federationId: this.opts.federationId,
@@ -239,7 +257,12 @@ export class ClientNode {
         return;
       case 'stats.request': {
         const part = featureStatsPartial(this.opts.data);
-        this.send(ws, { type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
+        this.send(ws, {
+          type: 'stats.report',
+          count: part.count,
+          sum: part.sum,
+          sumSq: part.sumSq,
+        });
         return;
       }
       case 'round.train':
@@ -260,7 +283,8 @@ export class ClientNode {
   }
 
   private modelFor(spec: ModelSpec): tf.LayersModel {
-    if (this.model && JSON.stringify(this.model.spec) === JSON.stringify(spec)) return this.model.model;
+    if (this.model && JSON.stringify(this.model.spec) === JSON.stringify(spec))
+      return this.model.model;
     this.model?.model.dispose();
     this.model = { spec, model: buildModel(spec) };
     return this.model.model;
@@ -291,7 +315,12 @@ export class ClientNode {
     try {
       spec = parseModelSpec(msg.modelSpec);
     } catch (e) {
-      this.decline(ws, msg, ErrorCode.SCHEMA_MISMATCH, `the federation's model spec is invalid: ${(e as Error).message}`);
+      this.decline(
+        ws,
+        msg,
+        ErrorCode.SCHEMA_MISMATCH,
+        `the federation's model spec is invalid: ${(e as Error).message}`,
+      );
       return;
     }
     if (spec.inputDim !== this.opts.data.numFeatures) {
@@ -357,10 +386,17 @@ export class ClientNode {
         trainLoss: result.loss,
       });
       if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
-      this.log(`round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}, update sent`);
+      this.log(
+        `round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}, update sent`,
+      );
     } catch (e) {
       this.progress.done();
-      const code = e instanceof ProtocolError ? e.code : e instanceof MlError ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.INTERNAL;
+      const code =
+        e instanceof ProtocolError
+          ? e.code
+          : e instanceof MlError
+            ? ErrorCode.SCHEMA_MISMATCH
+            : ErrorCode.INTERNAL;
       this.decline(ws, msg, code, (e as Error).message);
     }
   }
@@ -374,7 +410,13 @@ export class ClientNode {
       runId: msg.runId,
       round: msg.round,
       modelVersionId: msg.modelVersionId,
-      metrics: { loss: m.loss, accuracy: m.accuracy, auc: m.auc, f1: m.f1, numExamples: m.numExamples },
+      metrics: {
+        loss: m.loss,
+        accuracy: m.accuracy,
+        auc: m.auc,
+        f1: m.f1,
+        numExamples: m.numExamples,
+      },
     });
   }
 }

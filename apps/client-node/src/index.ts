@@ -1,4 +1,16 @@
-export { ClientNode, NodeStopped, protocolUrl, type ClientNodeOptions, type LocalRoundResult } from './client-node';
-export { createIdentityFiles, loadIdentity, NodeError, SECRET_KEY_FILE, PUBLIC_KEY_FILE } from './keys';
+export {
+  ClientNode,
+  NodeStopped,
+  protocolUrl,
+  type ClientNodeOptions,
+  type LocalRoundResult,
+} from './client-node';
+export {
+  createIdentityFiles,
+  loadIdentity,
+  NodeError,
+  SECRET_KEY_FILE,
+  PUBLIC_KEY_FILE,
+} from './keys';
 export { progressBar, silentProgress, type Progress } from './progress';
 export { selectBackend, type BackendPreference } from './backend';

@@ -23,7 +23,12 @@ export class NodeError extends Error {
 export async function createIdentityFiles(
   dir: string,
   force = false,
-): Promise<{ identity: IdentityKeyPair; secretPath: string; publicPath: string; fingerprint: string }> {
+): Promise<{
+  identity: IdentityKeyPair;
+  secretPath: string;
+  publicPath: string;
+  fingerprint: string;
+}> {
   const secretPath = join(dir, SECRET_KEY_FILE);
   const publicPath = join(dir, PUBLIC_KEY_FILE);
   if (!force && (await exists(secretPath))) {
@@ -55,7 +60,9 @@ export async function loadIdentity(dir: string): Promise<IdentityKeyPair> {
   }
   const mode = (await stat(secretPath)).mode & 0o777;
   if (mode & 0o077) {
-    throw new NodeError(`${secretPath} is readable by other users (mode ${mode.toString(8)}); run chmod 600 on it`);
+    throw new NodeError(
+      `${secretPath} is readable by other users (mode ${mode.toString(8)}); run chmod 600 on it`,
+    );
   }
   let secret: Uint8Array;
   try {

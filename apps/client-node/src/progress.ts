@@ -1,6 +1,13 @@
 /** Where a node reports progress: a bar on a terminal, a line per epoch otherwise. */
 export interface Progress {
-  epoch(info: { round: number; epoch: number; epochs: number; batch: number; batches: number; loss: number }): void;
+  epoch(info: {
+    round: number;
+    epoch: number;
+    epochs: number;
+    batch: number;
+    batches: number;
+    loss: number;
+  }): void;
   done(): void;
 }
 

@@ -34,6 +34,8 @@ describe('ProtocolError', () => {
       expect(e.code).toBe(code);
       expect(e.message).toBe(ERROR_MESSAGES[code]);
     }
-    expect(new ProtocolError(ErrorCode.TIMEOUT, 'no update in 300 s').message).toBe('no update in 300 s');
+    expect(new ProtocolError(ErrorCode.TIMEOUT, 'no update in 300 s').message).toBe(
+      'no update in 300 s',
+    );
   });
 });

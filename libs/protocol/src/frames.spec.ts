@@ -24,7 +24,11 @@ function protocolErrorOf(fn: () => unknown): ProtocolError {
 }
 
 /** A frame assembled by hand, so tests can lie about the header or the payload. */
-function rawFrame(headerJson: string, payload: Uint8Array, opts: { headerLength?: number } = {}): Buffer {
+function rawFrame(
+  headerJson: string,
+  payload: Uint8Array,
+  opts: { headerLength?: number } = {},
+): Buffer {
   const json = Buffer.from(headerJson, 'utf8');
   const offset = (8 + json.length + 7) & ~7;
   const out = Buffer.alloc(offset + payload.length);
@@ -38,7 +42,9 @@ function rawFrame(headerJson: string, payload: Uint8Array, opts: { headerLength?
 const bytesOf = (v: Float32Array | Uint32Array): Uint8Array =>
   new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 
-const headerKey = fc.string({ maxLength: 12 }).filter((k) => !['dtype', 'length', '__proto__'].includes(k));
+const headerKey = fc
+  .string({ maxLength: 12 })
+  .filter((k) => !['dtype', 'length', '__proto__'].includes(k));
 const header = fc.dictionary(headerKey, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 });
 
 describe('binary frames', () => {
@@ -88,7 +94,11 @@ describe('binary frames', () => {
       expect(offset % 8).toBe(0);
       expect(offset - (8 + headerLength)).toBeLessThan(8);
       expect([...frame.subarray(8 + headerLength, offset)].every((b) => b === 0)).toBe(true);
-      expect(new Float32Array(frame.buffer.slice(frame.byteOffset + offset, frame.byteOffset + frame.length))).toEqual(v);
+      expect(
+        new Float32Array(
+          frame.buffer.slice(frame.byteOffset + offset, frame.byteOffset + frame.length),
+        ),
+      ).toEqual(v);
     }
   });
 
@@ -193,7 +203,10 @@ describe('decodeFrame refuses', () => {
   });
 
   it('a huge declared length as FRAME_TOO_LARGE before looking at the payload', () => {
-    const frame = rawFrame(JSON.stringify({ dtype: 'float32', length: 2 ** 40 }), new Uint8Array(0));
+    const frame = rawFrame(
+      JSON.stringify({ dtype: 'float32', length: 2 ** 40 }),
+      new Uint8Array(0),
+    );
     expect(protocolErrorOf(() => decodeFrame(frame, LIMIT)).code).toBe(ErrorCode.FRAME_TOO_LARGE);
   });
 

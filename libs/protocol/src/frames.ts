@@ -42,7 +42,10 @@ export function encodeFrame(header: object, vector: Float32Array | Uint32Array):
 export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.length < PREFIX || buf.readUInt32LE(0) !== MAGIC) {
-    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame does not start with the CFDB magic');
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      'binary frame does not start with the CFDB magic',
+    );
   }
   const headerLength = buf.readUInt32LE(4);
   if (headerLength > MAX_CONTROL_BYTES) {
@@ -52,7 +55,10 @@ export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame
     );
   }
   if (PREFIX + headerLength > buf.length) {
-    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame is shorter than its header length');
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      'binary frame is shorter than its header length',
+    );
   }
   let header: unknown;
   try {
@@ -61,16 +67,25 @@ export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame
     throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame header is not valid JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame header must be a JSON object');
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      'binary frame header must be a JSON object',
+    );
   }
   const h = header as Record<string, unknown>;
   const dtype = h['dtype'];
   const length = h['length'];
   if (dtype !== 'float32' && dtype !== 'uint32') {
-    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame dtype must be float32 or uint32');
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      'binary frame dtype must be float32 or uint32',
+    );
   }
   if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
-    throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'binary frame length must be a non-negative integer');
+    throw new ProtocolError(
+      ErrorCode.MALFORMED_MESSAGE,
+      'binary frame length must be a non-negative integer',
+    );
   }
   if (length > maxElements) {
     throw new ProtocolError(

@@ -47,7 +47,9 @@ describe('login signatures', () => {
   });
 
   it('fail for another federation', () => {
-    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED.replace(/f$/, 'e'))).toBe(false);
+    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED.replace(/f$/, 'e'))).toBe(
+      false,
+    );
   });
 
   it("fail with another site's key, either way round", () => {
@@ -81,8 +83,12 @@ describe('login signatures', () => {
     ['a public key of 31 bytes', null, toBase64(fromBase64(site.publicKey).subarray(0, 31))],
     ['the secret key as public key', null, site.secretKey],
   ])('return false, never throw, for %s', (_what, badSig, badKey) => {
-    expect(() => verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED)).not.toThrow();
-    expect(verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED)).toBe(false);
+    expect(() =>
+      verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED),
+    ).not.toThrow();
+    expect(verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED)).toBe(
+      false,
+    );
   });
 
   it('return false for arbitrary strings as key and signature', () => {

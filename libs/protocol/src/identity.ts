@@ -36,7 +36,9 @@ export function signLogin(
   federationId: string,
 ): string {
   const msg = loginChallengeBytes(serverId, nonce, federationId, identity.publicKey);
-  return toBase64(nacl.sign.detached(msg, fromBase64(identity.secretKey, nacl.sign.secretKeyLength)));
+  return toBase64(
+    nacl.sign.detached(msg, fromBase64(identity.secretKey, nacl.sign.secretKeyLength)),
+  );
 }
 
 /** Verifies a login signature; false (never a throw) on any malformed input. */
@@ -50,7 +52,11 @@ export function verifyLogin(
   try {
     const pk = fromBase64(publicKey, nacl.sign.publicKeyLength);
     const sig = fromBase64(signature, nacl.sign.signatureLength);
-    return nacl.sign.detached.verify(loginChallengeBytes(serverId, nonce, federationId, publicKey), sig, pk);
+    return nacl.sign.detached.verify(
+      loginChallengeBytes(serverId, nonce, federationId, publicKey),
+      sig,
+      pk,
+    );
   } catch {
     return false;
   }
@@ -68,5 +74,7 @@ export function isPublicKey(text: string): boolean {
 
 /** A short, stable fingerprint of a public key for people to compare (first 16 hex of SHA-512). */
 export function keyFingerprint(publicKey: string): string {
-  return Buffer.from(nacl.hash(fromBase64(publicKey))).toString('hex').slice(0, 16);
+  return Buffer.from(nacl.hash(fromBase64(publicKey)))
+    .toString('hex')
+    .slice(0, 16);
 }

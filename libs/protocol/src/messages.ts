@@ -37,7 +37,12 @@ export const standardizationSchema = z.object({
 });
 
 // ---- server -> site ----
-export const challengeSchema = z.object({ ...base, type: z.literal('challenge'), nonce: b64, serverId: id });
+export const challengeSchema = z.object({
+  ...base,
+  type: z.literal('challenge'),
+  nonce: b64,
+  serverId: id,
+});
 export const welcomeSchema = z.object({
   ...base,
   type: z.literal('welcome'),

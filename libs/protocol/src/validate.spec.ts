@@ -121,13 +121,16 @@ describe.each(SIDES)('parsing a $side message', ({ parse, examples, other }) => 
     expect(parse(structuredClone(examples[type]))).toEqual(examples[type]);
   });
 
-  it.each([2, 0, '1', null, undefined, 1.5])('refuses protocol version %j as UNSUPPORTED_VERSION', (v) => {
-    for (const example of Object.values(examples)) {
-      const err = protocolErrorOf(() => parse({ ...example, v }));
-      expect(err.code).toBe(ErrorCode.UNSUPPORTED_VERSION);
-      expect(err.message).toContain(`this peer speaks v${PROTOCOL_VERSION}`);
-    }
-  });
+  it.each([2, 0, '1', null, undefined, 1.5])(
+    'refuses protocol version %j as UNSUPPORTED_VERSION',
+    (v) => {
+      for (const example of Object.values(examples)) {
+        const err = protocolErrorOf(() => parse({ ...example, v }));
+        expect(err.code).toBe(ErrorCode.UNSUPPORTED_VERSION);
+        expect(err.message).toContain(`this peer speaks v${PROTOCOL_VERSION}`);
+      }
+    },
+  );
 
   it('checks the version before the type, so a future peer learns it is too new', () => {
     expect(protocolErrorOf(() => parse({ v: 2, type: 'from.the.future' })).code).toBe(
@@ -150,23 +153,29 @@ describe.each(SIDES)('parsing a $side message', ({ parse, examples, other }) => 
     }
   });
 
-  it.each([null, [], 'login', 7, true])('refuses %j, which is not an object, as MALFORMED_MESSAGE', (value) => {
-    const err = protocolErrorOf(() => parse(value));
-    expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
-    expect(err.message).toMatch(/must be a JSON object/);
-  });
-
-  it.each(Object.keys(examples))('refuses a %s message missing any required field, naming it', (type) => {
-    const example = examples[type]!;
-    for (const field of Object.keys(example)) {
-      if (field === 'v' || field === 'type') continue;
-      if (type === 'round.train' && field === 'modelSpec') continue; // z.unknown(): any value, even none
-      const { [field]: _dropped, ...rest } = example;
-      const err = protocolErrorOf(() => parse(rest));
+  it.each([null, [], 'login', 7, true])(
+    'refuses %j, which is not an object, as MALFORMED_MESSAGE',
+    (value) => {
+      const err = protocolErrorOf(() => parse(value));
       expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
-      expect(err.message).toContain(`invalid ${type} message: ${field}:`);
-    }
-  });
+      expect(err.message).toMatch(/must be a JSON object/);
+    },
+  );
+
+  it.each(Object.keys(examples))(
+    'refuses a %s message missing any required field, naming it',
+    (type) => {
+      const example = examples[type]!;
+      for (const field of Object.keys(example)) {
+        if (field === 'v' || field === 'type') continue;
+        if (type === 'round.train' && field === 'modelSpec') continue; // z.unknown(): any value, even none
+        const { [field]: _dropped, ...rest } = example;
+        const err = protocolErrorOf(() => parse(rest));
+        expect(err.code).toBe(ErrorCode.MALFORMED_MESSAGE);
+        expect(err.message).toContain(`invalid ${type} message: ${field}:`);
+      }
+    },
+  );
 });
 
 describe('parseSiteMessage refuses an invalid field as MALFORMED_MESSAGE naming it', () => {
@@ -193,9 +202,21 @@ describe('parseSiteMessage refuses an invalid field as MALFORMED_MESSAGE naming 
 
 describe('parseServerMessage refuses an invalid field as MALFORMED_MESSAGE naming it', () => {
   it.each([
-    ['round.train', { train: { epochs: 0, batchSize: 32, learningRate: 0.01, optimizer: 'adam' } }, 'train.epochs'],
-    ['round.train', { train: { epochs: 1, batchSize: 32, learningRate: 0, optimizer: 'adam' } }, 'train.learningRate'],
-    ['round.train', { train: { epochs: 1, batchSize: 32, learningRate: 0.1, optimizer: 'rmsprop' } }, 'train.optimizer'],
+    [
+      'round.train',
+      { train: { epochs: 0, batchSize: 32, learningRate: 0.01, optimizer: 'adam' } },
+      'train.epochs',
+    ],
+    [
+      'round.train',
+      { train: { epochs: 1, batchSize: 32, learningRate: 0, optimizer: 'adam' } },
+      'train.learningRate',
+    ],
+    [
+      'round.train',
+      { train: { epochs: 1, batchSize: 32, learningRate: 0.1, optimizer: 'rmsprop' } },
+      'train.optimizer',
+    ],
     ['round.end', { outcome: 'maybe' }, 'outcome'],
     ['error', { fatal: 'yes' }, 'fatal'],
     ['stats.request', { features: 0 }, 'features'],

@@ -36,6 +36,8 @@ export class ApiTokenRepository {
   }
 
   async list(): Promise<ApiTokenRow[]> {
-    return camelRows(await this.db.manager.query(`SELECT ${COLUMNS} FROM api_token ORDER BY created_at`));
+    return camelRows(
+      await this.db.manager.query(`SELECT ${COLUMNS} FROM api_token ORDER BY created_at`),
+    );
   }
 }

@@ -18,7 +18,11 @@ export class AuthService {
   ) {}
 
   /** Creates a token for `role`; the returned secret is shown once and never stored. */
-  async createToken(role: Role, label: string, actor: string): Promise<{ token: string; row: ApiTokenRow }> {
+  async createToken(
+    role: Role,
+    label: string,
+    actor: string,
+  ): Promise<{ token: string; row: ApiTokenRow }> {
     const token = `cfd_${role}_${randomBytes(32).toString('base64url')}`;
     const row = await this.tokens.insert(role, label, hashToken(token));
     await this.events.record(actor, 'token.create', row.id, { role, label });

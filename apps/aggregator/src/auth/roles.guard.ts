@@ -35,7 +35,10 @@ export class RolesGuard implements CanActivate {
   ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, [ctx.getHandler(), ctx.getClass()]);
+    const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, [
+      ctx.getHandler(),
+      ctx.getClass(),
+    ]);
     if (!roles) return true;
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
     const header = req.headers['authorization'];
@@ -47,7 +50,10 @@ export class RolesGuard implements CanActivate {
     const token = await this.auth.authenticate(match[1]!);
     if (!token) throw new ApiError('UNAUTHENTICATED', 'the API token is unknown or revoked');
     if (!roles.includes(token.role)) {
-      throw new ApiError('FORBIDDEN', `this action needs the ${roles.join(' or ')} role; the token is ${token.role}`);
+      throw new ApiError(
+        'FORBIDDEN',
+        `this action needs the ${roles.join(' or ')} role; the token is ${token.role}`,
+      );
     }
     req.token = token;
     return true;

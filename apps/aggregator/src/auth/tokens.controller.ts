@@ -6,7 +6,10 @@ import { actorOf, Roles, type AuthedRequest } from './roles.guard';
 import { parseInput } from '../common/validation';
 
 const createTokenSchema = z
-  .object({ role: z.enum(['admin', 'auditor']), label: z.string().min(1).max(200).default('api token') })
+  .object({
+    role: z.enum(['admin', 'auditor']),
+    label: z.string().min(1).max(200).default('api token'),
+  })
   .strict();
 
 @ApiTags('tokens')
@@ -17,12 +20,17 @@ export class TokensController {
   @Post()
   @HttpCode(201)
   @Roles('admin')
-  @ApiOperation({ summary: 'Create an API token; the token is returned once and stored only as a hash' })
+  @ApiOperation({
+    summary: 'Create an API token; the token is returned once and stored only as a hash',
+  })
   @ApiBody({
     schema: {
       type: 'object',
       required: ['role'],
-      properties: { role: { type: 'string', enum: ['admin', 'auditor'] }, label: { type: 'string' } },
+      properties: {
+        role: { type: 'string', enum: ['admin', 'auditor'] },
+        label: { type: 'string' },
+      },
     },
   })
   async create(@Body() body: unknown, @Req() req: AuthedRequest) {

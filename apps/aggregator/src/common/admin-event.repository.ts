@@ -15,11 +15,9 @@ export class AdminEventRepository {
     details: unknown = null,
     em: EntityManager = this.db.manager,
   ): Promise<void> {
-    await em.query(`INSERT INTO admin_event (actor, action, subject, details) VALUES ($1, $2, $3, $4)`, [
-      actor,
-      action,
-      subject,
-      details === null ? null : JSON.stringify(details),
-    ]);
+    await em.query(
+      `INSERT INTO admin_event (actor, action, subject, details) VALUES ($1, $2, $3, $4)`,
+      [actor, action, subject, details === null ? null : JSON.stringify(details)],
+    );
   }
 }

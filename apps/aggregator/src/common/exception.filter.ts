@@ -1,4 +1,10 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, HttpStatus } from '@nestjs/common';
+import {
+  type ArgumentsHost,
+  Catch,
+  type ExceptionFilter,
+  HttpException,
+  HttpStatus,
+} from '@nestjs/common';
 import type { Response } from 'express';
 
 /** Renders every REST error as `{ error: { code, message } }`; never a stack trace. */
@@ -11,7 +17,12 @@ export class ApiExceptionFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const body = exception.getResponse();
-      if (typeof body === 'object' && body !== null && 'error' in body && typeof body.error === 'object') {
+      if (
+        typeof body === 'object' &&
+        body !== null &&
+        'error' in body &&
+        typeof body.error === 'object'
+      ) {
         res.status(status).json(body);
         return;
       }
@@ -19,15 +30,17 @@ export class ApiExceptionFilter implements ExceptionFilter {
         typeof body === 'string'
           ? body
           : Array.isArray((body as { message?: unknown }).message)
-            ? ((body as { message: string[] }).message).join('; ')
-            : String((body as { message?: unknown }).message ?? exception.message);
+            ? (body as { message: string[] }).message.join('; ')
+            : typeof (body as { message?: unknown }).message === 'string'
+              ? (body as { message: string }).message
+              : exception.message;
       res.status(status).json({ error: { code: codeFor(status), message } });
       return;
     }
     this.log(`unhandled error: ${(exception as Error)?.stack ?? String(exception)}`);
-    res
-      .status(HttpStatus.INTERNAL_SERVER_ERROR)
-      .json({ error: { code: 'INTERNAL', message: 'internal error; the aggregator log has the details' } });
+    res.status(HttpStatus.INTERNAL_SERVER_ERROR).json({
+      error: { code: 'INTERNAL', message: 'internal error; the aggregator log has the details' },
+    });
   }
 }
 

@@ -10,13 +10,12 @@ export class Signal {
 
   wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
-        self.waiters = self.waiters.filter((f) => f !== done);
+        this.waiters = this.waiters.filter((f) => f !== done);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
       this.waiters.push(done);
     });
   }

@@ -56,7 +56,12 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
     const pglite = opts.dataDir ? new PGlite(opts.dataDir) : new PGlite();
     await pglite.waitReady;
-    const server = new PGLiteSocketServer({ db: pglite, port: 0, host: '127.0.0.1', maxConnections: 8 });
+    const server = new PGLiteSocketServer({
+      db: pglite,
+      port: 0,
+      host: '127.0.0.1',
+      maxConnections: 8,
+    });
     await server.start();
     embedded = { pglite, server };
     url = `postgres://postgres@${server.getServerConn()}/postgres`;

@@ -82,12 +82,7 @@ export type RoundState = (typeof ROUND_STATES)[number];
 
 /** What happened to one selected site in a round. */
 export type ParticipantStatus =
-  | 'selected'
-  | 'submitted'
-  | 'dropped'
-  | 'declined'
-  | 'rejected'
-  | 'evaluated';
+  'selected' | 'submitted' | 'dropped' | 'declined' | 'rejected' | 'evaluated';
 
 export interface Participant {
   siteId: string;

@@ -14,7 +14,12 @@ export function camelRows<T>(rows: unknown): T[] {
 
 /** TypeORM's `query` returns `[rows, count]` for UPDATE ... RETURNING on postgres; this gives the rows. */
 export function returned(result: unknown): Record<string, unknown>[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') {
+  if (
+    Array.isArray(result) &&
+    result.length === 2 &&
+    Array.isArray(result[0]) &&
+    typeof result[1] === 'number'
+  ) {
     return result[0] as Record<string, unknown>[];
   }
   return result as Record<string, unknown>[];

@@ -32,16 +32,23 @@ export class FederationRepository {
   }
 
   async findByName(name: string): Promise<FederationRow | null> {
-    const rows = await this.db.manager.query(`SELECT ${COLUMNS} FROM federation WHERE name = $1`, [name]);
+    const rows = await this.db.manager.query(`SELECT ${COLUMNS} FROM federation WHERE name = $1`, [
+      name,
+    ]);
     return rows.length ? camelRow<FederationRow>(rows[0]) : null;
   }
 
   async list(): Promise<FederationRow[]> {
-    return camelRows(await this.db.manager.query(`SELECT ${COLUMNS} FROM federation ORDER BY created_at`));
+    return camelRows(
+      await this.db.manager.query(`SELECT ${COLUMNS} FROM federation ORDER BY created_at`),
+    );
   }
 
   async setCurrentModel(em: EntityManager, id: string, modelVersionId: string): Promise<void> {
-    await em.query(`UPDATE federation SET current_model_version_id = $2 WHERE id = $1`, [id, modelVersionId]);
+    await em.query(`UPDATE federation SET current_model_version_id = $2 WHERE id = $1`, [
+      id,
+      modelVersionId,
+    ]);
   }
 
   async setFeatureStats(id: string, stats: FeatureStatsRow): Promise<void> {

@@ -12,13 +12,28 @@ export const createFederationSchema = z
     modelSpec: z.unknown(),
     strategy: z.enum(STRATEGY_NAMES).default('fedavg'),
     minSites: z.number().int().min(1).max(10_000).default(2),
-    roundTimeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).default(300),
-    evaluationTimeoutSeconds: z.number().int().min(1).max(24 * 3600).default(60),
+    roundTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(300),
+    evaluationTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 3600)
+      .default(60),
     localEpochs: z.number().int().min(1).max(1000).default(1),
     batchSize: z.number().int().min(1).max(1_000_000).default(32),
     learningRate: z.number().gt(0).max(10).default(0.01),
     optimizer: z.enum(['sgd', 'adam']).default('adam'),
-    seed: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .optional(),
   })
   .strict();
 
@@ -33,7 +48,8 @@ export const createFederationOpenApi = {
     modelSpec: {
       type: 'object',
       example: { kind: 'mlp', inputDim: 30, hidden: [16], output: 'binary' },
-      description: "{ kind: 'logistic', inputDim } or { kind: 'mlp', inputDim, hidden: number[], output: 'binary' | { classes } }",
+      description:
+        "{ kind: 'logistic', inputDim } or { kind: 'mlp', inputDim, hidden: number[], output: 'binary' | { classes } }",
     },
     strategy: { type: 'string', enum: [...STRATEGY_NAMES], default: 'fedavg' },
     minSites: { type: 'integer', default: 2 },

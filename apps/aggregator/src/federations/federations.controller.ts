@@ -19,7 +19,9 @@ export class FederationsController {
   @Post()
   @HttpCode(201)
   @Roles('admin')
-  @ApiOperation({ summary: 'Create a federation (model spec, strategy, round and training settings)' })
+  @ApiOperation({
+    summary: 'Create a federation (model spec, strategy, round and training settings)',
+  })
   @ApiBody({ schema: createFederationOpenApi as object })
   async create(@Body() body: unknown, @Req() req: AuthedRequest) {
     return view(await this.federations.create(body, actorOf(req)));

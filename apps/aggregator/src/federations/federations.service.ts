@@ -28,11 +28,15 @@ export class FederationsService {
     try {
       spec = parseModelSpec(input.modelSpec);
     } catch (e) {
-      if (e instanceof MlError) throw new ApiError('VALIDATION_FAILED', `invalid modelSpec: ${e.message}`);
+      if (e instanceof MlError)
+        throw new ApiError('VALIDATION_FAILED', `invalid modelSpec: ${e.message}`);
       throw e;
     }
     if (parameterCount(spec) > 50_000_000) {
-      throw new ApiError('VALIDATION_FAILED', 'invalid modelSpec: more than 50M parameters is not supported');
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'invalid modelSpec: more than 50M parameters is not supported',
+      );
     }
     if (await this.federations.findByName(input.name)) {
       throw new ApiError('CONFLICT', `a federation named "${input.name}" already exists`);
@@ -57,7 +61,12 @@ export class FederationsService {
         strategy: input.strategy,
         config,
       });
-      const v0 = await this.models.insert(em, { federationId: fed.id, roundNumber: null, parentId: null, weights });
+      const v0 = await this.models.insert(em, {
+        federationId: fed.id,
+        roundNumber: null,
+        parentId: null,
+        weights,
+      });
       await this.federations.setCurrentModel(em, fed.id, v0.id);
       await this.events.record(actor, 'federation.create', fed.id, { name: fed.name }, em);
       return { ...fed, currentModelVersionId: v0.id };

@@ -1,7 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Inject } from '@nestjs/common';
-import { WebSocketGateway, type OnGatewayConnection, type OnGatewayDisconnect } from '@nestjs/websockets';
+import {
+  WebSocketGateway,
+  type OnGatewayConnection,
+  type OnGatewayDisconnect,
+} from '@nestjs/websockets';
 import type { WebSocket } from 'ws';
 import {
   BINARY_TYPES,
@@ -71,12 +75,21 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     this.ensureHeartbeat();
     ws.on('pong', () => (conn.alive = true));
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      const buf = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
       this.metrics.bytesReceived.inc(buf.length);
       void this.onMessage(conn, buf, isBinary).catch((e: unknown) => this.fail(conn, e, undefined));
     });
     ws.on('error', () => undefined);
-    this.send(conn, { type: 'challenge', id: randomUUID(), nonce: conn.nonce, serverId: this.config.serverId });
+    this.send(conn, {
+      type: 'challenge',
+      id: randomUUID(),
+      nonce: conn.nonce,
+      serverId: this.config.serverId,
+    });
   }
 
   handleDisconnect(ws: WebSocket): void {
@@ -102,7 +115,10 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         refId = typeof frame.header['id'] === 'string' ? frame.header['id'] : undefined;
         msg = parseSiteMessage(frame.header);
         if (!BINARY_TYPES.has(msg.type)) {
-          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, `${msg.type} must be sent as JSON text, not binary`);
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            `${msg.type} must be sent as JSON text, not binary`,
+          );
         }
         vector = frame.vector;
       } else {
@@ -113,10 +129,16 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
           );
         }
         const value = parseJsonText(buf.toString('utf8'));
-        refId = typeof (value as { id?: unknown })?.id === 'string' ? (value as { id: string }).id : undefined;
+        refId =
+          typeof (value as { id?: unknown })?.id === 'string'
+            ? (value as { id: string }).id
+            : undefined;
         msg = parseSiteMessage(value);
         if (BINARY_TYPES.has(msg.type)) {
-          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, `${msg.type} must be sent as a binary frame`);
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            `${msg.type} must be sent as a binary frame`,
+          );
         }
       }
       if (msg.type === 'login') {
@@ -130,7 +152,10 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     }
   }
 
-  private async login(conn: Connection, msg: Extract<SiteMessage, { type: 'login' }>): Promise<void> {
+  private async login(
+    conn: Connection,
+    msg: Extract<SiteMessage, { type: 'login' }>,
+  ): Promise<void> {
     if (conn.session || conn.loggingIn) throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
     if (msg.nonce !== conn.nonce) {
       throw new ProtocolError(
@@ -146,7 +171,11 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     conn.loggingIn = true;
     try {
       const fed = await this.federations.findById(msg.federationId);
-      if (!fed) throw new ProtocolError(ErrorCode.UNKNOWN_FEDERATION, `no federation with id ${msg.federationId}`);
+      if (!fed)
+        throw new ProtocolError(
+          ErrorCode.UNKNOWN_FEDERATION,
+          `no federation with id ${msg.federationId}`,
+        );
       const site = await this.sites.findByKey(fed.id, msg.publicKey);
       if (!site) {
         throw new ProtocolError(
@@ -170,12 +199,19 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
           if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true });
         },
         close: (code, message) => {
-          this.sendError(conn, code, message, undefined, true);
+          // Fatal only where retrying cannot succeed (revoked, replaced): a shutdown is not, so sites reconnect.
+          this.sendError(conn, code, message, undefined, FATAL_CODES.has(code));
           conn.ws.close(4000, code);
         },
       };
       conn.session = session;
-      this.send(conn, { type: 'welcome', id: randomUUID(), siteId: site.id, siteName: site.name, federationId: fed.id });
+      this.send(conn, {
+        type: 'welcome',
+        id: randomUUID(),
+        siteId: site.id,
+        siteName: site.name,
+        federationId: fed.id,
+      });
       this.sessions.add(session);
       this.metrics.connectedSites.set(this.sessions.size);
       this.config.log(`site ${site.name} connected`);
@@ -188,14 +224,24 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     const err =
       e instanceof ProtocolError
         ? e
-        : new ProtocolError(ErrorCode.INTERNAL, `internal error: ${(e as Error)?.message ?? String(e)}`);
-    if (!(e instanceof ProtocolError)) this.config.log(`protocol handler failed: ${(e as Error)?.stack ?? String(e)}`);
+        : new ProtocolError(
+            ErrorCode.INTERNAL,
+            `internal error: ${(e as Error)?.message ?? String(e)}`,
+          );
+    if (!(e instanceof ProtocolError))
+      this.config.log(`protocol handler failed: ${(e as Error)?.stack ?? String(e)}`);
     const fatal = FATAL_CODES.has(err.code);
     this.sendError(conn, err.code, err.message, refId, fatal);
     if (fatal) conn.ws.close(4000, err.code);
   }
 
-  private sendError(conn: Connection, code: ErrorCode, message: string, refId: string | undefined, fatal: boolean): void {
+  private sendError(
+    conn: Connection,
+    code: ErrorCode,
+    message: string,
+    refId: string | undefined,
+    fatal: boolean,
+  ): void {
     this.metrics.protocolErrors.inc({ code });
     this.send(conn, {
       type: 'error',

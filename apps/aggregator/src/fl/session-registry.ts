@@ -38,7 +38,10 @@ export class SessionRegistry {
     const old = this.bySite.get(session.siteId);
     this.bySite.set(session.siteId, session);
     if (old && old.connectionId !== session.connectionId) {
-      old.close(ErrorCode.DUPLICATE_CONNECTION, 'a newer connection of this site replaced this one');
+      old.close(
+        ErrorCode.DUPLICATE_CONNECTION,
+        'a newer connection of this site replaced this one',
+      );
     }
     for (const l of this.connectListeners) l(session);
     this.changed.notify();
@@ -77,6 +80,7 @@ export class SessionRegistry {
   }
 
   closeAll(): void {
-    for (const s of [...this.bySite.values()]) s.close(ErrorCode.INTERNAL, 'the aggregator is shutting down');
+    for (const s of [...this.bySite.values()])
+      s.close(ErrorCode.INTERNAL, 'the aggregator is shutting down');
   }
 }

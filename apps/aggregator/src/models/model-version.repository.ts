@@ -16,7 +16,12 @@ export class ModelVersionRepository {
 
   async insert(
     em: EntityManager,
-    v: { federationId: string; roundNumber: number | null; parentId: string | null; weights: Float32Array },
+    v: {
+      federationId: string;
+      roundNumber: number | null;
+      parentId: string | null;
+      weights: Float32Array;
+    },
   ): Promise<ModelVersionRow> {
     const bytes = Buffer.from(float32ToBytes(v.weights));
     const rows = await em.query(
@@ -38,10 +43,14 @@ export class ModelVersionRepository {
 
   /** The version's weights, checked against its stored hash. */
   async weights(id: string): Promise<Float32Array> {
-    const rows = await this.db.manager.query(`SELECT hash, weights FROM model_version WHERE id = $1`, [id]);
+    const rows = await this.db.manager.query(
+      `SELECT hash, weights FROM model_version WHERE id = $1`,
+      [id],
+    );
     if (!rows.length) throw new Error(`model version ${id} does not exist`);
     const bytes = rows[0].weights as Buffer;
-    if (sha256Hex(bytes) !== rows[0].hash) throw new Error(`model version ${id} fails its hash check`);
+    if (sha256Hex(bytes) !== rows[0].hash)
+      throw new Error(`model version ${id} fails its hash check`);
     return bytesToFloat32(bytes);
   }
 

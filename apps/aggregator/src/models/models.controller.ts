@@ -25,7 +25,9 @@ export class ModelsController {
 
   @Get(':versionId')
   @Roles('admin', 'auditor')
-  @ApiOperation({ summary: "A model version's metadata; 'current' names the federation's current model" })
+  @ApiOperation({
+    summary: "A model version's metadata; 'current' names the federation's current model",
+  })
   async get(@Param('federationId') federationId: string, @Param('versionId') versionId: string) {
     return this.resolve(federationId, versionId);
   }
@@ -34,7 +36,8 @@ export class ModelsController {
   @Roles('admin', 'auditor')
   @ApiProduces('application/octet-stream')
   @ApiOperation({
-    summary: 'Download the weights: little-endian float32, in the order of the model spec (X-Model-Hash is SHA-256)',
+    summary:
+      'Download the weights: little-endian float32, in the order of the model spec (X-Model-Hash is SHA-256)',
   })
   async weights(
     @Param('federationId') federationId: string,
@@ -55,7 +58,11 @@ export class ModelsController {
     const fed = await this.federations.get(federationId);
     const id = versionId === 'current' ? fed.currentModelVersionId : versionId;
     const version = id ? await this.models.find(federationId, id) : null;
-    if (!version) throw new ApiError('NOT_FOUND', `no model version ${versionId} in federation ${federationId}`);
+    if (!version)
+      throw new ApiError(
+        'NOT_FOUND',
+        `no model version ${versionId} in federation ${federationId}`,
+      );
     return version;
   }
 }

@@ -19,6 +19,8 @@ export class ActiveRound {
   readonly stats = new Map<string, FeatureStatsPartial>();
   readonly evaluations = new Map<string, SiteMetrics>();
   collector: UpdateCollector | null = null;
+  /** The stats.request sent in the stats phase, sent again to a participant that reconnects. */
+  statsRequest: object | null = null;
   /** The encoded round.train frame, sent again to a participant that reconnects. */
   trainFrame: Buffer | null = null;
   evaluateFrame: Buffer | null = null;
@@ -43,7 +45,13 @@ export class ActiveRound {
   }
 
   /** A participant that may still answer: selected, and connected or within its reconnect grace. */
-  isPending(siteId: string, now: number, graceMs: number, connected: boolean, waitingFor: Participant['status']): boolean {
+  isPending(
+    siteId: string,
+    now: number,
+    graceMs: number,
+    connected: boolean,
+    waitingFor: Participant['status'],
+  ): boolean {
     const p = this.participants.get(siteId);
     if (!p || p.status !== waitingFor) return false;
     if (connected) return true;

@@ -74,7 +74,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           await this.rounds.incrementRunRounds(em, round.runId);
         });
         this.metrics.rounds.inc({ outcome: 'committed' });
-        this.config.log(`round ${round.number} of federation ${round.federationId} committed on restart`);
+        this.config.log(
+          `round ${round.number} of federation ${round.federationId} committed on restart`,
+        );
       } else {
         await this.rounds.transaction((em) =>
           this.rounds.transition(em, round.id, 'aborted', {
@@ -83,7 +85,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           }),
         );
         this.metrics.rounds.inc({ outcome: 'aborted' });
-        this.config.log(`round ${round.number} of federation ${round.federationId} aborted on restart`);
+        this.config.log(
+          `round ${round.number} of federation ${round.federationId} aborted on restart`,
+        );
       }
     }
     for (const run of await this.rounds.runningRuns()) this.startLoop(run);
@@ -102,7 +106,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   /** Starts a run of `rounds` rounds; refused while the federation has a run in progress. */
   async startRun(federationId: string, rounds: number): Promise<RunRow> {
     if (this.shuttingDown) throw new Error('the aggregator is shutting down');
-    const run = await this.rounds.transaction((em) => this.rounds.insertRun(em, federationId, rounds));
+    const run = await this.rounds.transaction((em) =>
+      this.rounds.insertRun(em, federationId, rounds),
+    );
     this.startLoop(run);
     return run;
   }
@@ -118,7 +124,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   /** The phase and per-site state of a federation's running round, for status displays. */
-  liveRound(federationId: string): { number: number; phase: string; participants: Participant[] } | null {
+  liveRound(
+    federationId: string,
+  ): { number: number; phase: string; participants: Participant[] } | null {
     const a = this.loops.get(federationId)?.active;
     return a ? { number: a.number, phase: a.phase, participants: a.participantList() } : null;
   }
@@ -135,7 +143,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     this.loops.set(run.federationId, loop);
     loop.done = this.runLoop(loop)
       .catch((e: unknown) => {
-        if (!(e instanceof Stopped)) this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
+        if (!(e instanceof Stopped))
+          this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
       })
       .finally(() => this.loops.delete(run.federationId));
   }
@@ -151,7 +160,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       }
       const outcome = await this.runRound(loop);
       if (outcome.aborted) {
-        await this.rounds.endRun(run.id, 'stopped', `round ${outcome.number} aborted: ${outcome.reason}`);
+        await this.rounds.endRun(
+          run.id,
+          'stopped',
+          `round ${outcome.number} aborted: ${outcome.reason}`,
+        );
         return;
       }
     }
@@ -160,9 +173,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   // ------------------------------------------------------------------------------------------------
   // One round
 
-  private async runRound(loop: RunLoop): Promise<{ number: number; aborted: boolean; reason?: string }> {
+  private async runRound(
+    loop: RunLoop,
+  ): Promise<{ number: number; aborted: boolean; reason?: string }> {
     const fed = await this.federations.findById(loop.federationId);
-    if (!fed || !fed.currentModelVersionId) throw new Error(`federation ${loop.federationId} has no model`);
+    if (!fed || !fed.currentModelVersionId)
+      throw new Error(`federation ${loop.federationId} has no model`);
     const baseVersionId = fed.currentModelVersionId;
     const cfg = fed.config;
     const startedAt = this.clock.now().getTime();
@@ -178,20 +194,32 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     );
     const active = new ActiveRound(fed.id, loop.runId, row);
     loop.active = active;
-    const abort = async (reason: string): Promise<{ number: number; aborted: boolean; reason: string }> => {
+    const abort = async (
+      reason: string,
+    ): Promise<{ number: number; aborted: boolean; reason: string }> => {
       await this.abortRound(active, reason);
       return { number: row.number, aborted: true, reason };
     };
     try {
       // 1. Selection: approved sites that are connected (only approved sites can log in).
-      const enough = await this.until(loop, this.sessions.changed, () => this.sessions.connected(fed.id).length >= cfg.minSites, deadline);
+      const enough = await this.until(
+        loop,
+        this.sessions.changed,
+        () => this.sessions.connected(fed.id).length >= cfg.minSites,
+        deadline,
+      );
       const selected = this.sessions.connected(fed.id);
       if (!enough) {
         return await abort(
           `only ${selected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
         );
       }
-      for (const s of selected) active.participants.set(s.siteId, { siteId: s.siteId, name: s.siteName, status: 'selected' });
+      for (const s of selected)
+        active.participants.set(s.siteId, {
+          siteId: s.siteId,
+          name: s.siteName,
+          status: 'selected',
+        });
 
       // 2. Federated standardisation statistics, once per federation.
       let stats = fed.featureStats;
@@ -210,7 +238,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       active.expectedLength = parameterCount(fed.modelSpec);
       active.collector = new PlainSumCollector(active.expectedLength);
       active.row = await this.rounds.transaction((em) =>
-        this.rounds.transition(em, row.id, 'collecting', { participants: active.participantList() }),
+        this.rounds.transition(em, row.id, 'collecting', {
+          participants: active.participantList(),
+        }),
       );
       active.trainFrame = encodeFrame(
         {
@@ -230,9 +260,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         global,
       );
       active.phase = 'collecting';
-      for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendBinary(active.trainFrame);
+      for (const siteId of active.participants.keys())
+        this.sessions.get(siteId)?.sendBinary(active.trainFrame);
       await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
-      this.markUnanswered(active, 'selected', 'dropped', 'no update before the deadline or disconnected');
+      this.markUnanswered(
+        active,
+        'selected',
+        'dropped',
+        'no update before the deadline or disconnected',
+      );
       const collector = active.collector;
       if (collector.count < cfg.minSites) {
         return await abort(this.shortfall(active, collector.count, cfg.minSites));
@@ -242,8 +278,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       active.phase = 'closing';
       const next = createStrategy(fed.strategy).serverStep(global, collector.result());
       assertFinite(next, 'aggregated model');
-      const trainLoss = active.trainWeightSum > 0 ? active.trainLossSum / active.trainWeightSum : null;
-      const partialMetrics: RoundMetrics = { trainLoss, evaluation: null, bytesReceived: active.bytesReceived };
+      const trainLoss =
+        active.trainWeightSum > 0 ? active.trainLossSum / active.trainWeightSum : null;
+      const partialMetrics: RoundMetrics = {
+        trainLoss,
+        evaluation: null,
+        bytesReceived: active.bytesReceived,
+      };
       active.row = await this.rounds.transaction(async (em) => {
         const version = await this.models.insert(em, {
           federationId: fed.id,
@@ -274,15 +315,28 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       // 5. Evaluation on the sites' held-out data.
       active.phase = 'evaluating';
       for (const p of active.participants.values()) {
-        if (p.status === 'submitted') this.sessions.get(p.siteId)?.sendBinary(active.evaluateFrame!);
+        if (p.status === 'submitted')
+          this.sessions.get(p.siteId)?.sendBinary(active.evaluateFrame!);
       }
       const evalDeadline = this.clock.now().getTime() + cfg.evaluationTimeoutMs;
-      await this.until(loop, active.signal, () => this.nonePending(active, 'submitted'), evalDeadline);
+      await this.until(
+        loop,
+        active.signal,
+        () => this.nonePending(active, 'submitted'),
+        evalDeadline,
+      );
       active.phase = 'closing';
       const evaluation = weightedMetrics([...active.evaluations.values()]);
-      const metrics: RoundMetrics = { ...partialMetrics, evaluation, bytesReceived: active.bytesReceived };
+      const metrics: RoundMetrics = {
+        ...partialMetrics,
+        evaluation,
+        bytesReceived: active.bytesReceived,
+      };
       await this.rounds.transaction((em) =>
-        this.rounds.transition(em, row.id, 'evaluated', { metrics, participants: active.participantList() }),
+        this.rounds.transition(em, row.id, 'evaluated', {
+          metrics,
+          participants: active.participantList(),
+        }),
       );
 
       // 6. Commit: the new version becomes the federation's model.
@@ -313,12 +367,21 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   ): Promise<FederationRow['featureStats']> {
     const inputDim = fed.modelSpec.inputDim;
     active.phase = 'stats';
-    const msg = { v: PROTOCOL_VERSION, type: 'stats.request', id: randomUUID(), features: inputDim };
+    const msg = {
+      v: PROTOCOL_VERSION,
+      type: 'stats.request',
+      id: randomUUID(),
+      features: inputDim,
+    };
+    active.statsRequest = msg;
     for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendJson(msg);
     await this.until(
       loop,
       active.signal,
-      () => [...active.participants.keys()].every((id) => active.stats.has(id) || !this.pendingForStats(active, id)),
+      () =>
+        [...active.participants.keys()].every(
+          (id) => active.stats.has(id) || !this.pendingForStats(active, id),
+        ),
       deadline,
     );
     if (active.stats.size < fed.config.minSites) return null;
@@ -347,14 +410,27 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     const now = this.clock.now().getTime();
     for (const p of active.participants.values()) {
       if (waitingFor === 'submitted' && active.evaluations.has(p.siteId)) continue;
-      if (active.isPending(p.siteId, now, this.config.reconnectGraceMs, this.sessions.isConnected(p.siteId), waitingFor)) {
+      if (
+        active.isPending(
+          p.siteId,
+          now,
+          this.config.reconnectGraceMs,
+          this.sessions.isConnected(p.siteId),
+          waitingFor,
+        )
+      ) {
         return false;
       }
     }
     return true;
   }
 
-  private markUnanswered(active: ActiveRound, from: Participant['status'], to: Participant['status'], detail: string): void {
+  private markUnanswered(
+    active: ActiveRound,
+    from: Participant['status'],
+    to: Participant['status'],
+    detail: string,
+  ): void {
     for (const p of active.participants.values()) {
       if (p.status === from) {
         p.status = to;
@@ -368,8 +444,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       .participantList()
       .filter((p) => p.status !== 'submitted')
       .map((p) => `${p.name} ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
-    return `only ${got} of ${active.participants.size} selected site(s) sent an update; the federation needs minSites=${minSites}` +
-      (lost.length ? `; ${lost.join('; ')}` : '');
+    return (
+      `only ${got} of ${active.participants.size} selected site(s) sent an update; the federation needs minSites=${minSites}` +
+      (lost.length ? `; ${lost.join('; ')}` : '')
+    );
   }
 
   private async abortRound(active: ActiveRound, reason: string): Promise<void> {
@@ -386,7 +464,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     this.config.log(`round ${active.number} aborted: ${reason}`);
   }
 
-  private broadcastEnd(active: ActiveRound, outcome: 'committed' | 'aborted', reason: string | null): void {
+  private broadcastEnd(
+    active: ActiveRound,
+    outcome: 'committed' | 'aborted',
+    reason: string | null,
+  ): void {
     const msg = {
       v: PROTOCOL_VERSION,
       type: 'round.end',
@@ -405,7 +487,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     ready: () => boolean,
     deadline: number,
   ): Promise<boolean> {
-    const ok = await waitFor(signal as never, ready, deadline, () => this.clock.now().getTime(), () => loop.stopped);
+    const ok = await waitFor(
+      signal as never,
+      ready,
+      deadline,
+      () => this.clock.now().getTime(),
+      () => loop.stopped,
+    );
     if (loop.stopped && this.shuttingDown) throw new Stopped();
     return ok;
   }
@@ -414,17 +502,28 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   // Site events, routed by the gateway
 
   /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
-  handleSiteMessage(session: SiteSession, msg: SiteMessage, vector: Float32Array | Uint32Array | null, bytes: number): void {
+  handleSiteMessage(
+    session: SiteSession,
+    msg: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+    bytes: number,
+  ): void {
     const active = this.loops.get(session.federationId)?.active;
     if (msg.type === 'login') {
       throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
     }
     if (!active) {
-      throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `no round is running; ${msg.type} was not expected`);
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `no round is running; ${msg.type} was not expected`,
+      );
     }
     const p = active.participants.get(session.siteId);
     if (!p) {
-      throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `this site is not a participant of round ${active.number}`);
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `this site is not a participant of round ${active.number}`,
+      );
     }
     if ('round' in msg && msg.round !== active.number) {
       throw new ProtocolError(
@@ -436,26 +535,41 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     switch (msg.type) {
       case 'stats.report': {
         if (active.phase !== 'stats' || active.stats.has(session.siteId)) {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'feature statistics were not requested now');
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'feature statistics were not requested now',
+          );
         }
         const fed = active.expectedLength; // unused in stats phase; inputDim checked via array lengths below
         void fed;
         if (msg.sum.length !== msg.sumSq.length) {
-          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'sum and sumSq must have the same length');
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            'sum and sumSq must have the same length',
+          );
         }
         const first = active.stats.values().next().value;
         if (first && first.sum.length !== msg.sum.length) {
-          throw new ProtocolError(ErrorCode.SCHEMA_MISMATCH, `expected ${first.sum.length} features, got ${msg.sum.length}`);
+          throw new ProtocolError(
+            ErrorCode.SCHEMA_MISMATCH,
+            `expected ${first.sum.length} features, got ${msg.sum.length}`,
+          );
         }
         active.stats.set(session.siteId, { count: msg.count, sum: msg.sum, sumSq: msg.sumSq });
         break;
       }
       case 'round.update': {
         if (active.phase !== 'collecting' || p.status !== 'selected') {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `an update is not expected from this site now (${p.status})`);
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `an update is not expected from this site now (${p.status})`,
+          );
         }
         if (!(vector instanceof Float32Array)) {
-          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'round.update must carry a float32 vector');
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            'round.update must carry a float32 vector',
+          );
         }
         try {
           assertLength(vector, active.expectedLength, 'update');
@@ -474,8 +588,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         break;
       }
       case 'round.metrics': {
-        if (active.phase !== 'evaluating' || p.status !== 'submitted' || msg.modelVersionId !== active.newModelVersionId) {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'metrics are not expected for this model version now');
+        if (
+          active.phase !== 'evaluating' ||
+          p.status !== 'submitted' ||
+          msg.modelVersionId !== active.newModelVersionId
+        ) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'metrics are not expected for this model version now',
+          );
         }
         active.evaluations.set(session.siteId, msg.metrics);
         p.status = 'evaluated';
@@ -503,8 +624,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       session.sendBinary(active.trainFrame);
     } else if (p?.status === 'submitted' && active.phase === 'evaluating' && active.evaluateFrame) {
       session.sendBinary(active.evaluateFrame);
-    } else if (p?.status === 'selected' && active.phase === 'stats' && !active.stats.has(session.siteId)) {
-      session.sendJson({ v: PROTOCOL_VERSION, type: 'stats.request', id: randomUUID(), features: 0 });
+    } else if (
+      p?.status === 'selected' &&
+      active.phase === 'stats' &&
+      active.statsRequest &&
+      !active.stats.has(session.siteId)
+    ) {
+      session.sendJson(active.statsRequest);
     }
     active.signal.notify();
   }

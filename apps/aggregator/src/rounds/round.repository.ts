@@ -2,13 +2,21 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { DATABASE } from '../common/tokens';
 import type { Database } from '../database/database';
-import type { Participant, RoundMetrics, RoundRow, RoundState, RunRow, RunStatus } from '../database/rows';
+import type {
+  Participant,
+  RoundMetrics,
+  RoundRow,
+  RoundState,
+  RunRow,
+  RunStatus,
+} from '../database/rows';
 import { camelRow, camelRows, returned } from '../database/sql';
 import { isUuid } from '../federations/federation.repository';
 
 const ROUND_COLUMNS =
   'id, federation_id, run_id, number, state, reason, base_model_version_id, model_version_id, participants, metrics, deadline, started_at, ended_at, duration_ms';
-const RUN_COLUMNS = 'id, federation_id, rounds_requested, rounds_done, status, reason, created_at, ended_at';
+const RUN_COLUMNS =
+  'id, federation_id, rounds_requested, rounds_done, status, reason, created_at, ended_at';
 
 /** Training runs, rounds, and every round transition. */
 @Injectable()
@@ -30,13 +38,18 @@ export class RoundRepository {
 
   async findRun(id: string): Promise<RunRow | null> {
     if (!isUuid(id)) return null;
-    const rows = await this.db.manager.query(`SELECT ${RUN_COLUMNS} FROM training_run WHERE id = $1`, [id]);
+    const rows = await this.db.manager.query(
+      `SELECT ${RUN_COLUMNS} FROM training_run WHERE id = $1`,
+      [id],
+    );
     return rows.length ? camelRow<RunRow>(rows[0]) : null;
   }
 
   async runningRuns(): Promise<RunRow[]> {
     return camelRows(
-      await this.db.manager.query(`SELECT ${RUN_COLUMNS} FROM training_run WHERE status = 'running' ORDER BY created_at`),
+      await this.db.manager.query(
+        `SELECT ${RUN_COLUMNS} FROM training_run WHERE status = 'running' ORDER BY created_at`,
+      ),
     );
   }
 
@@ -50,9 +63,10 @@ export class RoundRepository {
 
   async listRuns(federationId: string): Promise<RunRow[]> {
     return camelRows(
-      await this.db.manager.query(`SELECT ${RUN_COLUMNS} FROM training_run WHERE federation_id = $1 ORDER BY created_at`, [
-        federationId,
-      ]),
+      await this.db.manager.query(
+        `SELECT ${RUN_COLUMNS} FROM training_run WHERE federation_id = $1 ORDER BY created_at`,
+        [federationId],
+      ),
     );
   }
 
@@ -60,7 +74,11 @@ export class RoundRepository {
     await em.query(`UPDATE training_run SET rounds_done = rounds_done + 1 WHERE id = $1`, [runId]);
   }
 
-  async endRun(runId: string, status: Exclude<RunStatus, 'running'>, reason: string | null): Promise<void> {
+  async endRun(
+    runId: string,
+    status: Exclude<RunStatus, 'running'>,
+    reason: string | null,
+  ): Promise<void> {
     await this.db.manager.query(
       `UPDATE training_run SET status = $2, reason = $3, ended_at = now() WHERE id = $1 AND status = 'running'`,
       [runId, status, reason],
@@ -69,15 +87,22 @@ export class RoundRepository {
 
   // ---- rounds ----
   async nextRoundNumber(em: EntityManager, federationId: string): Promise<number> {
-    const rows = await em.query(`SELECT coalesce(max(number), 0)::int + 1 AS n FROM round WHERE federation_id = $1`, [
-      federationId,
-    ]);
+    const rows = await em.query(
+      `SELECT coalesce(max(number), 0)::int + 1 AS n FROM round WHERE federation_id = $1`,
+      [federationId],
+    );
     return rows[0].n as number;
   }
 
   async insertRound(
     em: EntityManager,
-    r: { federationId: string; runId: string; number: number; baseModelVersionId: string; deadline: Date },
+    r: {
+      federationId: string;
+      runId: string;
+      number: number;
+      baseModelVersionId: string;
+      deadline: Date;
+    },
   ): Promise<RoundRow> {
     const rows = await em.query(
       `INSERT INTO round (federation_id, run_id, number, state, base_model_version_id, deadline)
@@ -125,7 +150,8 @@ export class RoundRepository {
         params,
       ),
     );
-    if (!rows.length) throw new Error(`round ${roundId} has already ended; cannot move it to ${state}`);
+    if (!rows.length)
+      throw new Error(`round ${roundId} has already ended; cannot move it to ${state}`);
     await this.event(em, roundId, state, patch.reason ? { reason: patch.reason } : null);
     return camelRow<RoundRow>(rows[0]!);
   }
@@ -137,7 +163,12 @@ export class RoundRepository {
     ]);
   }
 
-  private async event(em: EntityManager, roundId: string, state: string, detail: unknown): Promise<void> {
+  private async event(
+    em: EntityManager,
+    roundId: string,
+    state: string,
+    detail: unknown,
+  ): Promise<void> {
     await em.query(`INSERT INTO round_event (round_id, state, detail) VALUES ($1, $2, $3)`, [
       roundId,
       state,
@@ -155,9 +186,10 @@ export class RoundRepository {
 
   async listRounds(federationId: string): Promise<RoundRow[]> {
     return camelRows(
-      await this.db.manager.query(`SELECT ${ROUND_COLUMNS} FROM round WHERE federation_id = $1 ORDER BY number`, [
-        federationId,
-      ]),
+      await this.db.manager.query(
+        `SELECT ${ROUND_COLUMNS} FROM round WHERE federation_id = $1 ORDER BY number`,
+        [federationId],
+      ),
     );
   }
 
@@ -171,7 +203,10 @@ export class RoundRepository {
 
   async roundEvents(roundId: string): Promise<Array<{ state: string; detail: unknown; at: Date }>> {
     return camelRows(
-      await this.db.manager.query(`SELECT state, detail, at FROM round_event WHERE round_id = $1 ORDER BY id`, [roundId]),
+      await this.db.manager.query(
+        `SELECT state, detail, at FROM round_event WHERE round_id = $1 ORDER BY id`,
+        [roundId],
+      ),
     );
   }
 }

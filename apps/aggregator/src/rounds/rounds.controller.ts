@@ -25,8 +25,18 @@ export class RoundsController {
   @HttpCode(201)
   @Roles('admin')
   @ApiOperation({ summary: 'Start N rounds now (one run at a time per federation)' })
-  @ApiBody({ schema: { type: 'object', required: ['rounds'], properties: { rounds: { type: 'integer', example: 10 } } } })
-  async startRun(@Param('federationId') federationId: string, @Body() body: unknown, @Req() req: AuthedRequest) {
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['rounds'],
+      properties: { rounds: { type: 'integer', example: 10 } },
+    },
+  })
+  async startRun(
+    @Param('federationId') federationId: string,
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+  ) {
     await this.federations.get(federationId);
     const input = parseInput(startRunSchema, body);
     const running = await this.rounds.runningRun(federationId);
@@ -45,7 +55,10 @@ export class RoundsController {
       }
       throw e;
     }
-    await this.events.record(actorOf(req), 'run.start', run.id, { federationId, rounds: input.rounds });
+    await this.events.record(actorOf(req), 'run.start', run.id, {
+      federationId,
+      rounds: input.rounds,
+    });
     return run;
   }
 
@@ -74,7 +87,10 @@ export class RoundsController {
   @ApiOperation({ summary: 'List rounds with their state, participants and metrics' })
   async listRounds(@Param('federationId') federationId: string) {
     await this.federations.get(federationId);
-    return { rounds: await this.rounds.listRounds(federationId), live: this.orchestrator.liveRound(federationId) };
+    return {
+      rounds: await this.rounds.listRounds(federationId),
+      live: this.orchestrator.liveRound(federationId),
+    };
   }
 
   @Get('rounds/:number')
@@ -83,7 +99,8 @@ export class RoundsController {
   async getRound(@Param('federationId') federationId: string, @Param('number') number: string) {
     await this.federations.get(federationId);
     const n = Number(number);
-    const round = Number.isInteger(n) && n > 0 ? await this.rounds.findRound(federationId, n) : null;
+    const round =
+      Number.isInteger(n) && n > 0 ? await this.rounds.findRound(federationId, n) : null;
     if (!round) throw new ApiError('NOT_FOUND', `no round ${number} in federation ${federationId}`);
     return { ...round, events: await this.rounds.roundEvents(round.id) };
   }

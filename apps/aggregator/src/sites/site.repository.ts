@@ -13,7 +13,12 @@ const COLUMNS = 'id, federation_id, name, public_key, status, created_at, approv
 export class SiteRepository {
   constructor(@Inject(DATABASE) private readonly db: Database) {}
 
-  async insert(em: EntityManager, federationId: string, name: string, publicKey: string): Promise<SiteRow> {
+  async insert(
+    em: EntityManager,
+    federationId: string,
+    name: string,
+    publicKey: string,
+  ): Promise<SiteRow> {
     const rows = await em.query(
       `INSERT INTO site (federation_id, name, public_key, status) VALUES ($1, $2, $3, 'pending') RETURNING ${COLUMNS}`,
       [federationId, name, publicKey],
@@ -48,16 +53,25 @@ export class SiteRepository {
 
   async list(federationId: string): Promise<SiteRow[]> {
     return camelRows(
-      await this.db.manager.query(`SELECT ${COLUMNS} FROM site WHERE federation_id = $1 ORDER BY created_at, name`, [
-        federationId,
-      ]),
+      await this.db.manager.query(
+        `SELECT ${COLUMNS} FROM site WHERE federation_id = $1 ORDER BY created_at, name`,
+        [federationId],
+      ),
     );
   }
 
   async setStatus(em: EntityManager, id: string, status: SiteStatus): Promise<SiteRow> {
-    const stamp = status === 'approved' ? ', approved_at = now()' : status === 'revoked' ? ', revoked_at = now()' : '';
+    const stamp =
+      status === 'approved'
+        ? ', approved_at = now()'
+        : status === 'revoked'
+          ? ', revoked_at = now()'
+          : '';
     const rows = returned(
-      await em.query(`UPDATE site SET status = $2${stamp} WHERE id = $1 RETURNING ${COLUMNS}`, [id, status]),
+      await em.query(`UPDATE site SET status = $2${stamp} WHERE id = $1 RETURNING ${COLUMNS}`, [
+        id,
+        status,
+      ]),
     );
     return camelRow<SiteRow>(rows[0]!);
   }

@@ -16,10 +16,17 @@ export class SitesController {
     schema: {
       type: 'object',
       required: ['name', 'publicKey'],
-      properties: { name: { type: 'string', example: 'hospital-1' }, publicKey: { type: 'string' } },
+      properties: {
+        name: { type: 'string', example: 'hospital-1' },
+        publicKey: { type: 'string' },
+      },
     },
   })
-  enrol(@Param('federationId') federationId: string, @Body() body: unknown, @Req() req: AuthedRequest) {
+  enrol(
+    @Param('federationId') federationId: string,
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+  ) {
     return this.sites.enrol(federationId, body, actorOf(req));
   }
 
@@ -34,7 +41,11 @@ export class SitesController {
   @HttpCode(200)
   @Roles('admin')
   @ApiOperation({ summary: 'Approve a pending site so it can log in and be selected' })
-  approve(@Param('federationId') federationId: string, @Param('siteId') siteId: string, @Req() req: AuthedRequest) {
+  approve(
+    @Param('federationId') federationId: string,
+    @Param('siteId') siteId: string,
+    @Req() req: AuthedRequest,
+  ) {
     return this.sites.approve(federationId, siteId, actorOf(req));
   }
 
@@ -42,7 +53,11 @@ export class SitesController {
   @HttpCode(200)
   @Roles('admin')
   @ApiOperation({ summary: 'Revoke a site: its connection is closed and it can no longer log in' })
-  revoke(@Param('federationId') federationId: string, @Param('siteId') siteId: string, @Req() req: AuthedRequest) {
+  revoke(
+    @Param('federationId') federationId: string,
+    @Param('siteId') siteId: string,
+    @Req() req: AuthedRequest,
+  ) {
     return this.sites.revoke(federationId, siteId, actorOf(req));
   }
 }

@@ -18,7 +18,12 @@ export const enrolSiteSchema = z
       .min(1)
       .max(100)
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" or "-" (no spaces)'),
-    publicKey: z.string().refine(isPublicKey, 'must be a base64 Ed25519 public key (32 bytes), as printed by `confide node keys`'),
+    publicKey: z
+      .string()
+      .refine(
+        isPublicKey,
+        'must be a base64 Ed25519 public key (32 bytes), as printed by `confide node keys`',
+      ),
   })
   .strict();
 
@@ -40,14 +45,21 @@ export class SitesService {
   ) {}
 
   view(site: SiteRow): SiteView {
-    return { ...site, fingerprint: keyFingerprint(site.publicKey), connected: this.sessions.isConnected(site.id) };
+    return {
+      ...site,
+      fingerprint: keyFingerprint(site.publicKey),
+      connected: this.sessions.isConnected(site.id),
+    };
   }
 
   async enrol(federationId: string, body: unknown, actor: string): Promise<SiteView> {
     await this.federations.get(federationId);
     const input = parseInput(enrolSiteSchema, body);
     if (await this.sites.findByName(federationId, input.name)) {
-      throw new ApiError('CONFLICT', `a site named "${input.name}" is already enrolled in this federation`);
+      throw new ApiError(
+        'CONFLICT',
+        `a site named "${input.name}" is already enrolled in this federation`,
+      );
     }
     if (await this.sites.findByKey(federationId, input.publicKey)) {
       throw new ApiError('CONFLICT', 'this public key is already enrolled in this federation');
@@ -79,19 +91,37 @@ export class SitesService {
   /** pending|approved -> revoked, closing the site's live connection with SITE_REVOKED. */
   async revoke(federationId: string, siteId: string, actor: string): Promise<SiteView> {
     const view = await this.move(federationId, siteId, 'revoked', actor);
-    this.sessions.disconnect(siteId, ErrorCode.SITE_REVOKED, 'this site was revoked by an administrator');
+    this.sessions.disconnect(
+      siteId,
+      ErrorCode.SITE_REVOKED,
+      'this site was revoked by an administrator',
+    );
     return view;
   }
 
-  private async move(federationId: string, siteId: string, to: SiteStatus, actor: string): Promise<SiteView> {
+  private async move(
+    federationId: string,
+    siteId: string,
+    to: SiteStatus,
+    actor: string,
+  ): Promise<SiteView> {
     const site = await this.get(federationId, siteId);
     if (site.status === to) return this.view(site);
     if (site.status === 'revoked') {
-      throw new ApiError('INVALID_STATE', `site "${site.name}" is revoked; enrol a new key to bring it back`);
+      throw new ApiError(
+        'INVALID_STATE',
+        `site "${site.name}" is revoked; enrol a new key to bring it back`,
+      );
     }
     const updated = await this.db.transaction(async (em) => {
       const s = await this.sites.setStatus(em, site.id, to);
-      await this.events.record(actor, to === 'approved' ? 'site.approve' : 'site.revoke', s.id, { name: s.name }, em);
+      await this.events.record(
+        actor,
+        to === 'approved' ? 'site.approve' : 'site.revoke',
+        s.id,
+        { name: s.name },
+        em,
+      );
       return s;
     });
     return this.view(updated);

@@ -1,22 +1,54 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ApiClient } from '../api-client';
-import { choiceOption, CliError, numberOption, str, UsageError, type Command, type OptionSpec, type ParsedOptions } from '../command';
+import {
+  choiceOption,
+  CliError,
+  numberOption,
+  str,
+  UsageError,
+  type Command,
+  type OptionSpec,
+  type ParsedOptions,
+} from '../command';
 
 const connection: Record<string, OptionSpec> = {
-  server: { type: 'string', value: 'URL', description: 'aggregator URL', required: true, env: 'CONFIDE_SERVER' },
-  token: { type: 'string', value: 'TOKEN', description: 'admin API token', required: true, env: 'CONFIDE_TOKEN' },
+  server: {
+    type: 'string',
+    value: 'URL',
+    description: 'aggregator URL',
+    required: true,
+    env: 'CONFIDE_SERVER',
+  },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    description: 'admin API token',
+    required: true,
+    env: 'CONFIDE_TOKEN',
+  },
   json: { type: 'boolean', description: 'print the API response as JSON' },
 };
 const federationOpt: Record<string, OptionSpec> = {
-  federation: { type: 'string', value: 'ID', description: 'federation id', required: true, env: 'CONFIDE_FEDERATION' },
+  federation: {
+    type: 'string',
+    value: 'ID',
+    description: 'federation id',
+    required: true,
+    env: 'CONFIDE_FEDERATION',
+  },
 };
 
 function client(opts: ParsedOptions): ApiClient {
   return new ApiClient(str(opts, 'server'), str(opts, 'token'));
 }
 
-function print(opts: ParsedOptions, io: { out: (s: string) => void }, value: unknown, human: () => string): void {
+function print(
+  opts: ParsedOptions,
+  io: { out: (s: string) => void },
+  value: unknown,
+  human: () => string,
+): void {
   io.out(opts['json'] ? JSON.stringify(value, null, 2) : human());
 }
 
@@ -27,10 +59,23 @@ function admin(
   run: Command['run'],
   examples: string[] = [],
 ): Command {
-  return { path: ['admin', ...path], summary, options: { ...connection, ...options }, run, examples };
+  return {
+    path: ['admin', ...path],
+    summary,
+    options: { ...connection, ...options },
+    run,
+    examples,
+  };
 }
 
-type Fed = { id: string; name: string; parameters: number; strategy: string; config: { minSites: number }; currentModelVersionId: string };
+type Fed = {
+  id: string;
+  name: string;
+  parameters: number;
+  strategy: string;
+  config: { minSites: number };
+  currentModelVersionId: string;
+};
 type Site = { id: string; name: string; status: string; fingerprint: string; connected: boolean };
 type Round = {
   number: number;
@@ -47,11 +92,19 @@ export const adminCommands: Command[] = [
     'Create an API token for an admin or an auditor (shown once)',
     {
       role: { type: 'string', value: 'ROLE', description: 'admin|auditor', required: true },
-      label: { type: 'string', value: 'TEXT', description: 'what the token is for', default: 'api token' },
+      label: {
+        type: 'string',
+        value: 'TEXT',
+        description: 'what the token is for',
+        default: 'api token',
+      },
     },
     async (opts, _p, io) => {
       const role = choiceOption(opts, 'role', ['admin', 'auditor'] as const);
-      const r = await client(opts).post<{ token: string; id: string }>('/api/v1/tokens', { role, label: opts['label'] });
+      const r = await client(opts).post<{ token: string; id: string }>('/api/v1/tokens', {
+        role,
+        label: opts['label'],
+      });
       print(opts, io, r, () => r.token);
       if (!opts['json']) io.err(`Created ${String(role)} token ${r.id}; it is shown only once.`);
     },
@@ -65,14 +118,30 @@ export const adminCommands: Command[] = [
       model: {
         type: 'string',
         value: 'JSON|@FILE',
-        description: 'model spec, e.g. \'{"kind":"mlp","inputDim":30,"hidden":[16],"output":"binary"}\'',
+        description:
+          'model spec, e.g. \'{"kind":"mlp","inputDim":30,"hidden":[16],"output":"binary"}\'',
         required: true,
       },
-      'min-sites': { type: 'string', value: 'N', description: 'fewest sites a round needs', default: '2' },
-      'round-timeout': { type: 'string', value: 'SECONDS', description: 'round deadline', default: '300' },
+      'min-sites': {
+        type: 'string',
+        value: 'N',
+        description: 'fewest sites a round needs',
+        default: '2',
+      },
+      'round-timeout': {
+        type: 'string',
+        value: 'SECONDS',
+        description: 'round deadline',
+        default: '300',
+      },
       epochs: { type: 'string', value: 'N', description: 'local epochs per round', default: '1' },
       'batch-size': { type: 'string', value: 'N', description: 'local batch size', default: '32' },
-      'learning-rate': { type: 'string', value: 'LR', description: 'local learning rate', default: '0.01' },
+      'learning-rate': {
+        type: 'string',
+        value: 'LR',
+        description: 'local learning rate',
+        default: '0.01',
+      },
       optimizer: { type: 'string', value: 'NAME', description: 'sgd|adam', default: 'adam' },
       seed: { type: 'string', value: 'N', description: 'seed of the initial weights' },
     },
@@ -80,7 +149,11 @@ export const adminCommands: Command[] = [
       const modelText = str(opts, 'model');
       let modelSpec: unknown;
       try {
-        modelSpec = JSON.parse(modelText.startsWith('@') ? await readFile(resolve(modelText.slice(1)), 'utf8') : modelText);
+        modelSpec = JSON.parse(
+          modelText.startsWith('@')
+            ? await readFile(resolve(modelText.slice(1)), 'utf8')
+            : modelText,
+        );
       } catch (e) {
         throw new UsageError(`--model must be JSON or @file.json: ${(e as Error).message}`);
       }
@@ -99,28 +172,57 @@ export const adminCommands: Command[] = [
       print(opts, io, f, () => f.id);
       if (!opts['json']) io.err(`Created federation "${f.name}" (${f.parameters} parameters).`);
     },
-    [`confide admin federation create --name breast-cancer --model '{"kind":"logistic","inputDim":30}' --epochs 5`],
+    [
+      `confide admin federation create --name breast-cancer --model '{"kind":"logistic","inputDim":30}' --epochs 5`,
+    ],
   ),
   admin(['federation', 'list'], 'List federations', {}, async (opts, _p, io) => {
     const all = await client(opts).get<Fed[]>('/api/v1/federations');
-    print(opts, io, all, () => all.map((f) => `${f.id}  ${f.name}  ${f.strategy}  ${f.parameters} params  minSites=${f.config.minSites}`).join('\n') || '(no federations)');
+    print(
+      opts,
+      io,
+      all,
+      () =>
+        all
+          .map(
+            (f) =>
+              `${f.id}  ${f.name}  ${f.strategy}  ${f.parameters} params  minSites=${f.config.minSites}`,
+          )
+          .join('\n') || '(no federations)',
+    );
   }),
   admin(
     ['site', 'enrol'],
-    "Enrol a site by name and public key (then approve it)",
+    'Enrol a site by name and public key (then approve it)',
     {
       ...federationOpt,
-      name: { type: 'string', value: 'NAME', description: 'site name, e.g. hospital-1', required: true },
-      'public-key': { type: 'string', value: 'KEY|@FILE', description: 'base64 public key from `confide node keys`, or @identity.pub', required: true },
+      name: {
+        type: 'string',
+        value: 'NAME',
+        description: 'site name, e.g. hospital-1',
+        required: true,
+      },
+      'public-key': {
+        type: 'string',
+        value: 'KEY|@FILE',
+        description: 'base64 public key from `confide node keys`, or @identity.pub',
+        required: true,
+      },
       approve: { type: 'boolean', description: 'approve it at once' },
     },
     async (opts, _p, io) => {
       const keyArg = str(opts, 'public-key');
-      const publicKey = keyArg.startsWith('@') ? (await readFile(resolve(keyArg.slice(1)), 'utf8')).trim() : keyArg;
+      const publicKey = keyArg.startsWith('@')
+        ? (await readFile(resolve(keyArg.slice(1)), 'utf8')).trim()
+        : keyArg;
       const api = client(opts);
       const fed = str(opts, 'federation');
-      let s = await api.post<Site>(`/api/v1/federations/${fed}/sites`, { name: str(opts, 'name'), publicKey });
-      if (opts['approve']) s = await api.post<Site>(`/api/v1/federations/${fed}/sites/${s.id}/approve`);
+      let s = await api.post<Site>(`/api/v1/federations/${fed}/sites`, {
+        name: str(opts, 'name'),
+        publicKey,
+      });
+      if (opts['approve'])
+        s = await api.post<Site>(`/api/v1/federations/${fed}/sites/${s.id}/approve`);
       print(opts, io, s, () => s.id);
       if (!opts['json']) io.err(`Site "${s.name}" is ${s.status} (fingerprint ${s.fingerprint}).`);
     },
@@ -128,8 +230,13 @@ export const adminCommands: Command[] = [
   ...(['approve', 'revoke'] as const).map((action) =>
     admin(
       ['site', action],
-      action === 'approve' ? 'Approve an enrolled site' : 'Revoke a site (its connection is closed)',
-      { ...federationOpt, site: { type: 'string', value: 'ID', description: 'site id', required: true } },
+      action === 'approve'
+        ? 'Approve an enrolled site'
+        : 'Revoke a site (its connection is closed)',
+      {
+        ...federationOpt,
+        site: { type: 'string', value: 'ID', description: 'site id', required: true },
+      },
       async (opts, _p, io) => {
         const s = await client(opts).post<Site>(
           `/api/v1/federations/${str(opts, 'federation')}/sites/${str(opts, 'site')}/${action}`,
@@ -138,32 +245,71 @@ export const adminCommands: Command[] = [
       },
     ),
   ),
-  admin(['site', 'list'], 'List the sites of a federation', { ...federationOpt }, async (opts, _p, io) => {
-    const all = await client(opts).get<Site[]>(`/api/v1/federations/${str(opts, 'federation')}/sites`);
-    print(opts, io, all, () =>
-      all.map((s) => `${s.id}  ${s.name.padEnd(16)} ${s.status.padEnd(9)} ${s.connected ? 'connected' : 'offline  '}  ${s.fingerprint}`).join('\n') || '(no sites)',
-    );
-  }),
+  admin(
+    ['site', 'list'],
+    'List the sites of a federation',
+    { ...federationOpt },
+    async (opts, _p, io) => {
+      const all = await client(opts).get<Site[]>(
+        `/api/v1/federations/${str(opts, 'federation')}/sites`,
+      );
+      print(
+        opts,
+        io,
+        all,
+        () =>
+          all
+            .map(
+              (s) =>
+                `${s.id}  ${s.name.padEnd(16)} ${s.status.padEnd(9)} ${s.connected ? 'connected' : 'offline  '}  ${s.fingerprint}`,
+            )
+            .join('\n') || '(no sites)',
+      );
+    },
+  ),
   admin(
     ['rounds', 'start'],
     'Start N rounds now',
-    { ...federationOpt, rounds: { type: 'string', value: 'N', description: 'how many rounds', required: true } },
+    {
+      ...federationOpt,
+      rounds: { type: 'string', value: 'N', description: 'how many rounds', required: true },
+    },
     async (opts, _p, io) => {
       const rounds = numberOption(opts, 'rounds', { integer: true, min: 1, max: 100_000 });
-      const run = await client(opts).post<{ id: string }>(`/api/v1/federations/${str(opts, 'federation')}/runs`, { rounds });
+      const run = await client(opts).post<{ id: string }>(
+        `/api/v1/federations/${str(opts, 'federation')}/runs`,
+        { rounds },
+      );
       print(opts, io, run, () => run.id);
-      if (!opts['json']) io.err(`Started a run of ${String(rounds)} round(s); follow it with \`confide admin rounds list\`.`);
+      if (!opts['json'])
+        io.err(
+          `Started a run of ${String(rounds)} round(s); follow it with \`confide admin rounds list\`.`,
+        );
     },
     ['confide admin rounds start --federation 3f0c... --rounds 10'],
   ),
-  admin(['rounds', 'stop'], 'Stop the running run after its current round', { ...federationOpt }, async (opts, _p, io) => {
-    const run = await client(opts).post<{ id: string }>(`/api/v1/federations/${str(opts, 'federation')}/runs/stop`);
-    print(opts, io, run, () => `stopped run ${run.id}`);
-  }),
-  admin(['rounds', 'list'], 'List rounds with state and metrics', { ...federationOpt }, async (opts, _p, io) => {
-    const r = await client(opts).get<{ rounds: Round[] }>(`/api/v1/federations/${str(opts, 'federation')}/rounds`);
-    print(opts, io, r, () => r.rounds.map(roundLine).join('\n') || '(no rounds yet)');
-  }),
+  admin(
+    ['rounds', 'stop'],
+    'Stop the running run after its current round',
+    { ...federationOpt },
+    async (opts, _p, io) => {
+      const run = await client(opts).post<{ id: string }>(
+        `/api/v1/federations/${str(opts, 'federation')}/runs/stop`,
+      );
+      print(opts, io, run, () => `stopped run ${run.id}`);
+    },
+  ),
+  admin(
+    ['rounds', 'list'],
+    'List rounds with state and metrics',
+    { ...federationOpt },
+    async (opts, _p, io) => {
+      const r = await client(opts).get<{ rounds: Round[] }>(
+        `/api/v1/federations/${str(opts, 'federation')}/rounds`,
+      );
+      print(opts, io, r, () => r.rounds.map(roundLine).join('\n') || '(no rounds yet)');
+    },
+  ),
   admin(
     ['status'],
     'Show a federation: sites, the running run and the latest rounds',
@@ -174,16 +320,28 @@ export const adminCommands: Command[] = [
       const [fed, sites, runs, rounds] = await Promise.all([
         api.get<Fed>(`/api/v1/federations/${id}`),
         api.get<Site[]>(`/api/v1/federations/${id}/sites`),
-        api.get<Array<{ id: string; status: string; roundsDone: number; roundsRequested: number; reason: string | null }>>(`/api/v1/federations/${id}/runs`),
+        api.get<
+          Array<{
+            id: string;
+            status: string;
+            roundsDone: number;
+            roundsRequested: number;
+            reason: string | null;
+          }>
+        >(`/api/v1/federations/${id}/runs`),
         api.get<{ rounds: Round[]; live: unknown }>(`/api/v1/federations/${id}/rounds`),
       ]);
-      print(opts, io, { federation: fed, sites, runs, rounds: rounds.rounds, live: rounds.live }, () =>
-        [
-          `federation ${fed.name} (${fed.id}), ${fed.parameters} parameters, minSites=${fed.config.minSites}`,
-          `sites: ${sites.map((s) => `${s.name} ${s.status}${s.connected ? ' (connected)' : ''}`).join(', ') || 'none'}`,
-          `runs: ${runs.map((r) => `${r.status} ${r.roundsDone}/${r.roundsRequested}${r.reason ? ` (${r.reason})` : ''}`).join('; ') || 'none'}`,
-          ...rounds.rounds.slice(-5).map(roundLine),
-        ].join('\n'),
+      print(
+        opts,
+        io,
+        { federation: fed, sites, runs, rounds: rounds.rounds, live: rounds.live },
+        () =>
+          [
+            `federation ${fed.name} (${fed.id}), ${fed.parameters} parameters, minSites=${fed.config.minSites}`,
+            `sites: ${sites.map((s) => `${s.name} ${s.status}${s.connected ? ' (connected)' : ''}`).join(', ') || 'none'}`,
+            `runs: ${runs.map((r) => `${r.status} ${r.roundsDone}/${r.roundsRequested}${r.reason ? ` (${r.reason})` : ''}`).join('; ') || 'none'}`,
+            ...rounds.rounds.slice(-5).map(roundLine),
+          ].join('\n'),
       );
     },
   ),
@@ -192,15 +350,29 @@ export const adminCommands: Command[] = [
     'Download a model version as little-endian float32 weights',
     {
       ...federationOpt,
-      version: { type: 'string', value: 'ID', description: "model version id or 'current'", default: 'current' },
-      out: { type: 'string', value: 'FILE', description: 'where to write the weights', required: true },
+      version: {
+        type: 'string',
+        value: 'ID',
+        description: "model version id or 'current'",
+        default: 'current',
+      },
+      out: {
+        type: 'string',
+        value: 'FILE',
+        description: 'where to write the weights',
+        required: true,
+      },
     },
     async (opts, _p, io) => {
       const m = await client(opts).modelWeights(str(opts, 'federation'), str(opts, 'version'));
       const out = resolve(str(opts, 'out'));
       await writeFile(out, Buffer.from(m.weights.buffer));
-      print(opts, io, { versionId: m.versionId, hash: m.hash, parameters: m.weights.length, file: out }, () =>
-        `wrote ${m.weights.length} parameters of version ${m.versionId} to ${out} (sha256 ${m.hash})`,
+      print(
+        opts,
+        io,
+        { versionId: m.versionId, hash: m.hash, parameters: m.weights.length, file: out },
+        () =>
+          `wrote ${m.weights.length} parameters of version ${m.versionId} to ${out} (sha256 ${m.hash})`,
       );
     },
   ),
@@ -208,7 +380,9 @@ export const adminCommands: Command[] = [
 
 function roundLine(r: Round): string {
   const ev = r.metrics?.evaluation;
-  const metrics = ev ? ` accuracy ${ev.accuracy.toFixed(4)} auc ${ev.auc === null ? '-' : ev.auc.toFixed(4)} loss ${ev.loss.toFixed(4)}` : '';
+  const metrics = ev
+    ? ` accuracy ${ev.accuracy.toFixed(4)} auc ${ev.auc === null ? '-' : ev.auc.toFixed(4)} loss ${ev.loss.toFixed(4)}`
+    : '';
   const who = r.participants.map((p) => `${p.name}:${p.status}`).join(',');
   return `round ${String(r.number).padStart(3)}  ${r.state.padEnd(10)}${metrics}  ${r.durationMs ?? '-'} ms  [${who}]${r.reason ? `  ${r.reason}` : ''}`;
 }

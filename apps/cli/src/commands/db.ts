@@ -3,11 +3,23 @@ import { openDatabase } from '@confide/aggregator';
 import { CliError, type Command, type OptionSpec } from '../command';
 
 const common: Record<string, OptionSpec> = {
-  'data-dir': { type: 'string', value: 'DIR', description: 'embedded database directory (without DATABASE_URL)', default: '.confide/db' },
+  'data-dir': {
+    type: 'string',
+    value: 'DIR',
+    description: 'embedded database directory (without DATABASE_URL)',
+    default: '.confide/db',
+  },
 };
 
-async function withDb<T>(dataDir: string, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>): Promise<T> {
-  const db = await openDatabase({ databaseUrl: process.env['DATABASE_URL'] || undefined, dataDir: resolve(dataDir), migrate: false });
+async function withDb<T>(
+  dataDir: string,
+  work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>,
+): Promise<T> {
+  const db = await openDatabase({
+    databaseUrl: process.env['DATABASE_URL'] || undefined,
+    dataDir: resolve(dataDir),
+    migrate: false,
+  });
   try {
     return await work(db);
   } finally {
@@ -21,8 +33,12 @@ export const dbCommands: Command[] = [
     summary: 'Run pending migrations (the server also does this on start)',
     options: common,
     async run(opts, _p, io) {
-      const done = await withDb(String(opts['data-dir']), (db) => db.dataSource.runMigrations({ transaction: 'each' }));
-      io.err(done.length ? `applied ${done.map((m) => m.name).join(', ')}` : 'schema is up to date');
+      const done = await withDb(String(opts['data-dir']), (db) =>
+        db.dataSource.runMigrations({ transaction: 'each' }),
+      );
+      io.err(
+        done.length ? `applied ${done.map((m) => m.name).join(', ')}` : 'schema is up to date',
+      );
     },
   },
   {
@@ -30,16 +46,25 @@ export const dbCommands: Command[] = [
     summary: 'Revert the most recent migration',
     options: common,
     async run(opts, _p, io) {
-      await withDb(String(opts['data-dir']), (db) => db.dataSource.undoLastMigration({ transaction: 'each' }));
+      await withDb(String(opts['data-dir']), (db) =>
+        db.dataSource.undoLastMigration({ transaction: 'each' }),
+      );
       io.err('reverted the last migration');
     },
   },
   {
     path: ['db', 'reset'],
     summary: 'Revert every migration and apply them again (DESTROYS all data)',
-    options: { ...common, yes: { type: 'boolean', description: 'confirm that all data is to be destroyed' } },
+    options: {
+      ...common,
+      yes: { type: 'boolean', description: 'confirm that all data is to be destroyed' },
+    },
     async run(opts, _p, io) {
-      if (!opts['yes']) throw new CliError('db reset destroys every federation, model and token; pass --yes to confirm', 2);
+      if (!opts['yes'])
+        throw new CliError(
+          'db reset destroys every federation, model and token; pass --yes to confirm',
+          2,
+        );
       await withDb(String(opts['data-dir']), async (db) => {
         while ((await db.dataSource.showMigrations()) === false && (await executed(db)) > 0) {
           await db.dataSource.undoLastMigration({ transaction: 'each' });
@@ -52,7 +77,9 @@ export const dbCommands: Command[] = [
 ];
 
 async function executed(db: Awaited<ReturnType<typeof openDatabase>>): Promise<number> {
-  const rows = await db.manager.query(`SELECT to_regclass('schema_migration') IS NOT NULL AS present`);
+  const rows = await db.manager.query(
+    `SELECT to_regclass('schema_migration') IS NOT NULL AS present`,
+  );
   if (!rows[0].present) return 0;
   const n = await db.manager.query(`SELECT count(*)::int AS n FROM schema_migration`);
   return n[0].n as number;

@@ -25,7 +25,9 @@ import { ClientNode, selectBackend, type BackendPreference } from '@confide/clie
 import { ApiClient } from '../api-client';
 import { choiceOption, CliError, numberOption, UsageError, type Command } from '../command';
 
-const DEFAULT_DATA = fileURLToPath(new URL('../../../../datasets/breast-cancer-wisconsin.csv', import.meta.url));
+const DEFAULT_DATA = fileURLToPath(
+  new URL('../../../../datasets/breast-cancer-wisconsin.csv', import.meta.url),
+);
 
 interface RoundReport {
   round: number;
@@ -61,7 +63,14 @@ export interface DemoReport {
   federationId: string;
   database: string;
   backend: string;
-  dataset: { file: string; rows: number; features: number; trainRows: number; testRows: number; siteRows: number[] };
+  dataset: {
+    file: string;
+    rows: number;
+    features: number;
+    trainRows: number;
+    testRows: number;
+    siteRows: number[];
+  };
   rounds: RoundReport[];
   final: { accuracy: number; auc: number | null; loss: number; f1: number };
   centralized: { accuracy: number; auc: number | null; loss: number; f1: number; epochs: number };
@@ -78,7 +87,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const all = await loadCsv(o.data, { label: o.label });
   const { train, test } = stratifiedSplit(all, 0.2, o.seed);
   const shards =
-    o.partition === 'iid' ? partitionIid(train, o.sites, o.seed) : partitionDirichlet(train, o.sites, o.alpha, o.seed);
+    o.partition === 'iid'
+      ? partitionIid(train, o.sites, o.seed)
+      : partitionDirichlet(train, o.sites, o.alpha, o.seed);
   const evalShards = partitionIid(test, o.sites, o.seed + 1);
   const backend = await selectBackend(o.backend);
   o.log(
@@ -98,7 +109,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     o.log(`aggregator on ${agg.url} (${agg.db.description})`);
     const token = agg.initialAdminToken ?? (await agg.createToken('admin', 'demo'));
     const api = new ApiClient(agg.url, token);
-    const spec = o.model ?? ({ kind: 'logistic', inputDim: all.numFeatures } as ModelSpec);
+    const spec: ModelSpec = o.model ?? { kind: 'logistic', inputDim: all.numFeatures };
     const fed = await api.post<{ id: string; featureStats: unknown }>('/api/v1/federations', {
       name: `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`,
       modelSpec: spec,
@@ -115,7 +126,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     for (let i = 0; i < o.sites; i++) {
       const identity = generateIdentity();
       const name = `hospital-${i + 1}`;
-      const site = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/sites`, { name, publicKey: identity.publicKey });
+      const site = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/sites`, {
+        name,
+        publicKey: identity.publicKey,
+      });
       await api.post(`/api/v1/federations/${fed.id}/sites/${site.id}/approve`);
       let ready!: () => void;
       welcomed.push(new Promise((r) => (ready = r)));
@@ -134,22 +148,35 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     await Promise.all(welcomed);
     o.log(`${o.sites} sites enrolled, approved and connected; starting ${o.rounds} rounds`);
 
-    const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, { rounds: o.rounds });
+    const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+      rounds: o.rounds,
+    });
     const model = buildModel(spec);
     let testStd: Dataset | null = null;
     const reports: RoundReport[] = [];
     let last: Metrics | null = null;
     for (;;) {
       const [{ rounds }, runs] = await Promise.all([
-        api.get<{ rounds: Array<{ number: number; state: string; reason: string | null; modelVersionId: string; durationMs: number; participants: { status: string }[] }> }>(
-          `/api/v1/federations/${fed.id}/rounds`,
+        api.get<{
+          rounds: Array<{
+            number: number;
+            state: string;
+            reason: string | null;
+            modelVersionId: string;
+            durationMs: number;
+            participants: { status: string }[];
+          }>;
+        }>(`/api/v1/federations/${fed.id}/rounds`),
+        api.get<Array<{ id: string; status: string; reason: string | null }>>(
+          `/api/v1/federations/${fed.id}/runs`,
         ),
-        api.get<Array<{ id: string; status: string; reason: string | null }>>(`/api/v1/federations/${fed.id}/runs`),
       ]);
       for (const r of rounds) {
         if (r.number <= reports.length || r.state !== 'committed') continue;
         if (!testStd) {
-          const f = await api.get<{ featureStats: { mean: number[]; std: number[] } }>(`/api/v1/federations/${fed.id}`);
+          const f = await api.get<{ featureStats: { mean: number[]; std: number[] } }>(
+            `/api/v1/federations/${fed.id}`,
+          );
           testStd = standardize(test, f.featureStats);
         }
         const { weights } = await api.modelWeights(fed.id, r.modelVersionId);
@@ -161,7 +188,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
           auc: last.auc,
           loss: last.loss,
           f1: last.f1,
-          sites: r.participants.filter((p) => p.status === 'evaluated' || p.status === 'submitted').length,
+          sites: r.participants.filter((p) => p.status === 'evaluated' || p.status === 'submitted')
+            .length,
           durationMs: r.durationMs,
         };
         reports.push(rep);
@@ -170,8 +198,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         );
       }
       const mine = runs.find((x) => x.id === run.id);
-      if (mine && mine.status !== 'running' && reports.length >= rounds.filter((r) => r.state === 'committed').length) {
-        if (mine.status !== 'completed') throw new CliError(`the run stopped: ${mine.reason ?? 'no reason given'}`);
+      if (
+        mine &&
+        mine.status !== 'running' &&
+        reports.length >= rounds.filter((r) => r.state === 'committed').length
+      ) {
+        if (mine.status !== 'completed')
+          throw new CliError(`the run stopped: ${mine.reason ?? 'no reason given'}`);
         break;
       }
       await new Promise((r) => setTimeout(r, 100));
@@ -185,7 +218,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const central = buildModel(spec);
     setModelWeights(central, initialWeights(spec, o.seed));
     const epochs = o.rounds * o.epochs;
-    await trainModel(central, spec, pooled, { epochs, batchSize: o.batchSize, learningRate: o.learningRate, optimizer: 'adam', shuffleSeed: o.seed });
+    await trainModel(central, spec, pooled, {
+      epochs,
+      batchSize: o.batchSize,
+      learningRate: o.learningRate,
+      optimizer: 'adam',
+      shuffleSeed: o.seed,
+    });
     const c = await evaluateModel(central, spec, testStd);
     central.dispose();
     o.log(
@@ -216,7 +255,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 }
 
 async function statsOf(api: ApiClient, id: string): Promise<{ mean: number[]; std: number[] }> {
-  return (await api.get<{ featureStats: { mean: number[]; std: number[] } }>(`/api/v1/federations/${id}`)).featureStats;
+  return (
+    await api.get<{ featureStats: { mean: number[]; std: number[] } }>(`/api/v1/federations/${id}`)
+  ).featureStats;
 }
 
 export const demoCommand: Command = {
@@ -231,19 +272,59 @@ export const demoCommand: Command = {
     sites: { type: 'string', value: 'N', description: 'number of sites', default: '3' },
     rounds: { type: 'string', value: 'N', description: 'number of rounds', default: '10' },
     partition: { type: 'string', value: 'KIND', description: 'iid|dirichlet', default: 'iid' },
-    alpha: { type: 'string', value: 'A', description: 'Dirichlet concentration (with --partition dirichlet)', default: '0.5' },
-    data: { type: 'string', value: 'FILE.csv', description: 'dataset', default: 'datasets/breast-cancer-wisconsin.csv' },
+    alpha: {
+      type: 'string',
+      value: 'A',
+      description: 'Dirichlet concentration (with --partition dirichlet)',
+      default: '0.5',
+    },
+    data: {
+      type: 'string',
+      value: 'FILE.csv',
+      description: 'dataset',
+      default: 'datasets/breast-cancer-wisconsin.csv',
+    },
     label: { type: 'string', value: 'COLUMN', description: 'label column', default: 'diagnosis' },
-    seed: { type: 'string', value: 'N', description: 'seed of the split, the partition and the initial weights', default: '1' },
+    seed: {
+      type: 'string',
+      value: 'N',
+      description: 'seed of the split, the partition and the initial weights',
+      default: '1',
+    },
     epochs: { type: 'string', value: 'N', description: 'local epochs per round', default: '2' },
     'batch-size': { type: 'string', value: 'N', description: 'local batch size', default: '32' },
-    'learning-rate': { type: 'string', value: 'LR', description: 'local learning rate (adam)', default: '0.05' },
-    model: { type: 'string', value: 'JSON', description: 'model spec (default: logistic regression)' },
-    backend: { type: 'string', value: 'NAME', description: 'auto|tfjs-node-gpu|tfjs-node|wasm|cpu', default: 'auto' },
-    'data-dir': { type: 'string', value: 'DIR', description: 'keep the embedded database here (default: a temporary directory)' },
-    json: { type: 'boolean', description: 'print one JSON report on stdout (progress goes to stderr)' },
+    'learning-rate': {
+      type: 'string',
+      value: 'LR',
+      description: 'local learning rate (adam)',
+      default: '0.05',
+    },
+    model: {
+      type: 'string',
+      value: 'JSON',
+      description: 'model spec (default: logistic regression)',
+    },
+    backend: {
+      type: 'string',
+      value: 'NAME',
+      description: 'auto|tfjs-node-gpu|tfjs-node|wasm|cpu',
+      default: 'auto',
+    },
+    'data-dir': {
+      type: 'string',
+      value: 'DIR',
+      description: 'keep the embedded database here (default: a temporary directory)',
+    },
+    json: {
+      type: 'boolean',
+      description: 'print one JSON report on stdout (progress goes to stderr)',
+    },
   },
-  examples: ['npm start', 'npm start -- --json', 'confide demo --sites 5 --partition dirichlet --alpha 0.3 --rounds 20'],
+  examples: [
+    'npm start',
+    'npm start -- --json',
+    'confide demo --sites 5 --partition dirichlet --alpha 0.3 --rounds 20',
+  ],
   async run(opts, _p, io) {
     const partition = choiceOption(opts, 'partition', ['iid', 'dirichlet'] as const)!;
     let model: ModelSpec | null = null;
@@ -270,7 +351,13 @@ export const demoCommand: Command = {
       batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 })!,
       learningRate: numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 })!,
       model,
-      backend: choiceOption(opts, 'backend', ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const)!,
+      backend: choiceOption(opts, 'backend', [
+        'auto',
+        'tfjs-node-gpu',
+        'tfjs-node',
+        'wasm',
+        'cpu',
+      ] as const)!,
       dataDir: opts['data-dir'] ? resolve(String(opts['data-dir'])) : null,
       databaseUrl: process.env['DATABASE_URL'] || null,
       log: json ? (l) => io.err(l) : (l) => io.out(l),

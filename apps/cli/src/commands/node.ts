@@ -19,16 +19,32 @@ export const nodeKeysCommand: Command = {
     "Creates the site's identity: identity.key (secret, mode 0600) and identity.pub in --key-dir.\n" +
     'Send the printed public key to the federation admin, who enrols and approves it.',
   options: {
-    'key-dir': { type: 'string', value: 'DIR', description: 'where the keys live', default: DEFAULT_KEY_DIR, env: 'CONFIDE_KEY_DIR' },
+    'key-dir': {
+      type: 'string',
+      value: 'DIR',
+      description: 'where the keys live',
+      default: DEFAULT_KEY_DIR,
+      env: 'CONFIDE_KEY_DIR',
+    },
     force: { type: 'boolean', description: 'replace an existing identity (needs a new enrolment)' },
-    json: { type: 'boolean', description: 'print { publicKey, fingerprint, secretKeyFile } as JSON' },
+    json: {
+      type: 'boolean',
+      description: 'print { publicKey, fingerprint, secretKeyFile } as JSON',
+    },
   },
   examples: ['confide node keys --key-dir /etc/confide/site'],
   async run(opts, _pos, io) {
     const dir = resolve(str(opts, 'key-dir'));
     const r = await createIdentityFiles(dir, Boolean(opts['force']));
     if (opts['json']) {
-      io.out(JSON.stringify({ publicKey: r.identity.publicKey, fingerprint: r.fingerprint, secretKeyFile: r.secretPath, publicKeyFile: r.publicPath }));
+      io.out(
+        JSON.stringify({
+          publicKey: r.identity.publicKey,
+          fingerprint: r.fingerprint,
+          secretKeyFile: r.secretPath,
+          publicKeyFile: r.publicPath,
+        }),
+      );
     } else {
       io.err(`Wrote ${r.secretPath} (mode 0600) and ${r.publicPath}.`);
       io.err(`Fingerprint: ${r.fingerprint}`);
@@ -48,12 +64,44 @@ export const nodeJoinCommand: Command = {
     'Reconnects after a lost connection; exits with a clear message if the site is revoked.\n' +
     'GPU: sites with CUDA can `npm install @tensorflow/tfjs-node-gpu` and pass --backend tfjs-node-gpu.',
   options: {
-    server: { type: 'string', value: 'URL', description: 'aggregator URL (ws://, wss://, http:// or https://)', required: true, env: 'CONFIDE_SERVER' },
-    federation: { type: 'string', value: 'ID', description: 'federation id', required: true, env: 'CONFIDE_FEDERATION' },
-    data: { type: 'string', value: 'FILE.csv', description: 'training data: CSV with a header row', required: true },
-    label: { type: 'string', value: 'COLUMN', description: 'label column of the CSV', required: true },
-    'eval-data': { type: 'string', value: 'FILE.csv', description: 'held-out evaluation data (same columns); default: --data' },
-    'key-dir': { type: 'string', value: 'DIR', description: 'identity key directory', default: DEFAULT_KEY_DIR, env: 'CONFIDE_KEY_DIR' },
+    server: {
+      type: 'string',
+      value: 'URL',
+      description: 'aggregator URL (ws://, wss://, http:// or https://)',
+      required: true,
+      env: 'CONFIDE_SERVER',
+    },
+    federation: {
+      type: 'string',
+      value: 'ID',
+      description: 'federation id',
+      required: true,
+      env: 'CONFIDE_FEDERATION',
+    },
+    data: {
+      type: 'string',
+      value: 'FILE.csv',
+      description: 'training data: CSV with a header row',
+      required: true,
+    },
+    label: {
+      type: 'string',
+      value: 'COLUMN',
+      description: 'label column of the CSV',
+      required: true,
+    },
+    'eval-data': {
+      type: 'string',
+      value: 'FILE.csv',
+      description: 'held-out evaluation data (same columns); default: --data',
+    },
+    'key-dir': {
+      type: 'string',
+      value: 'DIR',
+      description: 'identity key directory',
+      default: DEFAULT_KEY_DIR,
+      env: 'CONFIDE_KEY_DIR',
+    },
     backend: {
       type: 'string',
       value: 'NAME',
@@ -66,7 +114,13 @@ export const nodeJoinCommand: Command = {
     'confide node join --server wss://fl.example.org --federation 3f0c... --data site.csv --label diagnosis',
   ],
   async run(opts, _pos, io) {
-    const backendPref = choiceOption(opts, 'backend', ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const) as BackendPreference;
+    const backendPref = choiceOption(opts, 'backend', [
+      'auto',
+      'tfjs-node-gpu',
+      'tfjs-node',
+      'wasm',
+      'cpu',
+    ] as const) as BackendPreference;
     const identity = await loadIdentity(resolve(str(opts, 'key-dir')));
     const label = str(opts, 'label');
     const data = await loadCsv(resolve(str(opts, 'data')), { label });
@@ -74,7 +128,9 @@ export const nodeJoinCommand: Command = {
       ? await loadCsv(resolve(String(opts['eval-data'])), { label, features: data.featureNames })
       : undefined;
     const backend = await selectBackend(backendPref, (m) => io.err(m));
-    io.err(`tfjs backend: ${backend.backend} (${backend.detail}); ${data.numRows} training rows, ${data.numFeatures} features`);
+    io.err(
+      `tfjs backend: ${backend.backend} (${backend.detail}); ${data.numRows} training rows, ${data.numFeatures} features`,
+    );
     const node = new ClientNode({
       server: str(opts, 'server'),
       federationId: str(opts, 'federation'),

@@ -10,11 +10,30 @@ export const serverCommand: Command = {
     'database in --data-dir, kept across restarts. Migrations run on start. On the first start against a\n' +
     'database an admin token is created and printed once: keep it.',
   options: {
-    port: { type: 'string', value: 'PORT', description: 'HTTP and WebSocket port', default: '8080', env: 'CONFIDE_PORT' },
-    host: { type: 'string', value: 'HOST', description: 'interface to listen on', default: '0.0.0.0' },
-    'data-dir': { type: 'string', value: 'DIR', description: 'embedded database directory', default: '.confide/db' },
+    port: {
+      type: 'string',
+      value: 'PORT',
+      description: 'HTTP and WebSocket port',
+      default: '8080',
+      env: 'CONFIDE_PORT',
+    },
+    host: {
+      type: 'string',
+      value: 'HOST',
+      description: 'interface to listen on',
+      default: '0.0.0.0',
+    },
+    'data-dir': {
+      type: 'string',
+      value: 'DIR',
+      description: 'embedded database directory',
+      default: '.confide/db',
+    },
   },
-  examples: ['confide server --port 8080', 'DATABASE_URL=postgres://confide@db:5432/confide confide server'],
+  examples: [
+    'confide server --port 8080',
+    'DATABASE_URL=postgres://confide@db:5432/confide confide server',
+  ],
   async run(opts, _pos, io) {
     const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
     const databaseUrl = process.env['DATABASE_URL'] || undefined;
@@ -33,7 +52,9 @@ export const serverCommand: Command = {
     io.err(`  metrics:    ${agg.url}/metrics   health: ${agg.url}/health`);
     if (agg.initialAdminToken) {
       io.err('');
-      io.err('First start: an admin token was created. It is shown only this once; store it safely:');
+      io.err(
+        'First start: an admin token was created. It is shown only this once; store it safely:',
+      );
       io.out(agg.initialAdminToken);
       io.err('');
     }

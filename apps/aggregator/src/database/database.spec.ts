@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshDatabaseUrl, databaseKind } from '../../../../test/support/database';
+import { openDatabase, type Database } from './database';
+import { MIGRATIONS } from '../../../../migrations/index';
+import { FederationRepository } from '../federations/federation.repository';
+import { SiteRepository } from '../sites/site.repository';
+import { RoundRepository } from '../rounds/round.repository';
+import { ModelVersionRepository } from '../models/model-version.repository';
+import { ApiTokenRepository } from '../auth/api-token.repository';
+import { hashToken } from '../auth/auth.service';
+
+describe(`migrations and repositories on ${databaseKind}`, () => {
+  let db: Database;
+  let drop: () => Promise<void>;
+
+  beforeAll(async () => {
+    const fresh = await freshDatabaseUrl();
+    drop = fresh.drop;
+    db = await openDatabase({ databaseUrl: fresh.url });
+  });
+  afterAll(async () => {
+    await db.close();
+    await drop();
+  });
+
+  it('applies every migration, reverts them all, and applies them again', async () => {
+    const applied = await db.manager.query(`SELECT name FROM schema_migration ORDER BY id`);
+    expect(applied.map((r: { name: string }) => r.name)).toEqual(MIGRATIONS.map((m) => m.name));
+    for (let i = 0; i < MIGRATIONS.length; i++) await db.dataSource.undoLastMigration();
+    const tables = await db.manager.query(
+      `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'schema_migration'`,
+    );
+    expect(tables[0].n).toBe(0);
+    await db.dataSource.runMigrations();
+    expect(await db.dataSource.showMigrations()).toBe(false);
+  });
+
+  it('stores federations, sites, rounds and model versions, and enforces their constraints', async () => {
+    const feds = new FederationRepository(db);
+    const sites = new SiteRepository(db);
+    const rounds = new RoundRepository(db);
+    const models = new ModelVersionRepository(db);
+    const weights = Float32Array.from([0.5, -1.25, 3]);
+    const { fed, v0 } = await db.transaction(async (em) => {
+      const f = await feds.insert(em, {
+        name: 'repo-test',
+        modelSpec: { kind: 'logistic', inputDim: 2 },
+        strategy: 'fedavg',
+        config: {
+          minSites: 1,
+          roundTimeoutMs: 1000,
+          evaluationTimeoutMs: 1000,
+          seed: 1,
+          train: { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' },
+        },
+      });
+      const v = await models.insert(em, {
+        federationId: f.id,
+        roundNumber: null,
+        parentId: null,
+        weights,
+      });
+      await feds.setCurrentModel(em, f.id, v.id);
+      return { fed: f, v0: v };
+    });
+    expect((await feds.findById(fed.id))?.currentModelVersionId).toBe(v0.id);
+    expect(await feds.findById('not-a-uuid')).toBeNull();
+    expect(Array.from(await models.weights(v0.id))).toEqual([0.5, -1.25, 3]);
+
+    // A stored model whose bytes no longer match its hash is refused, not served.
+    await db.manager.query(`UPDATE model_version SET weights = $2 WHERE id = $1`, [
+      v0.id,
+      Buffer.alloc(12),
+    ]);
+    await expect(models.weights(v0.id)).rejects.toThrow(/hash check/);
+
+    const s = await db.transaction((em) =>
+      sites.insert(em, fed.id, 'hospital-1', 'a'.repeat(43) + '='),
+    );
+    await expect(
+      db.transaction((em) => sites.insert(em, fed.id, 'hospital-1', 'b'.repeat(43) + '=')),
+    ).rejects.toThrow();
+    const approved = await db.transaction((em) => sites.setStatus(em, s.id, 'approved'));
+    expect(approved.status).toBe('approved');
+    expect(approved.approvedAt).toBeInstanceOf(Date);
+
+    const run = await db.transaction((em) => rounds.insertRun(em, fed.id, 2));
+    // Only one running run per federation.
+    await expect(db.transaction((em) => rounds.insertRun(em, fed.id, 1))).rejects.toThrow();
+    const r1 = await db.transaction(async (em) =>
+      rounds.insertRound(em, {
+        federationId: fed.id,
+        runId: run.id,
+        number: await rounds.nextRoundNumber(em, fed.id),
+        baseModelVersionId: v0.id,
+        deadline: new Date(Date.now() + 1000),
+      }),
+    );
+    expect(r1.number).toBe(1);
+    await db.transaction((em) =>
+      rounds.transition(em, r1.id, 'collecting', {
+        participants: [{ siteId: s.id, name: 'hospital-1', status: 'selected' }],
+      }),
+    );
+    const ended = await db.transaction((em) =>
+      rounds.transition(em, r1.id, 'aborted', { reason: 'test', ended: true }),
+    );
+    expect(ended).toMatchObject({ state: 'aborted', reason: 'test' });
+    expect(ended.durationMs).toBeGreaterThanOrEqual(0);
+    // An ended round cannot be moved again.
+    await expect(db.transaction((em) => rounds.transition(em, r1.id, 'committed'))).rejects.toThrow(
+      /already ended/,
+    );
+    const events = await rounds.roundEvents(r1.id);
+    expect(events.map((e) => e.state)).toEqual(['scheduled', 'collecting', 'aborted']);
+    // The state column only takes the states of the state machine.
+    await expect(
+      db.manager.query(`UPDATE round SET state = 'bogus' WHERE id = $1`, [r1.id]),
+    ).rejects.toThrow();
+  });
+
+  it('keeps API tokens only as hashes', async () => {
+    const tokens = new ApiTokenRepository(db);
+    const row = await tokens.insert('auditor', 'audit', hashToken('cfd_auditor_secret'));
+    expect(await tokens.findActiveByHash(hashToken('cfd_auditor_secret'))).toMatchObject({
+      id: row.id,
+      role: 'auditor',
+    });
+    const stored = await db.manager.query(`SELECT * FROM api_token WHERE id = $1`, [row.id]);
+    expect(JSON.stringify(stored)).not.toContain('cfd_auditor_secret');
+    await expect(tokens.insert('root' as never, 'x', 'h')).rejects.toThrow();
+  });
+});
