@@ -41,7 +41,9 @@ export class InitialSchema1763900000000 implements MigrationInterface {
         weights bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
       )`);
-    await q.query(`CREATE INDEX model_version_federation ON model_version (federation_id, created_at)`);
+    await q.query(
+      `CREATE INDEX model_version_federation ON model_version (federation_id, created_at)`,
+    );
     await q.query(`
       ALTER TABLE federation ADD CONSTRAINT federation_current_model
         FOREIGN KEY (current_model_version_id) REFERENCES model_version(id) DEFERRABLE INITIALLY DEFERRED`);

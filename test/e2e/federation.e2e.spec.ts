@@ -42,9 +42,15 @@ describe(`a federation of three sites over real WebSockets (${databaseKind})`, (
     const ended = await waitForRun(api, fed.id, run.id);
     expect(ended).toMatchObject({ status: 'completed', roundsDone: 2 });
 
-    const { rounds } = await api.get<{ rounds: Array<{ number: number; state: string; modelVersionId: string; baseModelVersionId: string; metrics: { evaluation: { accuracy: number; numExamples: number; sites: number } } }> }>(
-      `/api/v1/federations/${fed.id}/rounds`,
-    );
+    const { rounds } = await api.get<{
+      rounds: Array<{
+        number: number;
+        state: string;
+        modelVersionId: string;
+        baseModelVersionId: string;
+        metrics: { evaluation: { accuracy: number; numExamples: number; sites: number } };
+      }>;
+    }>(`/api/v1/federations/${fed.id}/rounds`);
     expect(rounds.map((r) => r.state)).toEqual(['committed', 'committed']);
     expect(rounds[1]!.baseModelVersionId).toBe(rounds[0]!.modelVersionId);
     expect(rounds[1]!.metrics.evaluation.sites).toBe(3);
@@ -61,7 +67,8 @@ describe(`a federation of three sites over real WebSockets (${databaseKind})`, (
       const got = await api.modelWeights(fed.id, round.modelVersionId);
       expect(got.weights.length).toBe(31);
       let maxErr = 0;
-      for (let k = 0; k < expected.length; k++) maxErr = Math.max(maxErr, Math.abs(got.weights[k]! - expected[k]!));
+      for (let k = 0; k < expected.length; k++)
+        maxErr = Math.max(maxErr, Math.abs(got.weights[k]! - expected[k]!));
       expect(maxErr).toBeLessThan(1e-5);
       // And the model did move: it is not the base model.
       const base = await api.modelWeights(fed.id, round.baseModelVersionId);

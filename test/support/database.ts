@@ -5,7 +5,10 @@ import pg from 'pg';
  * A fresh, empty database for one spec file: on the server named by DATABASE_URL when set (a new
  * database created there and dropped afterwards), else nothing (the caller uses PGlite).
  */
-export async function freshDatabaseUrl(): Promise<{ url: string | undefined; drop: () => Promise<void> }> {
+export async function freshDatabaseUrl(): Promise<{
+  url: string | undefined;
+  drop: () => Promise<void>;
+}> {
   const base = process.env['DATABASE_URL'];
   if (!base) return { url: undefined, drop: async () => undefined };
   const name = `confide_t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;

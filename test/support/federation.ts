@@ -1,14 +1,23 @@
 import { generateIdentity, type IdentityKeyPair } from '@confide/protocol';
 import { loadCsv, partitionIid, type Dataset } from '@confide/ml';
-import { startAggregator, type AggregatorOptions, type RunningAggregator } from '@confide/aggregator';
+import {
+  startAggregator,
+  type AggregatorOptions,
+  type RunningAggregator,
+} from '@confide/aggregator';
 import { ClientNode, type ClientNodeOptions } from '@confide/client-node';
 import { ApiClient } from '../../apps/cli/src/api-client';
 import { freshDatabaseUrl } from './database';
 
-export const DATASET = new URL('../../datasets/breast-cancer-wisconsin.csv', import.meta.url).pathname;
+export const DATASET = new URL('../../datasets/breast-cancer-wisconsin.csv', import.meta.url)
+  .pathname;
 
 /** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function waitUntil<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+export async function waitUntil<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -43,7 +52,10 @@ export interface Federation {
 }
 
 /** Creates a federation over the breast-cancer data's 30 features. */
-export function createFederation(api: ApiClient, overrides: Record<string, unknown> = {}): Promise<Federation> {
+export function createFederation(
+  api: ApiClient,
+  overrides: Record<string, unknown> = {},
+): Promise<Federation> {
   return api.post<Federation>('/api/v1/federations', {
     name: `bc-${Math.random().toString(36).slice(2, 8)}`,
     modelSpec: { kind: 'logistic', inputDim: 30 },
@@ -67,7 +79,12 @@ export interface TestSite {
 }
 
 /** Enrols (and by default approves) `n` sites, each with an IID shard of the breast-cancer data. */
-export async function enrolSites(api: ApiClient, federationId: string, n: number, approve = true): Promise<TestSite[]> {
+export async function enrolSites(
+  api: ApiClient,
+  federationId: string,
+  n: number,
+  approve = true,
+): Promise<TestSite[]> {
   const data = await loadCsv(DATASET, { label: 'diagnosis' });
   const shards = partitionIid(data, n, 3);
   const sites: TestSite[] = [];
@@ -124,9 +141,9 @@ export async function waitForRun(
 ): Promise<{ status: string; reason: string | null; roundsDone: number }> {
   return waitUntil(
     async () => {
-      const runs = await api.get<Array<{ id: string; status: string; reason: string | null; roundsDone: number }>>(
-        `/api/v1/federations/${federationId}/runs`,
-      );
+      const runs = await api.get<
+        Array<{ id: string; status: string; reason: string | null; roundsDone: number }>
+      >(`/api/v1/federations/${federationId}/runs`);
       const run = runs.find((r) => r.id === runId);
       return run && run.status !== 'running' ? run : undefined;
     },
