@@ -11,6 +11,8 @@ export function fromBase64(text: string, expectedLength?: number): Uint8Array {
     throw new Error('not valid base64');
   }
   const bytes = new Uint8Array(Buffer.from(text, 'base64'));
+  // Non-zero padding bits would give a second spelling of the same bytes (a malleable signature).
+  if (toBase64(bytes) !== text) throw new Error('not valid base64 (non-canonical encoding)');
   if (expectedLength !== undefined && bytes.length !== expectedLength) {
     throw new Error(`expected ${expectedLength} bytes, got ${bytes.length}`);
   }

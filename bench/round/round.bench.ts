@@ -1,0 +1,630 @@
+/**
+ * One aggregation round, end to end over loopback WebSockets, with synthetic sites and no training.
+ *
+ *   node bin/run-ts.js bench/round/round.bench.ts [--sites 10] [--params 1000000] [--reps 5] [--json]
+ *
+ * The aggregator (NestJS, in-memory PGlite) runs in this process. The sites run in a child process
+ * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop): they
+ * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
+ * pre-generated random update and `round.evaluate` with fixed metrics. Each repetition is a run of
+ * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join, relative, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+import type { ModelSpec } from '@confide/ml';
+import {
+  encodeFrame,
+  generateIdentity,
+  PROTOCOL_VERSION,
+  signLogin,
+  type IdentityKeyPair,
+} from '@confide/protocol';
+
+const ROLE_ENV = 'CONFIDE_BENCH_ROLE';
+const MB = 1e6;
+
+// ------------------------------------------------------------------------------------------------
+// Options
+
+interface Options {
+  sites: number;
+  params: number;
+  reps: number;
+  warmup: number;
+  json: boolean;
+  verbose: boolean;
+}
+
+const USAGE = `Usage: node bin/run-ts.js bench/round/round.bench.ts [options]
+
+Measures one FedAvg round (train, aggregate, evaluate, commit) with synthetic sites over loopback
+WebSockets against an aggregator with in-memory PGlite. No training: sites answer at once.
+
+Options:
+  --sites N    synthetic sites, all selected every round (1-200, default 10)
+  --params M   model parameters, approximately: an MLP (or a logistic model under 1002)
+               is sized to about M (2-50000000, default 1000000)
+  --reps R     measured rounds (1-1000, default 5)
+  --warmup W   rounds run first and not counted (0-100, default 1)
+  --json       print one JSON object on stdout instead of the table
+  --verbose    aggregator log lines on stderr
+  --help       this text
+`;
+
+class UsageError extends Error {}
+
+function intOption(
+  name: string,
+  raw: string | undefined,
+  def: number,
+  min: number,
+  max: number,
+): number {
+  if (raw === undefined) return def;
+  if (!/^\d+$/.test(raw.replace(/_/g, '')))
+    throw new UsageError(`--${name} must be a whole number, got "${raw}"`);
+  const n = Number(raw.replace(/_/g, ''));
+  if (n < min || n > max) throw new UsageError(`--${name} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function parseOptions(argv: string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        sites: { type: 'string' },
+        params: { type: 'string' },
+        reps: { type: 'string' },
+        warmup: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        verbose: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) return 'help';
+  return {
+    sites: intOption('sites', values.sites, 10, 1, 200),
+    params: intOption('params', values.params, 1_000_000, 2, 50_000_000),
+    reps: intOption('reps', values.reps, 5, 1, 1000),
+    warmup: intOption('warmup', values.warmup, 1, 0, 100),
+    json: values.json,
+    verbose: values.verbose,
+  };
+}
+
+/** A model spec with about `params` parameters and few input features (the stats phase is JSON). */
+function specFor(params: number): ModelSpec {
+  if (params <= 1001) return { kind: 'logistic', inputDim: params - 1 };
+  const inputDim = 1000;
+  // mlp inputDim -> h -> 1: inputDim*h + h + h + 1 parameters.
+  const hidden = Math.max(1, Math.round((params - 1) / (inputDim + 2)));
+  return { kind: 'mlp', inputDim, hidden: [hidden], output: 'binary' };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Messages between the driver and the site process
+
+interface SiteSetup {
+  type: 'setup';
+  wsUrl: string;
+  federationId: string;
+  identities: IdentityKeyPair[];
+  parameters: number;
+}
+type ToSites = SiteSetup | { type: 'close' };
+type FromSites =
+  | { type: 'ready'; bufferutil: string }
+  | {
+      type: 'round.end';
+      round: number;
+      outcome: string;
+      reason: string | null;
+      bytesToSites: number;
+    }
+  | { type: 'site.error'; site: number; code: string; message: string; fatal: boolean };
+
+// ------------------------------------------------------------------------------------------------
+// The synthetic sites (child process)
+
+async function runSites(): Promise<void> {
+  const send = (m: FromSites): void => void process.send!(m);
+  const setup = await new Promise<SiteSetup>((resolve) =>
+    process.once('message', (m: ToSites) => m.type === 'setup' && resolve(m)),
+  );
+  const n = setup.identities.length;
+  // Distinct random updates, small like real deltas; generated before any round starts.
+  const updates = setup.identities.map(() => {
+    const u = new Float32Array(setup.parameters);
+    for (let i = 0; i < u.length; i++) u[i] = (Math.random() - 0.5) * 1e-3;
+    return u;
+  });
+  const ended = new Map<number, number>();
+  let bytesToSites = 0;
+  const sockets: WebSocket[] = [];
+
+  const headerOf = (data: Buffer): Record<string, unknown> => {
+    // Only the header is needed; the payload (the global model) is not decoded.
+    const len = data.readUInt32LE(4);
+    return JSON.parse(data.toString('utf8', 8, 8 + len)) as Record<string, unknown>;
+  };
+
+  await Promise.all(
+    setup.identities.map(
+      (identity, k) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(setup.wsUrl, {
+            perMessageDeflate: false,
+            maxPayload: 1024 * 1024 * 1024,
+          });
+          sockets.push(ws);
+          const json = (m: Record<string, unknown>): void =>
+            ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...m }));
+          ws.on('error', reject);
+          ws.on('close', (code, reason) => {
+            if (code !== 1000 && code !== 1005) {
+              send({
+                type: 'site.error',
+                site: k,
+                code: `CLOSE_${code}`,
+                message: reason.toString(),
+                fatal: true,
+              });
+            }
+          });
+          ws.on('message', (data: Buffer, isBinary: boolean) => {
+            bytesToSites += data.length;
+            if (isBinary) {
+              const h = headerOf(data);
+              if (h['type'] === 'round.train') {
+                const header = {
+                  v: PROTOCOL_VERSION,
+                  type: 'round.update',
+                  id: randomUUID(),
+                  runId: h['runId'],
+                  round: h['round'],
+                  numExamples: 100 + k,
+                  trainLoss: 0.5,
+                };
+                ws.send(encodeFrame(header, updates[k]!), { binary: true });
+              } else if (h['type'] === 'round.evaluate') {
+                json({
+                  type: 'round.metrics',
+                  runId: h['runId'],
+                  round: h['round'],
+                  modelVersionId: h['modelVersionId'],
+                  metrics: { loss: 0.5, accuracy: 0.8, auc: 0.85, f1: 0.7, numExamples: 20 },
+                });
+              }
+              return;
+            }
+            const m = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+            switch (m['type']) {
+              case 'challenge':
+                json({
+                  type: 'login',
+                  federationId: setup.federationId,
+                  publicKey: identity.publicKey,
+                  nonce: m['nonce'],
+                  signature: signLogin(
+                    identity,
+                    String(m['serverId']),
+                    String(m['nonce']),
+                    setup.federationId,
+                  ),
+                  client: 'confide-round-bench',
+                });
+                break;
+              case 'welcome':
+                resolve();
+                break;
+              case 'stats.request': {
+                // 100 rows of mean 0 and variance 1 per feature.
+                const d = Number(m['features']);
+                json({
+                  type: 'stats.report',
+                  count: 100,
+                  sum: new Array<number>(d).fill(0),
+                  sumSq: new Array<number>(d).fill(100),
+                });
+                break;
+              }
+              case 'round.end': {
+                const round = Number(m['round']);
+                const seen = (ended.get(round) ?? 0) + 1;
+                ended.set(round, seen);
+                if (seen === n) {
+                  send({
+                    type: 'round.end',
+                    round,
+                    outcome: String(m['outcome']),
+                    reason: (m['reason'] as string | null) ?? null,
+                    bytesToSites,
+                  });
+                  bytesToSites = 0;
+                }
+                break;
+              }
+              case 'error':
+                send({
+                  type: 'site.error',
+                  site: k,
+                  code: String(m['code']),
+                  message: String(m['message']),
+                  fatal: m['fatal'] === true,
+                });
+                if (m['fatal'] === true) reject(new Error(`site ${k}: ${String(m['message'])}`));
+                break;
+              default:
+                break;
+            }
+          });
+        }),
+    ),
+  );
+  send({ type: 'ready', bufferutil: bufferUtilState() });
+  process.on('message', (m: ToSites) => {
+    if (m.type !== 'close') return;
+    let open = sockets.length;
+    for (const ws of sockets) {
+      ws.once('close', () => --open === 0 && process.exit(0));
+      ws.close(1000);
+    }
+  });
+}
+
+/**
+ * Whether each copy of ws loaded in this process masks and unmasks with the native bufferutil
+ * (ws falls back to a JS loop without it, or when WS_NO_BUFFER_UTIL is set).
+ */
+function bufferUtilState(): string {
+  const require = createRequire(import.meta.url);
+  const http = require('node:http') as { websocketMask?: unknown };
+  if (typeof http.websocketMask === 'function') return 'not needed (node:http has websocketMask)';
+  const copies = Object.values(require.cache).filter(
+    (m): m is NodeJS.Module => !!m && m.id.endsWith(`${sep}ws${sep}lib${sep}buffer-util.js`),
+  );
+  if (!copies.length) return 'ws not loaded';
+  return copies
+    .map((m) => {
+      const dir = dirname(dirname(m.id));
+      const version = (require(join(dir, 'package.json')) as { version: string }).version;
+      const where = relative(process.cwd(), dir);
+      const util = m.children.find((c) => c.id.includes(`${sep}bufferutil${sep}`));
+      const state = !util
+        ? process.env['WS_NO_BUFFER_UTIL']
+          ? 'off (WS_NO_BUFFER_UTIL)'
+          : 'not loaded'
+        : String((util.exports as { mask?: unknown }).mask).includes('[native code]')
+          ? 'native'
+          : 'JS fallback';
+      return `ws ${version} (${where}): ${state}`;
+    })
+    .join('; ');
+}
+
+// ------------------------------------------------------------------------------------------------
+// The driver (this process): aggregator, REST set-up, runs, figures
+
+interface RoundFigures {
+  round: number;
+  wallMs: number;
+  aggregatorMs: number;
+  mbReceived: number;
+  mbReceivedCounter: number;
+  mbSent: number;
+  mbPerS: number;
+  phasesMs: Record<string, number>;
+}
+
+interface RoundView {
+  number: number;
+  state: string;
+  reason: string | null;
+  durationMs: number | null;
+  metrics: { bytesReceived: number } | null;
+  events: Array<{ state: string; at: string }>;
+}
+
+/**
+ * Round phases between recorded transitions. A transition's time is its transaction's start, so
+ * storing the new model version (done in the 'aggregated' transaction) counts in 'store+evaluate'.
+ */
+const PHASES = [
+  ['scheduled', 'collecting', 'select+load+encode'],
+  ['collecting', 'aggregated', 'updates+aggregate'],
+  ['aggregated', 'evaluated', 'store+evaluate'],
+  ['evaluated', 'committed', 'commit'],
+] as const;
+
+async function runDriver(opts: Options): Promise<void> {
+  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+  // Imported here, not at the top, so the site process does not load tfjs and NestJS.
+  const { parameterCount } = await import('@confide/ml');
+  const { startAggregator } = await import('@confide/aggregator');
+  const spec = specFor(opts.params);
+  const parameters = parameterCount(spec);
+  const { ApiClient } = await import('../../apps/cli/src/api-client');
+
+  const agg = await startAggregator({ log: opts.verbose ? progress : undefined });
+  let sites: ChildProcess | null = null;
+  try {
+    const api = new ApiClient(agg.url, agg.initialAdminToken!);
+    const fed = await api.post<{ id: string; parameters: number }>('/api/v1/federations', {
+      name: `round-bench-${Date.now()}`,
+      modelSpec: spec,
+      minSites: opts.sites,
+      roundTimeoutSeconds: 600,
+      evaluationTimeoutSeconds: 120,
+      seed: 1,
+    });
+    const identities = Array.from({ length: opts.sites }, () => generateIdentity());
+    for (const [k, identity] of identities.entries()) {
+      const site = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/sites`, {
+        name: `site-${String(k + 1).padStart(3, '0')}`,
+        publicKey: identity.publicKey,
+      });
+      await api.post(`/api/v1/federations/${fed.id}/sites/${site.id}/approve`);
+    }
+
+    // Site process: its stdout goes to our stderr so --json output stays one object.
+    const launcher = fileURLToPath(new URL('../../bin/run-ts.js', import.meta.url));
+    sites = fork(launcher, [fileURLToPath(import.meta.url)], {
+      env: { ...process.env, [ROLE_ENV]: 'sites' },
+      stdio: ['ignore', 2, 2, 'ipc'],
+    });
+    const child = sites;
+    const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
+    let failure: ((e: Error) => void) | null = null;
+    const failed = new Promise<never>((_, reject) => (failure = reject));
+    failed.catch(() => undefined);
+    child.on('exit', (code) => failure?.(new Error(`the site process exited with code ${code}`)));
+    let siteBufferUtil = '';
+    const ready = new Promise<void>((resolve) => {
+      child.on('message', (m: FromSites) => {
+        switch (m.type) {
+          case 'ready':
+            siteBufferUtil = m.bufferutil;
+            resolve();
+            break;
+          case 'round.end':
+            ends.shift()?.(m);
+            break;
+          case 'site.error':
+            progress(`site ${m.site}: ${m.code}: ${m.message}`);
+            if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
+            break;
+        }
+      });
+    });
+    child.send({
+      type: 'setup',
+      wsUrl: agg.wsUrl,
+      federationId: fed.id,
+      identities,
+      parameters,
+    } satisfies ToSites);
+    await Promise.race([ready, failed]);
+
+    const total = opts.warmup + opts.reps;
+    const measured: RoundFigures[] = [];
+    for (let rep = 0; rep < total; rep++) {
+      const counterBefore = await bytesReceivedCounter(agg.url);
+      const end = new Promise<Extract<FromSites, { type: 'round.end' }>>((resolve) =>
+        ends.push(resolve),
+      );
+      const t0 = performance.now();
+      const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+        rounds: 1,
+      });
+      const ended = await Promise.race([end, failed, timeout(700_000, 'the round to end')]);
+      const wallMs = performance.now() - t0;
+      if (ended.outcome !== 'committed')
+        throw new Error(`round ${ended.round} ${ended.outcome}: ${ended.reason}`);
+      await waitForRunEnd(api, fed.id, run.id);
+      const counterAfter = await bytesReceivedCounter(agg.url);
+      const round = await api.get<RoundView>(`/api/v1/federations/${fed.id}/rounds/${ended.round}`);
+      const at = new Map(round.events.map((e) => [e.state, Date.parse(e.at)]));
+      const phasesMs = Object.fromEntries(
+        PHASES.map(([from, to, name]) => [name, (at.get(to) ?? NaN) - (at.get(from) ?? NaN)]),
+      );
+      const mbReceived = (round.metrics?.bytesReceived ?? NaN) / MB;
+      const figures: RoundFigures = {
+        round: round.number,
+        wallMs,
+        aggregatorMs: round.durationMs ?? NaN,
+        mbReceived,
+        mbReceivedCounter: (counterAfter - counterBefore) / MB,
+        mbSent: ended.bytesToSites / MB,
+        mbPerS: mbReceived / (wallMs / 1000),
+        phasesMs,
+      };
+      const warm = rep < opts.warmup;
+      if (!warm) measured.push(figures);
+      progress(
+        `${warm ? 'warm-up' : `rep ${rep - opts.warmup + 1}/${opts.reps}`}: round ${figures.round} ` +
+          `${fmt(wallMs)} ms wall, ${fmt(figures.aggregatorMs)} ms aggregator, ${fmt(mbReceived)} MB in`,
+      );
+    }
+
+    const report = {
+      benchmark: 'round',
+      parameters: {
+        sites: opts.sites,
+        parameters,
+        modelSpec: spec,
+        reps: opts.reps,
+        warmup: opts.warmup,
+        database: agg.db.description,
+      },
+      environment: {
+        node: process.version,
+        platform: `${process.platform} ${process.arch}`,
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        bufferutil: { aggregator: bufferUtilState(), sites: siteBufferUtil },
+      },
+      rounds: measured,
+      summary: summarise(measured),
+    };
+    if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    else printTable(report);
+  } finally {
+    if (sites && sites.exitCode === null && sites.connected) {
+      const child = sites;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ type: 'close' } satisfies ToSites);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    }
+    sites?.kill();
+    await agg.close();
+  }
+}
+
+async function bytesReceivedCounter(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^confide_bytes_received_total (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function waitForRunEnd(
+  api: { get<T>(path: string): Promise<T> },
+  federationId: string,
+  runId: string,
+): Promise<void> {
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const runs = await api.get<Array<{ id: string; status: string; reason: string | null }>>(
+      `/api/v1/federations/${federationId}/runs`,
+    );
+    const run = runs.find((r) => r.id === runId);
+    if (run && run.status !== 'running') {
+      if (run.status !== 'completed') throw new Error(`run ${runId} ${run.status}: ${run.reason}`);
+      return;
+    }
+    if (Date.now() > end) throw new Error(`run ${runId} did not end within 60 s of its round`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function timeout(ms: number, what: string): Promise<never> {
+  return new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms).unref(),
+  );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Figures
+
+interface Stat {
+  median: number;
+  min: number;
+}
+
+function stat(xs: number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0]! };
+}
+
+function summarise(rounds: RoundFigures[]) {
+  const of = (f: (r: RoundFigures) => number): Stat => stat(rounds.map(f));
+  return {
+    wallMs: of((r) => r.wallMs),
+    aggregatorMs: of((r) => r.aggregatorMs),
+    mbReceived: of((r) => r.mbReceived),
+    mbReceivedCounter: of((r) => r.mbReceivedCounter),
+    mbSent: of((r) => r.mbSent),
+    mbPerS: of((r) => r.mbPerS),
+    phasesMs: Object.fromEntries(
+      PHASES.map(([, , name]) => [name, of((r) => r.phasesMs[name] ?? NaN)]),
+    ),
+  };
+}
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '-';
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+function printTable(report: {
+  parameters: { sites: number; parameters: number; reps: number; warmup: number; database: string };
+  environment: {
+    node: string;
+    platform: string;
+    cpus: number;
+    cpuModel: string;
+    bufferutil: { aggregator: string; sites: string };
+  };
+  summary: ReturnType<typeof summarise>;
+}): void {
+  const { parameters: p, environment: e, summary: s } = report;
+  const lines = [
+    `round benchmark: ${p.sites} sites x ${p.parameters.toLocaleString('en-US')} parameters, ` +
+      `${p.reps} measured round(s) after ${p.warmup} warm-up, ${p.database}`,
+    `node ${e.node} on ${e.platform}, ${e.cpus} CPU(s) (${e.cpuModel})`,
+    `bufferutil, aggregator process: ${e.bufferutil.aggregator}`,
+    `bufferutil, site process: ${e.bufferutil.sites}`,
+    '',
+  ];
+  const rows: Array<[string, Stat]> = [
+    ['wall time, run start to committed (ms)', s.wallMs],
+    ['aggregator round duration (ms)', s.aggregatorMs],
+    ...Object.entries(s.phasesMs).map(([name, st]): [string, Stat] => [`  phase ${name} (ms)`, st]),
+    ['received by aggregator, round (MB)', s.mbReceived],
+    ['received by aggregator, socket counter (MB)', s.mbReceivedCounter],
+    ['sent to sites (MB)', s.mbSent],
+    ['received / wall time (MB/s)', s.mbPerS],
+  ];
+  const w = Math.max(...rows.map(([n]) => n.length));
+  lines.push(`${'figure'.padEnd(w)}  ${'median'.padStart(9)}  ${'min'.padStart(9)}`);
+  for (const [name, st] of rows) {
+    lines.push(`${name.padEnd(w)}  ${fmt(st.median).padStart(9)}  ${fmt(st.min).padStart(9)}`);
+  }
+  lines.push(
+    '',
+    "MB = 10^6 bytes. Phases: time between the round's recorded transitions (transaction starts).",
+  );
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (process.env[ROLE_ENV] === 'sites') return runSites();
+  let opts;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`${e.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (opts === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  await runDriver(opts);
+}
+
+try {
+  await main();
+} catch (e) {
+  process.stderr.write(`round benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+}
