@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { featureStatsPartial } from '@confide/ml';
-import { ErrorCode, generateIdentity, parseServerMessage } from '@confide/protocol';
+import { ErrorCode, generateIdentity, MAX_CONTROL_BYTES, parseServerMessage } from '@confide/protocol';
 import { NodeStopped, type ClientNode } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import type { ApiClient } from '../../apps/cli/src/api-client';
@@ -152,18 +152,18 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       await expectServing(fedId, sites[1]!);
     }, 10_000);
 
-    it('refuses a 100 KB control message with FRAME_TOO_LARGE and keeps serving other sites', async () => {
+    it('refuses a control message over the 1 MiB limit with FRAME_TOO_LARGE and keeps serving other sites', async () => {
       const s = await connect();
       s.sendJson({
         type: 'stats.report',
         count: 1,
         sum: [],
         sumSq: [],
-        padding: 'x'.repeat(100 * 1024),
+        padding: 'x'.repeat(MAX_CONTROL_BYTES + 1),
       });
       const err = await s.errorWith(ErrorCode.FRAME_TOO_LARGE);
       expect(err.msg['fatal']).toBe(false);
-      expect(String(err.msg['message'])).toMatch(/exceeds the 65536-byte limit/);
+      expect(String(err.msg['message'])).toMatch(new RegExp(`exceeds the ${MAX_CONTROL_BYTES}-byte limit`));
       expect(s.isOpen).toBe(true);
       await expectServing(fedId, sites[1]!);
     }, 10_000);

@@ -3,8 +3,8 @@ import { z } from 'zod';
 /** The protocol version spoken by this build; a peer with another major version is refused. */
 export const PROTOCOL_VERSION = 1;
 
-/** Largest JSON control message accepted, in bytes. */
-export const MAX_CONTROL_BYTES = 64 * 1024;
+/** Largest JSON control message (and binary frame header) accepted, in bytes: room for per-feature statistics of ~40k features. */
+export const MAX_CONTROL_BYTES = 1024 * 1024;
 
 const id = z.string().min(1).max(128);
 const b64 = z.string().min(1).max(4096);

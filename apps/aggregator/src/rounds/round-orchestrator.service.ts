@@ -45,6 +45,8 @@ interface RunLoop {
 @Injectable()
 export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly loops = new Map<string, RunLoop>();
+  /** The latest model of each federation, kept so a round does not re-read what the last one wrote. */
+  private readonly latestWeights = new Map<string, { versionId: string; weights: Float32Array }>();
   private shuttingDown = false;
 
   constructor(
@@ -233,7 +235,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       }
 
       // 3. Training: send the global model, collect updates.
-      const global = await this.models.weights(baseVersionId);
+      const cached = this.latestWeights.get(fed.id);
+      const global =
+        cached?.versionId === baseVersionId ? cached.weights : await this.models.weights(baseVersionId);
       const baseVersion = await this.models.find(fed.id, baseVersionId);
       active.expectedLength = parameterCount(fed.modelSpec);
       active.collector = new PlainSumCollector(active.expectedLength);
@@ -293,6 +297,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           weights: next,
         });
         active.newModelVersionId = version.id;
+        this.latestWeights.set(fed.id, { versionId: version.id, weights: next });
         active.evaluateFrame = encodeFrame(
           {
             v: PROTOCOL_VERSION,
