@@ -5,7 +5,15 @@ import { RolesGuard } from './auth/roles.guard';
 import { TokensController } from './auth/tokens.controller';
 import { AdminEventRepository } from './common/admin-event.repository';
 import { CLOCK, CONFIG, DATABASE, type AggregatorConfig, type Clock } from './common/tokens';
+import { DashboardAssets } from './dashboard/dashboard-assets.service';
+import { DashboardController } from './dashboard/dashboard.controller';
+import { LiveEventsController } from './dashboard/live-events.controller';
+import { LiveEventsService } from './dashboard/live-events.service';
+import { MeController } from './dashboard/me.controller';
 import type { Database } from './database/database';
+import { LedgerRepository } from './privacy/ledger.repository';
+import { LedgerService } from './privacy/ledger.service';
+import { PrivacyController } from './privacy/privacy.controller';
 import { FederationRepository } from './federations/federation.repository';
 import { FederationsController } from './federations/federations.controller';
 import { FederationsService } from './federations/federations.service';
@@ -15,9 +23,14 @@ import { ModelVersionRepository } from './models/model-version.repository';
 import { ModelsController } from './models/models.controller';
 import { HealthController } from './observability/health.controller';
 import { MetricsService } from './observability/metrics.service';
+import { RoundEvents } from './rounds/round-events';
 import { RoundOrchestrator } from './rounds/round-orchestrator.service';
 import { RoundRepository } from './rounds/round.repository';
 import { RoundsController } from './rounds/rounds.controller';
+import { ScheduleRepository } from './schedules/schedule.repository';
+import { Scheduler } from './schedules/scheduler.service';
+import { SchedulesController } from './schedules/schedules.controller';
+import { SchedulesService } from './schedules/schedules.service';
 import { SiteRepository } from './sites/site.repository';
 import { SitesController } from './sites/sites.controller';
 import { SitesService } from './sites/sites.service';
@@ -35,6 +48,11 @@ export class AppModule {
         ModelsController,
         TokensController,
         HealthController,
+        MeController,
+        LiveEventsController,
+        SchedulesController,
+        DashboardController,
+        PrivacyController,
       ],
       providers: [
         { provide: CONFIG, useValue: deps.config },
@@ -54,6 +72,14 @@ export class AppModule {
         MetricsService,
         RoundOrchestrator,
         FlGateway,
+        RoundEvents,
+        LiveEventsService,
+        ScheduleRepository,
+        SchedulesService,
+        Scheduler,
+        DashboardAssets,
+        LedgerRepository,
+        LedgerService,
       ],
     };
   }

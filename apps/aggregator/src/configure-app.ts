@@ -2,6 +2,8 @@ import type { INestApplication } from '@nestjs/common';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { ApiExceptionFilter } from './common/exception.filter';
+import { DashboardAssets } from './dashboard/dashboard-assets.service';
+import { dashboardFallback } from './dashboard/dashboard.controller';
 
 /** Everything main.ts and the e2e harness both need: ws adapter, error filter, OpenAPI, body limits. */
 export function configureApp(app: INestApplication, log: (line: string) => void): void {
@@ -9,6 +11,7 @@ export function configureApp(app: INestApplication, log: (line: string) => void)
   app.useWebSocketAdapter(new WsAdapter(app, { messageParser: () => undefined }));
   app.useGlobalFilters(new ApiExceptionFilter(log));
   app.enableShutdownHooks();
+  app.use(dashboardFallback(app.get(DashboardAssets)));
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

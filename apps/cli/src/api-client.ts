@@ -43,11 +43,7 @@ export class ApiClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new ApiRequestError(
-        0,
-        'UNREACHABLE',
-        `cannot reach the aggregator at ${this.base}: ${(e as Error).message}`,
-      );
+      throw this.unreachable(e);
     }
     const text = await res.text();
     let parsed: unknown = undefined;
@@ -67,6 +63,17 @@ export class ApiClient {
     return parsed as T;
   }
 
+  /** fetch() says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, bad port...) is its cause. */
+  private unreachable(e: unknown): ApiRequestError {
+    const err = e as Error & { cause?: { code?: string; message?: string } };
+    const cause = err.cause?.code ?? err.cause?.message;
+    return new ApiRequestError(
+      0,
+      'UNREACHABLE',
+      `cannot reach the aggregator at ${this.base}: ${err.message}${cause ? ` (${cause})` : ''}`,
+    );
+  }
+
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path);
   }
@@ -80,12 +87,15 @@ export class ApiClient {
     federationId: string,
     version = 'current',
   ): Promise<{ weights: Float32Array; hash: string; versionId: string }> {
-    const res = await fetch(
-      `${this.base}/api/v1/federations/${federationId}/models/${version}/weights`,
-      {
-        headers: { authorization: `Bearer ${this.token}` },
-      },
-    );
+    let res: Response;
+    try {
+      res = await fetch(
+        `${this.base}/api/v1/federations/${federationId}/models/${version}/weights`,
+        { headers: { authorization: `Bearer ${this.token}` } },
+      );
+    } catch (e) {
+      throw this.unreachable(e);
+    }
     if (!res.ok) {
       const body = (await res.json().catch(() => ({}))) as {
         error?: { code?: string; message?: string };

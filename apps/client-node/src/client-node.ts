@@ -11,6 +11,7 @@ import {
   setModelWeights,
   standardize,
   trainModel,
+  trainModelDpSgd,
   type Dataset,
   type ModelSpec,
 } from '@confide/ml';
@@ -32,6 +33,17 @@ import {
   type ServerMessage,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
+import { addGaussianNoise, clipL2 } from '@confide/differential-privacy';
+import {
+  confideAccountant,
+  createReceipt,
+  projectNextRound,
+  recordLevelRelease,
+  signReceipt,
+  siteLevelRelease,
+  type LedgerEntry,
+  type MechanismParams,
+} from '@confide/privacy-ledger';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
@@ -65,9 +77,20 @@ export interface ClientNodeOptions {
   /** First reconnect delay in ms, doubled up to 30 s. */
   reconnectDelayMs?: number;
   onUpdate?: (r: LocalRoundResult) => void;
+  /** The site's own epsilon limit; the federation's announced limit when absent. */
+  epsilonLimit?: number;
+  /** Where the site's signed receipts persist (a file beside its key); memory only when absent. */
+  ledgerStore?: LocalLedgerStore;
   onRoundEnd?: (m: MessageOf<ServerMessage, 'round.end'>) => void;
   /** Called once logged in (each time after a reconnect too). */
   onWelcome?: (m: MessageOf<ServerMessage, 'welcome'>) => void;
+}
+
+/** Durable storage of a site's local ledger. */
+export interface LocalLedgerStore {
+  load(): Promise<LedgerEntry[]>;
+  /** Must be durable (fsync) before it resolves: the update is sent only after. */
+  append(entry: LedgerEntry): Promise<void>;
 }
 
 /** Why a node stopped for good. */
@@ -120,6 +143,10 @@ export class ClientNode {
   /** The round this node last trained; a resent train message for it is answered from memory. */
   private lastSent: { runId: string; round: number; frame: Buffer } | null = null;
   siteId: string | null = null;
+  siteName: string | null = null;
+  /** This site's own signed releases (its local ledger). */
+  private readonly localLedger: LedgerEntry[] = [];
+  private slotWaiter: { requestId: string; settle: (m: ServerMessage) => void } | null = null;
 
   constructor(private readonly opts: ClientNodeOptions) {
     this.url = protocolUrl(opts.server);
@@ -130,8 +157,21 @@ export class ClientNode {
 
   /** Connects and serves rounds until `stop()` or a fatal error; resolves with the reason it stopped. */
   run(): Promise<NodeStopped | null> {
-    this.connect();
+    void (async () => {
+      try {
+        if (this.opts.ledgerStore) this.localLedger.push(...(await this.opts.ledgerStore.load()));
+      } catch (e) {
+        this.fatal('STOPPED', `cannot read the local privacy ledger: ${(e as Error).message}`);
+        return;
+      }
+      this.connect();
+    })();
     return this.finished;
+  }
+
+  /** The site's own ledger entries (copies). */
+  ledgerEntries(): LedgerEntry[] {
+    return [...this.localLedger];
   }
 
   /** Stops for good: closes the connection, no reconnect. */
@@ -171,9 +211,16 @@ export class ClientNode {
       this.attempt = 0;
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      const parsed = this.parse(data, isBinary);
+      if (!parsed) return;
+      // A ledger slot answers a request made from inside a queued handler: deliver it at once.
+      if (parsed.msg.type === 'ledger.slot' || (parsed.msg.type === 'error' && parsed.msg.refId && this.slotWaiter?.requestId === parsed.msg.refId)) {
+        this.slotWaiter?.settle(parsed.msg);
+        return;
+      }
       // Messages are handled strictly in order; training blocks the queue, not the socket.
       this.queue = this.queue
-        .then(() => this.onMessage(ws, data, isBinary))
+        .then(() => this.onMessage(ws, parsed.msg, parsed.vector))
         .catch((e: unknown) =>
           this.log(`error handling a server message: ${(e as Error).message}`),
         );
@@ -205,8 +252,7 @@ export class ClientNode {
       ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
   }
 
-  private async onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): Promise<void> {
-    if (this.stopped || ws !== this.ws) return;
+  private parse(data: Buffer, isBinary: boolean): { msg: ServerMessage; vector: Float32Array | null } | null {
     let msg: ServerMessage;
     let vector: Float32Array | null = null;
     try {
@@ -222,8 +268,13 @@ export class ClientNode {
       }
     } catch (e) {
       this.log(`ignoring an invalid message from the aggregator: ${(e as Error).message}`);
-      return;
+      return null;
     }
+    return { msg, vector };
+  }
+
+  private async onMessage(ws: WebSocket, msg: ServerMessage, vector: Float32Array | null): Promise<void> {
+    if (this.stopped || ws !== this.ws) return;
     switch (msg.type) {
       case 'challenge': {
         const signature = signLogin(
@@ -239,11 +290,13 @@ export class ClientNode {
           nonce: msg.nonce,
           signature,
           client: 'confide-node/0.1',
+          numExamples: this.opts.data.numRows,
         });
         return;
       }
       case 'welcome':
         this.siteId = msg.siteId;
+        this.siteName = msg.siteName;
         this.log(`${this.connectedOnce ? 'reconnected' : 'connected'} as site "${msg.siteName}"`);
         this.connectedOnce = true;
         this.opts.onWelcome?.(msg);
@@ -332,31 +385,69 @@ export class ClientNode {
       );
       return;
     }
+    // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
+    let mechanism: MechanismParams | null = null;
+    if (msg.privacy) {
+      mechanism = this.releaseMechanism(msg);
+      const limit = this.opts.epsilonLimit ?? msg.privacy.epsilonLimit;
+      const projection = projectNextRound(this.ownHistory(), mechanism, msg.privacy.delta, limit, confideAccountant);
+      if (!projection.allowed) {
+        this.decline(
+          ws,
+          msg,
+          ErrorCode.BUDGET_EXCEEDED,
+          `this round would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
+        );
+        return;
+      }
+    }
     try {
       assertFinite(global, 'global model');
       const { train } = this.datasets(msg.standardization);
       const model = this.modelFor(spec);
       setModelWeights(model, global);
-      const result = await trainModel(model, spec, train, {
+      const onBatchEnd = (b: { epoch: number; batch: number; batchesPerEpoch: number; loss: number }): void =>
+        this.progress.epoch({
+          round: msg.round,
+          epoch: b.epoch + 1,
+          epochs: msg.train.epochs,
+          batch: b.batch + 1,
+          batches: b.batchesPerEpoch,
+          loss: b.loss,
+        });
+      const result =
+        msg.privacy?.level === 'record' && mechanism
+          ? await trainModelDpSgd(model, spec, train, {
+              epochs: msg.train.epochs,
+              samplingRate: mechanism.samplingRate,
+              learningRate: msg.train.learningRate,
+              clipNorm: msg.privacy.clipNorm,
+              noiseMultiplier: msg.privacy.noiseMultiplier,
+              optimizer: msg.train.optimizer,
+              onStep: (s) => {
+                const perEpoch = s.steps / msg.train.epochs;
+                onBatchEnd({ epoch: Math.floor(s.step / perEpoch), batch: s.step % perEpoch, batchesPerEpoch: perEpoch, loss: s.loss });
+              },
+            })
+          : await trainModel(model, spec, train, {
         epochs: msg.train.epochs,
         batchSize: msg.train.batchSize,
         learningRate: msg.train.learningRate,
         optimizer: msg.train.optimizer,
-        shuffleSeed: msg.round,
-        onBatchEnd: (b) =>
-          this.progress.epoch({
-            round: msg.round,
-            epoch: b.epoch + 1,
-            epochs: msg.train.epochs,
-            batch: b.batch + 1,
-            batches: b.batchesPerEpoch,
-            loss: b.loss,
-          }),
-      });
+              shuffleSeed: msg.round,
+              onBatchEnd,
+            });
       this.progress.done();
       if (this.stopped || ws !== this.ws) return;
       const local = getModelWeights(model);
-      const rawUpdate = subtract(local, global);
+      let rawUpdate = subtract(local, global);
+      if (msg.privacy?.level === 'site') {
+        // DP-FedAvg: clip the whole update to C, add this site's share of the Gaussian noise so the sum
+        // of t honest shares carries standard deviation z*C.
+        const t = msg.privacy.survivorsAssumed ?? 1;
+        rawUpdate = clipL2(rawUpdate, msg.privacy.clipNorm).clipped;
+        rawUpdate = addGaussianNoise(rawUpdate, (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t));
+      }
       const update = await applyTransforms(rawUpdate, this.opts.transforms ?? [], {
         federationId: this.opts.federationId,
         runId: msg.runId,
@@ -364,6 +455,9 @@ export class ClientNode {
         numExamples: result.numExamples,
       });
       assertFinite(update, 'update');
+      // The release is signed and recorded in the site's own ledger before the update leaves.
+      const receipt = mechanism ? await this.signRelease(ws, msg, mechanism) : undefined;
+      if (this.stopped || ws !== this.ws) return;
       const frame = encodeFrame(
         {
           v: PROTOCOL_VERSION,
@@ -373,10 +467,12 @@ export class ClientNode {
           round: msg.round,
           numExamples: result.numExamples,
           trainLoss: result.loss,
+          ...(receipt ? { receipt } : {}),
         },
         update,
       );
-      this.lastSent = { runId: msg.runId, round: msg.round, frame };
+      // A signed release is never sent twice (a resend would need a second receipt).
+      this.lastSent = receipt ? null : { runId: msg.runId, round: msg.round, frame };
       this.opts.onUpdate?.({
         round: msg.round,
         globalWeights: global,
@@ -399,6 +495,82 @@ export class ClientNode {
             : ErrorCode.INTERNAL;
       this.decline(ws, msg, code, (e as Error).message);
     }
+  }
+
+  /** The mechanism of this site's release in a DP round. */
+  private releaseMechanism(msg: TrainMsg): MechanismParams {
+    const p = msg.privacy!;
+    return p.level === 'record'
+      ? recordLevelRelease({
+          batchSize: msg.train.batchSize,
+          epochs: msg.train.epochs,
+          numExamples: this.opts.data.numRows,
+          noiseMultiplier: p.noiseMultiplier,
+          clipNorm: p.clipNorm,
+        })
+      : siteLevelRelease({
+          siteSamplingRate: p.siteSamplingRate ?? 1,
+          noiseMultiplier: p.noiseMultiplier,
+          clipNorm: p.clipNorm,
+          survivorsAssumed: p.survivorsAssumed,
+        });
+  }
+
+  /** This site's earlier releases in this federation, from its own ledger. */
+  private ownHistory(): LedgerEntry[] {
+    return this.localLedger.filter(
+      (e) => e.federationId === this.opts.federationId && (this.siteId === null || e.siteId === this.siteId),
+    );
+  }
+
+  /** Asks for the ledger's next position, builds and signs the receipt, records it locally. */
+  private async signRelease(ws: WebSocket, msg: TrainMsg, mechanism: MechanismParams): Promise<LedgerEntry> {
+    const requestId = randomUUID();
+    const slot = await new Promise<MessageOf<ServerMessage, 'ledger.slot'>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.slotWaiter = null;
+        reject(new ProtocolError(ErrorCode.TIMEOUT, 'the aggregator did not grant a ledger slot in time'));
+      }, 60_000);
+      this.slotWaiter = {
+        requestId,
+        settle: (m) => {
+          clearTimeout(timer);
+          this.slotWaiter = null;
+          if (m.type === 'ledger.slot') resolve(m);
+          else if (m.type === 'error') reject(new ProtocolError(m.code as ErrorCode, m.message));
+        },
+      };
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: requestId, type: 'ledger.reserve', runId: msg.runId, round: msg.round }));
+      }
+    });
+    const ownLimit = this.opts.epsilonLimit ?? slot.epsilonLimit;
+    const body = createReceipt(
+      {
+        seq: slot.seq,
+        federationId: this.opts.federationId,
+        siteId: this.siteId!,
+        siteName: this.siteName!,
+        round: msg.round,
+        mechanism,
+        delta: slot.delta,
+        epsilonLimit: slot.epsilonLimit,
+        createdAt: slot.createdAt,
+        sitePublicKey: this.opts.identity.publicKey,
+        siteHistory: this.ownHistory(),
+      },
+      confideAccountant,
+    );
+    if (body.cumulativeEpsilon > ownLimit) {
+      throw new ProtocolError(
+        ErrorCode.BUDGET_EXCEEDED,
+        `this release would bring the site's epsilon to ${body.cumulativeEpsilon.toFixed(4)}, past its own limit ${ownLimit}`,
+      );
+    }
+    const entry = signReceipt(body, slot.prevHash, this.opts.identity.secretKey);
+    await this.opts.ledgerStore?.append(entry);
+    this.localLedger.push(entry);
+    return entry;
   }
 
   private async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateIdentity, keyFingerprint, type IdentityKeyPair } from '@confide/protocol';
 import nacl from 'tweetnacl';
@@ -31,14 +31,22 @@ export async function createIdentityFiles(
 }> {
   const secretPath = join(dir, SECRET_KEY_FILE);
   const publicPath = join(dir, PUBLIC_KEY_FILE);
-  if (!force && (await exists(secretPath))) {
-    throw new NodeError(
+  const refuse = (): NodeError =>
+    new NodeError(
       `${secretPath} already exists; refusing to overwrite a site identity (pass --force to replace it, which needs a new enrolment)`,
     );
-  }
+  if (!force && (await exists(secretPath))) throw refuse();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const identity = generateIdentity();
-  await writeFile(secretPath, `${identity.secretKey}\n`, { mode: 0o600 });
+  // A new file, created 0600 ('wx': never an existing file, never through a symlink): writing into the
+  // old file would put the new secret under the old file's mode, perhaps readable by others, until chmod.
+  if (force) await rm(secretPath, { force: true });
+  try {
+    await writeFile(secretPath, `${identity.secretKey}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw refuse();
+    throw e;
+  }
   await chmod(secretPath, 0o600);
   await writeFile(publicPath, `${identity.publicKey}\n`, { mode: 0o644 });
   return { identity, secretPath, publicPath, fingerprint: keyFingerprint(identity.publicKey) };

@@ -16,6 +16,7 @@ export {
 export { initialWeights } from './weights';
 export { buildModel, getModelWeights, setModelWeights } from './model';
 export { evaluateModel, predictScores, trainModel, type TrainOptions } from './train';
+export { trainModelDpSgd, type DpSgdOptions, type DpSgdResult } from './dp-sgd';
 export {
   PROBABILITY_EPSILON,
   accuracy,

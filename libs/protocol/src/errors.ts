@@ -22,6 +22,8 @@ export enum ErrorCode {
   UNEXPECTED_MESSAGE = 'UNEXPECTED_MESSAGE',
   SCHEMA_MISMATCH = 'SCHEMA_MISMATCH',
   ROUND_ABORTED = 'ROUND_ABORTED',
+  BUDGET_EXCEEDED = 'BUDGET_EXCEEDED',
+  RECEIPT_INVALID = 'RECEIPT_INVALID',
   TIMEOUT = 'TIMEOUT',
   INTERNAL = 'INTERNAL',
 }
@@ -47,6 +49,8 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.UNEXPECTED_MESSAGE]: 'the message does not fit the current state of the round',
   [ErrorCode.SCHEMA_MISMATCH]: "the site's data does not match the federation's model",
   [ErrorCode.ROUND_ABORTED]: 'the round was aborted',
+  [ErrorCode.BUDGET_EXCEEDED]: "the release would exceed the site's privacy budget",
+  [ErrorCode.RECEIPT_INVALID]: 'the privacy receipt does not verify',
   [ErrorCode.TIMEOUT]: 'the peer did not answer in time',
   [ErrorCode.INTERNAL]: 'internal error',
 };

@@ -31,6 +31,22 @@ export const trainConfigSchema = z.object({
 /** Local training settings sent with every round. */
 export type TrainConfig = z.infer<typeof trainConfigSchema>;
 
+/** The DP settings a round runs with, as the site needs them to train, account and sign its receipt. */
+export const roundPrivacySchema = z.object({
+  level: z.enum(['record', 'site']),
+  noiseMultiplier: finite.refine((x) => x > 0, 'must be positive'),
+  clipNorm: finite.refine((x) => x > 0, 'must be positive'),
+  delta: finite.refine((x) => x > 0 && x < 1, 'must be in (0, 1)'),
+  /** The budget the aggregator holds for this site. */
+  epsilonLimit: finite.refine((x) => x > 0, 'must be positive'),
+  /** Site level: sampled sites / approved sites this round. */
+  siteSamplingRate: finite.refine((x) => x > 0 && x <= 1, 'must be in (0, 1]').nullable(),
+  /** Site level with secure aggregation: honest survivors the noise shares assume. */
+  survivorsAssumed: z.number().int().positive().nullable(),
+});
+/** DP settings of a round. */
+export type RoundPrivacy = z.infer<typeof roundPrivacySchema>;
+
 export const standardizationSchema = z.object({
   mean: z.array(finite),
   std: z.array(finite),
@@ -74,7 +90,19 @@ export const roundTrainSchema = z.object({
   modelSpec: z.unknown(),
   train: trainConfigSchema,
   standardization: standardizationSchema.nullable(),
+  privacy: roundPrivacySchema.nullable(),
   deadline: z.string(),
+});
+export const ledgerSlotSchema = z.object({
+  ...base,
+  type: z.literal('ledger.slot'),
+  runId: id,
+  round: z.number().int().positive(),
+  seq: z.number().int().positive(),
+  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
+  createdAt: z.string(),
+  epsilonLimit: finite,
+  delta: finite,
 });
 export const roundEvaluateSchema = z.object({
   ...base,
@@ -102,6 +130,8 @@ export const loginSchema = z.object({
   nonce: b64,
   signature: b64,
   client: z.string().max(200),
+  /** The site's number of training records (record-level DP projections need it). */
+  numExamples: z.number().int().positive().optional(),
 });
 export const statsReportSchema = z.object({
   ...base,
@@ -117,6 +147,14 @@ export const roundUpdateSchema = z.object({
   round: z.number().int().positive(),
   numExamples: z.number().int().positive(),
   trainLoss: finite,
+  /** The signed privacy receipt of this release (DP federations); validated by the ledger. */
+  receipt: z.unknown().optional(),
+});
+export const ledgerReserveSchema = z.object({
+  ...base,
+  type: z.literal('ledger.reserve'),
+  runId: id,
+  round: z.number().int().positive(),
 });
 export const roundMetricsSchema = z.object({
   ...base,
@@ -143,6 +181,7 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   roundTrainSchema,
   roundEvaluateSchema,
   roundEndSchema,
+  ledgerSlotSchema,
 ]);
 export const siteMessageSchema = z.discriminatedUnion('type', [
   loginSchema,
@@ -150,6 +189,7 @@ export const siteMessageSchema = z.discriminatedUnion('type', [
   roundUpdateSchema,
   roundMetricsSchema,
   roundDeclineSchema,
+  ledgerReserveSchema,
 ]);
 
 /** Every message the aggregator sends to a site. */

@@ -13,8 +13,21 @@ export interface ApiTokenRow {
   revokedAt: Date | null;
 }
 
+/** A federation's differential-privacy settings. */
+export type DpConfig =
+  | { level: 'none' }
+  | {
+      level: 'record' | 'site';
+      noiseMultiplier: number;
+      clipNorm: number;
+      delta: number;
+      /** Default per-site budget, set on each site's privacy_budget row at enrolment. */
+      epsilonLimit: number;
+    };
+
 /** A federation's stored settings. */
 export interface FederationConfig {
+  dp?: DpConfig;
   minSites: number;
   roundTimeoutMs: number;
   evaluationTimeoutMs: number;
@@ -82,7 +95,13 @@ export type RoundState = (typeof ROUND_STATES)[number];
 
 /** What happened to one selected site in a round. */
 export type ParticipantStatus =
-  'selected' | 'submitted' | 'dropped' | 'declined' | 'rejected' | 'evaluated';
+  | 'selected'
+  | 'skipped'
+  | 'submitted'
+  | 'dropped'
+  | 'declined'
+  | 'rejected'
+  | 'evaluated';
 
 export interface Participant {
   siteId: string;

@@ -34,6 +34,20 @@ export const createFederationSchema = z
       .min(0)
       .max(2 ** 31 - 1)
       .optional(),
+    dp: z
+      .discriminatedUnion('level', [
+        z.object({ level: z.literal('none') }).strict(),
+        z
+          .object({
+            level: z.enum(['record', 'site']),
+            noiseMultiplier: z.number().gt(0).max(1000),
+            clipNorm: z.number().gt(0).max(1e6),
+            delta: z.number().gt(0).lt(1).default(1e-5),
+            epsilonLimit: z.number().gt(0).max(1e6),
+          })
+          .strict(),
+      ])
+      .default({ level: 'none' }),
   })
   .strict();
 
@@ -60,5 +74,11 @@ export const createFederationOpenApi = {
     learningRate: { type: 'number', default: 0.01 },
     optimizer: { type: 'string', enum: ['sgd', 'adam'], default: 'adam' },
     seed: { type: 'integer', description: 'seed of the initial weights (random when absent)' },
+    dp: {
+      type: 'object',
+      description:
+        "differential privacy: { level: 'none' } (default) or { level: 'record' | 'site', noiseMultiplier, clipNorm, delta (default 1e-5), epsilonLimit (each site's default budget) }",
+      example: { level: 'record', noiseMultiplier: 1.1, clipNorm: 1, delta: 1e-5, epsilonLimit: 1 },
+    },
   },
 } as const;

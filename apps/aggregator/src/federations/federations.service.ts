@@ -52,6 +52,7 @@ export class FederationsService {
         optimizer: input.optimizer,
       },
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
+      dp: input.dp,
     };
     const weights = initialWeights(spec, config.seed);
     return this.db.transaction(async (em) => {

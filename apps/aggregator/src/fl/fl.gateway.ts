@@ -146,7 +146,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         return;
       }
       if (!conn.session) throw new ProtocolError(ErrorCode.NOT_AUTHENTICATED);
-      this.orchestrator.handleSiteMessage(conn.session, msg, vector, buf.length);
+      await this.orchestrator.handleSiteMessage(conn.session, msg, vector, buf.length);
     } catch (e) {
       this.fail(conn, e, refId);
     }
@@ -194,6 +194,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         siteId: site.id,
         siteName: site.name,
         federationId: fed.id,
+        ...(msg.numExamples !== undefined ? { numExamples: msg.numExamples } : {}),
         sendJson: (m) => this.send(conn, m as Record<string, unknown>),
         sendBinary: (frame) => {
           if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true });

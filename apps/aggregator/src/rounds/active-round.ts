@@ -2,7 +2,8 @@ import type { FeatureStatsPartial } from '@confide/ml';
 import type { SiteMetrics } from '@confide/protocol';
 import type { UpdateCollector } from '@confide/federated';
 import { Signal } from '../common/signal';
-import type { Participant, RoundRow } from '../database/rows';
+import type { FederationRow, Participant, RoundRow } from '../database/rows';
+import type { LedgerSlot } from '../privacy/ledger.service';
 
 /** Phases in which a round accepts site messages. */
 export type RoundPhase = 'selecting' | 'stats' | 'collecting' | 'evaluating' | 'closing';
@@ -30,11 +31,21 @@ export class ActiveRound {
   bytesReceived = 0;
   newModelVersionId: string | null = null;
 
+  /** Ledger chain positions held by participants (DP federations). */
+  readonly slots = new Map<string, LedgerSlot>();
+  /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */
+  siteSamplingRate = 1;
+  survivorsAssumed: number | null = null;
+
   constructor(
-    readonly federationId: string,
+    readonly fed: FederationRow,
     readonly runId: string,
     public row: RoundRow,
   ) {}
+
+  get federationId(): string {
+    return this.fed.id;
+  }
 
   get number(): number {
     return this.row.number;

@@ -17,7 +17,13 @@ import {
   type SiteMessage,
   type SiteMetrics,
 } from '@confide/protocol';
+import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
 import { ActiveRound } from './active-round';
+import { LedgerRepository } from '../privacy/ledger.repository';
+import { LedgerService } from '../privacy/ledger.service';
+import { nextRelease } from '../privacy/next-release';
+import { SiteRepository } from '../sites/site.repository';
+import { RoundEvents } from './round-events';
 import { RoundRepository } from './round.repository';
 import { waitFor } from '../common/signal';
 import { CLOCK, CONFIG, type AggregatorConfig, type Clock } from '../common/tokens';
@@ -57,6 +63,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     @Inject(ModelVersionRepository) private readonly models: ModelVersionRepository,
     @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
     @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(RoundEvents) private readonly live: RoundEvents,
+    @Inject(LedgerService) private readonly ledger: LedgerService,
+    @Inject(LedgerRepository) private readonly ledgerRepo: LedgerRepository,
+    @Inject(SiteRepository) private readonly siteRepo: SiteRepository,
   ) {
     sessions.onConnect((s) => this.onSiteConnected(s));
     sessions.onDisconnect((s) => this.onSiteDisconnected(s));
@@ -112,6 +122,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       this.rounds.insertRun(em, federationId, rounds),
     );
     this.startLoop(run);
+    this.live.run(federationId);
     return run;
   }
 
@@ -148,7 +159,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         if (!(e instanceof Stopped))
           this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
       })
-      .finally(() => this.loops.delete(run.federationId));
+      .finally(() => {
+        this.loops.delete(run.federationId);
+        this.live.run(run.federationId);
+      });
   }
 
   private async runLoop(loop: RunLoop): Promise<void> {
@@ -194,7 +208,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         deadline: new Date(deadline),
       }),
     );
-    const active = new ActiveRound(fed.id, loop.runId, row);
+    const active = new ActiveRound(fed, loop.runId, row);
     loop.active = active;
     const abort = async (
       reason: string,
@@ -222,6 +236,39 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           name: s.siteName,
           status: 'selected',
         });
+
+      // 1b. Privacy budgets: a site whose projected epsilon would pass its limit is skipped.
+      const dp = fed.config.dp ?? { level: 'none' as const };
+      if (dp.level !== 'none') {
+        const approved = (await this.siteRepo.list(fed.id)).filter((s) => s.status === 'approved').length;
+        active.survivorsAssumed = Math.min(cfg.minSites, selected.length);
+        for (const s of selected) {
+          const history = await this.ledgerRepo.siteEntries(fed.id, s.siteId);
+          const mechanism = nextRelease(fed, history, s.numExamples, active.survivorsAssumed);
+          if (!mechanism) continue; // size unknown: the receipt is checked against the budget at release
+          const p = await this.ledger.project(fed.id, s.siteId, mechanism);
+          if (!p.allowed) {
+            const part = active.participants.get(s.siteId)!;
+            part.status = 'skipped';
+            part.detail =
+              p.limit === null
+                ? 'no privacy budget in this federation'
+                : `projected epsilon ${p.projected.toFixed(4)} would exceed its limit ${p.limit}`;
+          }
+        }
+        const eligible = active.participantList().filter((x) => x.status === 'selected');
+        active.siteSamplingRate = Math.min(1, eligible.length / Math.max(1, approved));
+        if (eligible.length < cfg.minSites) {
+          const skipped = active
+            .participantList()
+            .filter((x) => x.status === 'skipped')
+            .map((x) => `${x.name}: ${x.detail ?? ''}`);
+          return await abort(
+            `only ${eligible.length} site(s) have privacy budget left for another round; the federation needs minSites=${cfg.minSites}` +
+              (skipped.length ? ` (skipped ${skipped.join('; ')})` : ''),
+          );
+        }
+      }
 
       // 2. Federated standardisation statistics, once per federation.
       let stats = fed.featureStats;
@@ -259,6 +306,18 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           modelSpec: fed.modelSpec,
           train: cfg.train,
           standardization: { mean: stats.mean, std: stats.std },
+          privacy:
+            dp.level === 'none'
+              ? null
+              : {
+                  level: dp.level,
+                  noiseMultiplier: dp.noiseMultiplier,
+                  clipNorm: dp.clipNorm,
+                  delta: dp.delta,
+                  epsilonLimit: dp.epsilonLimit,
+                  siteSamplingRate: dp.level === 'site' ? active.siteSamplingRate : null,
+                  survivorsAssumed: dp.level === 'site' ? active.survivorsAssumed : null,
+                },
           deadline: new Date(deadline).toISOString(),
         },
         global,
@@ -474,6 +533,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     outcome: 'committed' | 'aborted',
     reason: string | null,
   ): void {
+    this.live.round(active, outcome);
     const msg = {
       v: PROTOCOL_VERSION,
       type: 'round.end',
@@ -492,6 +552,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     ready: () => boolean,
     deadline: number,
   ): Promise<boolean> {
+    if (loop.active) this.live.round(loop.active);
     const ok = await waitFor(
       signal as never,
       ready,
@@ -507,12 +568,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   // Site events, routed by the gateway
 
   /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
-  handleSiteMessage(
+  async handleSiteMessage(
     session: SiteSession,
     msg: SiteMessage,
     vector: Float32Array | Uint32Array | null,
     bytes: number,
-  ): void {
+  ): Promise<void> {
     const active = this.loops.get(session.federationId)?.active;
     if (msg.type === 'login') {
       throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
@@ -576,21 +637,87 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             'round.update must carry a float32 vector',
           );
         }
+        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
         try {
           assertLength(vector, active.expectedLength, 'update');
           assertFinite(vector, 'update');
+          if (dpCfg.level !== 'none') {
+            // The release is charged to the ledger (signed by the site) before its update is used.
+            const slot = active.slots.get(session.siteId);
+            if (!slot) {
+              throw new ProtocolError(
+                ErrorCode.RECEIPT_INVALID,
+                'a differentially private update needs a signed receipt: send ledger.reserve first',
+              );
+            }
+            active.slots.delete(session.siteId);
+            const site = await this.siteRepo.findById(active.federationId, session.siteId);
+            await this.ledger.acceptReceipt(slot, site!, msg.receipt, (m) => {
+              const want =
+                dpCfg.level === 'record'
+                  ? recordLevelRelease({
+                      batchSize: active.fed.config.train.batchSize,
+                      epochs: active.fed.config.train.epochs,
+                      numExamples: msg.numExamples,
+                      noiseMultiplier: dpCfg.noiseMultiplier,
+                      clipNorm: dpCfg.clipNorm,
+                    })
+                  : siteLevelRelease({
+                      siteSamplingRate: active.siteSamplingRate,
+                      noiseMultiplier: dpCfg.noiseMultiplier,
+                      clipNorm: dpCfg.clipNorm,
+                      survivorsAssumed: active.survivorsAssumed,
+                    });
+              return canonicalJson(m) === canonicalJson(want)
+                ? null
+                : `the receipt's mechanism ${canonicalJson(m)} is not this round's ${canonicalJson(want)}`;
+            });
+            if (active.phase !== 'collecting' || p.status !== 'selected') return; // round moved on meanwhile
+          }
         } catch (e) {
           p.status = 'rejected';
           p.detail = (e as Error).message;
           active.signal.notify();
           throw e;
         }
-        active.collector!.add({ siteId: session.siteId, delta: vector, weight: msg.numExamples });
+        // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
+        const weight = dpCfg.level === 'site' ? 1 : msg.numExamples;
+        active.collector!.add({ siteId: session.siteId, delta: vector, weight });
         active.trainLossSum += msg.trainLoss * msg.numExamples;
         active.trainWeightSum += msg.numExamples;
         p.status = 'submitted';
         p.numExamples = msg.numExamples;
         break;
+      }
+      case 'ledger.reserve': {
+        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
+        if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== 'selected') {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no privacy receipt is expected from this site now');
+        }
+        if (active.slots.has(session.siteId)) {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'this site already holds the ledger slot');
+        }
+        const site = await this.siteRepo.findById(active.federationId, session.siteId);
+        const slot = await this.ledger.reserve(active.fed, site!, active.number);
+        const current = this.loops.get(session.federationId)?.active;
+        if (current !== active || active.phase !== 'collecting' || p.status !== 'selected' || !this.sessions.isConnected(session.siteId)) {
+          slot.release();
+          return;
+        }
+        active.slots.set(session.siteId, slot);
+        session.sendJson({
+          v: PROTOCOL_VERSION,
+          type: 'ledger.slot',
+          id: randomUUID(),
+          runId: active.runId,
+          round: active.number,
+          seq: slot.seq,
+          prevHash: slot.prevHash,
+          createdAt: slot.createdAt,
+          epsilonLimit: slot.epsilonLimit,
+          delta: slot.delta,
+        });
+        return;
       }
       case 'round.metrics': {
         if (
@@ -616,6 +743,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         break;
       }
     }
+    this.live.round(active);
     active.signal.notify();
   }
 
@@ -644,6 +772,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     const active = this.loops.get(session.federationId)?.active;
     if (!active) return;
     if (active.participants.has(session.siteId)) {
+      // A site that vanishes while holding the ledger's next position gives it up.
+      active.slots.get(session.siteId)?.release();
+      active.slots.delete(session.siteId);
       active.disconnectedAt.set(session.siteId, this.clock.now().getTime());
       // Re-check once the grace period has passed.
       setTimeout(() => active.signal.notify(), this.config.reconnectGraceMs + 5).unref();

@@ -49,6 +49,26 @@ export class SitesController {
     return this.sites.approve(federationId, siteId, actorOf(req));
   }
 
+  @Post(':siteId/budget')
+  @HttpCode(200)
+  @Roles('admin')
+  @ApiOperation({ summary: "Change a site's epsilon limit (logged with the reason)" })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['epsilonLimit', 'reason'],
+      properties: { epsilonLimit: { type: 'number' }, reason: { type: 'string' } },
+    },
+  })
+  changeBudget(
+    @Param('federationId') federationId: string,
+    @Param('siteId') siteId: string,
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+  ) {
+    return this.sites.changeBudget(federationId, siteId, body, actorOf(req));
+  }
+
   @Post(':siteId/revoke')
   @HttpCode(200)
   @Roles('admin')

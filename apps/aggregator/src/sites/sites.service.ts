@@ -10,6 +10,7 @@ import { DATABASE } from '../common/tokens';
 import type { Database } from '../database/database';
 import type { SiteRow, SiteStatus } from '../database/rows';
 import { SessionRegistry } from '../fl/session-registry';
+import { LedgerRepository } from '../privacy/ledger.repository';
 
 export const enrolSiteSchema = z
   .object({
@@ -24,6 +25,15 @@ export const enrolSiteSchema = z
         isPublicKey,
         'must be a base64 Ed25519 public key (32 bytes), as printed by `confide node keys`',
       ),
+    /** This site's privacy budget; the federation's dp.epsilonLimit when absent. */
+    epsilonLimit: z.number().gt(0).max(1e6).optional(),
+  })
+  .strict();
+
+export const budgetChangeSchema = z
+  .object({
+    epsilonLimit: z.number().gt(0).max(1e6),
+    reason: z.string().min(3, 'say why the budget changes (at least 3 characters)').max(2000),
   })
   .strict();
 
@@ -42,6 +52,7 @@ export class SitesService {
     @Inject(FederationsService) private readonly federations: FederationsService,
     @Inject(AdminEventRepository) private readonly events: AdminEventRepository,
     @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
+    @Inject(LedgerRepository) private readonly ledger: LedgerRepository,
   ) {}
 
   view(site: SiteRow): SiteView {
@@ -53,8 +64,12 @@ export class SitesService {
   }
 
   async enrol(federationId: string, body: unknown, actor: string): Promise<SiteView> {
-    await this.federations.get(federationId);
+    const fed = await this.federations.get(federationId);
     const input = parseInput(enrolSiteSchema, body);
+    const dp = fed.config.dp ?? { level: 'none' as const };
+    if (input.epsilonLimit !== undefined && dp.level === 'none') {
+      throw new ApiError('VALIDATION_FAILED', 'epsilonLimit is only meaningful in a federation with differential privacy');
+    }
     if (await this.sites.findByName(federationId, input.name)) {
       throw new ApiError(
         'CONFLICT',
@@ -67,6 +82,13 @@ export class SitesService {
     const site = await this.db.transaction(async (em) => {
       const s = await this.sites.insert(em, federationId, input.name, input.publicKey);
       await this.events.record(actor, 'site.enrol', s.id, { name: s.name, federationId }, em);
+      if (dp.level !== 'none') {
+        await this.ledger.setBudget(
+          em,
+          { federationId, siteId: s.id, epsilonLimit: input.epsilonLimit ?? dp.epsilonLimit, delta: dp.delta },
+          { actor, reason: 'enrolment', oldLimit: null },
+        );
+      }
       return s;
     });
     return this.view(site);
@@ -81,6 +103,23 @@ export class SitesService {
     const site = await this.sites.findById(federationId, siteId);
     if (!site) throw new ApiError('NOT_FOUND', `no site ${siteId} in federation ${federationId}`);
     return site;
+  }
+
+  /** Changes a site's epsilon limit: an explicit admin action, logged with its reason. */
+  async changeBudget(federationId: string, siteId: string, body: unknown, actor: string) {
+    const site = await this.get(federationId, siteId);
+    const input = parseInput(budgetChangeSchema, body);
+    const current = await this.ledger.budget(federationId, site.id);
+    if (!current) throw new ApiError('INVALID_STATE', 'this federation has no differential privacy, so no budgets');
+    await this.db.transaction(async (em) => {
+      await this.ledger.setBudget(
+        em,
+        { federationId, siteId: site.id, epsilonLimit: input.epsilonLimit, delta: current.delta },
+        { actor, reason: input.reason, oldLimit: current.epsilonLimit },
+      );
+      await this.events.record(actor, 'budget.change', site.id, { from: current.epsilonLimit, to: input.epsilonLimit, reason: input.reason }, em);
+    });
+    return this.ledger.budget(federationId, site.id);
   }
 
   /** pending -> approved. Approving an approved site is a no-op; a revoked site stays revoked. */

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { openDatabase } from '@confide/aggregator';
+import type { Database } from '@confide/aggregator';
 import { CliError, type Command, type OptionSpec } from '../command';
 
 const common: Record<string, OptionSpec> = {
@@ -11,10 +11,8 @@ const common: Record<string, OptionSpec> = {
   },
 };
 
-async function withDb<T>(
-  dataDir: string,
-  work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>,
-): Promise<T> {
+async function withDb<T>(dataDir: string, work: (db: Database) => Promise<T>): Promise<T> {
+  const { openDatabase } = await import('@confide/aggregator');
   const db = await openDatabase({
     databaseUrl: process.env['DATABASE_URL'] || undefined,
     dataDir: resolve(dataDir),
@@ -46,10 +44,12 @@ export const dbCommands: Command[] = [
     summary: 'Revert the most recent migration',
     options: common,
     async run(opts, _p, io) {
-      await withDb(String(opts['data-dir']), (db) =>
-        db.dataSource.undoLastMigration({ transaction: 'each' }),
-      );
-      io.err('reverted the last migration');
+      const reverted = await withDb(String(opts['data-dir']), async (db) => {
+        if ((await executed(db)) === 0) return false;
+        await db.dataSource.undoLastMigration({ transaction: 'each' });
+        return true;
+      });
+      io.err(reverted ? 'reverted the last migration' : 'no migration to revert');
     },
   },
   {
@@ -66,7 +66,8 @@ export const dbCommands: Command[] = [
           2,
         );
       await withDb(String(opts['data-dir']), async (db) => {
-        while ((await db.dataSource.showMigrations()) === false && (await executed(db)) > 0) {
+        // Every executed migration, newest first (whether or not newer ones are pending).
+        while ((await executed(db)) > 0) {
           await db.dataSource.undoLastMigration({ transaction: 'each' });
         }
         await db.dataSource.runMigrations({ transaction: 'each' });
@@ -76,7 +77,7 @@ export const dbCommands: Command[] = [
   },
 ];
 
-async function executed(db: Awaited<ReturnType<typeof openDatabase>>): Promise<number> {
+async function executed(db: Database): Promise<number> {
   const rows = await db.manager.query(
     `SELECT to_regclass('schema_migration') IS NOT NULL AS present`,
   );

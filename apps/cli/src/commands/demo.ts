@@ -2,26 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  buildModel,
-  evaluateModel,
-  initialWeights,
-  loadCsv,
-  parseModelSpec,
-  partitionDirichlet,
-  partitionIid,
-  setModelWeights,
-  standardize,
-  stratifiedSplit,
-  trainModel,
-  concatDatasets,
-  type Dataset,
-  type Metrics,
-  type ModelSpec,
-} from '@confide/ml';
+import type { Dataset, Metrics, ModelSpec } from '@confide/ml';
+import type { ClientNode, BackendPreference } from '@confide/client-node';
 import { generateIdentity } from '@confide/protocol';
-import { startAggregator } from '@confide/aggregator';
-import { ClientNode, selectBackend, type BackendPreference } from '@confide/client-node';
 import { ApiClient } from '../api-client';
 import { choiceOption, CliError, numberOption, UsageError, type Command } from '../command';
 
@@ -84,6 +67,28 @@ export interface DemoReport {
  */
 export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const started = Date.now();
+  // Loaded here, not at the top: the other commands must not pay for tfjs and NestJS.
+  const [
+    {
+      buildModel,
+      concatDatasets,
+      evaluateModel,
+      initialWeights,
+      loadCsv,
+      partitionDirichlet,
+      partitionIid,
+      setModelWeights,
+      standardize,
+      stratifiedSplit,
+      trainModel,
+    },
+    { startAggregator },
+    { ClientNode, selectBackend },
+  ] = await Promise.all([
+    import('@confide/ml'),
+    import('@confide/aggregator'),
+    import('@confide/client-node'),
+  ]);
   const all = await loadCsv(o.data, { label: o.label });
   const { train, test } = stratifiedSplit(all, 0.2, o.seed);
   const shards =
@@ -329,6 +334,7 @@ export const demoCommand: Command = {
     const partition = choiceOption(opts, 'partition', ['iid', 'dirichlet'] as const)!;
     let model: ModelSpec | null = null;
     if (opts['model'] !== undefined) {
+      const { parseModelSpec } = await import('@confide/ml');
       try {
         model = parseModelSpec(JSON.parse(String(opts['model'])));
       } catch (e) {

@@ -1,13 +1,5 @@
 import { resolve } from 'node:path';
-import { loadCsv } from '@confide/ml';
-import {
-  ClientNode,
-  createIdentityFiles,
-  loadIdentity,
-  progressBar,
-  selectBackend,
-  type BackendPreference,
-} from '@confide/client-node';
+import type { BackendPreference } from '@confide/client-node';
 import { choiceOption, CliError, str, type Command } from '../command';
 
 const DEFAULT_KEY_DIR = '.confide/node';
@@ -35,6 +27,7 @@ export const nodeKeysCommand: Command = {
   examples: ['confide node keys --key-dir /etc/confide/site'],
   async run(opts, _pos, io) {
     const dir = resolve(str(opts, 'key-dir'));
+    const { createIdentityFiles } = await import('@confide/client-node');
     const r = await createIdentityFiles(dir, Boolean(opts['force']));
     if (opts['json']) {
       io.out(
@@ -121,6 +114,9 @@ export const nodeJoinCommand: Command = {
       'wasm',
       'cpu',
     ] as const) as BackendPreference;
+    // Loaded here, not at the top: tfjs takes a second to load and the other commands do not need it.
+    const [{ ClientNode, loadIdentity, progressBar, selectBackend }, { loadCsv }] =
+      await Promise.all([import('@confide/client-node'), import('@confide/ml')]);
     const identity = await loadIdentity(resolve(str(opts, 'key-dir')));
     const label = str(opts, 'label');
     const data = await loadCsv(resolve(str(opts, 'data')), { label });

@@ -1,0 +1,94 @@
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import type { Response } from 'express';
+import { SessionRegistry, type SiteSession } from '../fl/session-registry';
+import { RoundEvents, type LiveEvent, type LiveRoundEvent } from '../rounds/round-events';
+import { RoundOrchestrator } from '../rounds/round-orchestrator.service';
+
+/** Comment lines keep proxies and browsers from timing an idle stream out. */
+const KEEPALIVE_MS = 15_000;
+
+/**
+ * The dashboard's server-sent event streams: one per open federation page. Round events come from the
+ * orchestrator through {@link RoundEvents}; site connects and disconnects from the session registry.
+ */
+@Injectable()
+export class LiveEventsService implements OnModuleDestroy {
+  private readonly streams = new Set<Response>();
+
+  constructor(
+    @Inject(RoundEvents) private readonly events: RoundEvents,
+    @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
+    @Inject(RoundOrchestrator) private readonly orchestrator: RoundOrchestrator,
+  ) {
+    sessions.onConnect((s) => this.siteChanged(s, true));
+    sessions.onDisconnect((s) => this.siteChanged(s, false));
+  }
+
+  /** Turns `res` into an event stream of `federationId`, starting with the current round and sites. */
+  open(federationId: string, res: Response): void {
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache, no-transform');
+    res.setHeader('Connection', 'keep-alive');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+    res.write('retry: 2000\n\n');
+    const send = (e: LiveEvent): void => {
+      res.write(`event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);
+    };
+    send({ type: 'round', data: this.currentRound(federationId) });
+    const connected = this.sessions.connected(federationId);
+    send({
+      type: 'sites',
+      data: {
+        siteId: '',
+        name: '',
+        connected: false,
+        connectedSiteIds: connected.map((s) => s.siteId),
+      },
+    });
+    const unsubscribe = this.events.subscribe(federationId, send);
+    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+    keepalive.unref();
+    this.streams.add(res);
+    res.on('close', () => {
+      clearInterval(keepalive);
+      unsubscribe();
+      this.streams.delete(res);
+    });
+  }
+
+  /** Open streams would hold the HTTP server's close forever: end them first. */
+  onModuleDestroy(): void {
+    for (const res of [...this.streams]) res.end();
+    this.streams.clear();
+  }
+
+  private currentRound(federationId: string): LiveRoundEvent | null {
+    const live = this.orchestrator.liveRound(federationId);
+    if (!live) return null;
+    return {
+      number: live.number,
+      phase: live.phase,
+      state: this.events.stateOf(federationId, live.number) ?? 'scheduled',
+      participants: live.participants.map((p) => ({
+        siteId: p.siteId,
+        name: p.name,
+        status: p.status,
+        ...(p.detail ? { detail: p.detail } : {}),
+      })),
+    };
+  }
+
+  private siteChanged(s: SiteSession, connected: boolean): void {
+    this.events.emit(s.federationId, {
+      type: 'sites',
+      data: {
+        siteId: s.siteId,
+        name: s.siteName,
+        connected,
+        connectedSiteIds: this.sessions.connected(s.federationId).map((x) => x.siteId),
+      },
+    });
+  }
+}

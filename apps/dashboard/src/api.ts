@@ -1,0 +1,127 @@
+/** The dashboard's only way to the server: the REST API with the token as a bearer token. */
+
+/** An error answered by the API, carrying the server's code and message verbatim. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** True when the server has no such endpoint (as opposed to "no such federation"). */
+export function isMissingRoute(e: unknown): boolean {
+  return e instanceof ApiError && e.status === 404 && /^Cannot (GET|POST)\b/.test(e.message);
+}
+
+export class Api {
+  constructor(
+    readonly token: string,
+    private readonly onUnauthenticated: (message: string) => void = () => undefined,
+  ) {}
+
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    accept = 'application/json',
+  ): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError(0, 'UNREACHABLE', `cannot reach the aggregator: ${(e as Error).message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let code = `HTTP_${res.status}`;
+      let message = text || res.statusText;
+      try {
+        const err = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+        if (err?.message) message = err.message;
+        if (err?.code) code = err.code;
+      } catch {
+        /* not JSON */
+      }
+      if (res.status === 401) this.onUnauthenticated(message);
+      throw new ApiError(res.status, code, message);
+    }
+    if (accept !== 'application/json') return text as T;
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  post<T>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+
+  delete(path: string): Promise<void> {
+    return this.request<void>('DELETE', path);
+  }
+
+  /** A non-JSON representation (e.g. `text/csv`) as text. */
+  text(path: string, accept: string): Promise<string> {
+    return this.request<string>('GET', path, undefined, accept);
+  }
+}
+
+/** Which optional federation settings this aggregator accepts, read from its OpenAPI document. */
+export interface Capabilities {
+  dp: boolean;
+  secureAggregation: boolean;
+  strategies: string[];
+}
+
+/** Reads the create-federation schema from `/api/docs/json`; unknown means "not offered". */
+export async function loadCapabilities(): Promise<Capabilities> {
+  const fallback: Capabilities = { dp: false, secureAggregation: false, strategies: ['fedavg'] };
+  try {
+    const res = await fetch('/api/docs/json');
+    if (!res.ok) return fallback;
+    return capabilitiesFromOpenApi(await res.json());
+  } catch {
+    return fallback;
+  }
+}
+
+/** Pure part of {@link loadCapabilities}. */
+export function capabilitiesFromOpenApi(doc: unknown): Capabilities {
+  const props = (
+    doc as {
+      paths?: Record<
+        string,
+        {
+          post?: {
+            requestBody?: {
+              content?: Record<string, { schema?: { properties?: Record<string, unknown> } }>;
+            };
+          };
+        }
+      >;
+    }
+  ).paths?.['/api/v1/federations']?.post?.requestBody?.content?.['application/json']?.schema
+    ?.properties;
+  const strategy = props?.['strategy'] as { enum?: unknown } | undefined;
+  return {
+    dp: Boolean(props && 'dp' in props),
+    secureAggregation: Boolean(props && 'secureAggregation' in props),
+    strategies:
+      Array.isArray(strategy?.enum) && strategy.enum.every((x) => typeof x === 'string')
+        ? (strategy.enum as string[])
+        : ['fedavg'],
+  };
+}

@@ -1,0 +1,47 @@
+import type { MechanismParams } from './mechanism';
+
+/**
+ * The mechanism of a record-level (DP-SGD) release: Poisson sampling rate q = batch / local records,
+ * `epochs * round(1 / q)` noisy steps, as `trainModelDpSgd` runs them.
+ * @example recordLevelRelease({ batchSize: 32, epochs: 2, numExamples: 152, noiseMultiplier: 1.1, clipNorm: 1 })
+ */
+export function recordLevelRelease(p: {
+  batchSize: number;
+  epochs: number;
+  numExamples: number;
+  noiseMultiplier: number;
+  clipNorm: number;
+}): MechanismParams {
+  const q = Math.min(1, p.batchSize / p.numExamples);
+  return {
+    level: 'record',
+    samplingRate: q,
+    noiseMultiplier: p.noiseMultiplier,
+    steps: p.epochs * Math.round(1 / q),
+    clipNorm: p.clipNorm,
+    survivorsAssumed: null,
+    accountant: 'rdp',
+  };
+}
+
+/**
+ * The mechanism of a site-level (DP-FedAvg) release: one Gaussian release of the clipped update with
+ * sampling rate q = sampled sites / approved sites.
+ * @example siteLevelRelease({ siteSamplingRate: 1, noiseMultiplier: 1, clipNorm: 0.5, survivorsAssumed: 2 })
+ */
+export function siteLevelRelease(p: {
+  siteSamplingRate: number;
+  noiseMultiplier: number;
+  clipNorm: number;
+  survivorsAssumed: number | null;
+}): MechanismParams {
+  return {
+    level: 'site',
+    samplingRate: p.siteSamplingRate,
+    noiseMultiplier: p.noiseMultiplier,
+    steps: 1,
+    clipNorm: p.clipNorm,
+    survivorsAssumed: p.survivorsAssumed,
+    accountant: 'rdp',
+  };
+}

@@ -1,0 +1,191 @@
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  verify as nodeVerify,
+  type KeyObject,
+} from 'node:crypto';
+import nacl from 'tweetnacl';
+import { SecAggError } from './errors';
+
+/** A prepared X25519 secret key: agreement with any number of peers. */
+export interface X25519Secret {
+  /** The public key of this secret (32 bytes). */
+  readonly publicKey: Uint8Array;
+  /** The 32-byte shared secret with `peerPublicKey`; throws BAD_KEY for a low-order peer key. */
+  agree(peerPublicKey: Uint8Array): Uint8Array;
+  /** Zeroes the copy of the secret key held by this object. */
+  destroy(): void;
+}
+
+/**
+ * The asymmetric primitives of the protocol. Two implementations give byte-identical results:
+ * tweetnacl (the portable reference) and node:crypto (OpenSSL; 10-40x faster, the default).
+ */
+export interface CryptoBackend {
+  readonly name: 'nacl' | 'node';
+  /** Prepares a 32-byte X25519 secret key (clamped as RFC 7748 and nacl.scalarMult do). */
+  x25519(secretKey: Uint8Array): X25519Secret;
+  /** Verifies a detached Ed25519 signature; false (never a throw) for any malformed input. */
+  ed25519Verify(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean;
+}
+
+// Ed25519 group order L, little-endian: signatures with S >= L are refused by both backends (OpenSSL
+// does, tweetnacl does not), so the two accept exactly the same signatures.
+const L = Uint8Array.from([
+  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+]);
+
+function isCanonicalScalar(s: Uint8Array): boolean {
+  for (let i = 31; i >= 0; i--) {
+    const a = s[i] ?? 0;
+    const b = L[i] ?? 0;
+    if (a < b) return true;
+    if (a > b) return false;
+  }
+  return false;
+}
+
+function wellFormedSignature(signature: Uint8Array, publicKey: Uint8Array): boolean {
+  return (
+    signature instanceof Uint8Array &&
+    publicKey instanceof Uint8Array &&
+    signature.length === 64 &&
+    publicKey.length === 32 &&
+    isCanonicalScalar(signature.subarray(32))
+  );
+}
+
+function checkSecret(secretKey: Uint8Array): void {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) {
+    throw new SecAggError('BAD_INPUT', 'an X25519 secret key must be 32 bytes');
+  }
+}
+
+function checkShared(shared: Uint8Array): Uint8Array {
+  let acc = 0;
+  for (const b of shared) acc |= b;
+  if (acc === 0) {
+    throw new SecAggError('BAD_KEY', 'X25519 agreement gave zero: the peer key has low order');
+  }
+  return shared;
+}
+
+function checkPeer(peer: Uint8Array): void {
+  if (!(peer instanceof Uint8Array) || peer.length !== 32) {
+    throw new SecAggError('BAD_KEY', 'an X25519 public key must be 32 bytes');
+  }
+}
+
+/**
+ * The tweetnacl backend: the reference implementation (`nacl.scalarMult`, `nacl.sign.detached.verify`).
+ *
+ * @example
+ * const s = naclBackend.x25519(nacl.randomBytes(32)); s.agree(peerPublicKey);
+ */
+export const naclBackend: CryptoBackend = {
+  name: 'nacl',
+  x25519(secretKey) {
+    checkSecret(secretKey);
+    const sk = Uint8Array.from(secretKey);
+    return {
+      publicKey: nacl.scalarMult.base(sk),
+      agree(peer) {
+        checkPeer(peer);
+        return checkShared(nacl.scalarMult(sk, peer));
+      },
+      destroy() {
+        sk.fill(0);
+      },
+    };
+  },
+  ed25519Verify(message, signature, publicKey) {
+    if (!wellFormedSignature(signature, publicKey)) return false;
+    try {
+      return nacl.sign.detached.verify(message, signature, publicKey);
+    } catch {
+      return false;
+    }
+  },
+};
+
+const PKCS8_X25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+]);
+
+// Imported public keys, by key bytes. Public data only (never secret keys), bounded.
+const MAX_CACHED = 1 << 16;
+const x25519Peers = new Map<string, KeyObject>();
+const ed25519Keys = new Map<string, KeyObject>();
+
+function cached(
+  cache: Map<string, KeyObject>,
+  key: Uint8Array,
+  crv: 'X25519' | 'Ed25519',
+): KeyObject {
+  const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64url');
+  let obj = cache.get(id);
+  if (obj === undefined) {
+    obj = createPublicKey({ key: { kty: 'OKP', crv, x: id }, format: 'jwk' });
+    if (cache.size >= MAX_CACHED) cache.clear();
+    cache.set(id, obj);
+  }
+  return obj;
+}
+
+/**
+ * The node:crypto (OpenSSL) backend: same results as tweetnacl, much faster. KeyObjects cannot be
+ * zeroed from JavaScript; OpenSSL cleanses X25519 key material when they are collected.
+ *
+ * @example
+ * const s = nodeBackend.x25519(randomBytes(32)); s.agree(peerPublicKey);
+ */
+export const nodeBackend: CryptoBackend = {
+  name: 'node',
+  x25519(secretKey) {
+    checkSecret(secretKey);
+    const der = new Uint8Array(PKCS8_X25519.length + 32);
+    der.set(PKCS8_X25519);
+    der.set(secretKey, PKCS8_X25519.length);
+    let privateKey: KeyObject | undefined = createPrivateKey({
+      key: Buffer.from(der.buffer),
+      format: 'der',
+      type: 'pkcs8',
+    });
+    der.fill(0);
+    const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+    const publicKey = new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url'));
+    return {
+      publicKey,
+      agree(peer) {
+        checkPeer(peer);
+        if (privateKey === undefined) throw new SecAggError('WRONG_STATE', 'key destroyed');
+        try {
+          const shared = diffieHellman({
+            privateKey,
+            publicKey: cached(x25519Peers, peer, 'X25519'),
+          });
+          return checkShared(new Uint8Array(shared.buffer, shared.byteOffset, shared.byteLength));
+        } catch (e) {
+          if (e instanceof SecAggError) throw e;
+          throw new SecAggError('BAD_KEY', 'X25519 agreement failed: the peer key has low order');
+        }
+      },
+      destroy() {
+        privateKey = undefined;
+      },
+    };
+  },
+  ed25519Verify(message, signature, publicKey) {
+    if (!wellFormedSignature(signature, publicKey)) return false;
+    try {
+      return nodeVerify(null, message, cached(ed25519Keys, publicKey, 'Ed25519'), signature);
+    } catch {
+      return false;
+    }
+  },
+};
+
+/** The backend used when none is given: node:crypto. */
+export const defaultBackend: CryptoBackend = nodeBackend;

@@ -1,0 +1,656 @@
+import nacl from 'tweetnacl';
+import { assertSiteId, bytesEqual, compareIds, fromBase64, toBase64, wipe } from './bytes';
+import { defaultBackend, type CryptoBackend, type X25519Secret } from './backend';
+import { SecAggError, type SecAggErrorCode } from './errors';
+import { neighbourhoods } from './graph';
+import {
+  advertisementBytes,
+  computeSessionId,
+  parseAdvertisement,
+  parseConsistencyRequest,
+  parseEncryptedShare,
+  parseUnmaskRequest,
+  survivorsBytes,
+  validateContext,
+  type Advertisement,
+  type EncryptedShare,
+  type ParsedAdvertisement,
+  type RevealedShare,
+  type RoundContext,
+  type SurvivorSignature,
+  type UnmaskResponse,
+} from './messages';
+import type { SecAggParams } from './params';
+import { MaskAccumulator } from './prg';
+import { appendWeight, quantize } from './quantize';
+import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
+import { shamirSplit } from './shamir';
+
+/**
+ * The states of a site in one round. Each method runs in exactly one state:
+ * new -advertise-> advertised -shareKeys-> shared -receiveShares-> ready -maskInput-> masked
+ * (-confirmSurvivors-> confirmed, semi-malicious only) -unmask-> unmasked. Any protocol violation
+ * moves to aborted (secrets wiped); destroy() to destroyed.
+ */
+export type ClientState =
+  | 'new'
+  | 'advertised'
+  | 'shared'
+  | 'ready'
+  | 'masked'
+  | 'confirmed'
+  | 'unmasked'
+  | 'aborted'
+  | 'destroyed';
+
+/** Which share a site revealed for a peer: never both for the same peer. */
+export type RevealedKind = 'selfMask' | 'maskKey';
+
+/** Everything a site needs for one round. */
+export interface SecAggClientOptions {
+  siteId: string;
+  /** The site's Ed25519 identity secret key (tweetnacl sign, 64 bytes); copied, wiped on destroy. */
+  identitySecretKey: Uint8Array;
+  /** Enrolled sites of the federation: id -> Ed25519 identity public key (32 bytes). */
+  roster: ReadonlyMap<string, Uint8Array>;
+  runId: string;
+  round: number;
+  modelHash: string;
+  params: SecAggParams;
+  /** Length of the quantized vector (update length + 1 when weighted). */
+  vectorLength: number;
+  /** Names the vector (default 'update'). */
+  tensorId?: string;
+  /** Asymmetric primitives (default node:crypto; naclBackend is the reference). */
+  backend?: CryptoBackend;
+  /** A CSPRNG (default nacl.randomBytes); injectable for tests only. */
+  randomBytes?: (n: number) => Uint8Array;
+  /**
+   * Which advertisements to verify: 'neighbours' (default: every key this site uses; with the complete
+   * graph that is all of them) or 'all'. Every site verifies its own neighbours, so every
+   * advertisement is verified by the sites that use its keys.
+   */
+  verify?: 'neighbours' | 'all';
+}
+
+/**
+ * One site's side of a secure-aggregation round (Bonawitz et al. 2017 with SecAgg+ graphs), as a
+ * message-oriented state machine independent of transport.
+ *
+ * @example
+ * const client = new SecAggClient({ siteId, identitySecretKey, roster, runId, round, modelHash,
+ *                                   params, vectorLength: update.length + 1 });
+ * send(client.advertise());
+ * send(client.shareKeys(await receiveAdvertisements()));
+ * client.receiveShares(await receiveShares());
+ * sendBinary(client.maskWeightedUpdate(update, weight));
+ * send(client.unmask(await receiveUnmaskRequest()));
+ * client.destroy();
+ */
+export class SecAggClient {
+  readonly siteId: string;
+  private readonly ctx: Readonly<RoundContext>;
+  private readonly roster: ReadonlyMap<string, Uint8Array>;
+  private readonly backend: CryptoBackend;
+  private readonly random: (n: number) => Uint8Array;
+  private readonly verifyAll: boolean;
+  private identity: Uint8Array;
+  private current: ClientState = 'new';
+
+  private encSecret: X25519Secret | undefined;
+  private maskSecret: X25519Secret | undefined;
+  private maskSecretKey: Uint8Array | undefined;
+  private selfMaskSeed: Uint8Array | undefined;
+  private ownAd: Advertisement | undefined;
+  private sid: Uint8Array | undefined;
+  private ads = new Map<string, ParsedAdvertisement>();
+  private index = new Map<string, number>();
+  private nbrs: readonly string[] = [];
+  private incomingKeys = new Map<string, Uint8Array>();
+  private ownShares: SharePair | undefined;
+  private received = new Map<string, SharePair>();
+  private signedSurvivors: readonly string[] | undefined;
+  private readonly revealedKinds = new Map<string, RevealedKind>();
+
+  constructor(options: SecAggClientOptions) {
+    assertSiteId(options.siteId);
+    this.siteId = options.siteId;
+    this.ctx = validateContext({
+      runId: options.runId,
+      round: options.round,
+      modelHash: options.modelHash,
+      params: options.params,
+      vectorLength: options.vectorLength,
+      tensorId: options.tensorId ?? 'update',
+    });
+    if (!(options.roster instanceof Map))
+      throw new SecAggError('BAD_INPUT', 'roster must be a Map');
+    const roster = new Map<string, Uint8Array>();
+    for (const [id, pk] of options.roster) {
+      assertSiteId(id, 'roster id');
+      if (!(pk instanceof Uint8Array) || pk.length !== 32) {
+        throw new SecAggError('BAD_INPUT', `roster key of ${id} must be 32 bytes`);
+      }
+      roster.set(id, Uint8Array.from(pk));
+    }
+    this.roster = roster;
+    const sk = options.identitySecretKey;
+    if (!(sk instanceof Uint8Array) || sk.length !== nacl.sign.secretKeyLength) {
+      throw new SecAggError('BAD_INPUT', 'identitySecretKey must be a 64-byte tweetnacl sign key');
+    }
+    const own = roster.get(this.siteId);
+    if (own === undefined)
+      throw new SecAggError('UNKNOWN_SITE', `${this.siteId} is not in the roster`);
+    if (!bytesEqual(sk.subarray(32), own)) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        'identitySecretKey does not match the roster key of this site',
+      );
+    }
+    this.identity = Uint8Array.from(sk);
+    this.backend = options.backend ?? defaultBackend;
+    this.random = options.randomBytes ?? nacl.randomBytes;
+    this.verifyAll = options.verify === 'all';
+  }
+
+  /** The current state. */
+  get state(): ClientState {
+    return this.current;
+  }
+
+  /** The session id (base64) once advertisements are known. */
+  get sessionId(): string | undefined {
+    return this.sid === undefined ? undefined : toBase64(this.sid);
+  }
+
+  /** This site's neighbours in the sharing graph (sorted) once advertisements are known. */
+  get neighbours(): readonly string[] {
+    return [...this.nbrs];
+  }
+
+  /** What this site revealed for each peer in the unmask step (for audit). */
+  revealed(): ReadonlyMap<string, RevealedKind> {
+    return new Map(this.revealedKinds);
+  }
+
+  /**
+   * Round 0: makes two fresh X25519 key pairs (share encryption, mask agreement) and returns them
+   * signed with the identity key.
+   */
+  advertise(): Advertisement {
+    this.expect('new', 'advertise');
+    return this.guard(() => {
+      const encSk = this.random(32);
+      const maskSk = this.random(32);
+      this.encSecret = this.backend.x25519(encSk);
+      this.maskSecret = this.backend.x25519(maskSk);
+      this.maskSecretKey = maskSk;
+      encSk.fill(0);
+      const encPk = this.encSecret.publicKey;
+      const maskPk = this.maskSecret.publicKey;
+      const signature = nacl.sign.detached(
+        advertisementBytes(this.ctx, this.siteId, encPk, maskPk),
+        this.identity,
+      );
+      this.ownAd = {
+        siteId: this.siteId,
+        encPublicKey: toBase64(encPk),
+        maskPublicKey: toBase64(maskPk),
+        signature: toBase64(signature),
+      };
+      this.current = 'advertised';
+      return { ...this.ownAd };
+    });
+  }
+
+  /**
+   * Round 1: checks every advertisement (enrolled site, no repeats, no reused key, this site's own
+   * unchanged, signatures of every neighbour), fixes the session id and the graph, Shamir-shares the
+   * self-mask seed and the mask secret key among the neighbours and returns one encrypted share per
+   * neighbour.
+   */
+  shareKeys(advertisements: readonly unknown[]): EncryptedShare[] {
+    this.expect('advertised', 'shareKeys');
+    return this.guard(() => {
+      if (!Array.isArray(advertisements)) {
+        throw new SecAggError('BAD_INPUT', 'advertisements must be an array');
+      }
+      const { params } = this.ctx;
+      const ads = new Map<string, ParsedAdvertisement>();
+      const keys = new Set<string>();
+      for (const raw of advertisements) {
+        const ad = parseAdvertisement(raw);
+        if (ads.has(ad.siteId))
+          throw new SecAggError('DUPLICATE_SITE', `${ad.siteId} advertised twice`);
+        if (!this.roster.has(ad.siteId)) {
+          throw new SecAggError('UNKNOWN_SITE', `${ad.siteId} is not enrolled in this federation`);
+        }
+        for (const k of [ad.wire.encPublicKey, ad.wire.maskPublicKey]) {
+          if (keys.has(k)) {
+            throw new SecAggError('SUBSTITUTED_KEY', `a public key of ${ad.siteId} is used twice`);
+          }
+          keys.add(k);
+        }
+        ads.set(ad.siteId, ad);
+      }
+      const own = ads.get(this.siteId);
+      const mine = this.ownAd as Advertisement;
+      if (
+        own === undefined ||
+        own.wire.encPublicKey !== mine.encPublicKey ||
+        own.wire.maskPublicKey !== mine.maskPublicKey ||
+        own.wire.signature !== mine.signature
+      ) {
+        throw new SecAggError(
+          'SUBSTITUTED_KEY',
+          "this site's own advertisement is missing or altered in the aggregator's list",
+        );
+      }
+      if (ads.size > params.maxSites) {
+        throw new SecAggError('BAD_INPUT', `${ads.size} sites exceed maxSites ${params.maxSites}`);
+      }
+      if (ads.size < params.threshold) {
+        throw new SecAggError(
+          'TOO_FEW_SURVIVORS',
+          `${ads.size} sites advertised keys; the threshold is ${params.threshold}`,
+        );
+      }
+      const ids = [...ads.keys()].sort(compareIds);
+      const sessionId = computeSessionId(this.ctx, [...ads.values()]);
+      const nbrs = neighbourhoods(ids, sessionId, params).get(this.siteId) ?? [];
+      const toVerify = this.verifyAll ? ids.filter((id) => id !== this.siteId) : nbrs;
+      for (const id of toVerify) {
+        const ad = ads.get(id) as ParsedAdvertisement;
+        const ok = this.backend.ed25519Verify(
+          advertisementBytes(this.ctx, id, ad.encPublicKey, ad.maskPublicKey),
+          ad.signature,
+          this.roster.get(id) as Uint8Array,
+        );
+        if (!ok) {
+          throw new SecAggError(
+            'BAD_SIGNATURE',
+            `the advertisement of ${id} is not signed by its identity key (keys substituted or forged)`,
+          );
+        }
+      }
+      if (nbrs.length + 1 < params.threshold) {
+        throw new SecAggError(
+          'TOO_FEW_SURVIVORS',
+          `${nbrs.length} neighbours cannot hold ${params.threshold} shares`,
+        );
+      }
+      this.ads = ads;
+      this.sid = sessionId;
+      this.nbrs = nbrs;
+      ids.forEach((id, i) => this.index.set(id, i + 1));
+
+      const holders = [this.siteId, ...nbrs];
+      const xs = holders.map((id) => this.index.get(id) as number);
+      const b = this.random(32);
+      this.selfMaskSeed = b;
+      const bShares = shamirSplit(b, xs, params.threshold, this.random);
+      const skShares = shamirSplit(
+        this.maskSecretKey as Uint8Array,
+        xs,
+        params.threshold,
+        this.random,
+      );
+      wipe(this.maskSecretKey);
+      this.maskSecretKey = undefined;
+      this.ownShares = {
+        selfMaskShare: (bShares[0] as { y: Uint8Array }).y,
+        maskKeyShare: (skShares[0] as { y: Uint8Array }).y,
+      };
+      const enc = this.encSecret as X25519Secret;
+      const out: EncryptedShare[] = [];
+      nbrs.forEach((v, i) => {
+        const shared = enc.agree((ads.get(v) as ParsedAdvertisement).encPublicKey);
+        const outKey = shareEncryptionKey(shared, sessionId, this.siteId, v);
+        this.incomingKeys.set(v, shareEncryptionKey(shared, sessionId, v, this.siteId));
+        shared.fill(0);
+        const pair = {
+          selfMaskShare: (bShares[i + 1] as { y: Uint8Array }).y,
+          maskKeyShare: (skShares[i + 1] as { y: Uint8Array }).y,
+        };
+        out.push(sealShare(outKey, sessionId, this.siteId, v, pair, this.random));
+        wipe(outKey, pair.selfMaskShare, pair.maskKeyShare);
+      });
+      enc.destroy();
+      this.encSecret = undefined;
+      this.current = 'shared';
+      return out;
+    });
+  }
+
+  /**
+   * Round 1 (receive): decrypts and checks the shares the aggregator delivers from neighbours that
+   * completed round 1 (this session, addressed to this site, from a neighbour, once each). The
+   * senders are the neighbours this site will mask with.
+   */
+  receiveShares(shares: readonly unknown[]): void {
+    this.expect('shared', 'receiveShares');
+    this.guard(() => {
+      if (!Array.isArray(shares)) throw new SecAggError('BAD_INPUT', 'shares must be an array');
+      const sid = this.sid as Uint8Array;
+      const neighbours = new Set(this.nbrs);
+      for (const raw of shares) {
+        const msg = parseEncryptedShare(raw);
+        if (!neighbours.has(msg.from)) {
+          throw new SecAggError(
+            'NOT_NEIGHBOUR',
+            `a share from ${msg.from}, who is not a neighbour`,
+          );
+        }
+        if (this.received.has(msg.from)) {
+          throw new SecAggError('DUPLICATE_SHARE', `two shares from ${msg.from}`);
+        }
+        const key = this.incomingKeys.get(msg.from) as Uint8Array;
+        this.received.set(msg.from, openShare(key, msg, { sessionId: sid, to: this.siteId }));
+      }
+      if (this.received.size + 1 < this.ctx.params.threshold) {
+        throw new SecAggError(
+          'TOO_FEW_SURVIVORS',
+          `shares arrived from ${this.received.size} neighbours; ${this.ctx.params.threshold - 1} needed`,
+        );
+      }
+      for (const k of this.incomingKeys.values()) k.fill(0);
+      this.incomingKeys.clear();
+      this.current = 'ready';
+    });
+  }
+
+  /**
+   * Round 2: y = x + PRG(b) + sum over neighbours v that shared keys of +/-PRG(s_uv) (+ when v comes
+   * after this site in id order), mod 2^32. Wipes the self-mask seed and mask key afterwards.
+   */
+  maskInput(quantized: Uint32Array): Uint32Array {
+    this.expect('ready', 'maskInput');
+    if (!(quantized instanceof Uint32Array) || quantized.length !== this.ctx.vectorLength) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `the quantized input must be a Uint32Array of length ${this.ctx.vectorLength}`,
+      );
+    }
+    return this.guard(() => {
+      const sid = this.sid as Uint8Array;
+      const { tensorId } = this.ctx;
+      const me = this.index.get(this.siteId) as number;
+      const acc = new MaskAccumulator(this.ctx.vectorLength);
+      try {
+        acc.addVector(quantized, 1);
+        acc.addMask(this.selfMaskSeed as Uint8Array, sid, tensorId, 1);
+        const mask = this.maskSecret as X25519Secret;
+        for (const v of [...this.received.keys()].sort(compareIds)) {
+          const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
+          acc.addMask(seed, sid, tensorId, (this.index.get(v) as number) > me ? 1 : -1);
+          seed.fill(0);
+        }
+        return acc.read();
+      } finally {
+        acc.destroy();
+        wipe(this.selfMaskSeed);
+        this.selfMaskSeed = undefined;
+        this.maskSecret?.destroy();
+        this.maskSecret = undefined;
+        this.current = 'masked';
+      }
+    });
+  }
+
+  /**
+   * Round 2 for a float update: quantizes (clip, scale, stochastic rounding) and masks. The vector
+   * length of the round must equal update.length.
+   */
+  maskUpdate(update: ArrayLike<number>): Uint32Array {
+    this.expect('ready', 'maskUpdate');
+    return this.maskInput(quantize(update, this.ctx.params));
+  }
+
+  /**
+   * Round 2 for weighted averaging: masks [w * update, w] (see appendWeight). The vector length of the
+   * round must equal update.length + 1; weight in [0, 1].
+   */
+  maskWeightedUpdate(update: ArrayLike<number>, weight: number): Uint32Array {
+    this.expect('ready', 'maskWeightedUpdate');
+    return this.maskInput(quantize(appendWeight(update, weight), this.ctx.params));
+  }
+
+  /**
+   * Round 3 (semi-malicious only): signs the aggregator's list of sites whose masked input arrived,
+   * after checking it is a list of this round's sites of at least threshold, this site included.
+   */
+  confirmSurvivors(request: unknown): SurvivorSignature {
+    this.expect('masked', 'confirmSurvivors');
+    if (this.ctx.params.threatModel !== 'semi-malicious') {
+      throw new SecAggError('WRONG_STATE', 'semi-honest rounds have no consistency round');
+    }
+    return this.guard(() => {
+      const req = parseConsistencyRequest(request);
+      this.checkSession(req.sessionId);
+      const survivors = req.survivors;
+      for (const id of survivors) {
+        if (!this.ads.has(id)) {
+          throw new SecAggError('INCONSISTENT_LISTS', `${id} is not a site of this round`);
+        }
+        if (id !== this.siteId && this.nbrs.includes(id) && !this.received.has(id)) {
+          throw new SecAggError('INCONSISTENT_LISTS', `${id} is listed but never shared keys`);
+        }
+      }
+      if (!survivors.includes(this.siteId)) {
+        throw new SecAggError(
+          'INCONSISTENT_LISTS',
+          'this site sent its masked input but is not listed',
+        );
+      }
+      if (survivors.length < this.ctx.params.threshold) {
+        throw new SecAggError(
+          'TOO_FEW_SURVIVORS',
+          `${survivors.length} survivors; the threshold is ${this.ctx.params.threshold}`,
+        );
+      }
+      const signature = nacl.sign.detached(
+        survivorsBytes(this.sid as Uint8Array, survivors),
+        this.identity,
+      );
+      this.signedSurvivors = survivors;
+      this.current = 'confirmed';
+      return {
+        siteId: this.siteId,
+        sessionId: toBase64(this.sid as Uint8Array),
+        signature: toBase64(signature),
+      };
+    });
+  }
+
+  /**
+   * Round 4: answers the aggregator's unmask request once. Refuses (and aborts) a request whose lists
+   * overlap, name non-neighbours, disagree with the neighbours that shared keys, leave out this site,
+   * are shorter than the threshold, or (semi-malicious) disagree with the signed survivor list. Reveals
+   * the self-mask share of every alive site and the mask-key share of every dropped neighbour, never
+   * both for one site; a second request is refused with REPEATED_UNMASK.
+   */
+  unmask(request: unknown): UnmaskResponse {
+    if (this.current === 'unmasked') {
+      throw new SecAggError(
+        'REPEATED_UNMASK',
+        'this site already answered an unmask request in this round; a second one is refused',
+      );
+    }
+    const malicious = this.ctx.params.threatModel === 'semi-malicious';
+    this.expect(malicious ? 'confirmed' : 'masked', 'unmask');
+    return this.guard(() => {
+      const req = parseUnmaskRequest(request);
+      this.checkSession(req.sessionId);
+      const t = this.ctx.params.threshold;
+      const alive = new Set(req.alive);
+      for (const id of req.dropped) {
+        if (alive.has(id)) {
+          throw new SecAggError(
+            'OVERLAPPING_LISTS',
+            `${id} is listed both alive and dropped: revealing both of its shares would unmask it`,
+          );
+        }
+      }
+      const neighbours = new Set(this.nbrs);
+      for (const id of [...req.alive, ...req.dropped]) {
+        if (id !== this.siteId && !neighbours.has(id)) {
+          throw new SecAggError('NOT_NEIGHBOUR', `${id} is not a neighbour of ${this.siteId}`);
+        }
+      }
+      if (!alive.has(this.siteId)) {
+        throw new SecAggError(
+          'INCONSISTENT_LISTS',
+          'this site sent its masked input but is not alive',
+        );
+      }
+      const known = new Set([this.siteId, ...this.received.keys()]);
+      const listed = req.alive.length + req.dropped.length;
+      if (listed !== known.size || ![...alive, ...req.dropped].every((id) => known.has(id))) {
+        throw new SecAggError(
+          'INCONSISTENT_LISTS',
+          'the lists must classify exactly the neighbours that shared keys with this site',
+        );
+      }
+      if (req.alive.length < t) {
+        throw new SecAggError(
+          'TOO_FEW_SURVIVORS',
+          `${req.alive.length} alive sites; the threshold is ${t}`,
+        );
+      }
+      if (malicious) this.checkConsistency(req.survivors, req.signatures, alive, req.dropped);
+
+      const selfMaskShares: RevealedShare[] = [];
+      const maskKeyShares: RevealedShare[] = [];
+      for (const owner of req.alive) {
+        const pair = owner === this.siteId ? this.ownShares : this.received.get(owner);
+        selfMaskShares.push({ owner, share: toBase64((pair as SharePair).selfMaskShare) });
+        this.revealedKinds.set(owner, 'selfMask');
+      }
+      for (const owner of req.dropped) {
+        const pair = this.received.get(owner) as SharePair;
+        maskKeyShares.push({ owner, share: toBase64(pair.maskKeyShare) });
+        this.revealedKinds.set(owner, 'maskKey');
+      }
+      this.wipeSecrets();
+      this.current = 'unmasked';
+      return {
+        siteId: this.siteId,
+        sessionId: toBase64(this.sid as Uint8Array),
+        selfMaskShares,
+        maskKeyShares,
+      };
+    });
+  }
+
+  /** Abandons the round: wipes every secret and refuses further calls. */
+  abort(): void {
+    if (this.current === 'destroyed') return;
+    this.wipeSecrets();
+    this.current = 'aborted';
+  }
+
+  /** Wipes every secret (keys, seeds, shares, the identity key copy); the client is then unusable. */
+  destroy(): void {
+    this.wipeSecrets();
+    this.current = 'destroyed';
+  }
+
+  private checkConsistency(
+    survivors: readonly string[] | undefined,
+    signatures: readonly SurvivorSignature[] | undefined,
+    alive: ReadonlySet<string>,
+    dropped: readonly string[],
+  ): void {
+    const signed = this.signedSurvivors as readonly string[];
+    if (survivors === undefined || signatures === undefined) {
+      throw new SecAggError('CONSISTENCY_FAILED', 'the request carries no signed survivor list');
+    }
+    if (survivors.length !== signed.length || survivors.some((id, i) => id !== signed[i])) {
+      throw new SecAggError(
+        'CONSISTENCY_FAILED',
+        'the survivor list differs from the one this site signed',
+      );
+    }
+    const survivorSet = new Set(survivors);
+    const msg = survivorsBytes(this.sid as Uint8Array, survivors);
+    const signers = new Set<string>();
+    for (const s of signatures) {
+      if (!survivorSet.has(s.siteId) || signers.has(s.siteId)) {
+        throw new SecAggError(
+          'CONSISTENCY_FAILED',
+          `unexpected or repeated signature of ${s.siteId}`,
+        );
+      }
+      this.checkSession(s.sessionId, 'CONSISTENCY_FAILED');
+      const ok = this.backend.ed25519Verify(
+        msg,
+        fromBase64(s.signature, 64, 'survivor signature'),
+        this.roster.get(s.siteId) as Uint8Array,
+      );
+      if (!ok) {
+        throw new SecAggError(
+          'CONSISTENCY_FAILED',
+          `the survivor signature of ${s.siteId} is invalid`,
+        );
+      }
+      signers.add(s.siteId);
+    }
+    if (signers.size < this.ctx.params.threshold) {
+      throw new SecAggError(
+        'CONSISTENCY_FAILED',
+        `${signers.size} sites signed the survivor list; ${this.ctx.params.threshold} needed`,
+      );
+    }
+    for (const id of alive) {
+      if (!survivorSet.has(id)) {
+        throw new SecAggError('INCONSISTENT_LISTS', `${id} is alive but not in the signed list`);
+      }
+    }
+    for (const id of dropped) {
+      if (survivorSet.has(id)) {
+        throw new SecAggError('INCONSISTENT_LISTS', `${id} is dropped but in the signed list`);
+      }
+    }
+  }
+
+  private checkSession(sessionId: string, code: SecAggErrorCode = 'SESSION_MISMATCH'): void {
+    if (!bytesEqual(fromBase64(sessionId, 32, 'sessionId'), this.sid as Uint8Array)) {
+      throw new SecAggError(code, 'the message belongs to another session (round, run or key set)');
+    }
+  }
+
+  private expect(state: ClientState, method: string): void {
+    if (this.current !== state) {
+      throw new SecAggError(
+        this.current === 'aborted' ? 'ABORTED' : 'WRONG_STATE',
+        `${method}() needs state '${state}'; the client is '${this.current}'`,
+      );
+    }
+  }
+
+  /** Runs a protocol step; any failure aborts the round for this site (secrets wiped). */
+  private guard<T>(step: () => T): T {
+    try {
+      return step();
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+  }
+
+  private wipeSecrets(): void {
+    this.encSecret?.destroy();
+    this.maskSecret?.destroy();
+    this.encSecret = undefined;
+    this.maskSecret = undefined;
+    wipe(this.maskSecretKey, this.selfMaskSeed, this.identity);
+    this.maskSecretKey = undefined;
+    this.selfMaskSeed = undefined;
+    for (const k of this.incomingKeys.values()) k.fill(0);
+    this.incomingKeys.clear();
+    for (const p of this.received.values()) wipe(p.selfMaskShare, p.maskKeyShare);
+    this.received.clear();
+    if (this.ownShares) wipe(this.ownShares.selfMaskShare, this.ownShares.maskKeyShare);
+    this.ownShares = undefined;
+  }
+}

@@ -1,0 +1,119 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isSecAggError } from './errors';
+import {
+  appendWeight,
+  averageWeighted,
+  checkHeadroom,
+  chooseScale,
+  dequantize,
+  maxQuantized,
+  quantize,
+} from './quantize';
+
+const finite = fc.double({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true });
+const paramsArb = fc.record({
+  clip: fc.double({ min: 1e-3, max: 100, noNaN: true }),
+  scale: fc.constantFrom(1, 2 ** 4, 2 ** 10, 2 ** 16),
+});
+
+describe('quantization', () => {
+  it('stays within 1/scale of the clipped value', () => {
+    fc.assert(
+      fc.property(fc.array(finite, { minLength: 1, maxLength: 50 }), paramsArb, (xs, p) => {
+        fc.pre(p.clip * p.scale < 2 ** 30);
+        const back = dequantize(quantize(Float64Array.from(xs), p), p);
+        xs.forEach((x, i) => {
+          const clipped = Math.min(p.clip, Math.max(-p.clip, x));
+          expect(Math.abs((back[i] as number) - clipped)).toBeLessThan(1 / p.scale + 1e-12);
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('never exceeds max |q| = ceil(clip * scale)', () => {
+    fc.assert(
+      fc.property(fc.array(finite, { minLength: 1, maxLength: 50 }), paramsArb, (xs, p) => {
+        fc.pre(p.clip * p.scale < 2 ** 30);
+        const q = quantize(xs, p);
+        const max = maxQuantized(p);
+        for (const v of q) expect(Math.abs(v | 0)).toBeLessThanOrEqual(max);
+      }),
+    );
+  });
+
+  it('rounds without bias (stochastic rounding from the CSPRNG)', () => {
+    const p = { clip: 1, scale: 1 };
+    const x = new Float64Array(20000).fill(0.3);
+    const q = quantize(x, p);
+    const mean = dequantize(q, p).reduce((a, b) => a + b, 0) / x.length;
+    // Binomial(20000, 0.3)/20000 has standard deviation 0.0032; allow 5 sigma.
+    expect(Math.abs(mean - 0.3)).toBeLessThan(0.017);
+    expect(new Set(q).size).toBe(2);
+  });
+
+  it('sums n sites without wrapping when the headroom check passes', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 64 }), fc.boolean(), (n, negative) => {
+        const clip = 3;
+        const scale = chooseScale(clip, n);
+        const p = { clip, scale };
+        checkHeadroom(p, n);
+        const sum = new Uint32Array(1);
+        const x = Float64Array.of(negative ? -clip : clip);
+        for (let i = 0; i < n; i++) sum[0] = (sum[0] as number) + (quantize(x, p)[0] as number);
+        expect(dequantize(sum, p)[0]).toBeCloseTo((negative ? -clip : clip) * n, 6);
+      }),
+    );
+  });
+
+  it('refuses parameters without headroom', () => {
+    expect(() => checkHeadroom({ clip: 1, scale: 2 ** 24 }, 200)).toThrow(/headroom/);
+    expect(() => checkHeadroom({ clip: 0, scale: 1 }, 2)).toThrow(/clip/);
+    expect(() => checkHeadroom({ clip: 1, scale: Infinity }, 2)).toThrow(/scale/);
+    expect(chooseScale(1, 1000)).toBe(2 ** 21);
+  });
+
+  it('refuses NaN and Infinity before anything else', () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      try {
+        quantize([0, bad], { clip: 1, scale: 2 });
+        expect.unreachable();
+      } catch (e) {
+        expect(isSecAggError(e, 'NON_FINITE_INPUT')).toBe(true);
+      }
+      expect(() => appendWeight([bad], 0.5)).toThrow(/coordinate 0/);
+    }
+  });
+});
+
+describe('weighted averaging', () => {
+  it('appends the weight and divides it back out', () => {
+    expect(Array.from(appendWeight(new Float32Array([2, 4]), 0.5))).toEqual([1, 2, 0.5]);
+    const { average, totalWeight } = averageWeighted(Float64Array.of(1, 2, 0.5));
+    expect(Array.from(average)).toEqual([2, 4]);
+    expect(totalWeight).toBe(0.5);
+  });
+
+  it('gives the weighted mean of several sites through quantization', () => {
+    const p = { clip: 4, scale: 2 ** 16 };
+    const updates = [Float32Array.of(1, -1), Float32Array.of(3, 1), Float32Array.of(-2, 2)];
+    const weights = [0.2, 0.5, 1];
+    const sum = new Uint32Array(3);
+    updates.forEach((u, i) => {
+      const q = quantize(appendWeight(u, weights[i] as number), p);
+      for (let j = 0; j < 3; j++) sum[j] = (sum[j] as number) + (q[j] as number);
+    });
+    const { average, totalWeight } = averageWeighted(dequantize(sum, p));
+    expect(totalWeight).toBeCloseTo(1.7, 4);
+    expect(average[0]).toBeCloseTo((0.2 * 1 + 0.5 * 3 - 2) / 1.7, 3);
+    expect(average[1]).toBeCloseTo((-0.2 + 0.5 + 2) / 1.7, 3);
+  });
+
+  it('checks the weight', () => {
+    expect(() => appendWeight([1], 1.5)).toThrow(/weight/);
+    expect(() => appendWeight([1], -0.1)).toThrow(/weight/);
+    expect(() => averageWeighted(Float64Array.of(1, 0))).toThrow(/not positive/);
+  });
+});

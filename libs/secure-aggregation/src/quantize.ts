@@ -1,0 +1,187 @@
+import { randomFillSync } from 'node:crypto';
+import { SecAggError } from './errors';
+
+/**
+ * Fixed-point quantization for secure aggregation. A value x is clipped to [-clip, clip], scaled by
+ * `scale` and rounded stochastically (up with probability equal to the fractional part, so the
+ * rounding is unbiased) with randomness from the CSPRNG, then stored as two's complement mod 2^32.
+ * Headroom: with |q| <= ceil(clip * scale) per site and at most maxSites sites, the sum stays in
+ * (-2^31, 2^31) and never wraps, so the signed reading of the masked sum is exact.
+ */
+export interface QuantizationParams {
+  /** Absolute bound on each coordinate before scaling (> 0). */
+  clip: number;
+  /** Fixed-point scale: q = round(x * scale) (> 0; a power of two keeps dequantization exact). */
+  scale: number;
+}
+
+/** Stochastic-rounding random values per CSPRNG call. */
+const RANDOM_BATCH = 16384;
+
+/**
+ * The largest |q| that quantize can produce: ceil(clip * scale).
+ *
+ * @example
+ * maxQuantized({ clip: 1, scale: 2 ** 16 }); // 65536
+ */
+export function maxQuantized(params: QuantizationParams): number {
+  checkQuantization(params);
+  return Math.ceil(params.clip * params.scale);
+}
+
+/**
+ * Throws BAD_PARAMS unless clip and scale are positive finite numbers and `maxSites` sums of
+ * quantized values cannot wrap: maxSites * ceil(clip * scale) < 2^31.
+ *
+ * @example
+ * checkHeadroom({ clip: 1, scale: 2 ** 16 }, 1000); // ok: 1000 * 65536 < 2^31
+ */
+export function checkHeadroom(params: QuantizationParams, maxSites: number): void {
+  const q = maxQuantized(params);
+  if (!Number.isSafeInteger(maxSites) || maxSites < 1) {
+    throw new SecAggError('BAD_PARAMS', 'maxSites must be a positive integer');
+  }
+  if (maxSites * q >= 2 ** 31) {
+    throw new SecAggError(
+      'BAD_PARAMS',
+      `no headroom: ${maxSites} sites * max |q| ${q} >= 2^31; lower scale or clip`,
+    );
+  }
+}
+
+/**
+ * The largest power-of-two scale with headroom for `maxSites` sites at this clip.
+ *
+ * @example
+ * chooseScale(1, 1000); // 2^21: 1000 * 2^21 < 2^31
+ */
+export function chooseScale(clip: number, maxSites: number): number {
+  if (!(clip > 0) || !Number.isFinite(clip))
+    throw new SecAggError('BAD_PARAMS', 'clip must be > 0');
+  if (!Number.isSafeInteger(maxSites) || maxSites < 1) {
+    throw new SecAggError('BAD_PARAMS', 'maxSites must be a positive integer');
+  }
+  let exponent = Math.floor(Math.log2((2 ** 31 - 1) / maxSites / clip));
+  while (exponent > -1074 && maxSites * Math.ceil(clip * 2 ** exponent) >= 2 ** 31) exponent--;
+  if (Math.ceil(clip * 2 ** exponent) < 1) {
+    throw new SecAggError('BAD_PARAMS', 'no scale gives headroom for this many sites');
+  }
+  return 2 ** exponent;
+}
+
+function checkQuantization(params: QuantizationParams): void {
+  const { clip, scale } = params;
+  if (typeof clip !== 'number' || !Number.isFinite(clip) || clip <= 0) {
+    throw new SecAggError('BAD_PARAMS', 'clip must be a positive finite number');
+  }
+  if (typeof scale !== 'number' || !Number.isFinite(scale) || scale <= 0) {
+    throw new SecAggError('BAD_PARAMS', 'scale must be a positive finite number');
+  }
+  if (!Number.isFinite(clip * scale) || clip * scale >= 2 ** 31) {
+    throw new SecAggError('BAD_PARAMS', 'clip * scale must be below 2^31');
+  }
+}
+
+function defaultRandom(out: Uint32Array): void {
+  randomFillSync(out);
+}
+
+/**
+ * Quantizes values to uint32 (two's complement): clip, scale, stochastic rounding from the CSPRNG.
+ * Refuses NaN and Infinity (NON_FINITE_INPUT) before anything else is done. For every coordinate,
+ * |dequantize(q) - clip(x)| < 1/scale, and E[dequantize(q)] = clip(x).
+ *
+ * @example
+ * const q = quantize(new Float32Array([0.5, -0.25]), { clip: 1, scale: 2 ** 16 });
+ * // q = Uint32Array [32768, 4294950912]
+ */
+export function quantize(
+  values: ArrayLike<number>,
+  params: QuantizationParams,
+  fillRandom: (out: Uint32Array) => void = defaultRandom,
+): Uint32Array {
+  checkQuantization(params);
+  const n = values.length;
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(values[i])) {
+      throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${values[i]}`);
+    }
+  }
+  const { clip, scale } = params;
+  const out = new Uint32Array(n);
+  const random = new Uint32Array(Math.min(RANDOM_BATCH, n));
+  for (let start = 0; start < n; start += RANDOM_BATCH) {
+    const count = Math.min(RANDOM_BATCH, n - start);
+    fillRandom(random);
+    for (let j = 0; j < count; j++) {
+      const x = values[start + j] as number;
+      const v = (x > clip ? clip : x < -clip ? -clip : x) * scale;
+      const floor = Math.floor(v);
+      // Up with probability v - floor: u = random / 2^32 is uniform on [0, 1) in steps of 2^-32.
+      const q = (random[j] as number) * 2 ** -32 < v - floor ? floor + 1 : floor;
+      out[start + j] = q >>> 0;
+    }
+  }
+  random.fill(0);
+  return out;
+}
+
+/**
+ * Reads a (summed) quantized vector back as real numbers: each uint32 as a signed 32-bit integer,
+ * divided by scale.
+ *
+ * @example
+ * dequantize(Uint32Array.of(32768, 4294950912), { clip: 1, scale: 2 ** 16 }); // [0.5, -0.25]
+ */
+export function dequantize(sum: Uint32Array, params: QuantizationParams): Float64Array {
+  checkQuantization(params);
+  if (!(sum instanceof Uint32Array))
+    throw new SecAggError('BAD_INPUT', 'sum must be a Uint32Array');
+  const out = new Float64Array(sum.length);
+  for (let i = 0; i < sum.length; i++) out[i] = ((sum[i] as number) | 0) / params.scale;
+  return out;
+}
+
+/**
+ * Prepares a weighted update for secure aggregation: the update multiplied by `weight`, followed by
+ * the weight itself as one extra coordinate. Summing these over sites gives sum(w_i x_i) and sum(w_i),
+ * and averageWeighted divides. `weight` must be in [0, 1] (normalise sample counts by the largest
+ * expected count) so the weight coordinate fits the quantization range when clip >= 1.
+ *
+ * @example
+ * appendWeight(new Float32Array([2, 4]), 0.5); // Float64Array [1, 2, 0.5]
+ */
+export function appendWeight(update: ArrayLike<number>, weight: number): Float64Array {
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 1) {
+    throw new SecAggError('BAD_INPUT', 'weight must be a finite number in [0, 1]');
+  }
+  const out = new Float64Array(update.length + 1);
+  for (let i = 0; i < update.length; i++) {
+    const x = update[i] as number;
+    if (!Number.isFinite(x)) throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${x}`);
+    out[i] = x * weight;
+  }
+  out[update.length] = weight;
+  return out;
+}
+
+/**
+ * The inverse of appendWeight on the server: the dequantized sum divided by its last coordinate (the
+ * total weight). Throws BAD_INPUT when the total weight is not positive.
+ *
+ * @example
+ * averageWeighted(Float64Array.of(1, 2, 0.5)); // { average: Float32Array [2, 4], totalWeight: 0.5 }
+ */
+export function averageWeighted(sum: ArrayLike<number>): {
+  average: Float32Array;
+  totalWeight: number;
+} {
+  if (sum.length < 1) throw new SecAggError('BAD_INPUT', 'the sum has no weight coordinate');
+  const totalWeight = sum[sum.length - 1] as number;
+  if (!(totalWeight > 0) || !Number.isFinite(totalWeight)) {
+    throw new SecAggError('BAD_INPUT', `total weight ${totalWeight} is not positive`);
+  }
+  const average = new Float32Array(sum.length - 1);
+  for (let i = 0; i < average.length; i++) average[i] = (sum[i] as number) / totalWeight;
+  return { average, totalWeight };
+}

@@ -1,0 +1,142 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isSecAggError } from './errors';
+import {
+  lagrangeAtZero,
+  SHAMIR_PRIME,
+  SHARE_BYTES,
+  shamirCombine,
+  shamirSplit,
+  shareValue,
+  type Share,
+} from './shamir';
+
+const P = SHAMIR_PRIME;
+const mod = (v: bigint): bigint => ((v % P) + P) % P;
+const bytesToBig = (b: Uint8Array): bigint => b.reduce((v, x) => (v << 8n) | BigInt(x), 0n);
+const bigToBytes = (v: bigint, n: number): Uint8Array => {
+  const out = new Uint8Array(n);
+  for (let i = n - 1; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
+  return out;
+};
+const pow = (b: bigint, e: bigint): bigint => {
+  let r = 1n;
+  for (b = mod(b); e > 0n; e >>= 1n, b = mod(b * b)) if (e & 1n) r = mod(r * b);
+  return r;
+};
+/** Evaluates at x0 the polynomial through `points` (Lagrange), independently of the library. */
+const interpolate = (points: readonly [bigint, bigint][], x0: bigint): bigint => {
+  let sum = 0n;
+  for (const [xi, yi] of points) {
+    let num = 1n;
+    let den = 1n;
+    for (const [xj] of points) {
+      if (xj === xi) continue;
+      num = mod(num * (x0 - xj));
+      den = mod(den * (xi - xj));
+    }
+    sum = mod(sum + yi * num * pow(den, P - 2n));
+  }
+  return sum;
+};
+
+const secretArb = fc.uint8Array({ minLength: 32, maxLength: 32 });
+/** n, t and the indices of a random t-subset of 1..n. */
+const splitArb = fc
+  .integer({ min: 2, max: 20 })
+  .chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 1, max: n })))
+  .chain(([n, t]) =>
+    fc.tuple(
+      fc.constant(n),
+      fc.constant(t),
+      fc.shuffledSubarray(
+        Array.from({ length: n }, (_, i) => i),
+        { minLength: t, maxLength: t },
+      ),
+    ),
+  );
+
+describe('Shamir secret sharing over GF(2^521 - 1)', () => {
+  it('uses the Mersenne prime 2^521 - 1 and 66-byte shares', () => {
+    expect(P).toBe(2n ** 521n - 1n);
+    expect(SHARE_BYTES).toBe(66);
+    // Fermat check with a few bases (2^521 - 1 is a known Mersenne prime).
+    for (const a of [2n, 3n, 5n, 7n]) expect(pow(a, P - 1n)).toBe(1n);
+  });
+
+  it('reconstructs the secret from any t of n shares', () => {
+    fc.assert(
+      fc.property(secretArb, splitArb, (secret, [n, t, subset]) => {
+        const xs = Array.from({ length: n }, (_, i) => i + 1);
+        const shares = shamirSplit(secret, xs, t);
+        expect(shamirCombine(subset.map((i) => shares[i] as Share), t)).toEqual(secret);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('gives a different value from t - 1 shares', () => {
+    fc.assert(
+      fc.property(secretArb, splitArb, (secret, [n, t, subset]) => {
+        fc.pre(t >= 2);
+        const shares = shamirSplit(secret, Array.from({ length: n }, (_, i) => i + 1), t);
+        const fewer = subset.slice(0, t - 1).map((i) => shares[i] as Share);
+        let value: Uint8Array | undefined;
+        try {
+          value = shamirCombine(fewer, t - 1);
+        } catch (e) {
+          // Interpolating a wrong polynomial usually lands outside 32 bytes: BAD_SHARE.
+          expect(isSecAggError(e, 'BAD_SHARE')).toBe(true);
+        }
+        if (value) expect(value).not.toEqual(secret);
+        expect(() => shamirCombine(fewer, t)).toThrow(/cannot reconstruct/);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('leaves t - 1 shares consistent with every secret', () => {
+    fc.assert(
+      fc.property(secretArb, secretArb, splitArb, (secret, other, [n, t, subset]) => {
+        fc.pre(t >= 2 && n > t - 1);
+        const xs = Array.from({ length: n }, (_, i) => i + 1);
+        const shares = shamirSplit(secret, xs, t);
+        const known = subset.slice(0, t - 1).map((i) => shares[i] as Share);
+        // The polynomial of degree t - 1 through (0, other) and the t - 1 known shares exists; its
+        // value at a missing x completes a valid t-set that reconstructs `other`.
+        const points: [bigint, bigint][] = [
+          [0n, bytesToBig(other)],
+          ...known.map((s): [bigint, bigint] => [BigInt(s.x), shareValue(s.y)]),
+        ];
+        const missing = xs.find((x) => !known.some((s) => s.x === x)) as number;
+        const forged: Share = { x: missing, y: bigToBytes(interpolate(points, BigInt(missing)), 66) };
+        expect(shamirCombine([...known, forged], t)).toEqual(other);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('computes Lagrange coefficients that sum to one and caches them per x-set', () => {
+    const xs = [3, 7, 8, 20];
+    const l = lagrangeAtZero(xs);
+    expect(mod(l.reduce((a, b) => a + b, 0n))).toBe(1n);
+    expect(lagrangeAtZero(xs)).toBe(l);
+    expect(lagrangeAtZero([1, 2])).toEqual([2n, P - 1n]);
+  });
+
+  it('detects inconsistent shares and checks its inputs', () => {
+    const secret = new Uint8Array(32).fill(0xab);
+    const shares = shamirSplit(secret, [1, 2, 3], 2);
+    const bad = { x: 1, y: new Uint8Array(66).fill(0x01) };
+    expect(() => shamirCombine([bad, shares[1] as Share], 2)).toThrow(/inconsistent|not a field/);
+    expect(() => shareValue(new Uint8Array(66).fill(0xff))).toThrow(/field element/);
+    expect(() => shareValue(new Uint8Array(65))).toThrow(/66 bytes/);
+    expect(() => shamirSplit(new Uint8Array(31), [1, 2], 2)).toThrow(/32 bytes/);
+    expect(() => shamirSplit(secret, [1, 1], 2)).toThrow(/repeats/);
+    expect(() => shamirSplit(secret, [0, 1], 2)).toThrow(/x-coordinates/);
+    expect(() => shamirSplit(secret, [1, 2], 3)).toThrow(/threshold/);
+    expect(() => shamirCombine([shares[0] as Share, { x: 1, y: (shares[0] as Share).y }], 2)).toThrow(
+      /repeats/,
+    );
+  });
+});

@@ -1,0 +1,228 @@
+import nacl from 'tweetnacl';
+import { SecAggError } from './errors';
+
+/**
+ * Shamir secret sharing of 32-byte secrets over the prime field GF(2^521 - 1).
+ *
+ * Why this field: a 32-byte secret is an integer below 2^256 and must be a field element as it is, so
+ * the prime must exceed 2^256 (the 2^255 - 19 field cannot hold 32 random bytes). 2^521 - 1 is a
+ * Mersenne prime whose primality is classical, reduction is a shift and an add, and its 66-byte shares
+ * are small next to a vector. A reconstructed value of 2^256 or more proves the shares inconsistent.
+ * Secrets are shared whole (no chunking), so a share set reveals nothing about any part of the secret
+ * below the threshold. BigInt intermediates cannot be zeroed; the byte buffers are.
+ */
+export const SHAMIR_PRIME = (1n << 521n) - 1n;
+/** Length of a shared secret in bytes. */
+export const SECRET_BYTES = 32;
+/** Length of an encoded share value (big-endian field element). */
+export const SHARE_BYTES = 66;
+/** Largest x-coordinate accepted (sites are numbered 1..n). */
+export const MAX_SHARE_X = 1 << 20;
+
+/** One share: the polynomial evaluated at `x` (a site's 1-based position), `y` as 66 bytes. */
+export interface Share {
+  readonly x: number;
+  readonly y: Uint8Array;
+}
+
+const MASK_521 = SHAMIR_PRIME;
+
+function reduce(v: bigint): bigint {
+  while (v > MASK_521) v = (v & MASK_521) + (v >> 521n);
+  return v === SHAMIR_PRIME ? 0n : v;
+}
+
+function mod(v: bigint): bigint {
+  const r = v % SHAMIR_PRIME;
+  return r < 0n ? r + SHAMIR_PRIME : r;
+}
+
+function bytesToBigInt(bytes: Uint8Array): bigint {
+  let v = 0n;
+  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  return v;
+}
+
+function bigIntToBytes(v: bigint, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = length - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+function modInverse(a: bigint): bigint {
+  let [r0, r1] = [mod(a), SHAMIR_PRIME];
+  let [s0, s1] = [1n, 0n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  if (r0 !== 1n) throw new SecAggError('BAD_INPUT', 'element has no inverse');
+  return mod(s0);
+}
+
+function randomFieldElement(randomBytes: (n: number) => Uint8Array): bigint {
+  for (;;) {
+    const bytes = randomBytes(SHARE_BYTES);
+    bytes[0] = (bytes[0] ?? 0) & 0x01; // 521 bits
+    const v = bytesToBigInt(bytes);
+    bytes.fill(0);
+    if (v < SHAMIR_PRIME) return v;
+  }
+}
+
+function checkXs(xs: readonly number[]): void {
+  const seen = new Set<number>();
+  for (const x of xs) {
+    if (!Number.isInteger(x) || x < 1 || x > MAX_SHARE_X) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `share x-coordinates must be integers in [1, ${MAX_SHARE_X}]`,
+      );
+    }
+    if (seen.has(x)) throw new SecAggError('BAD_INPUT', `share x-coordinate ${x} repeats`);
+    seen.add(x);
+  }
+}
+
+/**
+ * Splits a 32-byte secret into shares at the x-coordinates `xs`, any `threshold` of which reconstruct
+ * it and fewer reveal nothing (a random polynomial of degree threshold - 1 with the secret as constant
+ * term; coefficients from a CSPRNG).
+ *
+ * @example
+ * const shares = shamirSplit(secret, [1, 2, 3, 4, 5], 3);
+ * shamirCombine([shares[0], shares[2], shares[4]], 3); // equals secret
+ */
+export function shamirSplit(
+  secret: Uint8Array,
+  xs: readonly number[],
+  threshold: number,
+  randomBytes: (n: number) => Uint8Array = nacl.randomBytes,
+): Share[] {
+  if (!(secret instanceof Uint8Array) || secret.length !== SECRET_BYTES) {
+    throw new SecAggError('BAD_INPUT', `a secret must be ${SECRET_BYTES} bytes`);
+  }
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > xs.length) {
+    throw new SecAggError('BAD_INPUT', `threshold must be an integer in [1, ${xs.length}]`);
+  }
+  checkXs(xs);
+  const coefficients: bigint[] = [bytesToBigInt(secret)];
+  for (let i = 1; i < threshold; i++) coefficients.push(randomFieldElement(randomBytes));
+  const top = coefficients.length - 1;
+  const shares: Share[] = [];
+  for (const x of xs) {
+    // Horner with lazy reduction: x < 2^21, so y grows by at most 21 bits per step; fold every 16.
+    const bx = BigInt(x);
+    let y = coefficients[top] ?? 0n;
+    for (let j = top - 1; j >= 0; j--) {
+      y = y * bx + (coefficients[j] ?? 0n);
+      if ((top - j) % 16 === 0) y = reduce(y);
+    }
+    shares.push({ x, y: bigIntToBytes(reduce(y), SHARE_BYTES) });
+  }
+  coefficients.fill(0n);
+  return shares;
+}
+
+const lagrangeCache = new Map<string, readonly bigint[]>();
+const MAX_CACHED_SETS = 4096;
+
+/**
+ * The Lagrange coefficients at zero for the x-coordinates `xs` (in that order), cached per x-set: the
+ * aggregator reconstructs hundreds of secrets from the same responders and pays for them once.
+ *
+ * @example
+ * lagrangeAtZero([1, 2]); // [2n, SHAMIR_PRIME - 1n]  (2*f(1) - f(2) = f(0) for a line)
+ */
+export function lagrangeAtZero(xs: readonly number[]): readonly bigint[] {
+  checkXs(xs);
+  const id = xs.join(',');
+  const hit = lagrangeCache.get(id);
+  if (hit !== undefined) return hit;
+  const t = xs.length;
+  const numerators: bigint[] = [];
+  const denominators: bigint[] = [];
+  for (let i = 0; i < t; i++) {
+    const xi = xs[i] ?? 0;
+    let num = 1n;
+    let den = 1n;
+    let negative = false;
+    for (let j = 0; j < t; j++) {
+      if (j === i) continue;
+      const xj = xs[j] ?? 0;
+      num = reduce(num * BigInt(xj));
+      if (xj < xi) negative = !negative;
+      den = reduce(den * BigInt(Math.abs(xj - xi)));
+    }
+    numerators.push(num);
+    denominators.push(negative ? SHAMIR_PRIME - den : den);
+  }
+  // Batch inversion: one modular inverse for all denominators.
+  const prefix: bigint[] = [];
+  let acc = 1n;
+  for (const d of denominators) {
+    prefix.push(acc);
+    acc = mod(acc * d);
+  }
+  let inv = modInverse(acc);
+  const coefficients = new Array<bigint>(t);
+  for (let i = t - 1; i >= 0; i--) {
+    const d = denominators[i] ?? 1n;
+    coefficients[i] = mod(mod(inv * (prefix[i] ?? 1n)) * (numerators[i] ?? 0n));
+    inv = mod(inv * d);
+  }
+  if (lagrangeCache.size >= MAX_CACHED_SETS) lagrangeCache.clear();
+  lagrangeCache.set(id, coefficients);
+  return coefficients;
+}
+
+/**
+ * Decodes a share value: 66 bytes, a field element. Throws BAD_SHARE otherwise.
+ *
+ * @example
+ * shareValue(share.y); // bigint < SHAMIR_PRIME
+ */
+export function shareValue(y: Uint8Array): bigint {
+  if (!(y instanceof Uint8Array) || y.length !== SHARE_BYTES) {
+    throw new SecAggError('BAD_SHARE', `a share must be ${SHARE_BYTES} bytes`);
+  }
+  const v = bytesToBigInt(y);
+  if (v >= SHAMIR_PRIME) throw new SecAggError('BAD_SHARE', 'a share is not a field element');
+  return v;
+}
+
+/**
+ * Reconstructs a 32-byte secret from shares (at least `threshold`, distinct x). It uses the
+ * `threshold` shares with the smallest x, so repeated reconstructions from one responder set reuse
+ * the cached Lagrange coefficients. Throws TOO_FEW_SURVIVORS with fewer shares and BAD_SHARE when the
+ * result is not a 32-byte value (inconsistent shares).
+ *
+ * @example
+ * shamirCombine(shamirSplit(secret, [1, 2, 3], 2).slice(1), 2); // equals secret
+ */
+export function shamirCombine(shares: readonly Share[], threshold: number): Uint8Array {
+  if (!Number.isInteger(threshold) || threshold < 1) {
+    throw new SecAggError('BAD_INPUT', 'threshold must be a positive integer');
+  }
+  if (shares.length < threshold) {
+    throw new SecAggError(
+      'TOO_FEW_SURVIVORS',
+      `${shares.length} shares cannot reconstruct a secret shared with threshold ${threshold}`,
+    );
+  }
+  const sorted = [...shares].sort((a, b) => a.x - b.x).slice(0, threshold);
+  const coefficients = lagrangeAtZero(sorted.map((s) => s.x));
+  let sum = 0n;
+  for (let i = 0; i < sorted.length; i++) {
+    sum += (coefficients[i] ?? 0n) * shareValue((sorted[i] as Share).y);
+  }
+  const secret = mod(sum);
+  if (secret >> 256n !== 0n) {
+    throw new SecAggError('BAD_SHARE', 'the shares are inconsistent (the result is not 32 bytes)');
+  }
+  return bigIntToBytes(secret, SECRET_BYTES);
+}
