@@ -1,5 +1,6 @@
 import { CliError, parseCommandArgs, usage, UsageError, type Command, type Io } from './command';
 import { adminCommands, apiFailure } from './commands/admin';
+import { auditCommands } from './commands/audit';
 import { dbCommands } from './commands/db';
 import { demoCommand } from './commands/demo';
 import { nodeJoinCommand, nodeKeysCommand } from './commands/node';
@@ -12,6 +13,7 @@ export const COMMANDS: Command[] = [
   nodeKeysCommand,
   nodeJoinCommand,
   ...adminCommands,
+  ...auditCommands,
   ...dbCommands,
 ];
 
@@ -19,6 +21,7 @@ const GROUPS: Record<string, string> = {
   node: 'run a site: create keys, join a federation',
   admin: 'manage federations, sites, rounds and tokens over the REST API',
   db: 'database migrations',
+  audit: 'verify and export the epsilon ledger',
 };
 
 function topHelp(): string {

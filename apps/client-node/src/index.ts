@@ -14,3 +14,5 @@ export {
 } from './keys';
 export { progressBar, silentProgress, type Progress } from './progress';
 export { selectBackend, type BackendPreference } from './backend';
+export { fileLedgerStore, LEDGER_FILE } from './ledger-file';
+export type { LocalLedgerStore } from './client-node';

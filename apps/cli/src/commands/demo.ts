@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import type { Dataset, Metrics, ModelSpec } from '@confide/ml';
 import type { ClientNode, BackendPreference } from '@confide/client-node';
 import { generateIdentity } from '@confide/protocol';
+import { findNoiseMultiplier } from '@confide/differential-privacy';
+import { auditVerify } from './audit';
 import { ApiClient } from '../api-client';
 import { choiceOption, CliError, numberOption, UsageError, type Command } from '../command';
 
@@ -34,6 +36,11 @@ export interface DemoOptions {
   epochs: number;
   batchSize: number;
   learningRate: number;
+  optimizer: 'sgd' | 'adam';
+  /** Differential privacy: off, or a level with each site's budget; z calibrated when null. */
+  dp:
+    | { level: 'none' }
+    | { level: 'record' | 'site'; epsilonLimit: number; delta: number; noiseMultiplier: number | null; clipNorm: number };
   model: ModelSpec | null;
   backend: BackendPreference;
   dataDir: string | null;
@@ -57,6 +64,15 @@ export interface DemoReport {
   rounds: RoundReport[];
   final: { accuracy: number; auc: number | null; loss: number; f1: number };
   centralized: { accuracy: number; auc: number | null; loss: number; f1: number; epochs: number };
+  privacy: {
+    level: 'none' | 'record' | 'site';
+    delta: number | null;
+    noiseMultiplier: number | null;
+    sites: Array<{ site: string; epsilon: number; limit: number | null; roundsLeft: number | null }>;
+  };
+  ledger: { entries: number; verified: boolean; discrepancies: number };
+  /** Why the run stopped early (e.g. budgets spent), else null. */
+  stopped: string | null;
   durationMs: number;
 }
 
@@ -115,6 +131,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const token = agg.initialAdminToken ?? (await agg.createToken('admin', 'demo'));
     const api = new ApiClient(agg.url, token);
     const spec: ModelSpec = o.model ?? { kind: 'logistic', inputDim: all.numFeatures };
+    // Calibrate the noise so that every site's whole run stays within its budget (a little under it).
+    let dpBody: Record<string, unknown> = { level: 'none' };
+    let noiseMultiplier: number | null = null;
+    if (o.dp.level !== 'none') {
+      noiseMultiplier = o.dp.noiseMultiplier ?? calibrateNoise(o, shards.map((s) => s.numRows));
+      dpBody = { level: o.dp.level, noiseMultiplier, clipNorm: o.dp.clipNorm, delta: o.dp.delta, epsilonLimit: o.dp.epsilonLimit };
+      o.log(
+        `differential privacy: ${o.dp.level} level, noise multiplier ${noiseMultiplier.toFixed(3)}, clip ${o.dp.clipNorm}, each site's budget epsilon ${o.dp.epsilonLimit} at delta ${o.dp.delta}`,
+      );
+    }
     const fed = await api.post<{ id: string; featureStats: unknown }>('/api/v1/federations', {
       name: `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`,
       modelSpec: spec,
@@ -122,7 +148,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       localEpochs: o.epochs,
       batchSize: o.batchSize,
       learningRate: o.learningRate,
-      optimizer: 'adam',
+      optimizer: o.optimizer,
+      dp: dpBody,
       seed: o.seed,
       roundTimeoutSeconds: 120,
       evaluationTimeoutSeconds: 60,
@@ -160,6 +187,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     let testStd: Dataset | null = null;
     const reports: RoundReport[] = [];
     let last: Metrics | null = null;
+    let stopped: string | null = null;
     for (;;) {
       const [{ rounds }, runs] = await Promise.all([
         api.get<{
@@ -208,14 +236,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         mine.status !== 'running' &&
         reports.length >= rounds.filter((r) => r.state === 'committed').length
       ) {
-        if (mine.status !== 'completed')
-          throw new CliError(`the run stopped: ${mine.reason ?? 'no reason given'}`);
+        if (mine.status !== 'completed') {
+          stopped = mine.reason ?? 'no reason given';
+          o.log(`the run stopped early: ${stopped}`);
+        }
         break;
       }
       await new Promise((r) => setTimeout(r, 100));
     }
     model.dispose();
-    if (!last || !testStd) throw new CliError('no round was committed');
+    if (!last || !testStd) throw new CliError(`no round was committed${stopped ? `: ${stopped}` : ''}`);
 
     // The baseline: the same model and initial weights, trained centrally on the pooled training data
     // for as many epochs as each site trained in total.
@@ -225,13 +255,25 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const epochs = o.rounds * o.epochs;
     await trainModel(central, spec, pooled, {
       epochs,
-      batchSize: o.batchSize,
-      learningRate: o.learningRate,
-      optimizer: 'adam',
+      batchSize: o.dp.level === 'none' ? o.batchSize : 32,
+      learningRate: o.dp.level === 'none' ? o.learningRate : 0.05,
+      optimizer: o.dp.level === 'none' ? o.optimizer : 'adam',
       shuffleSeed: o.seed,
     });
     const c = await evaluateModel(central, spec, testStd);
     central.dispose();
+    // The privacy each site spent, and the ledger verified by the auditor's code path.
+    const privacy = await api.get<{ level: DemoReport['privacy']['level']; delta: number | null; sites: Array<{ name: string; epsilon: number; limit: number | null; roundsLeft: number | null }> }>(
+      `/api/v1/federations/${fed.id}/privacy`,
+    );
+    const { report: verification, ledger } = await auditVerify({ kind: 'server', server: agg.url, token, federationId: fed.id });
+    if (privacy.level !== 'none') {
+      o.log(
+        `privacy spent (epsilon at delta ${String(privacy.delta)}): ` +
+          privacy.sites.map((s) => `${s.name} ${s.epsilon.toFixed(3)}/${String(s.limit)}`).join(', ') +
+          `; ledger: ${ledger.entries.length} signed entries, ${verification.ok ? 'verified' : `NOT verified (${verification.discrepancies.length} discrepancies)`}`,
+      );
+    }
     o.log(
       `final federated: accuracy ${last.accuracy.toFixed(4)} auc ${last.auc?.toFixed(4) ?? '-'}; centralized baseline (${epochs} epochs): accuracy ${c.accuracy.toFixed(4)} auc ${c.auc?.toFixed(4) ?? '-'}`,
     );
@@ -250,6 +292,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       rounds: reports,
       final: { accuracy: last.accuracy, auc: last.auc, loss: last.loss, f1: last.f1 },
       centralized: { accuracy: c.accuracy, auc: c.auc, loss: c.loss, f1: c.f1, epochs },
+      privacy: {
+        level: privacy.level,
+        delta: privacy.delta,
+        noiseMultiplier,
+        sites: privacy.sites.map((s) => ({ site: s.name, epsilon: s.epsilon, limit: s.limit, roundsLeft: s.roundsLeft })),
+      },
+      ledger: { entries: ledger.entries.length, verified: verification.ok, discrepancies: verification.discrepancies.length },
+      stopped,
       durationMs: Date.now() - started,
     };
   } finally {
@@ -257,6 +307,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     await agg.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The smallest noise multiplier with which every site's planned run (rounds x local steps at its own
+ * sampling rate) stays within 97% of its budget.
+ */
+function calibrateNoise(o: DemoOptions, siteRows: number[]): number {
+  if (o.dp.level === 'none') return 0;
+  const target = 0.97 * o.dp.epsilonLimit;
+  let z = 0;
+  for (const n of o.dp.level === 'record' ? siteRows : [1]) {
+    const q = o.dp.level === 'record' ? Math.min(1, o.batchSize / n) : 1;
+    const steps = o.dp.level === 'record' ? o.rounds * o.epochs * Math.round(1 / q) : o.rounds;
+    z = Math.max(z, findNoiseMultiplier({ targetEpsilon: target, delta: o.dp.delta, q, steps }).noiseMultiplier);
+  }
+  return z;
 }
 
 async function statsOf(api: ApiClient, id: string): Promise<{ mean: number[]; std: number[] }> {
@@ -296,14 +362,24 @@ export const demoCommand: Command = {
       description: 'seed of the split, the partition and the initial weights',
       default: '1',
     },
-    epochs: { type: 'string', value: 'N', description: 'local epochs per round', default: '2' },
-    'batch-size': { type: 'string', value: 'N', description: 'local batch size', default: '32' },
-    'learning-rate': {
+    epochs: { type: 'string', value: 'N', description: 'local epochs per round (default: 2; 1 with DP)' },
+    'batch-size': {
       type: 'string',
-      value: 'LR',
-      description: 'local learning rate (adam)',
-      default: '0.05',
+      value: 'N',
+      description: 'local batch size; with record-level DP the expected Poisson batch (default: 32; 256 with DP)',
     },
+    'learning-rate': { type: 'string', value: 'LR', description: 'local learning rate (default: 0.05; 1 with DP)' },
+    optimizer: { type: 'string', value: 'NAME', description: 'sgd|adam (default: adam; sgd with DP)' },
+    'no-dp': { type: 'boolean', description: 'turn differential privacy off (it is on by default: record level)' },
+    'dp-level': { type: 'string', value: 'LEVEL', description: 'record (DP-SGD at each site) or site (DP-FedAvg)', default: 'record' },
+    'epsilon-limit': { type: 'string', value: 'E', description: "each site's privacy budget", default: '1' },
+    delta: { type: 'string', value: 'D', description: 'DP delta', default: '1e-5' },
+    'noise-multiplier': {
+      type: 'string',
+      value: 'Z',
+      description: 'DP noise multiplier (default: the smallest that keeps every site within its budget for all rounds)',
+    },
+    'clip-norm': { type: 'string', value: 'C', description: 'DP clip norm', default: '1' },
     model: {
       type: 'string',
       value: 'JSON',
@@ -345,6 +421,7 @@ export const demoCommand: Command = {
     // The default names the copy shipped in the repo, wherever the command runs from.
     const data = dataArg === demoCommand.options['data']!.default ? DEFAULT_DATA : resolve(dataArg);
     const json = Boolean(opts['json']);
+    const dpOn = !opts['no-dp'];
     const report = await runDemo({
       sites: numberOption(opts, 'sites', { integer: true, min: 1, max: 100 })!,
       rounds: numberOption(opts, 'rounds', { integer: true, min: 1, max: 10_000 })!,
@@ -353,9 +430,19 @@ export const demoCommand: Command = {
       data,
       label: String(opts['label']),
       seed: numberOption(opts, 'seed', { integer: true, min: 0, max: 2 ** 31 - 1 })!,
-      epochs: numberOption(opts, 'epochs', { integer: true, min: 1, max: 1000 })!,
-      batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 })!,
-      learningRate: numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 })!,
+      epochs: numberOption(opts, 'epochs', { integer: true, min: 1, max: 1000 }) ?? (dpOn ? 1 : 2),
+      batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 }) ?? (dpOn ? 256 : 32),
+      learningRate: numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 }) ?? (dpOn ? 1 : 0.05),
+      optimizer: choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const) ?? (dpOn ? 'sgd' : 'adam'),
+      dp: dpOn
+        ? {
+            level: choiceOption(opts, 'dp-level', ['record', 'site'] as const)!,
+            epsilonLimit: numberOption(opts, 'epsilon-limit', { min: 1e-6, max: 1e6 })!,
+            delta: numberOption(opts, 'delta', { min: 1e-300, max: 0.999999 })!,
+            noiseMultiplier: numberOption(opts, 'noise-multiplier', { min: 1e-6, max: 1000 }) ?? null,
+            clipNorm: numberOption(opts, 'clip-norm', { min: 1e-9, max: 1e6 })!,
+          }
+        : { level: 'none' },
       model,
       backend: choiceOption(opts, 'backend', [
         'auto',

@@ -1,6 +1,6 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { BackendPreference } from '@confide/client-node';
-import { choiceOption, CliError, str, type Command } from '../command';
+import { choiceOption, CliError, numberOption, str, type Command } from '../command';
 
 const DEFAULT_KEY_DIR = '.confide/node';
 
@@ -101,6 +101,11 @@ export const nodeJoinCommand: Command = {
       description: 'auto|tfjs-node-gpu|tfjs-node|wasm|cpu',
       default: 'auto',
     },
+    'epsilon-limit': {
+      type: 'string',
+      value: 'E',
+      description: "this site's own privacy budget, enforced locally (default: the limit the federation announces)",
+    },
     quiet: { type: 'boolean', description: 'no progress bars' },
   },
   examples: [
@@ -115,9 +120,11 @@ export const nodeJoinCommand: Command = {
       'cpu',
     ] as const) as BackendPreference;
     // Loaded here, not at the top: tfjs takes a second to load and the other commands do not need it.
-    const [{ ClientNode, loadIdentity, progressBar, selectBackend }, { loadCsv }] =
+    const [{ ClientNode, loadIdentity, progressBar, selectBackend, fileLedgerStore, LEDGER_FILE }, { loadCsv }] =
       await Promise.all([import('@confide/client-node'), import('@confide/ml')]);
-    const identity = await loadIdentity(resolve(str(opts, 'key-dir')));
+    const keyDir = resolve(str(opts, 'key-dir'));
+    const identity = await loadIdentity(keyDir);
+    const epsilonLimit = numberOption(opts, 'epsilon-limit', { min: 1e-9 });
     const label = str(opts, 'label');
     const data = await loadCsv(resolve(str(opts, 'data')), { label });
     const evalData = opts['eval-data']
@@ -133,6 +140,8 @@ export const nodeJoinCommand: Command = {
       identity,
       data,
       evalData,
+      ...(epsilonLimit !== undefined ? { epsilonLimit } : {}),
+      ledgerStore: fileLedgerStore(join(keyDir, LEDGER_FILE)),
       log: (line) => io.err(line),
       progress: opts['quiet'] ? undefined : progressBar(process.stderr),
     });
