@@ -30,10 +30,13 @@ import {
   signLogin,
   type IdentityKeyPair,
   type MessageOf,
+  type RoundSecAgg,
   type ServerMessage,
+  fromBase64,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
-import { addGaussianNoise, clipL2 } from '@confide/differential-privacy';
+import { addGaussianNoise, clipL2, sampleDiscreteGaussian } from '@confide/differential-privacy';
+import { appendWeight, quantize, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
 import {
   confideAccountant,
   createReceipt,
@@ -79,6 +82,8 @@ export interface ClientNodeOptions {
   onUpdate?: (r: LocalRoundResult) => void;
   /** The site's own epsilon limit; the federation's announced limit when absent. */
   epsilonLimit?: number;
+  /** Test and demo hook: vanish at this secure-aggregation stage (before sharing keys, before the masked input, before unmasking). */
+  dropAt?: 'share' | 'mask' | 'unmask';
   /** Where the site's signed receipts persist (a file beside its key); memory only when absent. */
   ledgerStore?: LocalLedgerStore;
   onRoundEnd?: (m: MessageOf<ServerMessage, 'round.end'>) => void;
@@ -147,6 +152,21 @@ export class ClientNode {
   /** This site's own signed releases (its local ledger). */
   private readonly localLedger: LedgerEntry[] = [];
   private slotWaiter: { requestId: string; settle: (m: ServerMessage) => void } | null = null;
+  /** This round's secure-aggregation client and the trained update waiting for its key shares. */
+  private secure: {
+    client: SecAggClient;
+    runId: string;
+    round: number;
+    info: RoundSecAgg;
+    pending: {
+      update: Float32Array;
+      numExamples: number;
+      trainLoss: number;
+      mechanism: MechanismParams | null;
+      train: TrainMsg;
+      report: LocalRoundResult;
+    } | null;
+  } | null = null;
 
   constructor(private readonly opts: ClientNodeOptions) {
     this.url = protocolUrl(opts.server);
@@ -324,7 +344,17 @@ export class ClientNode {
       case 'round.evaluate':
         await this.evaluate(ws, msg, vector!);
         return;
+      case 'secagg.advertisements':
+      case 'secagg.deliver':
+      case 'secagg.consistency':
+      case 'secagg.unmask':
+        await this.onSecure(ws, msg);
+        return;
       case 'round.end':
+        if (this.secure?.round === msg.round) {
+          this.secure.client.destroy();
+          this.secure = null;
+        }
         this.log(
           msg.outcome === 'committed'
             ? `round ${msg.round} committed`
@@ -401,6 +431,14 @@ export class ClientNode {
         return;
       }
     }
+    if (msg.secureAggregation) {
+      try {
+        this.startSecure(ws, msg);
+      } catch (e) {
+        this.decline(ws, msg, ErrorCode.SECAGG_REFUSED, `cannot take part in secure aggregation: ${(e as Error).message}`);
+        return;
+      }
+    }
     try {
       assertFinite(global, 'global model');
       const { train } = this.datasets(msg.standardization);
@@ -455,6 +493,20 @@ export class ClientNode {
         numExamples: result.numExamples,
       });
       assertFinite(update, 'update');
+      const report: LocalRoundResult = {
+        round: msg.round,
+        globalWeights: global,
+        localWeights: local,
+        update,
+        numExamples: result.numExamples,
+        trainLoss: result.loss,
+      };
+      if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
+        // Under secure aggregation the update waits for the key shares; it leaves masked.
+        this.secure.pending = { update, numExamples: result.numExamples, trainLoss: result.loss, mechanism, train: msg, report };
+        this.log(`round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`);
+        return;
+      }
       // The release is signed and recorded in the site's own ledger before the update leaves.
       const receipt = mechanism ? await this.signRelease(ws, msg, mechanism) : undefined;
       if (this.stopped || ws !== this.ws) return;
@@ -473,14 +525,7 @@ export class ClientNode {
       );
       // A signed release is never sent twice (a resend would need a second receipt).
       this.lastSent = receipt ? null : { runId: msg.runId, round: msg.round, frame };
-      this.opts.onUpdate?.({
-        round: msg.round,
-        globalWeights: global,
-        localWeights: local,
-        update,
-        numExamples: result.numExamples,
-        trainLoss: result.loss,
-      });
+      this.opts.onUpdate?.(report);
       if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
       this.log(
         `round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}, update sent`,
@@ -495,6 +540,104 @@ export class ClientNode {
             : ErrorCode.INTERNAL;
       this.decline(ws, msg, code, (e as Error).message);
     }
+  }
+
+  /** Creates this round's secure-aggregation client and advertises its signed keys at once. */
+  private startSecure(ws: WebSocket, msg: TrainMsg): void {
+    const info = msg.secureAggregation!;
+    this.secure?.client.destroy();
+    const client = new SecAggClient({
+      siteId: this.siteId!,
+      identitySecretKey: fromBase64(this.opts.identity.secretKey, 64),
+      roster: new Map(info.roster.map((r) => [r.siteId, fromBase64(r.publicKey, 32)])),
+      runId: msg.runId,
+      round: msg.round,
+      modelHash: msg.modelHash,
+      params: info.params as unknown as SecAggParams,
+      vectorLength: info.vectorLength,
+    });
+    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null };
+    this.send(ws, { type: 'secagg.advertise', runId: msg.runId, round: msg.round, advertisement: client.advertise() });
+  }
+
+  /** The secure-aggregation steps after training: share keys, send the masked update, unmask. */
+  private async onSecure(
+    ws: WebSocket,
+    msg: MessageOf<ServerMessage, 'secagg.advertisements' | 'secagg.deliver' | 'secagg.consistency' | 'secagg.unmask'>,
+  ): Promise<void> {
+    const s = this.secure;
+    if (!s || s.round !== msg.round || s.runId !== msg.runId) {
+      this.log(`ignoring ${msg.type} for a round this site is not in`);
+      return;
+    }
+    const ref = { runId: msg.runId, round: msg.round };
+    try {
+      switch (msg.type) {
+        case 'secagg.advertisements':
+          if (this.vanishAt('share')) return;
+          this.send(ws, { type: 'secagg.shares', ...ref, shares: s.client.shareKeys(msg.advertisements) });
+          return;
+        case 'secagg.deliver': {
+          s.client.receiveShares(msg.shares);
+          const pending = s.pending;
+          if (!pending) throw new Error('key shares arrived but this site has no update for the round');
+          if (this.vanishAt('mask')) return;
+          const receipt = pending.mechanism ? await this.signRelease(ws, pending.train, pending.mechanism) : undefined;
+          if (this.stopped || ws !== this.ws) return;
+          const privacy = pending.train.privacy;
+          const weight = privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
+          const params = s.info.params as unknown as SecAggParams;
+          const quantized = quantize(appendWeight(pending.update, Math.min(1, weight)), params);
+          if (privacy?.level === 'site') {
+            // Distributed discrete Gaussian: this site's share of the noise, in the integer domain.
+            const t = privacy.survivorsAssumed ?? params.threshold;
+            const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
+            const noise = sampleDiscreteGaussian((sd * sd) / t, pending.update.length);
+            for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
+          }
+          const masked = s.client.maskInput(quantized);
+          const frame = encodeFrame(
+            {
+              v: PROTOCOL_VERSION,
+              type: 'round.update',
+              id: randomUUID(),
+              ...ref,
+              numExamples: pending.numExamples,
+              trainLoss: pending.trainLoss,
+              ...(receipt ? { receipt } : {}),
+            },
+            masked,
+          );
+          this.opts.onUpdate?.(pending.report);
+          s.pending = null;
+          if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
+          this.log(`round ${msg.round}: masked update sent`);
+          return;
+        }
+        case 'secagg.consistency':
+          this.send(ws, { type: 'secagg.signature', ...ref, signature: s.client.confirmSurvivors(msg.request) });
+          return;
+        case 'secagg.unmask':
+          if (this.vanishAt('unmask')) return;
+          this.send(ws, { type: 'secagg.unmasked', ...ref, response: s.client.unmask(msg.request) });
+          s.client.destroy();
+          this.secure = null;
+          return;
+      }
+    } catch (e) {
+      this.log(`secure aggregation step ${msg.type} refused: ${(e as Error).message}`);
+      s.client.abort();
+    }
+  }
+
+  /** Test and demo hook: vanish (no goodbye) instead of performing `stage`. */
+  private vanishAt(stage: 'share' | 'mask' | 'unmask'): boolean {
+    if (this.opts.dropAt !== stage) return false;
+    this.log(`vanishing before the ${stage} step (--drop-site-at)`);
+    this.ws?.terminate();
+    this.stopped = true;
+    this.finish(null);
+    return true;
   }
 
   /** The mechanism of this site's release in a DP round. */

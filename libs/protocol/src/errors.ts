@@ -24,6 +24,7 @@ export enum ErrorCode {
   ROUND_ABORTED = 'ROUND_ABORTED',
   BUDGET_EXCEEDED = 'BUDGET_EXCEEDED',
   RECEIPT_INVALID = 'RECEIPT_INVALID',
+  SECAGG_REFUSED = 'SECAGG_REFUSED',
   TIMEOUT = 'TIMEOUT',
   INTERNAL = 'INTERNAL',
 }
@@ -51,6 +52,7 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.ROUND_ABORTED]: 'the round was aborted',
   [ErrorCode.BUDGET_EXCEEDED]: "the release would exceed the site's privacy budget",
   [ErrorCode.RECEIPT_INVALID]: 'the privacy receipt does not verify',
+  [ErrorCode.SECAGG_REFUSED]: 'a secure-aggregation message was refused',
   [ErrorCode.TIMEOUT]: 'the peer did not answer in time',
   [ErrorCode.INTERNAL]: 'internal error',
 };

@@ -47,6 +47,19 @@ export const roundPrivacySchema = z.object({
 /** DP settings of a round. */
 export type RoundPrivacy = z.infer<typeof roundPrivacySchema>;
 
+/** Secure-aggregation settings of a round (the parameters are validated by the library). */
+export const roundSecAggSchema = z.object({
+  params: z.record(z.string(), z.unknown()),
+  /** The selected sites and their enrolled Ed25519 keys: the only keys an advertisement may be signed with. */
+  roster: z.array(z.object({ siteId: id, publicKey: b64 })).min(2),
+  /** Public divisor of the sites' weights so that each weight is in [0, 1]. */
+  weightNormalizer: finite.refine((x) => x > 0, 'must be positive'),
+  /** Quantized vector length: the update plus its weight coordinate. */
+  vectorLength: z.number().int().positive(),
+});
+/** Secure-aggregation settings of a round. */
+export type RoundSecAgg = z.infer<typeof roundSecAggSchema>;
+
 export const standardizationSchema = z.object({
   mean: z.array(finite),
   std: z.array(finite),
@@ -91,7 +104,33 @@ export const roundTrainSchema = z.object({
   train: trainConfigSchema,
   standardization: standardizationSchema.nullable(),
   privacy: roundPrivacySchema.nullable(),
+  secureAggregation: roundSecAggSchema.nullable(),
   deadline: z.string(),
+});
+const roundRef = { runId: id, round: z.number().int().positive() };
+export const secaggAdvertisementsSchema = z.object({
+  ...base,
+  type: z.literal('secagg.advertisements'),
+  ...roundRef,
+  advertisements: z.array(z.unknown()),
+});
+export const secaggDeliverSchema = z.object({
+  ...base,
+  type: z.literal('secagg.deliver'),
+  ...roundRef,
+  shares: z.array(z.unknown()),
+});
+export const secaggConsistencySchema = z.object({
+  ...base,
+  type: z.literal('secagg.consistency'),
+  ...roundRef,
+  request: z.unknown(),
+});
+export const secaggUnmaskSchema = z.object({
+  ...base,
+  type: z.literal('secagg.unmask'),
+  ...roundRef,
+  request: z.unknown(),
 });
 export const ledgerSlotSchema = z.object({
   ...base,
@@ -150,6 +189,34 @@ export const roundUpdateSchema = z.object({
   /** The signed privacy receipt of this release (DP federations); validated by the ledger. */
   receipt: z.unknown().optional(),
 });
+export const secaggAdvertiseSchema = z.object({
+  ...base,
+  type: z.literal('secagg.advertise'),
+  runId: id,
+  round: z.number().int().positive(),
+  advertisement: z.unknown(),
+});
+export const secaggSharesSchema = z.object({
+  ...base,
+  type: z.literal('secagg.shares'),
+  runId: id,
+  round: z.number().int().positive(),
+  shares: z.array(z.unknown()),
+});
+export const secaggSignatureSchema = z.object({
+  ...base,
+  type: z.literal('secagg.signature'),
+  runId: id,
+  round: z.number().int().positive(),
+  signature: z.unknown(),
+});
+export const secaggUnmaskResponseSchema = z.object({
+  ...base,
+  type: z.literal('secagg.unmasked'),
+  runId: id,
+  round: z.number().int().positive(),
+  response: z.unknown(),
+});
 export const ledgerReserveSchema = z.object({
   ...base,
   type: z.literal('ledger.reserve'),
@@ -182,6 +249,10 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   roundEvaluateSchema,
   roundEndSchema,
   ledgerSlotSchema,
+  secaggAdvertisementsSchema,
+  secaggDeliverSchema,
+  secaggConsistencySchema,
+  secaggUnmaskSchema,
 ]);
 export const siteMessageSchema = z.discriminatedUnion('type', [
   loginSchema,
@@ -190,6 +261,10 @@ export const siteMessageSchema = z.discriminatedUnion('type', [
   roundMetricsSchema,
   roundDeclineSchema,
   ledgerReserveSchema,
+  secaggAdvertiseSchema,
+  secaggSharesSchema,
+  secaggSignatureSchema,
+  secaggUnmaskResponseSchema,
 ]);
 
 /** Every message the aggregator sends to a site. */

@@ -33,9 +33,13 @@ export class LiveEventsService implements OnModuleDestroy {
     res.setHeader('X-Accel-Buffering', 'no');
     res.flushHeaders();
     res.write('retry: 2000\n\n');
-    const send = (e: LiveEvent): void => {
-      res.write(`event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);
+    const write = (chunk: string): void => {
+      if (!res.writableEnded && !res.destroyed) res.write(chunk);
     };
+    const send = (e: LiveEvent): void =>
+      write(`event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);
+    // A client that went away mid-write must not become an unhandled error.
+    res.on('error', () => undefined);
     send({ type: 'round', data: this.currentRound(federationId) });
     const connected = this.sessions.connected(federationId);
     send({
@@ -48,14 +52,16 @@ export class LiveEventsService implements OnModuleDestroy {
       },
     });
     const unsubscribe = this.events.subscribe(federationId, send);
-    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const keepalive = setInterval(() => write(': keepalive\n\n'), KEEPALIVE_MS);
     keepalive.unref();
     this.streams.add(res);
-    res.on('close', () => {
+    const stop = (): void => {
       clearInterval(keepalive);
       unsubscribe();
       this.streams.delete(res);
-    });
+    };
+    res.on('close', stop);
+    res.on('finish', stop);
   }
 
   /** Open streams would hold the HTTP server's close forever: end them first. */

@@ -25,9 +25,21 @@ export type DpConfig =
       epsilonLimit: number;
     };
 
+/** A federation's secure-aggregation settings. */
+export interface SecAggConfig {
+  enabled: boolean;
+  threshold?: number;
+  graph: 'auto' | 'complete' | 'harary';
+  k?: number;
+  threatModel: 'semi-honest' | 'semi-malicious';
+  clip: number;
+  dropoutRate: number;
+}
+
 /** A federation's stored settings. */
 export interface FederationConfig {
   dp?: DpConfig;
+  secureAggregation?: SecAggConfig;
   minSites: number;
   roundTimeoutMs: number;
   evaluationTimeoutMs: number;
@@ -97,6 +109,9 @@ export type RoundState = (typeof ROUND_STATES)[number];
 export type ParticipantStatus =
   | 'selected'
   | 'skipped'
+  | 'advertised'
+  | 'shared'
+  | 'unmasked'
   | 'submitted'
   | 'dropped'
   | 'declined'
@@ -117,6 +132,8 @@ export interface RoundMetrics {
   /** Sample-weighted held-out metrics the sites reported for the new model (null if none did). */
   evaluation: (Omit<SiteMetrics, 'auc'> & { auc: number | null; sites: number }) | null;
   bytesReceived: number;
+  /** The round's secure-aggregation parameters and how many selected sites dropped (null when off). */
+  secureAggregation?: { threshold: number; graph: string; k?: number; sites: number; dropped: number } | null;
 }
 
 export interface RoundRow {

@@ -48,6 +48,22 @@ export const createFederationSchema = z
           .strict(),
       ])
       .default({ level: 'none' }),
+    secureAggregation: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Shamir threshold t; default: a majority of the round's sites, at least 2. */
+        threshold: z.number().int().min(2).max(10_000).optional(),
+        /** 'auto': complete graph up to 64 sites, a Harary graph above. */
+        graph: z.enum(['auto', 'complete', 'harary']).default('auto'),
+        k: z.number().int().min(2).max(10_000).optional(),
+        threatModel: z.enum(['semi-honest', 'semi-malicious']).default('semi-honest'),
+        /** Quantization clip of each update coordinate before weighting. */
+        clip: z.number().gt(0).max(1e6).default(10),
+        /** Dropout rate the Harary parameters are chosen for. */
+        dropoutRate: z.number().min(0).max(0.5).default(0.1),
+      })
+      .strict()
+      .default({ enabled: true, graph: 'auto', threatModel: 'semi-honest', clip: 10, dropoutRate: 0.1 }),
   })
   .strict();
 
@@ -74,6 +90,12 @@ export const createFederationOpenApi = {
     learningRate: { type: 'number', default: 0.01 },
     optimizer: { type: 'string', enum: ['sgd', 'adam'], default: 'adam' },
     seed: { type: 'integer', description: 'seed of the initial weights (random when absent)' },
+    secureAggregation: {
+      type: 'object',
+      description:
+        "secure aggregation (on by default): { enabled, threshold?, graph: 'auto' | 'complete' | 'harary', k?, threatModel: 'semi-honest' | 'semi-malicious', clip, dropoutRate }",
+      example: { enabled: true, graph: 'auto', threatModel: 'semi-honest' },
+    },
     dp: {
       type: 'object',
       description:

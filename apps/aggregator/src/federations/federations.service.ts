@@ -53,6 +53,7 @@ export class FederationsService {
       },
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
       dp: input.dp,
+      secureAggregation: input.secureAggregation,
     };
     const weights = initialWeights(spec, config.seed);
     return this.db.transaction(async (em) => {

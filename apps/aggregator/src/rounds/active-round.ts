@@ -4,9 +4,19 @@ import type { UpdateCollector } from '@confide/federated';
 import { Signal } from '../common/signal';
 import type { FederationRow, Participant, RoundRow } from '../database/rows';
 import type { LedgerSlot } from '../privacy/ledger.service';
+import type { SecAggServer } from '@confide/secure-aggregation';
 
 /** Phases in which a round accepts site messages. */
-export type RoundPhase = 'selecting' | 'stats' | 'collecting' | 'evaluating' | 'closing';
+export type RoundPhase =
+  | 'selecting'
+  | 'stats'
+  | 'advertising'
+  | 'sharing'
+  | 'collecting'
+  | 'consistency'
+  | 'unmasking'
+  | 'evaluating'
+  | 'closing';
 
 /**
  * The in-memory side of one running round: who takes part, what they sent. Only aggregates are kept;
@@ -31,6 +41,12 @@ export class ActiveRound {
   bytesReceived = 0;
   newModelVersionId: string | null = null;
 
+  /** The secure-aggregation server of this round, while it runs. */
+  secagg: SecAggServer | null = null;
+  secaggSummary: { threshold: number; graph: string; k?: number; sites: number } | null = null;
+  /** Semi-malicious consistency signatures and unmask responses received. */
+  readonly confirmed = new Set<string>();
+  readonly unmasked = new Set<string>();
   /** Ledger chain positions held by participants (DP federations). */
   readonly slots = new Map<string, LedgerSlot>();
   /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */

@@ -64,7 +64,10 @@ export class RoundEvents {
 
   /** The orchestrator's hook: the round's current phase and participants (`state` overrides the row). */
   round(active: ActiveRound, state?: RoundState): void {
-    this.latest.set(active.federationId, { number: active.number, state: state ?? active.row.state });
+    this.latest.set(active.federationId, {
+      number: active.number,
+      state: state ?? active.row.state,
+    });
     if (!this.listeners.has(active.federationId)) return;
     const data = snapshot(active, state);
     const json = JSON.stringify(data);

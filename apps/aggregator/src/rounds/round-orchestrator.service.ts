@@ -18,7 +18,25 @@ import {
   type SiteMetrics,
 } from '@confide/protocol';
 import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
+import {
+  chooseGraphParameters,
+  chooseScale,
+  dequantize,
+  fromBase64,
+  isSecAggError,
+  SecAggServer,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
+import type { AggregateSum } from '@confide/federated';
+import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
+
+/** A round's secure-aggregation state machine and what the sites are told about it. */
+interface SecureSetup {
+  server: SecAggServer;
+  params: SecAggParams;
+  info: RoundSecAgg;
+}
 import { LedgerRepository } from '../privacy/ledger.repository';
 import { LedgerService } from '../privacy/ledger.service';
 import { nextRelease } from '../privacy/next-release';
@@ -287,9 +305,20 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         cached?.versionId === baseVersionId ? cached.weights : await this.models.weights(baseVersionId);
       const baseVersion = await this.models.find(fed.id, baseVersionId);
       active.expectedLength = parameterCount(fed.modelSpec);
-      active.collector = new PlainSumCollector(active.expectedLength);
+      const sa = fed.config.secureAggregation;
+      let secagg: SecureSetup | null = null;
+      if (sa?.enabled) {
+        try {
+          secagg = await this.secureSetup(fed, active, baseVersion?.hash ?? '', dp.level === 'site' ? dp : null);
+        } catch (e) {
+          return await abort(`secure aggregation cannot start: ${(e as Error).message}`);
+        }
+        active.secagg = secagg.server;
+      } else {
+        active.collector = new PlainSumCollector(active.expectedLength);
+      }
       active.row = await this.rounds.transaction((em) =>
-        this.rounds.transition(em, row.id, 'collecting', {
+        this.rounds.transition(em, row.id, secagg ? 'advertising' : 'collecting', {
           participants: active.participantList(),
         }),
       );
@@ -318,28 +347,45 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
                   siteSamplingRate: dp.level === 'site' ? active.siteSamplingRate : null,
                   survivorsAssumed: dp.level === 'site' ? active.survivorsAssumed : null,
                 },
+          secureAggregation: secagg?.info ?? null,
           deadline: new Date(deadline).toISOString(),
         },
         global,
       );
-      active.phase = 'collecting';
-      for (const siteId of active.participants.keys())
-        this.sessions.get(siteId)?.sendBinary(active.trainFrame);
-      await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
-      this.markUnanswered(
-        active,
-        'selected',
-        'dropped',
-        'no update before the deadline or disconnected',
-      );
-      const collector = active.collector;
-      if (collector.count < cfg.minSites) {
-        return await abort(this.shortfall(active, collector.count, cfg.minSites));
+      let aggregate: AggregateSum;
+      if (secagg) {
+        active.phase = 'advertising';
+        for (const p of active.participantList()) {
+          if (p.status === 'selected') this.sessions.get(p.siteId)?.sendBinary(active.trainFrame);
+        }
+        const result = await this.secureCollect(loop, active, secagg, deadline);
+        if ('abort' in result) return await abort(result.abort);
+        aggregate = result.aggregate;
+        if (aggregate.contributors.length < cfg.minSites) {
+          return await abort(this.shortfall(active, aggregate.contributors.length, cfg.minSites));
+        }
+      } else {
+        active.phase = 'collecting';
+        for (const p of active.participantList()) {
+          if (p.status === 'selected') this.sessions.get(p.siteId)?.sendBinary(active.trainFrame);
+        }
+        await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
+        this.markUnanswered(
+          active,
+          'selected',
+          'dropped',
+          'no update before the deadline or disconnected',
+        );
+        const collector = active.collector!;
+        if (collector.count < cfg.minSites) {
+          return await abort(this.shortfall(active, collector.count, cfg.minSites));
+        }
+        aggregate = collector.result();
       }
 
       // 4. Aggregation: the strategy's server step on the aggregate, stored as a new model version.
       active.phase = 'closing';
-      const next = createStrategy(fed.strategy).serverStep(global, collector.result());
+      const next = createStrategy(fed.strategy).serverStep(global, aggregate);
       assertFinite(next, 'aggregated model');
       const trainLoss =
         active.trainWeightSum > 0 ? active.trainLossSum / active.trainWeightSum : null;
@@ -347,6 +393,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         trainLoss,
         evaluation: null,
         bytesReceived: active.bytesReceived,
+        secureAggregation: active.secaggSummary
+          ? {
+              ...active.secaggSummary,
+              dropped: active.participantList().filter((x) => x.status === 'dropped').length,
+            }
+          : null,
       };
       active.row = await this.rounds.transaction(async (em) => {
         const version = await this.models.insert(em, {
@@ -414,7 +466,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       this.metrics.roundDuration.observe((active.row.durationMs ?? 0) / 1000);
       this.broadcastEnd(active, 'committed', null);
       this.config.log(
-        `round ${row.number} committed: ${collector.count} site(s)` +
+        `round ${row.number} committed: ${aggregate.contributors.length} site(s)` +
           (evaluation ? `, accuracy ${evaluation.accuracy.toFixed(4)}` : ''),
       );
       return { number: row.number, aborted: false };
@@ -565,6 +617,146 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   // ------------------------------------------------------------------------------------------------
+  // Secure aggregation (Bonawitz et al. 2017; SecAgg+ graphs above 64 sites)
+
+  /** Chooses the round's secure-aggregation parameters and builds the server state machine. */
+  private async secureSetup(
+    fed: FederationRow,
+    active: ActiveRound,
+    modelHash: string,
+    siteDp: { noiseMultiplier: number; clipNorm: number } | null,
+  ): Promise<SecureSetup> {
+    const sa = fed.config.secureAggregation!;
+    const chosen = active.participantList().filter((p) => p.status === 'selected');
+    const n = chosen.length;
+    if (n < 2) throw new Error(`it needs at least 2 sites; ${n} selected`);
+    let graph: 'complete' | 'harary' = 'complete';
+    let k: number | undefined;
+    let t = sa.threshold ?? Math.max(2, Math.floor(n / 2) + 1);
+    if (sa.graph === 'harary' || (sa.graph === 'auto' && n > 64)) {
+      const g = chooseGraphParameters(n, { dropoutRate: sa.dropoutRate, threatModel: sa.threatModel });
+      graph = g.graph;
+      k = g.graph === 'harary' ? (sa.k ?? g.k) : undefined;
+      t = sa.threshold ?? g.t;
+    }
+    if (t > n) throw new Error(`threshold ${t} is larger than the ${n} selected sites`);
+    // Site-level DP noise is added after quantization, inside the clip's headroom.
+    const noiseRoom = siteDp ? (10 * siteDp.noiseMultiplier * siteDp.clipNorm) / Math.sqrt(active.survivorsAssumed ?? t) : 0;
+    const clip = sa.clip + noiseRoom;
+    const params: SecAggParams = {
+      threshold: t,
+      graph,
+      ...(k !== undefined ? { k } : {}),
+      threatModel: sa.threatModel,
+      clip,
+      scale: chooseScale(clip, n),
+      maxSites: n,
+    };
+    const sites = new Map((await this.siteRepo.list(fed.id)).map((s) => [s.id, s]));
+    const roster = chosen.map((p) => ({ siteId: p.siteId, publicKey: sites.get(p.siteId)!.publicKey }));
+    const weightNormalizer =
+      fed.config.dp?.level === 'site' ? 1 : chosen.reduce((a, p) => a + (this.sessions.get(p.siteId)?.numExamples ?? 1), 0);
+    const vectorLength = active.expectedLength + 1;
+    const server = new SecAggServer({
+      params,
+      roster: new Map(roster.map((r) => [r.siteId, fromBase64(r.publicKey, 32)])),
+      runId: active.runId,
+      round: active.number,
+      modelHash,
+      vectorLength,
+    });
+    active.secaggSummary = { threshold: t, graph, ...(k !== undefined ? { k } : {}), sites: n };
+    return { server, params, info: { params: { ...params }, roster, weightNormalizer, vectorLength } };
+  }
+
+  /** Runs advertise, share, collect, (consistency,) unmask; returns the unmasked weighted sum. */
+  private async secureCollect(
+    loop: RunLoop,
+    active: ActiveRound,
+    setup: SecureSetup,
+    deadline: number,
+  ): Promise<{ aggregate: AggregateSum } | { abort: string }> {
+    const server = setup.server;
+    const persist = async (state: 'sharing' | 'collecting' | 'unmasking'): Promise<void> => {
+      active.row = await this.rounds.transaction((em) =>
+        this.rounds.transition(em, active.row.id, state, { participants: active.participantList() }),
+      );
+      this.live.round(active);
+    };
+    const send = (status: Participant['status'], message: (siteId: string) => object): void => {
+      for (const p of active.participantList()) if (p.status === status) this.sessions.get(p.siteId)?.sendJson(message(p.siteId));
+    };
+    const envelope = (type: string, body: object): object => ({
+      v: PROTOCOL_VERSION,
+      type,
+      id: randomUUID(),
+      runId: active.runId,
+      round: active.number,
+      ...body,
+    });
+    try {
+      // Round 0: signed key advertisements.
+      await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
+      this.markUnanswered(active, 'selected', 'dropped', 'no key advertisement (dropped before sharing keys)');
+      const ads = server.closeAdvertising();
+      send('advertised', () => envelope('secagg.advertisements', { advertisements: ads }));
+      // Round 1: encrypted Shamir shares, routed to their recipients.
+      active.phase = 'sharing';
+      await persist('sharing');
+      await this.until(loop, active.signal, () => this.nonePending(active, 'advertised'), deadline);
+      this.markUnanswered(active, 'advertised', 'dropped', 'no key shares (dropped after advertising)');
+      server.closeSharing();
+      send('shared', (siteId) => envelope('secagg.deliver', { shares: server.sharesFor(siteId) }));
+      // Round 2: masked inputs, folded into the running sum as they arrive.
+      active.phase = 'collecting';
+      await persist('collecting');
+      await this.until(loop, active.signal, () => this.nonePending(active, 'shared'), deadline);
+      this.markUnanswered(active, 'shared', 'dropped', 'no masked input (dropped after sharing keys)');
+      const consistency = server.closeCollection();
+      if (consistency) {
+        // Round 3 (semi-malicious): every survivor signs the survivor list.
+        active.phase = 'consistency';
+        send('submitted', () => envelope('secagg.consistency', { request: consistency }));
+        await this.until(loop, active.signal, () => this.nonePendingIn(active, 'submitted', active.confirmed), deadline);
+        server.closeConsistency();
+      }
+      // Round 4: unmasking; each survivor reveals one kind of share per neighbour.
+      active.phase = 'unmasking';
+      await persist('unmasking');
+      send('submitted', (siteId) => envelope('secagg.unmask', { request: server.unmaskRequest(siteId) }));
+      await this.until(loop, active.signal, () => this.nonePendingIn(active, 'submitted', active.unmasked), deadline);
+      const sum = server.finish();
+      const values = dequantize(sum, setup.params);
+      const L = active.expectedLength;
+      const contributors = server.survivors();
+      for (const id of contributors) {
+        const p = active.participants.get(id);
+        if (p) p.status = 'submitted';
+      }
+      return {
+        aggregate: { sum: values.subarray(0, L), totalWeight: values[L]!, contributors },
+      };
+    } catch (e) {
+      if (e instanceof Stopped) throw e;
+      const reason = isSecAggError(e) ? `secure aggregation: ${e.message}` : `secure aggregation failed: ${(e as Error).message}`;
+      return { abort: reason };
+    } finally {
+      server.destroy();
+      active.secagg = null;
+    }
+  }
+
+  /** True when no participant in `status` that has not answered (`done`) can still answer. */
+  private nonePendingIn(active: ActiveRound, status: Participant['status'], done: ReadonlySet<string>): boolean {
+    const now = this.clock.now().getTime();
+    for (const p of active.participants.values()) {
+      if (done.has(p.siteId)) continue;
+      if (active.isPending(p.siteId, now, this.config.reconnectGraceMs, this.sessions.isConnected(p.siteId), status)) return false;
+    }
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------------
   // Site events, routed by the gateway
 
   /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
@@ -625,22 +817,25 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         break;
       }
       case 'round.update': {
-        if (active.phase !== 'collecting' || p.status !== 'selected') {
+        const expectStatus = active.secagg ? 'shared' : 'selected';
+        if (active.phase !== 'collecting' || p.status !== expectStatus) {
           throw new ProtocolError(
             ErrorCode.UNEXPECTED_MESSAGE,
             `an update is not expected from this site now (${p.status})`,
           );
         }
-        if (!(vector instanceof Float32Array)) {
+        if (active.secagg ? !(vector instanceof Uint32Array) : !(vector instanceof Float32Array)) {
           throw new ProtocolError(
             ErrorCode.MALFORMED_MESSAGE,
-            'round.update must carry a float32 vector',
+            active.secagg
+              ? 'under secure aggregation round.update must carry the masked uint32 vector'
+              : 'round.update must carry a float32 vector',
           );
         }
         const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
         try {
-          assertLength(vector, active.expectedLength, 'update');
-          assertFinite(vector, 'update');
+          assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
+          if (vector instanceof Float32Array) assertFinite(vector, 'update');
           if (dpCfg.level !== 'none') {
             // The release is charged to the ledger (signed by the site) before its update is used.
             const slot = active.slots.get(session.siteId);
@@ -672,7 +867,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
                 ? null
                 : `the receipt's mechanism ${canonicalJson(m)} is not this round's ${canonicalJson(want)}`;
             });
-            if (active.phase !== 'collecting' || p.status !== 'selected') return; // round moved on meanwhile
+            if (active.phase !== 'collecting' || p.status !== expectStatus) return; // round moved on meanwhile
           }
         } catch (e) {
           p.status = 'rejected';
@@ -680,18 +875,78 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           active.signal.notify();
           throw e;
         }
-        // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
-        const weight = dpCfg.level === 'site' ? 1 : msg.numExamples;
-        active.collector!.add({ siteId: session.siteId, delta: vector, weight });
+        if (active.secagg) {
+          // Only the running masked sum is kept; the masked vector is not stored.
+          try {
+            active.secagg.addMaskedInput(session.siteId, vector as Uint32Array);
+          } catch (e) {
+            p.status = 'rejected';
+            p.detail = (e as Error).message;
+            active.signal.notify();
+            throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
+          }
+        } else {
+          // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
+          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples;
+          active.collector!.add({ siteId: session.siteId, delta: vector as Float32Array, weight });
+        }
         active.trainLossSum += msg.trainLoss * msg.numExamples;
         active.trainWeightSum += msg.numExamples;
         p.status = 'submitted';
         p.numExamples = msg.numExamples;
         break;
       }
+      case 'secagg.advertise':
+      case 'secagg.shares':
+      case 'secagg.signature':
+      case 'secagg.unmasked': {
+        const server = active.secagg;
+        const expected = {
+          'secagg.advertise': ['advertising', 'selected'],
+          'secagg.shares': ['sharing', 'advertised'],
+          'secagg.signature': ['consistency', 'submitted'],
+          'secagg.unmasked': ['unmasking', 'submitted'],
+        }[msg.type];
+        if (!server || active.phase !== expected[0] || p.status !== expected[1]) {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `${msg.type} is not expected from this site now (${active.phase}, ${p.status})`);
+        }
+        try {
+          switch (msg.type) {
+            case 'secagg.advertise':
+              if ((msg.advertisement as { siteId?: unknown } | null)?.siteId !== session.siteId) {
+                throw new Error("the advertisement names another site");
+              }
+              server.addAdvertisement(msg.advertisement);
+              p.status = 'advertised';
+              break;
+            case 'secagg.shares':
+              server.addShares(session.siteId, msg.shares);
+              p.status = 'shared';
+              break;
+            case 'secagg.signature':
+              if ((msg.signature as { siteId?: unknown } | null)?.siteId !== session.siteId || active.confirmed.has(session.siteId)) {
+                throw new Error('the signature is not this site’s, or came twice');
+              }
+              server.addSurvivorSignature(msg.signature);
+              active.confirmed.add(session.siteId);
+              break;
+            case 'secagg.unmasked':
+              if ((msg.response as { siteId?: unknown } | null)?.siteId !== session.siteId || active.unmasked.has(session.siteId)) {
+                throw new Error('the unmask response is not this site’s, or came twice');
+              }
+              server.addUnmaskResponse(msg.response);
+              active.unmasked.add(session.siteId);
+              break;
+          }
+        } catch (e) {
+          throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
+        }
+        break;
+      }
       case 'ledger.reserve': {
         const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
-        if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== 'selected') {
+        const reserveStatus = active.secagg ? 'shared' : 'selected';
+        if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== reserveStatus) {
           throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no privacy receipt is expected from this site now');
         }
         if (active.slots.has(session.siteId)) {
@@ -700,7 +955,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         const site = await this.siteRepo.findById(active.federationId, session.siteId);
         const slot = await this.ledger.reserve(active.fed, site!, active.number);
         const current = this.loops.get(session.federationId)?.active;
-        if (current !== active || active.phase !== 'collecting' || p.status !== 'selected' || !this.sessions.isConnected(session.siteId)) {
+        if (current !== active || active.phase !== 'collecting' || p.status !== reserveStatus || !this.sessions.isConnected(session.siteId)) {
           slot.release();
           return;
         }

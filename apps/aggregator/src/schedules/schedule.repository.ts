@@ -34,7 +34,13 @@ export class ScheduleRepository {
   async insert(
     s: Pick<
       ScheduleRow,
-      'federationId' | 'cron' | 'timeZone' | 'roundsPerTrigger' | 'endsAt' | 'nextRunAt' | 'createdBy'
+      | 'federationId'
+      | 'cron'
+      | 'timeZone'
+      | 'roundsPerTrigger'
+      | 'endsAt'
+      | 'nextRunAt'
+      | 'createdBy'
     >,
     em: EntityManager = this.db.manager,
   ): Promise<ScheduleRow> {
