@@ -25,6 +25,8 @@ const base: Omit<DemoOptions, 'seed' | 'dp' | 'epochs' | 'batchSize' | 'learning
   data: fileURLToPath(new URL('../../datasets/breast-cancer-wisconsin.csv', import.meta.url)),
   label: 'diagnosis',
   model: null,
+  secureAggregation: true,
+  dropSiteAt: null,
   backend: 'auto',
   dataDir: null,
   databaseUrl: null,

@@ -101,7 +101,7 @@ export async function loadCapabilities(): Promise<Capabilities> {
 /** Pure part of {@link loadCapabilities}. */
 export function capabilitiesFromOpenApi(doc: unknown): Capabilities {
   const props = (
-    doc as {
+    doc as null | {
       paths?: Record<
         string,
         {
@@ -113,7 +113,7 @@ export function capabilitiesFromOpenApi(doc: unknown): Capabilities {
         }
       >;
     }
-  ).paths?.['/api/v1/federations']?.post?.requestBody?.content?.['application/json']?.schema
+  )?.paths?.['/api/v1/federations']?.post?.requestBody?.content?.['application/json']?.schema
     ?.properties;
   const strategy = props?.['strategy'] as { enum?: unknown } | undefined;
   return {

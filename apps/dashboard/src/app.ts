@@ -26,8 +26,17 @@ export function startApp(root: HTMLElement): void {
     'header',
     { class: 'topbar' },
     h('a', { class: 'skip', href: '#main', onClick: skipToMain }, 'Skip to content'),
-    h('a', { class: 'brand', href: '#/federations' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Confide'),
-    h('nav', { class: 'mainnav', 'aria-label': 'Main' }, h('a', { href: '#/federations' }, 'Federations')),
+    h(
+      'a',
+      { class: 'brand', href: '#/federations' },
+      h('span', { class: 'logo', 'aria-hidden': 'true' }),
+      'Confide',
+    ),
+    h(
+      'nav',
+      { class: 'mainnav', 'aria-label': 'Main' },
+      h('a', { href: '#/federations' }, 'Federations'),
+    ),
     userBox,
   );
   root.replaceChildren(header, main);
@@ -134,7 +143,11 @@ export function startApp(root: HTMLElement): void {
               'div',
               { class: 'page' },
               h('h1', { tabindex: -1 }, 'Page not found'),
-              empty(`There is no page at “${r.path}”.`, 'Check the address, or start from the list of federations.', h('a', { class: 'button secondary', href: '#/federations' }, 'Federations')),
+              empty(
+                `There is no page at “${r.path}”.`,
+                'Check the address, or start from the list of federations.',
+                h('a', { class: 'button secondary', href: '#/federations' }, 'Federations'),
+              ),
             ),
             title: 'Not found',
           },
@@ -150,7 +163,9 @@ export function startApp(root: HTMLElement): void {
           fill(main, h('div', { class: 'page' }, loading('the federation')));
           let fed: Federation;
           try {
-            fed = await ctx().api.get<Federation>(`/api/v1/federations/${encodeURIComponent(r.id)}`);
+            fed = await ctx().api.get<Federation>(
+              `/api/v1/federations/${encodeURIComponent(r.id)}`,
+            );
           } catch (e) {
             const again = (): void => void route();
             show(
@@ -158,7 +173,13 @@ export function startApp(root: HTMLElement): void {
                 el: h(
                   'div',
                   { class: 'page' },
-                  h('h1', { tabindex: -1 }, e instanceof ApiError && e.status === 404 ? 'Federation not found' : 'Could not load the federation'),
+                  h(
+                    'h1',
+                    { tabindex: -1 },
+                    e instanceof ApiError && e.status === 404
+                      ? 'Federation not found'
+                      : 'Could not load the federation',
+                  ),
                   errorBox((e as Error).message, again),
                 ),
                 title: 'Federation',
@@ -199,7 +220,14 @@ export function startApp(root: HTMLElement): void {
         if (parseRoute(location.hash).page !== 'signin') after = location.hash || '#/federations';
         renderSignin(`Your token is no longer accepted: ${e.message}.`);
       } else {
-        fill(main, h('div', { class: 'page' }, errorBox((e as Error).message, () => location.reload())));
+        fill(
+          main,
+          h(
+            'div',
+            { class: 'page' },
+            errorBox((e as Error).message, () => location.reload()),
+          ),
+        );
       }
     });
 }

@@ -49,7 +49,7 @@ export const PALETTE = [
 ];
 
 /** Round tick values covering [min, max]: steps of 1, 2 or 5 times a power of ten. */
-export function niceTicks(min: number, max: number, count = 5): number[] {
+export function niceTicks(min: number, max: number, count = 6): number[] {
   if (!Number.isFinite(min) || !Number.isFinite(max)) return [];
   if (min === max) {
     const pad = min === 0 ? 1 : Math.abs(min) * 0.1;
@@ -73,7 +73,13 @@ export interface ChartLayout {
   plot: { left: number; top: number; right: number; bottom: number };
   xTicks: Array<{ value: number; pos: number }>;
   yTicks: Array<{ value: number; pos: number }>;
-  lines: Array<{ name: string; color: string; dashed: boolean; d: string; points: Array<Point & { cx: number; cy: number }> }>;
+  lines: Array<{
+    name: string;
+    color: string;
+    dashed: boolean;
+    d: string;
+    points: Array<Point & { cx: number; cy: number }>;
+  }>;
   limits: Array<{ y: number; label: string; pos: number }>;
 }
 
@@ -134,7 +140,11 @@ export function layoutChart(spec: ChartSpec): ChartLayout {
 }
 
 const defaultFormat = (y: number): string =>
-  Math.abs(y) >= 100 ? y.toFixed(0) : Math.abs(y) >= 10 ? y.toFixed(1) : Number(y.toPrecision(3)).toString();
+  Math.abs(y) >= 100
+    ? y.toFixed(0)
+    : Math.abs(y) >= 10
+      ? y.toFixed(1)
+      : Number(y.toPrecision(3)).toString();
 
 /** A chart as a <figure>: the SVG, its legend, and a collapsible data table. */
 export function lineChart(spec: ChartSpec): HTMLElement {
@@ -156,7 +166,7 @@ export function lineChart(spec: ChartSpec): HTMLElement {
         'g',
         { class: 'tick' },
         s('line', { x1: plot.left, x2: plot.right, y1: t.pos, y2: t.pos, class: 'grid' }),
-        s('text', { x: plot.left - 8, y: t.pos + 4, 'text-anchor': 'end' }, fmt(t.value)),
+        s('text', { x: plot.left - 8, y: t.pos + 4, 'text-anchor': 'end' }, defaultFormat(t.value)),
       ),
     ),
     L.xTicks.map((t) =>
@@ -171,7 +181,12 @@ export function lineChart(spec: ChartSpec): HTMLElement {
     s('line', { x1: plot.left, x2: plot.left, y1: plot.top, y2: plot.bottom, class: 'axis' }),
     s(
       'text',
-      { x: (plot.left + plot.right) / 2, y: L.height - 6, 'text-anchor': 'middle', class: 'axis-label' },
+      {
+        x: (plot.left + plot.right) / 2,
+        y: L.height - 6,
+        'text-anchor': 'middle',
+        class: 'axis-label',
+      },
       spec.xLabel,
     ),
     s(
@@ -237,9 +252,18 @@ export function lineChart(spec: ChartSpec): HTMLElement {
         line.name,
       ),
     ),
-    L.limits.length ? h('li', { class: 'legend-limit' }, h('span', { class: 'dash', 'aria-hidden': 'true' }), 'limit') : null,
+    L.limits.length
+      ? h(
+          'li',
+          { class: 'legend-limit' },
+          h('span', { class: 'dash', 'aria-hidden': 'true' }),
+          'limit',
+        )
+      : null,
   );
-  const xs = [...new Set(spec.series.flatMap((x) => x.points.map((p) => p.x)))].sort((a, b) => a - b);
+  const xs = [...new Set(spec.series.flatMap((x) => x.points.map((p) => p.x)))].sort(
+    (a, b) => a - b,
+  );
   const table = h(
     'details',
     { class: 'chart-data' },
@@ -247,7 +271,16 @@ export function lineChart(spec: ChartSpec): HTMLElement {
     h(
       'table',
       { class: 'table compact' },
-      h('thead', null, h('tr', null, h('th', { scope: 'col' }, spec.xLabel), spec.series.map((x) => h('th', { scope: 'col' }, x.name)))),
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          h('th', { scope: 'col' }, spec.xLabel),
+          spec.series.map((x) => h('th', { scope: 'col' }, x.name)),
+        ),
+      ),
       h(
         'tbody',
         null,

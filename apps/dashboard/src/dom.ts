@@ -134,7 +134,10 @@ export function toast(message: string, tone: 'ok' | 'error' = 'ok'): void {
     region = h('div', { id: 'toasts', 'aria-live': 'polite', role: 'status' });
     document.body.append(region);
   }
-  const t = h('div', { class: `toast toast-${tone}` }, message);
+  const t = h('div', { class: `toast toast-${tone}`, title: 'Click to dismiss' }, message);
+  t.addEventListener('click', () => t.remove());
   region.append(t);
-  setTimeout(() => t.remove(), 5000);
+  // A few at a time, briefly: they must not cover the page's own buttons for long.
+  while (region.children.length > 3) region.firstElementChild?.remove();
+  setTimeout(() => t.remove(), tone === 'error' ? 8000 : 3000);
 }

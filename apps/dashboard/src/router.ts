@@ -35,7 +35,8 @@ export function federationHref(
   query?: Record<string, string | number | undefined>,
 ): string {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== '') q.set(k, String(v));
+  for (const [k, v] of Object.entries(query ?? {}))
+    if (v !== undefined && v !== '') q.set(k, String(v));
   const qs = q.toString();
   return `#/federations/${encodeURIComponent(id)}${tab === 'overview' ? '' : `/${tab}`}${qs ? `?${qs}` : ''}`;
 }

@@ -62,7 +62,9 @@ export class FederationStore {
       keys.map(async (key) => {
         try {
           if (key === 'rounds') {
-            const r = await this.api.get<{ rounds: Round[]; live: LiveRound | null }>(`${base}/rounds`);
+            const r = await this.api.get<{ rounds: Round[]; live: LiveRound | null }>(
+              `${base}/rounds`,
+            );
             this.rounds = { state: 'ok', data: r.rounds };
             if (r.live && this.live?.number !== r.live.number) this.live = r.live;
             // The stream may have missed the end of a round; the list is the truth.

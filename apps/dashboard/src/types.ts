@@ -29,7 +29,7 @@ export interface DpConfig {
 export interface SecureAggregationConfig {
   enabled: boolean;
   threshold?: number;
-  graph?: 'complete' | 'harary';
+  graph?: 'auto' | 'complete' | 'harary';
   k?: number;
   threatModel?: 'semi-honest' | 'semi-malicious';
 }
@@ -90,7 +90,11 @@ export interface Round {
   state: string;
   reason: string | null;
   participants: Participant[];
-  metrics: { trainLoss: number | null; evaluation: Evaluation | null; bytesReceived: number } | null;
+  metrics: {
+    trainLoss: number | null;
+    evaluation: Evaluation | null;
+    bytesReceived: number;
+  } | null;
   startedAt: string;
   endedAt: string | null;
   durationMs: number | null;
@@ -165,12 +169,14 @@ export interface VerifyResult {
 
 export interface Privacy {
   level: string;
-  delta: number;
+  delta: number | null;
   sites: Array<{
     siteId: string;
     name: string;
     epsilon: number;
-    limit: number;
+    /** null when the site has no budget yet. */
+    limit: number | null;
+    /** null when it cannot be forecast (no budget, or no next release planned). */
     roundsLeft: number | null;
     history: Array<{ round: number; epsilon: number }>;
   }>;

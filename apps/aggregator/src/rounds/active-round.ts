@@ -47,6 +47,8 @@ export class ActiveRound {
   /** Semi-malicious consistency signatures and unmask responses received. */
   readonly confirmed = new Set<string>();
   readonly unmasked = new Set<string>();
+  /** Sites whose masked input counted but that vanished before unmasking. */
+  lateDrops = 0;
   /** Ledger chain positions held by participants (DP federations). */
   readonly slots = new Map<string, LedgerSlot>();
   /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */

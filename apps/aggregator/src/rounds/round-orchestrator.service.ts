@@ -396,7 +396,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         secureAggregation: active.secaggSummary
           ? {
               ...active.secaggSummary,
-              dropped: active.participantList().filter((x) => x.status === 'dropped').length,
+              dropped:
+                active.participantList().filter((x) => x.status === 'dropped').length + active.lateDrops,
             }
           : null,
       };
@@ -731,7 +732,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       const contributors = server.survivors();
       for (const id of contributors) {
         const p = active.participants.get(id);
-        if (p) p.status = 'submitted';
+        if (!p) continue;
+        p.status = 'submitted';
+        if (!active.unmasked.has(id)) {
+          p.detail = "vanished before unmasking; its input was unmasked from its neighbours' shares";
+          active.lateDrops++;
+        }
       }
       return {
         aggregate: { sum: values.subarray(0, L), totalWeight: values[L]!, contributors },

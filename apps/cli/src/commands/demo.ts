@@ -42,11 +42,17 @@ export interface DemoOptions {
     | { level: 'none' }
     | { level: 'record' | 'site'; epsilonLimit: number; delta: number; noiseMultiplier: number | null; clipNorm: number };
   model: ModelSpec | null;
+  secureAggregation: boolean;
+  /** One site vanishes at this secure-aggregation stage of the first round. */
+  dropSiteAt: keyof typeof DROP_STAGES | null;
   backend: BackendPreference;
   dataDir: string | null;
   databaseUrl: string | null;
   log: (line: string) => void;
 }
+
+/** Stages at which `--drop-site-at` makes a site vanish, and the node's hook for each. */
+export const DROP_STAGES = { sharing: 'share', collecting: 'mask', unmasking: 'unmask' } as const;
 
 /** The demo's report (the `--json` output). */
 export interface DemoReport {
@@ -71,6 +77,14 @@ export interface DemoReport {
     sites: Array<{ site: string; epsilon: number; limit: number | null; roundsLeft: number | null }>;
   };
   ledger: { entries: number; verified: boolean; discrepancies: number };
+  secureAggregation: {
+    enabled: boolean;
+    threshold: number | null;
+    graph: string | null;
+    droppedSites: number;
+    /** Largest |aggregator's average - plain average of the same updates| over rounds and coordinates. */
+    maxAbsErrorVsPlain: number;
+  };
   /** Why the run stopped early (e.g. budgets spent), else null. */
   stopped: string | null;
   durationMs: number;
@@ -150,11 +164,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       learningRate: o.learningRate,
       optimizer: o.optimizer,
       dp: dpBody,
+      secureAggregation: { enabled: o.secureAggregation },
       seed: o.seed,
       roundTimeoutSeconds: 120,
       evaluationTimeoutSeconds: 60,
     });
     const welcomed: Promise<void>[] = [];
+    const sentUpdates = new Map<string, { update: Float32Array; numExamples: number }>();
     for (let i = 0; i < o.sites; i++) {
       const identity = generateIdentity();
       const name = `hospital-${i + 1}`;
@@ -173,6 +189,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         evalData: evalShards[i]!,
         onWelcome: () => ready(),
         reconnectDelayMs: 200,
+        onUpdate: (u) => sentUpdates.set(`${name}#${u.round}`, { update: u.update, numExamples: u.numExamples }),
+        ...(i === 0 && o.dropSiteAt ? { dropAt: DROP_STAGES[o.dropSiteAt] } : {}),
       });
       nodes.push(node);
       void node.run();
@@ -187,6 +205,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     let testStd: Dataset | null = null;
     const reports: RoundReport[] = [];
     let last: Metrics | null = null;
+    let maxAbsErrorVsPlain = 0;
+    let droppedSites = 0;
+    let secure: { threshold: number; graph: string } | null = null;
     let stopped: string | null = null;
     for (;;) {
       const [{ rounds }, runs] = await Promise.all([
@@ -196,8 +217,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
             state: string;
             reason: string | null;
             modelVersionId: string;
+            baseModelVersionId: string;
             durationMs: number;
-            participants: { status: string }[];
+            participants: { name: string; status: string }[];
+            metrics: { secureAggregation?: { threshold: number; graph: string; dropped: number } | null } | null;
           }>;
         }>(`/api/v1/federations/${fed.id}/rounds`),
         api.get<Array<{ id: string; status: string; reason: string | null }>>(
@@ -214,6 +237,24 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         }
         const { weights } = await api.modelWeights(fed.id, r.modelVersionId);
         setModelWeights(model, weights);
+        // The aggregator's average against the plain average of the same updates, computed here.
+        const base = (await api.modelWeights(fed.id, r.baseModelVersionId)).weights;
+        const contributors = r.participants.filter((p) => p.status === 'evaluated' || p.status === 'submitted');
+        const mine = contributors.map((p) => sentUpdates.get(`${p.name}#${r.number}`));
+        if (mine.every((u) => u !== undefined) && mine.length > 0) {
+          const w = mine.map((u) => (o.dp.level === 'site' ? 1 : u.numExamples));
+          const total = w.reduce((a, b) => a + b, 0);
+          for (let k = 0; k < weights.length; k++) {
+            let plain = 0;
+            mine.forEach((u, j) => (plain += (w[j]! * u.update[k]!) / total));
+            maxAbsErrorVsPlain = Math.max(maxAbsErrorVsPlain, Math.abs(weights[k]! - base[k]! - plain));
+          }
+        }
+        const sa = r.metrics?.secureAggregation;
+        if (sa) {
+          secure = { threshold: sa.threshold, graph: sa.graph };
+          droppedSites += sa.dropped;
+        }
         last = await evaluateModel(model, spec, testStd);
         const rep: RoundReport = {
           round: r.number,
@@ -299,6 +340,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         sites: privacy.sites.map((s) => ({ site: s.name, epsilon: s.epsilon, limit: s.limit, roundsLeft: s.roundsLeft })),
       },
       ledger: { entries: ledger.entries.length, verified: verification.ok, discrepancies: verification.discrepancies.length },
+      secureAggregation: {
+        enabled: o.secureAggregation,
+        threshold: secure?.threshold ?? null,
+        graph: secure?.graph ?? null,
+        droppedSites,
+        maxAbsErrorVsPlain,
+      },
       stopped,
       durationMs: Date.now() - started,
     };
@@ -380,6 +428,13 @@ export const demoCommand: Command = {
       description: 'DP noise multiplier (default: the smallest that keeps every site within its budget for all rounds)',
     },
     'clip-norm': { type: 'string', value: 'C', description: 'DP clip norm', default: '1' },
+    'no-secure-aggregation': { type: 'boolean', description: 'turn secure aggregation off (it is on by default)' },
+    'drop-site-at': {
+      type: 'string',
+      value: 'STAGE',
+      description:
+        'make hospital-1 vanish in round 1: sharing (before sharing keys), collecting (before its masked input) or unmasking (before unmasking)',
+    },
     model: {
       type: 'string',
       value: 'JSON',
@@ -444,6 +499,8 @@ export const demoCommand: Command = {
           }
         : { level: 'none' },
       model,
+      secureAggregation: !opts['no-secure-aggregation'],
+      dropSiteAt: choiceOption(opts, 'drop-site-at', ['sharing', 'collecting', 'unmasking'] as const) ?? null,
       backend: choiceOption(opts, 'backend', [
         'auto',
         'tfjs-node-gpu',

@@ -45,6 +45,7 @@ const PARTICIPANT_TONES: Record<string, string> = {
   dropped: 'bad',
   declined: 'warn',
   rejected: 'bad',
+  skipped: 'warn',
 };
 
 export function liveRoundPanel(store: FederationStore): HTMLElement {
@@ -54,14 +55,21 @@ export function liveRoundPanel(store: FederationStore): HTMLElement {
   const status = h(
     'span',
     { class: `live-status live-${store.liveStatus}`, title: 'Server-sent events' },
-    store.liveStatus === 'live' ? 'Live' : store.liveStatus === 'connecting' ? 'Connecting…' : 'Reconnecting…',
+    store.liveStatus === 'live'
+      ? 'Live'
+      : store.liveStatus === 'connecting'
+        ? 'Connecting…'
+        : 'Reconnecting…',
   );
   if (!live) {
     return h(
       'section',
       { class: 'card live-round', 'aria-labelledby': 'live-title', 'data-testid': 'live-round' },
       h('header', { class: 'card-header' }, h('h2', { id: 'live-title' }, 'Current round'), status),
-      empty('No round is running.', 'Start rounds now or add a schedule; the stage and each site’s state appear here as they happen.'),
+      empty(
+        'No round is running.',
+        'When a round runs, its stage and each site’s state appear here as they happen.',
+      ),
     );
   }
   const stages = roundStages(secAgg, live.phase);
@@ -81,7 +89,11 @@ export function liveRoundPanel(store: FederationStore): HTMLElement {
       'header',
       { class: 'card-header' },
       h('h2', { id: 'live-title' }, `Round ${live.number}`),
-      aborted ? badge('aborted', 'bad') : ended ? badge('committed', 'ok') : badge(LABELS[live.phase] ?? live.phase, 'progress'),
+      aborted
+        ? badge('aborted', 'bad')
+        : ended
+          ? badge('committed', 'ok')
+          : badge(LABELS[live.phase] ?? live.phase, 'progress'),
       status,
     ),
     h(
@@ -103,7 +115,18 @@ export function liveRoundPanel(store: FederationStore): HTMLElement {
       ? h(
           'table',
           { class: 'table compact', 'aria-label': 'Sites in this round' },
-          h('thead', null, h('tr', null, h('th', null, 'Site'), h('th', null, 'State'), h('th', null, 'Connection'), h('th', null, 'Detail'))),
+          h(
+            'thead',
+            null,
+            h(
+              'tr',
+              null,
+              h('th', null, 'Site'),
+              h('th', null, 'State'),
+              h('th', null, 'Connection'),
+              h('th', null, 'Detail'),
+            ),
+          ),
           h(
             'tbody',
             null,
@@ -117,7 +140,13 @@ export function liveRoundPanel(store: FederationStore): HTMLElement {
                 h(
                   'td',
                   null,
-                  connected === null ? '—' : h('span', { class: connected ? 'conn on' : 'conn off' }, connected ? 'connected' : 'offline'),
+                  connected === null
+                    ? '—'
+                    : h(
+                        'span',
+                        { class: connected ? 'conn on' : 'conn off' },
+                        connected ? 'connected' : 'offline',
+                      ),
                 ),
                 h('td', { class: 'muted' }, p.detail ?? ''),
               );

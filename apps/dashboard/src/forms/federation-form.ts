@@ -29,7 +29,7 @@ export interface FederationFormState {
   epsilonLimit: string;
   secAggEnabled: boolean;
   threshold: string;
-  graph: 'complete' | 'harary';
+  graph: 'auto' | 'complete' | 'harary';
   k: string;
   threatModel: 'semi-honest' | 'semi-malicious';
 }
@@ -64,7 +64,7 @@ export function defaultFederationForm(): FederationFormState {
     epsilonLimit: '8',
     secAggEnabled: false,
     threshold: '',
-    graph: 'complete',
+    graph: 'auto',
     k: '',
     threatModel: 'semi-honest',
   };
@@ -95,8 +95,10 @@ export function numberProblem(
   const n = Number(t);
   if (!Number.isFinite(n)) return 'must be a number';
   const { loInclusive = false, hiInclusive = true } = opts;
-  if (loInclusive ? n < lo : n <= lo) return loInclusive ? `must be at least ${lo}` : `must be greater than ${lo}`;
-  if (hiInclusive ? n > hi : n >= hi) return hiInclusive ? `must be at most ${hi}` : `must be less than ${hi}`;
+  if (loInclusive ? n < lo : n <= lo)
+    return loInclusive ? `must be at least ${lo}` : `must be greater than ${lo}`;
+  if (hiInclusive ? n > hi : n >= hi)
+    return hiInclusive ? `must be at most ${hi}` : `must be less than ${hi}`;
   return null;
 }
 
@@ -147,10 +149,7 @@ export function parameterEstimate(s: FederationFormState): number | null {
  * Client-side checks, mirroring the server's rules so most mistakes are caught before a round trip;
  * the server stays the authority and its messages are shown as they come.
  */
-export function validateFederationForm(
-  s: FederationFormState,
-  caps: Capabilities,
-): FieldErrors {
+export function validateFederationForm(s: FederationFormState, caps: Capabilities): FieldErrors {
   const e: FieldErrors = {};
   const set = (f: FederationField, problem: string | null): void => {
     if (problem) e[f] = problem;
@@ -176,7 +175,8 @@ export function validateFederationForm(
     }
     if (s.output === 'classes') set('classes', intProblem(s.classes, 2, 10_000));
   }
-  if (!caps.strategies.includes(s.strategy)) e.strategy = `choose one of ${caps.strategies.join(', ')}`;
+  if (!caps.strategies.includes(s.strategy))
+    e.strategy = `choose one of ${caps.strategies.join(', ')}`;
   set('learningRate', numberProblem(s.learningRate, 0, 10));
   set('localEpochs', intProblem(s.localEpochs, 1, 1000));
   set('batchSize', intProblem(s.batchSize, 1, 1_000_000));
@@ -193,7 +193,7 @@ export function validateFederationForm(
   }
   if (caps.secureAggregation && s.secAggEnabled) {
     if (s.threshold.trim()) {
-      set('threshold', intProblem(s.threshold, 1, 100_000));
+      set('threshold', intProblem(s.threshold, 2, 10_000));
       const min = Number(s.minSites);
       if (!e.threshold && Number.isInteger(min) && Number(s.threshold) > min) {
         e.threshold = `cannot exceed minSites (${min}): the sum could never be unmasked`;
@@ -239,7 +239,8 @@ export function federationRequestBody(
       ? {
           enabled: true,
           ...(s.threshold.trim() ? { threshold: Number(s.threshold) } : {}),
-          graph: s.graph,
+          // 'auto' (complete graph up to 64 sites, Harary above) is the server's default: leave it out.
+          ...(s.graph === 'auto' ? {} : { graph: s.graph }),
           ...(s.graph === 'harary' ? { k: Number(s.k) } : {}),
           threatModel: s.threatModel,
         }
@@ -283,7 +284,10 @@ const SERVER_PATHS: Array<[RegExp, FederationField]> = [
  * small; dp.delta: ..." or "invalid modelSpec: spec.hidden[0]: ..."). The whole message is still
  * shown verbatim above the form; this only points at the fields.
  */
-export function serverFieldErrors(message: string, modelKind: FederationFormState['modelKind']): FieldErrors {
+export function serverFieldErrors(
+  message: string,
+  modelKind: FederationFormState['modelKind'],
+): FieldErrors {
   const e: FieldErrors = {};
   const body = message.replace(/^invalid (request body|modelSpec):\s*/, '');
   if (/^a federation named/.test(message)) {

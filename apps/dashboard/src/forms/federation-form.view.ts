@@ -23,7 +23,12 @@ export interface FederationFormOptions {
 /** Renders the form; the returned element owns its state. */
 export function federationForm(opts: FederationFormOptions): HTMLFormElement {
   const { caps } = opts;
-  const state: FederationFormState = { ...defaultFederationForm(), ...opts.initial };
+  // Secure aggregation is on by default wherever the server offers it (as the server's own default).
+  const state: FederationFormState = {
+    ...defaultFederationForm(),
+    secAggEnabled: caps.secureAggregation,
+    ...opts.initial,
+  };
   const v = new FormView<FederationField>();
   const changed = (name: FederationField) => () => {
     v.clearError(name);
@@ -77,7 +82,12 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
         ),
       ),
       v.field('inputDim', 'Input features', num('inputDim')),
-      v.field('hidden', 'Hidden layers', input('hidden', { placeholder: '64, 32' }), 'Sizes, comma-separated'),
+      v.field(
+        'hidden',
+        'Hidden layers',
+        input('hidden', { placeholder: '64, 32' }),
+        'Sizes, comma-separated',
+      ),
       v.field(
         'activation',
         'Activation',
@@ -146,9 +156,18 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
         ),
       ),
       v.field('learningRate', 'Learning rate', num('learningRate')),
-      v.field('localEpochs', 'Local epochs per round', num('localEpochs', { inputmode: 'numeric' })),
+      v.field(
+        'localEpochs',
+        'Local epochs per round',
+        num('localEpochs', { inputmode: 'numeric' }),
+      ),
       v.field('batchSize', 'Batch size', num('batchSize', { inputmode: 'numeric' })),
-      v.field('seed', 'Seed (optional)', num('seed', { inputmode: 'numeric' }), 'Initial weights; random when empty'),
+      v.field(
+        'seed',
+        'Seed (optional)',
+        num('seed', { inputmode: 'numeric' }),
+        'Initial weights; random when empty',
+      ),
     ),
   );
 
@@ -160,7 +179,11 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
       'div',
       { class: 'grid-3' },
       v.field('minSites', 'Minimum sites per round', num('minSites', { inputmode: 'numeric' })),
-      v.field('roundTimeoutSeconds', 'Round timeout (s)', num('roundTimeoutSeconds', { inputmode: 'numeric' })),
+      v.field(
+        'roundTimeoutSeconds',
+        'Round timeout (s)',
+        num('roundTimeoutSeconds', { inputmode: 'numeric' }),
+      ),
       v.field(
         'evaluationTimeoutSeconds',
         'Evaluation timeout (s)',
@@ -223,6 +246,7 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
         state,
         'graph',
         [
+          ['auto', 'Automatic (complete up to 64 sites)'],
           ['complete', 'Complete'],
           ['harary', 'Harary (SecAgg+)'],
         ],

@@ -20,10 +20,20 @@ export class FormView<F extends string> {
     control.name = name;
     const error = h('p', { class: 'field-error', id: `${id}-error`, hidden: true });
     const hintEl = hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null;
-    control.setAttribute('aria-describedby', [hintEl ? `${id}-hint` : '', `${id}-error`].join(' ').trim());
+    control.setAttribute(
+      'aria-describedby',
+      [hintEl ? `${id}-hint` : '', `${id}-error`].join(' ').trim(),
+    );
     const row =
       control instanceof HTMLInputElement && control.type === 'checkbox'
-        ? h('div', { class: 'field checkbox' }, control, h('label', { for: id }, label), hintEl, error)
+        ? h(
+            'div',
+            { class: 'field checkbox' },
+            control,
+            h('label', { for: id }, label),
+            hintEl,
+            error,
+          )
         : h('div', { class: 'field' }, h('label', { for: id }, label), control, hintEl, error);
     this.errors.set(name, error);
     this.controls.set(name, control);
@@ -61,7 +71,11 @@ export class FormView<F extends string> {
     this.banner.replaceChildren();
     this.banner.hidden = message === null;
     if (message !== null) {
-      this.banner.append(h('strong', null, title), ' ', h('span', { class: 'server-message' }, message));
+      this.banner.append(
+        h('strong', null, title),
+        ' ',
+        h('span', { class: 'server-message' }, message),
+      );
     }
   }
 

@@ -54,7 +54,14 @@ export function offsetMs(t: number, timeZone: string): number {
     second: 'numeric',
   }).formatToParts(new Date(t));
   const get = (type: string): number => Number(parts.find((p) => p.type === type)?.value ?? 0);
-  const wall = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+  const wall = Date.UTC(
+    get('year'),
+    get('month') - 1,
+    get('day'),
+    get('hour'),
+    get('minute'),
+    get('second'),
+  );
   return wall - Math.floor(t / 1000) * 1000;
 }
 
@@ -121,7 +128,8 @@ export function describeCron(cron: string): string | null {
   if (!num(min) || !num(hour) || mon !== '*') return null;
   if (dom === '*' && dow === '*') return `every day at ${at()}`;
   if (dom === '*' && dow === '1-5') return `on weekdays at ${at()}`;
-  if (dom === '*' && num(dow) && Number(dow) <= 7) return `every ${DAYS[Number(dow) % 7]} at ${at()}`;
+  if (dom === '*' && num(dow) && Number(dow) <= 7)
+    return `every ${DAYS[Number(dow) % 7]} at ${at()}`;
   if (num(dom) && dow === '*') return `on day ${dom} of every month at ${at()}`;
   return null;
 }

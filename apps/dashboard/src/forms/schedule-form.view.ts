@@ -53,9 +53,10 @@ export function scheduleForm(opts: {
   const zones = h(
     'datalist',
     { id: 'time-zones' },
-    (typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : ['UTC']).map(
-      (z) => h('option', { value: z }),
-    ),
+    (typeof Intl.supportedValuesOf === 'function'
+      ? Intl.supportedValuesOf('timeZone')
+      : ['UTC']
+    ).map((z) => h('option', { value: z })),
   );
   const tz = textInput(state, 'timeZone', { list: 'time-zones', autocomplete: 'off' }, () => {
     v.clearError('timeZone');
@@ -121,7 +122,9 @@ export function scheduleForm(opts: {
 }
 
 /** "Start [N] rounds now". */
-export function startRoundsForm(opts: { submit: (rounds: number) => Promise<unknown> }): HTMLFormElement {
+export function startRoundsForm(opts: {
+  submit: (rounds: number) => Promise<unknown>;
+}): HTMLFormElement {
   const state = { rounds: '10' };
   const v = new FormView<'rounds'>();
   const button = h('button', { type: 'submit', class: 'primary' }, 'Start');

@@ -61,7 +61,7 @@ export function federationPage(
   // Arrow keys move between the tabs, as in any tab bar.
   nav.addEventListener('keydown', (ev) => {
     if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
-    const links = [...nav.querySelectorAll('a')];
+    const links = Array.from(nav.querySelectorAll('a'));
     const i = links.indexOf(document.activeElement as HTMLAnchorElement);
     if (i < 0) return;
     ev.preventDefault();

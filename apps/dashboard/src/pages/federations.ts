@@ -14,7 +14,9 @@ export function federationsPage(ctx: Ctx): View {
       'header',
       { class: 'page-header' },
       h('h1', { tabindex: -1 }, 'Federations'),
-      isAdmin(ctx) ? h('a', { class: 'button primary', href: '#/federations/new' }, 'New federation') : null,
+      isAdmin(ctx)
+        ? h('a', { class: 'button primary', href: '#/federations/new' }, 'New federation')
+        : null,
     ),
     body,
   );
@@ -34,7 +36,11 @@ function none(ctx: Ctx): HTMLElement {
     ? empty(
         'No federations yet.',
         'A federation is one model trained by a group of sites. Create one, then enrol its sites.',
-        h('a', { class: 'button primary', href: '#/federations/new' }, 'Create the first federation'),
+        h(
+          'a',
+          { class: 'button primary', href: '#/federations/new' },
+          'Create the first federation',
+        ),
       )
     : empty('No federations yet.', 'An admin has not created any federation on this aggregator.');
 }

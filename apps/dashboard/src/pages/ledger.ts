@@ -53,7 +53,9 @@ export function ledgerTab(ctx: Ctx, store: FederationStore, query: URLSearchPara
     if (store.sites.state !== 'ok') return;
     siteSelect.replaceChildren(
       h('option', { value: '' }, 'All sites'),
-      store.sites.data.map((s) => h('option', { value: s.id, selected: s.id === q.site }, s.name)),
+      ...store.sites.data.map((s) =>
+        h('option', { value: s.id, selected: s.id === q.site }, s.name),
+      ),
     );
     siteSelect.value = q.site;
   };
@@ -179,7 +181,10 @@ function pageView(fedId: string, q: LedgerQuery, page: LedgerPage): HTMLElement 
   if (!page.entries.length) {
     return q.site || q.round
       ? empty('No entries match these filters.', 'Clear the filters to see the whole ledger.')
-      : empty('The ledger is empty.', 'An entry is written each time a site releases an update under differential privacy.');
+      : empty(
+          'The ledger is empty.',
+          'An entry is written each time a site releases an update under differential privacy.',
+        );
   }
   const pages = Math.max(1, Math.ceil(page.total / page.pageSize));
   const from = (page.page - 1) * page.pageSize + 1;
@@ -187,7 +192,15 @@ function pageView(fedId: string, q: LedgerQuery, page: LedgerPage): HTMLElement 
   const link = (p: number, label: string, rel: string): HTMLElement =>
     p < 1 || p > pages
       ? h('span', { class: 'button secondary small disabled', 'aria-disabled': 'true' }, label)
-      : h('a', { class: 'button secondary small', rel, href: federationHref(fedId, 'ledger', { ...q, page: p }) }, label);
+      : h(
+          'a',
+          {
+            class: 'button secondary small',
+            rel,
+            href: federationHref(fedId, 'ledger', { ...q, page: p }),
+          },
+          label,
+        );
   return h(
     'div',
     null,
@@ -200,9 +213,17 @@ function pageView(fedId: string, q: LedgerQuery, page: LedgerPage): HTMLElement 
         h(
           'tr',
           null,
-          ['#', 'Site', 'Round', 'Mechanism', 'Cumulative ε', 'δ', 'Hash', 'Signature', 'Recorded'].map((c) =>
-            h('th', { scope: 'col' }, c),
-          ),
+          [
+            '#',
+            'Site',
+            'Round',
+            'Mechanism',
+            'Cumulative ε',
+            'δ',
+            'Hash',
+            'Signature',
+            'Recorded',
+          ].map((c) => h('th', { scope: 'col' }, c)),
         ),
       ),
       h('tbody', null, page.entries.map(entryRow)),
@@ -232,7 +253,11 @@ function entryRow(e: LedgerEntry): HTMLElement {
       `${m.level}: z=${m.noiseMultiplier}, q=${m.samplingRate}, steps=${m.steps}, C=${m.clipNorm}`,
       m.survivorsAssumed ? `, t=${m.survivorsAssumed}` : '',
     ),
-    h('td', { class: `num${over ? ' bad' : ''}` }, `${e.cumulativeEpsilon.toFixed(3)} / ${e.epsilonLimit}`),
+    h(
+      'td',
+      { class: `num${over ? ' bad' : ''}` },
+      `${e.cumulativeEpsilon.toFixed(3)} / ${e.epsilonLimit}`,
+    ),
     h('td', { class: 'num' }, String(e.delta)),
     h('td', null, h('code', { title: `hash ${e.hash}\nprev ${e.prevHash}` }, short(e.hash))),
     h('td', null, h('code', { title: e.signature }, short(e.signature))),
@@ -243,7 +268,11 @@ function entryRow(e: LedgerEntry): HTMLElement {
 function verifyView(r: VerifyResult): HTMLElement {
   return h(
     'section',
-    { class: `verify ${r.ok ? 'verify-ok' : 'verify-bad'}`, 'data-testid': 'verify-result', 'aria-label': 'Verification result' },
+    {
+      class: `verify ${r.ok ? 'verify-ok' : 'verify-bad'}`,
+      'data-testid': 'verify-result',
+      'aria-label': 'Verification result',
+    },
     h('h3', null, r.ok ? '✓ The ledger verifies' : '✗ The ledger does not verify'),
     h(
       'ul',
@@ -263,7 +292,15 @@ function verifyView(r: VerifyResult): HTMLElement {
       ? h(
           'table',
           { class: 'table compact', 'aria-label': 'Discrepancies' },
-          h('thead', null, h('tr', null, ['#', 'Site', 'Kind', 'Message'].map((c) => h('th', { scope: 'col' }, c)))),
+          h(
+            'thead',
+            null,
+            h(
+              'tr',
+              null,
+              ['#', 'Site', 'Kind', 'Message'].map((c) => h('th', { scope: 'col' }, c)),
+            ),
+          ),
           h(
             'tbody',
             null,

@@ -22,7 +22,11 @@ export function metricsTab(_ctx: Ctx, store: FederationStore): TabView {
   const draw = (): void => {
     const r = store.rounds;
     if (r.state === 'loading') return fill(body, loading('metrics'));
-    if (r.state === 'error') return fill(body, errorBox(r.message, () => void store.refresh(['rounds'])));
+    if (r.state === 'error')
+      return fill(
+        body,
+        errorBox(r.message, () => void store.refresh(['rounds'])),
+      );
     const key = r.data.map((x) => `${x.number}:${x.state}`).join(',');
     if (key === drawn) return; // live events that change nothing here do not redraw the charts
     drawn = key;
@@ -30,7 +34,10 @@ export function metricsTab(_ctx: Ctx, store: FederationStore): TabView {
     if (!accuracy.length) {
       return fill(
         body,
-        empty('No evaluated rounds yet.', 'Accuracy, AUC and loss appear here after the first round commits.'),
+        empty(
+          'No evaluated rounds yet.',
+          'Accuracy, AUC and loss appear here after the first round commits.',
+        ),
       );
     }
     fill(
@@ -62,8 +69,15 @@ export function metricsTab(_ctx: Ctx, store: FederationStore): TabView {
           yMin: 0,
           format: (y) => y.toFixed(3),
           series: [
-            { name: 'Held-out loss', points: metricSeries(r.data, (x) => x.metrics?.evaluation?.loss) },
-            { name: 'Training loss', points: metricSeries(r.data, (x) => x.metrics?.trainLoss), dashed: true },
+            {
+              name: 'Held-out loss',
+              points: metricSeries(r.data, (x) => x.metrics?.evaluation?.loss),
+            },
+            {
+              name: 'Training loss',
+              points: metricSeries(r.data, (x) => x.metrics?.trainLoss),
+              dashed: true,
+            },
           ],
         }),
       ),

@@ -20,7 +20,10 @@ export function overviewTab(_ctx: Ctx, store: FederationStore): TabView {
     h(
       'dl',
       { class: 'settings' },
-      ...pair('Model', `${modelSummary(fed)} (${fed.parameters.toLocaleString('en-US')} parameters)`),
+      ...pair(
+        'Model',
+        `${modelSummary(fed)} (${fed.parameters.toLocaleString('en-US')} parameters)`,
+      ),
       ...pair('Strategy', fed.strategy),
       ...pair(
         'Local training',
@@ -55,7 +58,9 @@ export function overviewTab(_ctx: Ctx, store: FederationStore): TabView {
       stat(
         'Sites',
         sites ? String(sites.filter((s) => s.status === 'approved').length) : '…',
-        sites ? `${sites.filter((s) => s.status === 'approved' && store.isConnected(s)).length} connected, ${sites.filter((s) => s.status === 'pending').length} pending` : '',
+        sites
+          ? `${sites.filter((s) => s.status === 'approved' && store.isConnected(s)).length} connected, ${sites.filter((s) => s.status === 'pending').length} pending`
+          : '',
         federationHref(fed.id, 'sites'),
       ),
       stat(

@@ -9,8 +9,16 @@ import type { Round, Run, Schedule } from '../types';
 import type { TabView } from './federation';
 
 const ROUND_TONES: Record<string, string> = { committed: 'ok', aborted: 'bad' };
-const RUN_TONES: Record<Run['status'], string> = { running: 'progress', completed: 'ok', stopped: 'warn' };
-const SCHEDULE_TONES: Record<Schedule['status'], string> = { active: 'ok', paused: 'warn', ended: 'neutral' };
+const RUN_TONES: Record<Run['status'], string> = {
+  running: 'progress',
+  completed: 'ok',
+  stopped: 'warn',
+};
+const SCHEDULE_TONES: Record<Schedule['status'], string> = {
+  active: 'ok',
+  paused: 'warn',
+  ended: 'neutral',
+};
 
 export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
   const base = `/api/v1/federations/${store.fed.id}`;
@@ -120,11 +128,20 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
   const drawSchedules = (): void => {
     const s = store.schedules;
     if (s.state === 'loading') return fill(schedules, loading('schedules'));
-    if (s.state === 'error') return fill(schedules, errorBox(s.message, () => void store.refresh(['schedules'])));
+    if (s.state === 'error')
+      return fill(
+        schedules,
+        errorBox(s.message, () => void store.refresh(['schedules'])),
+      );
     if (!s.data.length) {
       return fill(
         schedules,
-        empty('No schedules.', admin ? 'Add one below, e.g. every night at 02:00 in your time zone.' : 'An admin can schedule rounds on a calendar.'),
+        empty(
+          'No schedules.',
+          admin
+            ? 'Add one below, e.g. every night at 02:00 in your time zone.'
+            : 'An admin can schedule rounds on a calendar.',
+        ),
       );
     }
     fill(
@@ -161,8 +178,14 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
               h('td', { class: 'num' }, String(sc.roundsPerTrigger)),
               h(
                 'td',
-                { title: sc.nextRunAt ? `${dateTime(sc.nextRunAt, sc.timeZone)} ${sc.timeZone}` : '' },
-                sc.nextRunAt && !sc.paused ? `${dateTime(sc.nextRunAt)} (${relative(sc.nextRunAt)})` : '—',
+                {
+                  title: sc.nextRunAt
+                    ? `${dateTime(sc.nextRunAt, sc.timeZone)} ${sc.timeZone}`
+                    : '',
+                },
+                sc.nextRunAt && !sc.paused
+                  ? `${dateTime(sc.nextRunAt)} (${relative(sc.nextRunAt)})`
+                  : '—',
               ),
               h(
                 'td',
@@ -177,10 +200,34 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
                     'td',
                     { class: 'row-actions' },
                     sc.status === 'active'
-                      ? h('button', { type: 'button', class: 'small secondary', onClick: () => void call(() => ctx.api.post(`${base}/schedules/${sc.id}/pause`), 'Schedule paused') }, 'Pause')
+                      ? h(
+                          'button',
+                          {
+                            type: 'button',
+                            class: 'small secondary',
+                            onClick: () =>
+                              void call(
+                                () => ctx.api.post(`${base}/schedules/${sc.id}/pause`),
+                                'Schedule paused',
+                              ),
+                          },
+                          'Pause',
+                        )
                       : null,
                     sc.status === 'paused'
-                      ? h('button', { type: 'button', class: 'small secondary', onClick: () => void call(() => ctx.api.post(`${base}/schedules/${sc.id}/resume`), 'Schedule resumed') }, 'Resume')
+                      ? h(
+                          'button',
+                          {
+                            type: 'button',
+                            class: 'small secondary',
+                            onClick: () =>
+                              void call(
+                                () => ctx.api.post(`${base}/schedules/${sc.id}/resume`),
+                                'Schedule resumed',
+                              ),
+                          },
+                          'Resume',
+                        )
                       : null,
                     h(
                       'button',
@@ -188,8 +235,17 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
                         type: 'button',
                         class: 'small danger-outline',
                         onClick: () =>
-                          void confirmDialog('Delete this schedule?', `${sc.cron} (${sc.timeZone}) will no longer start rounds.`, 'Delete').then(
-                            (ok) => ok && call(() => ctx.api.delete(`${base}/schedules/${sc.id}`), 'Schedule deleted'),
+                          void confirmDialog(
+                            'Delete this schedule?',
+                            `${sc.cron} (${sc.timeZone}) will no longer start rounds.`,
+                            'Delete',
+                          ).then((ok) =>
+                            ok
+                              ? call(
+                                  () => ctx.api.delete(`${base}/schedules/${sc.id}`),
+                                  'Schedule deleted',
+                                )
+                              : undefined,
                           ),
                       },
                       'Delete',
@@ -206,8 +262,13 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
   const drawHistory = (): void => {
     const r = store.rounds;
     if (r.state === 'loading') return fill(history, loading('rounds'));
-    if (r.state === 'error') return fill(history, errorBox(r.message, () => void store.refresh(['rounds'])));
-    if (!r.data.length) return fill(history, empty('No rounds yet.', 'Rounds appear here as soon as they start.'));
+    if (r.state === 'error')
+      return fill(
+        history,
+        errorBox(r.message, () => void store.refresh(['rounds'])),
+      );
+    if (!r.data.length)
+      return fill(history, empty('No rounds yet.', 'Rounds appear here as soon as they start.'));
     fill(history, roundsTable([...r.data].reverse()));
   };
 
@@ -222,21 +283,33 @@ export function roundsTab(ctx: Ctx, store: FederationStore): TabView {
         h(
           'table',
           { class: 'table compact', 'aria-label': 'Runs' },
-          h('thead', null, h('tr', null, ['Run', 'Status', 'Rounds', 'Started', 'Reason'].map((c) => h('th', { scope: 'col' }, c)))),
+          h(
+            'thead',
+            null,
+            h(
+              'tr',
+              null,
+              ['Run', 'Status', 'Rounds', 'Started', 'Reason'].map((c) =>
+                h('th', { scope: 'col' }, c),
+              ),
+            ),
+          ),
           h(
             'tbody',
             null,
-            [...store.runs.data].reverse().map((run) =>
-              h(
-                'tr',
-                null,
-                h('td', null, h('code', null, shortId(run.id))),
-                h('td', null, badge(run.status, RUN_TONES[run.status])),
-                h('td', { class: 'num' }, `${run.roundsDone}/${run.roundsRequested}`),
-                h('td', { title: dateTime(run.createdAt) }, relative(run.createdAt)),
-                h('td', { class: 'muted' }, run.reason ?? ''),
+            [...store.runs.data]
+              .reverse()
+              .map((run) =>
+                h(
+                  'tr',
+                  null,
+                  h('td', null, h('code', null, shortId(run.id))),
+                  h('td', null, badge(run.status, RUN_TONES[run.status])),
+                  h('td', { class: 'num' }, `${run.roundsDone}/${run.roundsRequested}`),
+                  h('td', { title: dateTime(run.createdAt) }, relative(run.createdAt)),
+                  h('td', { class: 'muted' }, run.reason ?? ''),
+                ),
               ),
-            ),
           ),
         ),
       ),
@@ -293,8 +366,8 @@ function roundsTable(rounds: Round[]): HTMLElement {
       h(
         'tr',
         null,
-        ['Round', 'State', 'Sites', 'Accuracy', 'AUC', 'Loss', 'Duration', 'Started', 'Reason'].map((c) =>
-          h('th', { scope: 'col' }, c),
+        ['Round', 'State', 'Sites', 'Accuracy', 'AUC', 'Loss', 'Duration', 'Started', 'Reason'].map(
+          (c) => h('th', { scope: 'col' }, c),
         ),
       ),
     ),
@@ -303,13 +376,19 @@ function roundsTable(rounds: Round[]): HTMLElement {
       null,
       rounds.map((r) => {
         const ev = r.metrics?.evaluation ?? null;
-        const sent = r.participants.filter((p) => p.status === 'submitted' || p.status === 'evaluated').length;
+        const sent = r.participants.filter(
+          (p) => p.status === 'submitted' || p.status === 'evaluated',
+        ).length;
         return h(
           'tr',
           { 'data-round': r.number },
           h('td', { class: 'num' }, String(r.number)),
           h('td', null, badge(r.state, ROUND_TONES[r.state] ?? 'progress')),
-          h('td', { class: 'num', title: r.participants.map((p) => `${p.name}: ${p.status}`).join('\n') }, `${sent}/${r.participants.length}`),
+          h(
+            'td',
+            { class: 'num', title: r.participants.map((p) => `${p.name}: ${p.status}`).join('\n') },
+            `${sent}/${r.participants.length}`,
+          ),
           h('td', { class: 'num' }, metric(ev?.accuracy)),
           h('td', { class: 'num' }, metric(ev?.auc)),
           h('td', { class: 'num' }, metric(ev?.loss)),

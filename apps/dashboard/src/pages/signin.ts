@@ -22,7 +22,12 @@ export function signinPage(opts: {
   const form = h(
     'form',
     { class: 'signin card', 'aria-labelledby': 'signin-title', novalidate: true },
-    h('div', { class: 'brand big' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Confide'),
+    h(
+      'div',
+      { class: 'brand big' },
+      h('span', { class: 'logo', 'aria-hidden': 'true' }),
+      'Confide',
+    ),
     h('h1', { id: 'signin-title', tabindex: -1 }, 'Sign in'),
     opts.notice ? h('p', { class: 'notice' }, opts.notice) : null,
     error,

@@ -37,7 +37,11 @@ export function sitesTab(ctx: Ctx, store: FederationStore): TabView {
   const draw = (): void => {
     const s = store.sites;
     if (s.state === 'loading') return fill(list, loading('sites'));
-    if (s.state === 'error') return fill(list, errorBox(s.message, () => void store.refresh(['sites'])));
+    if (s.state === 'error')
+      return fill(
+        list,
+        errorBox(s.message, () => void store.refresh(['sites'])),
+      );
     if (!s.data.length) {
       return fill(
         list,
@@ -60,7 +64,14 @@ export function sitesTab(ctx: Ctx, store: FederationStore): TabView {
           h(
             'tr',
             null,
-            ['Site', 'Status', 'Connection', 'Key fingerprint', 'Enrolled', isAdmin(ctx) ? 'Actions' : null]
+            [
+              'Site',
+              'Status',
+              'Connection',
+              'Key fingerprint',
+              'Enrolled',
+              isAdmin(ctx) ? 'Actions' : null,
+            ]
               .filter((c): c is string => c !== null)
               .map((c) => h('th', { scope: 'col' }, c)),
           ),
@@ -78,7 +89,11 @@ export function sitesTab(ctx: Ctx, store: FederationStore): TabView {
               h(
                 'td',
                 { 'data-testid': 'connection' },
-                h('span', { class: connected ? 'conn on' : 'conn off' }, connected ? 'connected' : 'offline'),
+                h(
+                  'span',
+                  { class: connected ? 'conn on' : 'conn off' },
+                  connected ? 'connected' : 'offline',
+                ),
               ),
               h('td', null, h('code', null, site.fingerprint)),
               h('td', { title: dateTime(site.createdAt) }, relative(site.createdAt)),
@@ -89,14 +104,24 @@ export function sitesTab(ctx: Ctx, store: FederationStore): TabView {
                     site.status === 'pending'
                       ? h(
                           'button',
-                          { type: 'button', class: 'small primary', onClick: () => void act(site, 'approve'), 'aria-label': `Approve ${site.name}` },
+                          {
+                            type: 'button',
+                            class: 'small primary',
+                            onClick: () => void act(site, 'approve'),
+                            'aria-label': `Approve ${site.name}`,
+                          },
                           'Approve',
                         )
                       : null,
                     site.status !== 'revoked'
                       ? h(
                           'button',
-                          { type: 'button', class: 'small danger-outline', onClick: () => void act(site, 'revoke'), 'aria-label': `Revoke ${site.name}` },
+                          {
+                            type: 'button',
+                            class: 'small danger-outline',
+                            onClick: () => void act(site, 'revoke'),
+                            'aria-label': `Revoke ${site.name}`,
+                          },
                           'Revoke',
                         )
                       : null,
@@ -126,7 +151,12 @@ export function sitesTab(ctx: Ctx, store: FederationStore): TabView {
       )
     : null;
   return {
-    el: h('div', { class: 'stack' }, enrol, h('section', { class: 'card' }, h('h2', null, 'Sites'), list)),
+    el: h(
+      'div',
+      { class: 'stack' },
+      enrol,
+      h('section', { class: 'card' }, h('h2', null, 'Sites'), list),
+    ),
     dispose,
   };
 }
