@@ -9,6 +9,8 @@
  * pre-generated random update and `round.evaluate` with fixed metrics. Each repetition is a run of
  * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
  */
+import { SecAggClient, fromBase64 as fromB64, type SecAggParams } from '@confide/secure-aggregation';
+import type { RoundSecAgg } from '@confide/protocol';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -40,6 +42,8 @@ interface Options {
   warmup: number;
   json: boolean;
   verbose: boolean;
+  /** Rounds with secure aggregation, without, or both side by side (the ratio). */
+  secure: 'on' | 'off' | 'both';
 }
 
 const USAGE = `Usage: node bin/run-ts.js bench/round/round.bench.ts [options]
@@ -53,6 +57,8 @@ Options:
                is sized to about M (2-50000000, default 1000000)
   --reps R     measured rounds (1-1000, default 5)
   --warmup W   rounds run first and not counted (0-100, default 1)
+  --secure S   on | off | both (default both: the same rounds with and without secure
+               aggregation, side by side, and their ratio roundRatio = with / without)
   --json       print one JSON object on stdout instead of the table
   --verbose    aggregator log lines on stderr
   --help       this text
@@ -88,6 +94,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         reps: { type: 'string' },
         warmup: { type: 'string' },
         json: { type: 'boolean', default: false },
+        secure: { type: 'string', default: 'both' },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -103,6 +110,10 @@ function parseOptions(argv: string[]): Options | 'help' {
     warmup: intOption('warmup', values.warmup, 1, 0, 100),
     json: values.json,
     verbose: values.verbose,
+    secure: ((): Options['secure'] => {
+      if (values.secure === 'on' || values.secure === 'off' || values.secure === 'both') return values.secure;
+      throw new UsageError(`--secure must be on, off or both, got "${String(values.secure)}"`);
+    })(),
   };
 }
 
@@ -153,6 +164,8 @@ async function runSites(): Promise<void> {
     return u;
   });
   const ended = new Map<number, number>();
+  const siteIds: string[] = [];
+  const secure: Array<{ client: SecAggClient; weight: number } | undefined> = [];
   let bytesToSites = 0;
   const sockets: WebSocket[] = [];
 
@@ -189,7 +202,23 @@ async function runSites(): Promise<void> {
             bytesToSites += data.length;
             if (isBinary) {
               const h = headerOf(data);
-              if (h['type'] === 'round.train') {
+              if (h['type'] === 'round.train' && h['secureAggregation']) {
+                // Secure aggregation: advertise now; the masked update goes out once shares arrive.
+                const info = h['secureAggregation'] as RoundSecAgg;
+                secure[k]?.client.destroy();
+                const client = new SecAggClient({
+                  siteId: siteIds[k]!,
+                  identitySecretKey: fromB64(identity.secretKey, 64),
+                  roster: new Map(info.roster.map((r) => [r.siteId, fromB64(r.publicKey, 32)])),
+                  runId: String(h['runId']),
+                  round: Number(h['round']),
+                  modelHash: String(h['modelHash']),
+                  params: info.params as unknown as SecAggParams,
+                  vectorLength: info.vectorLength,
+                });
+                secure[k] = { client, weight: (100 + k) / info.weightNormalizer };
+                json({ type: 'secagg.advertise', runId: h['runId'], round: h['round'], advertisement: client.advertise() });
+              } else if (h['type'] === 'round.train') {
                 const header = {
                   v: PROTOCOL_VERSION,
                   type: 'round.update',
@@ -212,7 +241,31 @@ async function runSites(): Promise<void> {
               return;
             }
             const m = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+            const s = secure[k];
+            const ref = { runId: m['runId'], round: m['round'] };
             switch (m['type']) {
+              case 'secagg.advertisements':
+                json({ type: 'secagg.shares', ...ref, shares: s!.client.shareKeys(m['advertisements'] as unknown[]) });
+                break;
+              case 'secagg.deliver': {
+                s!.client.receiveShares(m['shares'] as unknown[]);
+                const masked = s!.client.maskWeightedUpdate(updates[k]!, s!.weight);
+                const header = {
+                  v: PROTOCOL_VERSION,
+                  type: 'round.update',
+                  id: randomUUID(),
+                  ...ref,
+                  numExamples: 100 + k,
+                  trainLoss: 0.5,
+                };
+                ws.send(encodeFrame(header, masked), { binary: true });
+                break;
+              }
+              case 'secagg.unmask':
+                json({ type: 'secagg.unmasked', ...ref, response: s!.client.unmask(m['request']) });
+                s!.client.destroy();
+                secure[k] = undefined;
+                break;
               case 'challenge':
                 json({
                   type: 'login',
@@ -226,9 +279,11 @@ async function runSites(): Promise<void> {
                     setup.federationId,
                   ),
                   client: 'confide-round-bench',
+                  numExamples: 100 + k,
                 });
                 break;
               case 'welcome':
+                siteIds[k] = String(m['siteId']);
                 resolve();
                 break;
               case 'stats.request': {
@@ -351,6 +406,32 @@ const PHASES = [
 ] as const;
 
 async function runDriver(opts: Options): Promise<void> {
+  const modes = opts.secure === 'both' ? [false, true] : [opts.secure === 'on'];
+  const reports: Array<Awaited<ReturnType<typeof measure>>> = [];
+  for (const secure of modes) {
+    process.stderr.write(`--- ${secure ? 'with' : 'without'} secure aggregation ---\n`);
+    reports.push(await measure(opts, secure));
+  }
+  const median = (r: (typeof reports)[number]): number => r.summary.wallMs.median;
+  const roundRatio = reports.length === 2 ? median(reports[1]!) / median(reports[0]!) : null;
+  if (opts.json) {
+    process.stdout.write(
+      `${JSON.stringify({ benchmark: 'round', modes: reports, roundRatio, roundRatioTarget: 1.5 })}\n`,
+    );
+    return;
+  }
+  for (const r of reports) {
+    process.stdout.write(`\n=== ${r.secureAggregation ? 'WITH' : 'WITHOUT'} secure aggregation ===\n`);
+    printTable(r);
+  }
+  if (roundRatio !== null) {
+    process.stdout.write(
+      `\nroundRatio (median wall time with / without secure aggregation): ${roundRatio.toFixed(2)} (target <= 1.5)\n`,
+    );
+  }
+}
+
+async function measure(opts: Options, secureAggregation: boolean) {
   const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   // Imported here, not at the top, so the site process does not load tfjs and NestJS.
   const { parameterCount } = await import('@confide/ml');
@@ -370,6 +451,7 @@ async function runDriver(opts: Options): Promise<void> {
       roundTimeoutSeconds: 600,
       evaluationTimeoutSeconds: 120,
       seed: 1,
+      secureAggregation: { enabled: secureAggregation },
     });
     const identities = Array.from({ length: opts.sites }, () => generateIdentity());
     for (const [k, identity] of identities.entries()) {
@@ -460,7 +542,8 @@ async function runDriver(opts: Options): Promise<void> {
       );
     }
 
-    const report = {
+    return {
+      secureAggregation,
       benchmark: 'round',
       parameters: {
         sites: opts.sites,
@@ -480,8 +563,6 @@ async function runDriver(opts: Options): Promise<void> {
       rounds: measured,
       summary: summarise(measured),
     };
-    if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-    else printTable(report);
   } finally {
     if (sites && sites.exitCode === null && sites.connected) {
       const child = sites;

@@ -628,6 +628,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     siteDp: { noiseMultiplier: number; clipNorm: number } | null,
   ): Promise<SecureSetup> {
     const sa = fed.config.secureAggregation!;
+    // Weighted averaging under masking needs every weight up front (as a share of the public total).
+    for (const p of active.participantList()) {
+      if (p.status === 'selected' && fed.config.dp?.level !== 'site' && this.sessions.get(p.siteId)?.numExamples === undefined) {
+        p.status = 'skipped';
+        p.detail = 'the site did not announce its number of training records at login, which secure aggregation needs';
+      }
+    }
     const chosen = active.participantList().filter((p) => p.status === 'selected');
     const n = chosen.length;
     if (n < 2) throw new Error(`it needs at least 2 sites; ${n} selected`);
