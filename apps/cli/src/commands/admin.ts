@@ -144,6 +144,17 @@ export const adminCommands: Command[] = [
       },
       optimizer: { type: 'string', value: 'NAME', description: 'sgd|adam', default: 'adam' },
       seed: { type: 'string', value: 'N', description: 'seed of the initial weights' },
+      dp: {
+        type: 'string',
+        value: 'JSON',
+        description:
+          'differential privacy, e.g. \'{"level":"record","noiseMultiplier":3,"clipNorm":1,"delta":1e-5,"epsilonLimit":2}\' (default: none)',
+      },
+      'secure-aggregation': {
+        type: 'string',
+        value: 'JSON',
+        description: 'secure aggregation settings, e.g. \'{"enabled":true,"threatModel":"semi-malicious"}\' (default: on)',
+      },
     },
     async (opts, _p, io) => {
       const modelText = str(opts, 'model');
@@ -168,6 +179,8 @@ export const adminCommands: Command[] = [
         learningRate: numberOption(opts, 'learning-rate', { min: 0 }),
         optimizer: choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const),
         ...(seed === undefined ? {} : { seed }),
+        ...jsonOption(opts, 'dp'),
+        ...jsonOption(opts, 'secure-aggregation', 'secureAggregation'),
       });
       print(opts, io, f, () => f.id);
       if (!opts['json']) io.err(`Created federation "${f.name}" (${f.parameters} parameters).`);
@@ -377,6 +390,17 @@ export const adminCommands: Command[] = [
     },
   ),
 ];
+
+/** `{ [key]: parsed JSON }` for a JSON-valued option, `{}` when absent; a usage error when not JSON. */
+function jsonOption(opts: ParsedOptions, name: string, key = name): Record<string, unknown> {
+  const raw = opts[name];
+  if (raw === undefined) return {};
+  try {
+    return { [key]: JSON.parse(String(raw)) as unknown };
+  } catch (e) {
+    throw new UsageError(`--${name} must be JSON: ${(e as Error).message}`);
+  }
+}
 
 function roundLine(r: Round): string {
   const ev = r.metrics?.evaluation;
