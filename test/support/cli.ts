@@ -115,6 +115,31 @@ export class CliProcess {
     });
   }
 
+  /** Waits for the process to exit by itself; fails after `timeoutMs` (leaving it running). */
+  async waitForExit(
+    timeoutMs: number,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.exited,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `${this.describe()} still running after ${timeoutMs} ms\n--- stderr\n${this.stderr}`,
+                ),
+              ),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Sends `signal` (if still running) and waits for the exit; SIGKILLs after `timeoutMs`. */
   async stop(
     signal: NodeJS.Signals = 'SIGTERM',

@@ -10,7 +10,6 @@ export function configureApp(app: INestApplication, log: (line: string) => void)
   // Site messages are routed by FlGateway itself: the adapter's parser drops every frame.
   app.useWebSocketAdapter(new WsAdapter(app, { messageParser: () => undefined }));
   app.useGlobalFilters(new ApiExceptionFilter(log));
-  app.enableShutdownHooks();
   app.use(dashboardFallback(app.get(DashboardAssets)));
   const doc = SwaggerModule.createDocument(
     app,
