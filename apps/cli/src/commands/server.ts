@@ -41,9 +41,6 @@ export const serverCommand: Command = {
     const dataDir = resolve(String(opts['data-dir']));
     // Loaded here, not at the top: the other commands must not pay for NestJS and TypeORM.
     const { startAggregator } = await import('@confide/aggregator');
-    const signalListeners = (): Array<[NodeJS.Signals, Set<NodeJS.SignalsListener>]> =>
-      STOP_SIGNALS.map((sig) => [sig, new Set(process.listeners(sig))]);
-    const before = new Map(signalListeners());
     const agg = await startAggregator({
       port,
       host: String(opts['host']),
@@ -51,21 +48,11 @@ export const serverCommand: Command = {
       dataDir,
       log: (line) => io.err(`[aggregator] ${line}`),
     });
-    // NestJS's shutdown hooks re-raise SIGINT/SIGTERM once the app is closed, killing the process by the
-    // signal before agg.close() has closed the database. This command shuts the aggregator down itself:
-    // its own handlers go in first (a signal with no handler at all would kill the process), then Nest's go.
-    const ours = new Set<NodeJS.SignalsListener>();
+    // The aggregator does not install NestJS's shutdown hooks (they re-raise the signal and kill the
+    // process before the database is closed): this command stops it itself.
     const stopped = new Promise<NodeJS.Signals>((resolveStop) => {
-      for (const sig of STOP_SIGNALS) {
-        const onSignal = (): void => resolveStop(sig);
-        ours.add(onSignal);
-        process.once(sig, onSignal);
-      }
+      for (const sig of STOP_SIGNALS) process.once(sig, () => resolveStop(sig));
     });
-    for (const [sig, now] of signalListeners()) {
-      for (const l of now)
-        if (!before.get(sig)!.has(l) && !ours.has(l)) process.removeListener(sig, l);
-    }
     io.err(`Confide aggregator listening on http://${String(opts['host'])}:${agg.port}`);
     io.err(`  database:   ${agg.db.description}`);
     io.err(`  REST API:   ${agg.url}/api/v1   (OpenAPI: ${agg.url}/api/docs)`);
