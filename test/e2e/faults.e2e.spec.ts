@@ -32,6 +32,12 @@ interface RoundView {
 
 const RUN_TIMEOUT = 20_000;
 
+/**
+ * These cases exercise the plain (unmasked) update path with raw protocol sites; dropouts under secure
+ * aggregation, which is on by default, are covered in secure-aggregation.e2e.spec.ts.
+ */
+const PLAIN = { secureAggregation: { enabled: false } };
+
 describe(`site protocol faults against a real aggregator (${databaseKind})`, () => {
   let env: Awaited<ReturnType<typeof testAggregator>>;
   let agg: RunningAggregator;
@@ -251,7 +257,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     ])(
       'rejects $what with $code and commits the round with the other two sites',
       async ({ code, vector }) => {
-        const fedId = (await createFederation(api, { minSites: 2 })).id;
+        const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
         const sites = await enrolSites(api, fedId, 3);
         await node(fedId, sites[0]!);
         await node(fedId, sites[1]!);
@@ -328,7 +334,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     }, 15_000);
 
     it('commits the round with the two remaining sites when a third disconnects mid-round (minSites 2)', async () => {
-      const fedId = (await createFederation(api, { minSites: 2 })).id;
+      const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
       const sites = await enrolSites(api, fedId, 3);
       await node(fedId, sites[0]!);
       await node(fedId, sites[1]!);
@@ -357,7 +363,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     }, 30_000);
 
     it('aborts the round naming minSites and stops the run when one of two sites disconnects mid-round (minSites 2)', async () => {
-      const fedId = (await createFederation(api, { minSites: 2 })).id;
+      const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
       const sites = await enrolSites(api, fedId, 2);
       await node(fedId, sites[0]!);
       await rawParticipant(fedId, sites[1]!, (s) => s.close());
@@ -382,7 +388,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     }, 30_000);
 
     it('asks a site that reconnects during the feature-statistics phase for its statistics again', async () => {
-      const fedId = (await createFederation(api, { minSites: 2 })).id;
+      const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
       const sites = await enrolSites(api, fedId, 3);
       await node(fedId, sites[0]!);
       await node(fedId, sites[1]!);
@@ -440,7 +446,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     }, 30_000);
 
     it('resumes the round when a client node’s connection is cut mid-round and it reconnects on its own', async () => {
-      const fedId = (await createFederation(api, { minSites: 2 })).id;
+      const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
       const sites = await enrolSites(api, fedId, 3);
       await node(fedId, sites[0]!);
       await node(fedId, sites[1]!);

@@ -481,10 +481,13 @@ export class ClientNode {
       let rawUpdate = subtract(local, global);
       if (msg.privacy?.level === 'site') {
         // DP-FedAvg: clip the whole update to C, add this site's share of the Gaussian noise so the sum
-        // of t honest shares carries standard deviation z*C.
+        // of t honest shares carries standard deviation z*C. Under secure aggregation the share is drawn
+        // in the integer domain instead (a discrete Gaussian, after quantization), not here as well.
         const t = msg.privacy.survivorsAssumed ?? 1;
         rawUpdate = clipL2(rawUpdate, msg.privacy.clipNorm).clipped;
-        rawUpdate = addGaussianNoise(rawUpdate, (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t));
+        if (!msg.secureAggregation) {
+          rawUpdate = addGaussianNoise(rawUpdate, (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t));
+        }
       }
       const update = await applyTransforms(rawUpdate, this.opts.transforms ?? [], {
         federationId: this.opts.federationId,

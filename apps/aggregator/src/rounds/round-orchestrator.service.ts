@@ -472,8 +472,16 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       );
       return { number: row.number, aborted: false };
     } finally {
+      // Slots still held when the round ends can no longer be used: free the chain for what follows.
+      for (const siteId of [...active.slots.keys()]) this.releaseSlot(active, siteId);
       loop.active = null;
     }
+  }
+
+  /** Gives back the ledger slot `siteId` holds in this round, if any. */
+  private releaseSlot(active: ActiveRound, siteId: string): void {
+    active.slots.get(siteId)?.release();
+    active.slots.delete(siteId);
   }
 
   private async collectFeatureStats(
@@ -651,13 +659,21 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     // Site-level DP noise is added after quantization, inside the clip's headroom.
     const noiseRoom = siteDp ? (10 * siteDp.noiseMultiplier * siteDp.clipNorm) / Math.sqrt(active.survivorsAssumed ?? t) : 0;
     const clip = sa.clip + noiseRoom;
+    let scale = chooseScale(clip, n);
+    if (siteDp) {
+      // Each site draws its share of the noise from a discrete Gaussian of variance
+      // (z * C * scale)^2 / survivorsAssumed, which the sampler supports up to 1e14: coarsen the scale
+      // until the share is drawable (it still resolves far below the noise).
+      const shares = active.survivorsAssumed ?? t;
+      while ((siteDp.noiseMultiplier * siteDp.clipNorm * scale) ** 2 / shares > 1e14) scale /= 2;
+    }
     const params: SecAggParams = {
       threshold: t,
       graph,
       ...(k !== undefined ? { k } : {}),
       threatModel: sa.threatModel,
       clip,
-      scale: chooseScale(clip, n),
+      scale,
       maxSites: n,
     };
     const sites = new Map((await this.siteRepo.list(fed.id)).map((s) => [s.id, s]));
@@ -885,6 +901,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         } catch (e) {
           p.status = 'rejected';
           p.detail = (e as Error).message;
+          // A rejected site never uses the ledger slot it may hold: hand it to the next site now.
+          this.releaseSlot(active, session.siteId);
           active.signal.notify();
           throw e;
         }
@@ -1008,6 +1026,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         }
         p.status = 'declined';
         p.detail = `${msg.code}: ${msg.reason}`;
+        this.releaseSlot(active, session.siteId);
         break;
       }
     }
@@ -1041,8 +1060,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     if (!active) return;
     if (active.participants.has(session.siteId)) {
       // A site that vanishes while holding the ledger's next position gives it up.
-      active.slots.get(session.siteId)?.release();
-      active.slots.delete(session.siteId);
+      this.releaseSlot(active, session.siteId);
       active.disconnectedAt.set(session.siteId, this.clock.now().getTime());
       // Re-check once the grace period has passed.
       setTimeout(() => active.signal.notify(), this.config.reconnectGraceMs + 5).unref();
