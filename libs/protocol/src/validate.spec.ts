@@ -62,6 +62,11 @@ const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
     code: 'SCHEMA_MISMATCH',
     reason: 'no label column',
   },
+  'ledger.reserve': { v: 1, type: 'ledger.reserve', id: 'm6', runId: 'r1', round: 1 },
+  'secagg.advertise': { v: 1, type: 'secagg.advertise', id: 'm7', runId: 'r1', round: 1, advertisement: { siteId: 's' } },
+  'secagg.shares': { v: 1, type: 'secagg.shares', id: 'm8', runId: 'r1', round: 1, shares: [] },
+  'secagg.signature': { v: 1, type: 'secagg.signature', id: 'm9', runId: 'r1', round: 1, signature: { siteId: 's' } },
+  'secagg.unmasked': { v: 1, type: 'secagg.unmasked', id: 'm10', runId: 'r1', round: 1, response: { siteId: 's' } },
 };
 
 /** One valid example of every message the aggregator sends. */
@@ -82,6 +87,24 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     modelSpec: { kind: 'logistic', inputDim: 2 },
     train: { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'adam' },
     standardization: { mean: [0, 1], std: [1, 2] },
+    privacy: {
+      level: 'record',
+      noiseMultiplier: 1.1,
+      clipNorm: 1,
+      delta: 1e-5,
+      epsilonLimit: 1,
+      siteSamplingRate: null,
+      survivorsAssumed: null,
+    },
+    secureAggregation: {
+      params: { threshold: 2 },
+      roster: [
+        { siteId: 'a', publicKey: 'cGs=' },
+        { siteId: 'b', publicKey: 'cGs=' },
+      ],
+      weightNormalizer: 300,
+      vectorLength: 4,
+    },
     deadline: '2030-01-01T00:00:00.000Z',
   },
   'round.evaluate': {
@@ -102,6 +125,22 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     outcome: 'aborted',
     reason: 'too few sites',
   },
+  'ledger.slot': {
+    v: 1,
+    type: 'ledger.slot',
+    id: 's8',
+    runId: 'r1',
+    round: 2,
+    seq: 3,
+    prevHash: 'a'.repeat(64),
+    createdAt: '2030-01-01T00:00:00.000Z',
+    epsilonLimit: 1,
+    delta: 1e-5,
+  },
+  'secagg.advertisements': { v: 1, type: 'secagg.advertisements', id: 's9', runId: 'r1', round: 2, advertisements: [] },
+  'secagg.deliver': { v: 1, type: 'secagg.deliver', id: 's10', runId: 'r1', round: 2, shares: [] },
+  'secagg.consistency': { v: 1, type: 'secagg.consistency', id: 's11', runId: 'r1', round: 2, request: {} },
+  'secagg.unmask': { v: 1, type: 'secagg.unmask', id: 's12', runId: 'r1', round: 2, request: {} },
 };
 
 const SIDES = [
