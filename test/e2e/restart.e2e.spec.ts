@@ -64,7 +64,10 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
     dataDir = db.url ? undefined : mkdtempSync(join(tmpdir(), 'confide-restart-'));
     first = await startAggregator(options());
     api = new ApiClient(first.url, first.initialAdminToken!);
-    fedId = (await createFederation(api, { minSites: 2, roundTimeoutSeconds: 600 })).id;
+    // Plain updates: the silent raw site speaks the unmasked protocol (it never advertises keys).
+    fedId = (
+      await createFederation(api, { minSites: 2, roundTimeoutSeconds: 600, secureAggregation: { enabled: false } })
+    ).id;
     const sites: TestSite[] = await enrolSites(api, fedId, 3);
 
     // Run 1: one committed round with two client nodes.
