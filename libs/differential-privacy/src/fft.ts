@@ -85,24 +85,52 @@ export function fft(re: Float64Array, im: Float64Array, inverse = false): void {
   }
 }
 
-/** Linear convolution of two real sequences by FFT (scipy.signal.fftconvolve, mode 'full'). */
+/**
+ * Linear convolution of two real sequences by FFT (scipy.signal.fftconvolve, mode 'full'). Both
+ * are packed into one complex transform (a + ib), so a convolution costs two transforms of the
+ * output's size; squaring (a === b) needs no unpacking.
+ */
 export function convolve(a: Float64Array, b: Float64Array): Float64Array {
   const outLen = a.length + b.length - 1;
   const n = nextPow2(outLen);
-  const ar = new Float64Array(n);
-  const ai = new Float64Array(n);
-  const br = new Float64Array(n);
-  const bi = new Float64Array(n);
-  ar.set(a);
-  br.set(b);
-  fft(ar, ai);
-  fft(br, bi);
-  for (let k = 0; k < n; k++) {
-    const r = ar[k]! * br[k]! - ai[k]! * bi[k]!;
-    const i = ar[k]! * bi[k]! + ai[k]! * br[k]!;
-    ar[k] = r;
-    ai[k] = i;
+  const re = new Float64Array(n);
+  const im = new Float64Array(n);
+  re.set(a);
+  if (a === b) {
+    fft(re, im);
+    for (let k = 0; k < n; k++) {
+      const x = re[k]!;
+      const y = im[k]!;
+      re[k] = x * x - y * y;
+      im[k] = 2 * x * y;
+    }
+  } else {
+    im.set(b);
+    fft(re, im);
+    // With Z = FFT(a + ib): A_k = (Z_k + conj Z_{n-k}) / 2, B_k = (Z_k - conj Z_{n-k}) / (2i), and
+    // A_k B_k = (Z_k^2 - conj(Z_{n-k})^2) / (4i). Pairs (k, n-k) are updated together.
+    for (let k = 0; k <= n / 2; k++) {
+      const j = (n - k) % n;
+      const zr = re[k]!;
+      const zi = im[k]!;
+      const wr = re[j]!;
+      const wi = -im[j]!; // conj Z_{n-k}
+      // P_k = (Z_k^2 - W^2) / (4i), with W = conj Z_{n-k}
+      const pr = (2 * zr * zi - 2 * wr * wi) / 4;
+      const pi = -(zr * zr - zi * zi - (wr * wr - wi * wi)) / 4;
+      // P_{n-k} from Z_{n-k} and conj Z_k
+      const ur = re[j]!;
+      const ui = im[j]!;
+      const vr = zr;
+      const vi = -zi;
+      const qr = (2 * ur * ui - 2 * vr * vi) / 4;
+      const qi = -(ur * ur - ui * ui - (vr * vr - vi * vi)) / 4;
+      re[k] = pr;
+      im[k] = pi;
+      re[j] = qr;
+      im[j] = qi;
+    }
   }
-  fft(ar, ai, true);
-  return ar.slice(0, outLen);
+  fft(re, im, true);
+  return re.slice(0, outLen);
 }

@@ -1,12 +1,26 @@
 /**
- * @confide/differential-privacy: clipping, CSPRNG noise (continuous and integer), and privacy
- * accounting (RDP as Opacus, PLD as dp_accounting) for DP-SGD and DP-FedAvg. Pure TypeScript.
+ * @confide/differential-privacy: L2 clipping, CSPRNG noise (continuous and integer-valued) and
+ * privacy accounting (RDP as Opacus' RDPAccountant, PLD as dp_accounting's PLDAccountant) for
+ * DP-SGD and DP-FedAvg. Pure TypeScript: typed arrays in, typed arrays and numbers out.
+ *
+ * @example
+ * import { clipL2, addGaussianNoise, computeEpsilon } from '@confide/differential-privacy';
+ * const { clipped } = clipL2(update, 1.0);                 // sensitivity 1
+ * const noisy = addGaussianNoise(clipped, 1.1 * 1.0);      // noise multiplier 1.1
+ * computeEpsilon({ q: 0.01, sigma: 1.1, steps: 1000 }, 1e-5); // { epsilon, order }
  */
+
+/** Errors: `new DpError(DpErrorCode.INVALID_DELTA, ...)`; every public function throws these. */
 export { DpError, DpErrorCode } from './errors';
+/** Randomness: `gaussianNoise(n, s, cryptoRandomSource)` (the default). */
 export { cryptoRandomSource, type RandomSource } from './random';
+/** Clipping: `clipL2(update, c)`, `clipFactors(perExampleGrads, batchSize, c)`. */
 export { clipL2, clipFactors } from './clip';
+/** Continuous Gaussian noise: `gaussianNoise(n, sigma)`, `addGaussianNoise(v, sigma)`. */
 export { gaussianNoise, addGaussianNoise } from './gaussian';
+/** Integer noise for secure aggregation: `sampleSkellam(distributedNoiseShare({ sigma, t }).skellamMu, n)`. */
 export { sampleDiscreteGaussian, sampleSkellam, distributedNoiseShare } from './discrete';
+/** RDP of the subsampled Gaussian: `rdpToEpsilon(rdpSubsampledGaussian(q, s).map((r) => r * T), DEFAULT_ORDERS, 1e-5)`. */
 export {
   DEFAULT_ORDERS,
   rdpSubsampledGaussian,
@@ -14,6 +28,7 @@ export {
   type EpsilonAtOrder,
   type RdpConversion,
 } from './rdp';
+/** Accounting: `computeEpsilon({ history }, delta)`, `findNoiseMultiplier({ targetEpsilon, delta, q, steps })`. */
 export {
   composeRdp,
   computeEpsilon,
@@ -24,5 +39,7 @@ export {
   type NoiseSearch,
   type PrivacyInput,
 } from './accountant';
+/** PLD accounting: `new PldAccountant().compose({ q, sigma, steps }).getEpsilon(1e-5)`. */
 export { PldAccountant, pldEpsilon, type GaussianEvent, type PldOptions } from './pld';
+/** Special functions the accountants use: `logErfc(30)`, `logNdtr(-40)`. */
 export { erfc, erfcx, logErfc, ndtr, logNdtr } from './special';

@@ -50,17 +50,19 @@ type Adjacency = 'add' | 'remove';
 const TAIL_MASS_TRUNCATION = 1e-15;
 const LOG_MASS_TRUNCATION_BOUND = -50;
 
+function logAdd(x: number, y: number): number {
+  const mn = Math.min(x, y);
+  const mx = Math.max(x, y);
+  return mx + Math.log1p(Math.exp(mn - mx));
+}
+
+function logSub(x: number, y: number): number {
+  if (y >= x) throw new DpError(DpErrorCode.INVALID_ARGUMENT, 'internal: log_sub of a <= b');
+  return x + Math.log1p(-Math.exp(y - x));
+}
+
 /** dp_accounting `common.log_a_times_exp_b_plus_c`: log(a exp(b) + c). */
 function logATimesExpBPlusC(a: number, b: number, c: number): number {
-  const logAdd = (x: number, y: number): number => {
-    const mn = Math.min(x, y);
-    const mx = Math.max(x, y);
-    return mx + Math.log1p(Math.exp(mn - mx));
-  };
-  const logSub = (x: number, y: number): number => {
-    if (y >= x) throw new DpError(DpErrorCode.INVALID_ARGUMENT, 'internal: log_sub of a <= b');
-    return x + Math.log1p(-Math.exp(y - x));
-  };
   if (a === 0) return Math.log(c);
   if (a < 0) {
     if (c <= 0) throw new DpError(DpErrorCode.INVALID_ARGUMENT, 'internal: a exp(b) + c <= 0');
@@ -80,11 +82,22 @@ function isClose(a: number, b: number): boolean {
 
 /** dp_accounting `GaussianPrivacyLoss` with sensitivity 1 and pessimistic estimates. */
 class GaussianPrivacyLoss {
+  private readonly log1mQ: number;
+  private readonly logQ: number;
+  private readonly var: number;
+  /** math.log(1 - q), as dp_accounting writes it in inverse_privacy_loss. */
+  private readonly logOneMinusQ: number;
+
   constructor(
     private readonly sd: number,
     private readonly q: number,
     private readonly adjacency: Adjacency,
-  ) {}
+  ) {
+    this.log1mQ = Math.log1p(-q);
+    this.logQ = Math.log(q);
+    this.var = sd ** 2;
+    this.logOneMinusQ = Math.log(1 - q);
+  }
 
   private noiseCdf(x: number): number {
     return ndtr(x / this.sd);
@@ -104,8 +117,8 @@ class GaussianPrivacyLoss {
     if (this.adjacency === 'add') {
       if (this.q === 1) return this.noiseLogCdf(x - 1);
       // np.logaddexp
-      const a = Math.log1p(-this.q) + this.noiseLogCdf(x);
-      const b = Math.log(this.q) + this.noiseLogCdf(x - 1);
+      const a = this.log1mQ + this.noiseLogCdf(x);
+      const b = this.logQ + this.noiseLogCdf(x - 1);
       const mx = Math.max(a, b);
       if (mx === -Infinity) return -Infinity;
       return mx + Math.log1p(Math.exp(-Math.abs(a - b)));
@@ -114,11 +127,11 @@ class GaussianPrivacyLoss {
   }
 
   private lossWithoutSubsampling(x: number): number {
-    return this.adjacency === 'add' ? (0.5 - x) / this.sd ** 2 : (-0.5 - x) / this.sd ** 2;
+    return this.adjacency === 'add' ? (0.5 - x) / this.var : (-0.5 - x) / this.var;
   }
 
   private inverseLossWithoutSubsampling(loss: number): number {
-    return this.adjacency === 'add' ? 0.5 - loss * this.sd ** 2 : -0.5 - loss * this.sd ** 2;
+    return this.adjacency === 'add' ? 0.5 - loss * this.var : -0.5 - loss * this.var;
   }
 
   privacyLoss(x: number): number {
@@ -132,10 +145,10 @@ class GaussianPrivacyLoss {
     const q = this.q;
     if (q === 1) return this.inverseLossWithoutSubsampling(loss);
     if (this.adjacency === 'add') {
-      if (isClose(loss, -Math.log(1 - q))) return this.inverseLossWithoutSubsampling(Infinity);
+      if (isClose(loss, -this.logOneMinusQ)) return this.inverseLossWithoutSubsampling(Infinity);
       return this.inverseLossWithoutSubsampling(-logATimesExpBPlusC(1 / q, -loss, 1 - 1 / q));
     }
-    if (isClose(loss, Math.log(1 - q))) return this.inverseLossWithoutSubsampling(-Infinity);
+    if (isClose(loss, this.logOneMinusQ)) return this.inverseLossWithoutSubsampling(-Infinity);
     return this.inverseLossWithoutSubsampling(logATimesExpBPlusC(1 / q, loss, 1 - 1 / q));
   }
 
@@ -145,8 +158,8 @@ class GaussianPrivacyLoss {
     let delta: number;
     let invert: boolean;
     if (q === 1) invert = true;
-    else if (this.adjacency === 'add') invert = eps < -Math.log1p(-q);
-    else invert = eps > Math.log1p(-q);
+    else if (this.adjacency === 'add') invert = eps < -this.log1mQ;
+    else invert = eps > this.log1mQ;
     if (invert) {
       const x = this.inversePrivacyLoss(eps);
       delta = this.muUpperCdf(x) - Math.exp(eps + this.muLowerLogCdf(x));
@@ -221,27 +234,44 @@ function singleStepSize(sigma: number, q: number, adjacency: Adjacency, d: numbe
   return Math.ceil(epsilonUpper / d) - Math.floor(epsilonLower / d) + 1;
 }
 
-/** common.compute_self_convolve_bounds: Chernoff bounds on the support of probs^{*n}. */
-function selfConvolveBounds(probs: Float64Array, n: number, tail: number): [number, number] {
+const CHERNOFF_ORDERS = [
+  ...Array.from({ length: 20 }, (_, k) => k - 20),
+  ...Array.from({ length: 20 }, (_, k) => k + 1),
+];
+
+/** log E[exp(order * index)] of probs at dp_accounting's Chernoff orders (+-1..20 / length). */
+function chernoffLogMgfs(probs: Float64Array): { order: number; logMgf: number }[] {
   const len = probs.length;
-  let upper = (len - 1) * n;
-  let lower = 0;
-  if (tail === 0) return [lower, upper];
-  const logTwoOverTail = Math.log(2 / tail);
-  for (let o = -20; o <= 20; o++) {
-    if (o === 0) continue;
+  return CHERNOFF_ORDERS.map((o) => {
     const order = o / len;
     // scipy.special.logsumexp(arange(len) * order, b=probs), anchored at the largest exponent.
     const aMax = order > 0 ? (len - 1) * order : 0;
     let s = 0;
     const r = Math.exp(order);
-    let w = Math.exp(-aMax);
+    let w = 1;
     for (let i = 0; i < len; i++) {
       if ((i & 1023) === 0) w = Math.exp(i * order - aMax);
       s += probs[i]! * w;
       w *= r;
     }
-    const logMgf = Math.log(s) + aMax;
+    return { order, logMgf: Math.log(s) + aMax };
+  });
+}
+
+/**
+ * common.compute_self_convolve_bounds: Chernoff bounds [lower, upper] on the indices (relative to
+ * n * lowerLoss) outside which probs^{*n} has at most `tail` mass.
+ */
+function chernoffBounds(
+  mgfs: { order: number; logMgf: number }[],
+  len: number,
+  n: number,
+  tail: number,
+): [number, number] {
+  let upper = (len - 1) * n;
+  let lower = 0;
+  const logTwoOverTail = Math.log(2 / tail);
+  for (const { order, logMgf } of mgfs) {
     const bound = (n * logMgf + logTwoOverTail) / order;
     if (!Number.isFinite(bound)) continue;
     if (order > 0) upper = Math.min(upper, Math.ceil(bound));
@@ -250,13 +280,21 @@ function selfConvolveBounds(probs: Float64Array, n: number, tail: number): [numb
   return [lower, upper];
 }
 
+function selfConvolveBounds(probs: Float64Array, n: number, tail: number): [number, number] {
+  return chernoffBounds(chernoffLogMgfs(probs), probs.length, n, tail);
+}
+
 /** The support window and FFT length that self-composing `pmf` `n` times needs. */
 function selfComposePlan(pmf: PldPmf, n: number): { lo: number; hi: number; size: number } {
   const [lo, hi] = selfConvolveBounds(pmf.probs, n, TAIL_MASS_TRUNCATION);
   return { lo, hi, size: nextPow2(Math.max(hi - lo + 1, pmf.probs.length)) };
 }
 
-/** DensePLDPmf.self_compose: the pmf of the sum of `n` independent privacy losses. */
+/**
+ * DensePLDPmf.self_compose via common.self_convolve: one FFT, raised to the power n, over the
+ * Chernoff window. (Each coefficient's rounding error is multiplied by n, so at n = 10^6 every
+ * output mass carries noise of about 1e-10; dp_accounting has the same limit, see pld.spec.ts.)
+ */
 function selfCompose(
   pmf: PldPmf,
   n: number,
@@ -332,8 +370,7 @@ function compose(a: PldPmf, b: PldPmf): PldPmf {
     discretization: a.discretization,
     lowerLoss: a.lowerLoss + b.lowerLoss + t.offset,
     probs: t.probs,
-    infinityMass:
-      a.infinityMass + b.infinityMass - a.infinityMass * b.infinityMass + t.rightMass,
+    infinityMass: a.infinityMass + b.infinityMass - a.infinityMass * b.infinityMass + t.rightMass,
   };
 }
 
@@ -544,7 +581,10 @@ export function pldEpsilon(
   options: PldOptions = {},
 ): { epsilon: number; discretization: number } {
   if (!Array.isArray(history)) {
-    throw new DpError(DpErrorCode.INVALID_ARGUMENT, 'history must be an array of { q, sigma, steps }');
+    throw new DpError(
+      DpErrorCode.INVALID_ARGUMENT,
+      'history must be an array of { q, sigma, steps }',
+    );
   }
   checkDelta(delta);
   const acc = new PldAccountant(options);

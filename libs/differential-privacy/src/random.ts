@@ -5,7 +5,13 @@
  */
 import { DpError, DpErrorCode } from './errors';
 
-/** A source of uniformly random 32-bit words. Tests may pass a seeded CSPRNG for reproducibility. */
+/**
+ * A source of uniformly random 32-bit words. Production code uses cryptoRandomSource; tests may
+ * pass a seeded CSPRNG (e.g. AES-CTR) for reproducibility. Never back it with Math.random.
+ *
+ * @example
+ * const rng: RandomSource = { fill: (w) => crypto.getRandomValues(w) };
+ */
 export interface RandomSource {
   /** Fills `words` with independent uniform 32-bit values. */
   fill(words: Uint32Array): void;
@@ -30,6 +36,7 @@ export const cryptoRandomSource: RandomSource = {
   },
 };
 
+/** `rng` if it has a fill(words) method, or INVALID_ARGUMENT. */
 export function checkRandomSource(rng: unknown): RandomSource {
   if (
     typeof rng !== 'object' ||

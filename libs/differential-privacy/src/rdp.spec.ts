@@ -91,9 +91,20 @@ describe('RDP accountant against published values', () => {
     // noise 1.12, 60 epochs, delta 1e-5 "satisfies (2.92, 1e-5)-DP" with its order list and the
     // conversion of its time (classic).
     const orders = [
-      1.25, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5,
+      1.25,
+      1.5,
+      1.75,
+      2,
+      2.25,
+      2.5,
+      3,
+      3.5,
+      4,
+      4.5,
       ...Array.from({ length: 59 }, (_, k) => k + 5),
-      128, 256, 512,
+      128,
+      256,
+      512,
     ];
     const steps = Math.ceil((60 * 60000) / 256);
     const { epsilon } = computeEpsilon({ q: 256 / 60000, sigma: 1.12, steps }, 1e-5, {
@@ -139,7 +150,7 @@ describe('RDP accountant properties', () => {
     );
   });
 
-  it('composing a history equals adding the entries\' curves', () => {
+  it("composing a history equals adding the entries' curves", () => {
     const entry = fc.record({ q, sigma, steps: fc.integer({ min: 0, max: 5000 }) });
     fc.assert(
       fc.property(fc.array(entry, { minLength: 1, maxLength: 5 }), (history) => {
@@ -175,7 +186,10 @@ describe('RDP accountant properties', () => {
 
   it('q = 0 costs nothing and sigma = 0 gives no privacy', () => {
     expect([...composeRdp([{ q: 0, sigma: 1, steps: 100 }])].every((r) => r === 0)).toBe(true);
-    expect(computeEpsilon({ q: 0, sigma: 1, steps: 100 }, 1e-5)).toEqual({ epsilon: 0, order: null });
+    expect(computeEpsilon({ q: 0, sigma: 1, steps: 100 }, 1e-5)).toEqual({
+      epsilon: 0,
+      order: null,
+    });
     expect(computeEpsilon({ history: [] }, 1e-5)).toEqual({ epsilon: 0, order: null });
     expect(computeEpsilon({ q: 0.1, sigma: 0, steps: 1 }, 1e-5)).toEqual({
       epsilon: Infinity,

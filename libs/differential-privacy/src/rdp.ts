@@ -128,6 +128,7 @@ function computeRdpOne(q: number, sigma: number, alpha: number): number {
   return logA / (alpha - 1);
 }
 
+/** `orders` as a non-empty array of numbers > 1, or INVALID_ORDERS. */
 export function checkOrders(orders: unknown): readonly number[] {
   if (!Array.isArray(orders) && !(orders instanceof Float64Array)) {
     throw new DpError(DpErrorCode.INVALID_ORDERS, 'orders must be an array of numbers > 1');
