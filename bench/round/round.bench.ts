@@ -9,7 +9,11 @@
  * pre-generated random update and `round.evaluate` with fixed metrics. Each repetition is a run of
  * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
  */
-import { SecAggClient, fromBase64 as fromB64, type SecAggParams } from '@confide/secure-aggregation';
+import {
+  SecAggClient,
+  fromBase64 as fromB64,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
 import type { RoundSecAgg } from '@confide/protocol';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -111,7 +115,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     json: values.json,
     verbose: values.verbose,
     secure: ((): Options['secure'] => {
-      if (values.secure === 'on' || values.secure === 'off' || values.secure === 'both') return values.secure;
+      if (values.secure === 'on' || values.secure === 'off' || values.secure === 'both')
+        return values.secure;
       throw new UsageError(`--secure must be on, off or both, got "${String(values.secure)}"`);
     })(),
   };
@@ -217,7 +222,12 @@ async function runSites(): Promise<void> {
                   vectorLength: info.vectorLength,
                 });
                 secure[k] = { client, weight: (100 + k) / info.weightNormalizer };
-                json({ type: 'secagg.advertise', runId: h['runId'], round: h['round'], advertisement: client.advertise() });
+                json({
+                  type: 'secagg.advertise',
+                  runId: h['runId'],
+                  round: h['round'],
+                  advertisement: client.advertise(),
+                });
               } else if (h['type'] === 'round.train') {
                 const header = {
                   v: PROTOCOL_VERSION,
@@ -245,7 +255,11 @@ async function runSites(): Promise<void> {
             const ref = { runId: m['runId'], round: m['round'] };
             switch (m['type']) {
               case 'secagg.advertisements':
-                json({ type: 'secagg.shares', ...ref, shares: s!.client.shareKeys(m['advertisements'] as unknown[]) });
+                json({
+                  type: 'secagg.shares',
+                  ...ref,
+                  shares: s!.client.shareKeys(m['advertisements'] as unknown[]),
+                });
                 break;
               case 'secagg.deliver': {
                 s!.client.receiveShares(m['shares'] as unknown[]);
@@ -421,7 +435,9 @@ async function runDriver(opts: Options): Promise<void> {
     return;
   }
   for (const r of reports) {
-    process.stdout.write(`\n=== ${r.secureAggregation ? 'WITH' : 'WITHOUT'} secure aggregation ===\n`);
+    process.stdout.write(
+      `\n=== ${r.secureAggregation ? 'WITH' : 'WITHOUT'} secure aggregation ===\n`,
+    );
     printTable(r);
   }
   if (roundRatio !== null) {

@@ -1,6 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { featureStatsPartial } from '@confide/ml';
-import { ErrorCode, generateIdentity, MAX_CONTROL_BYTES, parseServerMessage } from '@confide/protocol';
+import {
+  ErrorCode,
+  generateIdentity,
+  MAX_CONTROL_BYTES,
+  parseServerMessage,
+} from '@confide/protocol';
 import { NodeStopped, type ClientNode } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import type { ApiClient } from '../../apps/cli/src/api-client';
@@ -169,7 +174,9 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       });
       const err = await s.errorWith(ErrorCode.FRAME_TOO_LARGE);
       expect(err.msg['fatal']).toBe(false);
-      expect(String(err.msg['message'])).toMatch(new RegExp(`exceeds the ${MAX_CONTROL_BYTES}-byte limit`));
+      expect(String(err.msg['message'])).toMatch(
+        new RegExp(`exceeds the ${MAX_CONTROL_BYTES}-byte limit`),
+      );
       expect(s.isOpen).toBe(true);
       await expectServing(fedId, sites[1]!);
     }, 10_000);

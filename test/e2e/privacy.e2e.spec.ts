@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confideAccountant, verifyLedger, type LedgerEntry } from '@confide/privacy-ledger';
 import { databaseKind } from '../support/database';
-import { createFederation, enrolSites, startNode, testAggregator, waitForRun } from '../support/federation';
+import {
+  createFederation,
+  enrolSites,
+  startNode,
+  testAggregator,
+  waitForRun,
+} from '../support/federation';
 
 describe(`record-level DP with the epsilon ledger (${databaseKind})`, () => {
   let env: Awaited<ReturnType<typeof testAggregator>>;
@@ -23,27 +29,42 @@ describe(`record-level DP with the epsilon ledger (${databaseKind})`, () => {
     });
     const sites = await enrolSites(api, fed.id, 3);
     const nodes = await Promise.all(sites.map((s) => startNode(agg, fed.id, s)));
-    const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, { rounds: 20 });
+    const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+      rounds: 20,
+    });
     const ended = await waitForRun(api, fed.id, run.id, 120_000);
     // The budget runs out before 20 rounds: the run stops cleanly, saying why.
     expect(ended.status).toBe('stopped');
     expect(ended.reason).toMatch(/privacy budget/);
-    const privacy = await api.get<{ sites: Array<{ name: string; epsilon: number; limit: number; roundsLeft: number; releases: number }> }>(
-      `/api/v1/federations/${fed.id}/privacy`,
-    );
+    const privacy = await api.get<{
+      sites: Array<{
+        name: string;
+        epsilon: number;
+        limit: number;
+        roundsLeft: number;
+        releases: number;
+      }>;
+    }>(`/api/v1/federations/${fed.id}/privacy`);
     for (const s of privacy.sites) {
       expect(s.epsilon).toBeGreaterThan(0);
       expect(s.epsilon).toBeLessThanOrEqual(2.0);
       expect(s.roundsLeft).toBe(0);
       expect(s.releases).toBe(ended.roundsDone);
     }
-    const ledger = await api.get<{ entries: LedgerEntry[]; total: number }>(`/api/v1/federations/${fed.id}/ledger?pageSize=1000`);
+    const ledger = await api.get<{ entries: LedgerEntry[]; total: number }>(
+      `/api/v1/federations/${fed.id}/ledger?pageSize=1000`,
+    );
     expect(ledger.total).toBe(3 * ended.roundsDone);
-    const report = await api.post<{ ok: boolean; discrepancies: unknown[] }>(`/api/v1/federations/${fed.id}/ledger/verify`);
+    const report = await api.post<{ ok: boolean; discrepancies: unknown[] }>(
+      `/api/v1/federations/${fed.id}/ledger/verify`,
+    );
     expect(report.discrepancies).toEqual([]);
     expect(report.ok).toBe(true);
     // The sites' own ledgers hold exactly what the aggregator holds for them.
-    const exported = await api.get<{ sites: Array<{ siteId: string; publicKey: string }>; orders: number[] }>(`/api/v1/federations/${fed.id}/ledger/export`);
+    const exported = await api.get<{
+      sites: Array<{ siteId: string; publicKey: string }>;
+      orders: number[];
+    }>(`/api/v1/federations/${fed.id}/ledger/export`);
     const local = new Map(nodes.map((n, i) => [sites[i]!.siteId, n.node.ledgerEntries()]));
     const reconciled = verifyLedger({
       entries: ledger.entries,
@@ -53,9 +74,13 @@ describe(`record-level DP with the epsilon ledger (${databaseKind})`, () => {
       localLedgers: local,
     });
     expect(reconciled.ok).toBe(true);
-    const { rounds } = await api.get<{ rounds: Array<{ state: string; reason: string | null; participants: Array<{ status: string }> }> }>(
-      `/api/v1/federations/${fed.id}/rounds`,
-    );
+    const { rounds } = await api.get<{
+      rounds: Array<{
+        state: string;
+        reason: string | null;
+        participants: Array<{ status: string }>;
+      }>;
+    }>(`/api/v1/federations/${fed.id}/rounds`);
     const last = rounds.at(-1)!;
     expect(last.state).toBe('aborted');
     expect(last.participants.every((p) => p.status === 'skipped')).toBe(true);

@@ -66,7 +66,11 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
     api = new ApiClient(first.url, first.initialAdminToken!);
     // Plain updates: the silent raw site speaks the unmasked protocol (it never advertises keys).
     fedId = (
-      await createFederation(api, { minSites: 2, roundTimeoutSeconds: 600, secureAggregation: { enabled: false } })
+      await createFederation(api, {
+        minSites: 2,
+        roundTimeoutSeconds: 600,
+        secureAggregation: { enabled: false },
+      })
     ).id;
     const sites: TestSite[] = await enrolSites(api, fedId, 3);
 

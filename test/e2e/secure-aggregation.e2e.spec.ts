@@ -445,9 +445,10 @@ async function dumpDatabase(
       .join(', ');
     for (const row of await q(`SELECT ${select} FROM "${table}"`)) {
       cols.forEach((c, i) => {
-        const text = row[`c${i}`];
+        // Every column is selected as ::text, so the value is a string or null.
+        const text = row[`c${i}`] as string | null | undefined;
         if (text !== null && text !== undefined) {
-          values.push({ table, column: c.name, type: c.type, text: String(text) });
+          values.push({ table, column: c.name, type: c.type, text });
         }
       });
     }

@@ -36,7 +36,12 @@ import {
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
 import { addGaussianNoise, clipL2, sampleDiscreteGaussian } from '@confide/differential-privacy';
-import { appendWeight, quantize, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
+import {
+  appendWeight,
+  quantize,
+  SecAggClient,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
 import {
   confideAccountant,
   createReceipt,
@@ -234,7 +239,12 @@ export class ClientNode {
       const parsed = this.parse(data, isBinary);
       if (!parsed) return;
       // A ledger slot answers a request made from inside a queued handler: deliver it at once.
-      if (parsed.msg.type === 'ledger.slot' || (parsed.msg.type === 'error' && parsed.msg.refId && this.slotWaiter?.requestId === parsed.msg.refId)) {
+      if (
+        parsed.msg.type === 'ledger.slot' ||
+        (parsed.msg.type === 'error' &&
+          parsed.msg.refId &&
+          this.slotWaiter?.requestId === parsed.msg.refId)
+      ) {
         this.slotWaiter?.settle(parsed.msg);
         return;
       }
@@ -272,7 +282,10 @@ export class ClientNode {
       ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
   }
 
-  private parse(data: Buffer, isBinary: boolean): { msg: ServerMessage; vector: Float32Array | null } | null {
+  private parse(
+    data: Buffer,
+    isBinary: boolean,
+  ): { msg: ServerMessage; vector: Float32Array | null } | null {
     let msg: ServerMessage;
     let vector: Float32Array | null = null;
     try {
@@ -293,7 +306,11 @@ export class ClientNode {
     return { msg, vector };
   }
 
-  private async onMessage(ws: WebSocket, msg: ServerMessage, vector: Float32Array | null): Promise<void> {
+  private async onMessage(
+    ws: WebSocket,
+    msg: ServerMessage,
+    vector: Float32Array | null,
+  ): Promise<void> {
     if (this.stopped || ws !== this.ws) return;
     switch (msg.type) {
       case 'challenge': {
@@ -350,6 +367,8 @@ export class ClientNode {
       case 'secagg.unmask':
         await this.onSecure(ws, msg);
         return;
+      case 'ledger.slot':
+        return; // delivered directly to the waiting release, never queued
       case 'round.end':
         if (this.secure?.round === msg.round) {
           this.secure.client.destroy();
@@ -420,7 +439,13 @@ export class ClientNode {
     if (msg.privacy) {
       mechanism = this.releaseMechanism(msg);
       const limit = this.opts.epsilonLimit ?? msg.privacy.epsilonLimit;
-      const projection = projectNextRound(this.ownHistory(), mechanism, msg.privacy.delta, limit, confideAccountant);
+      const projection = projectNextRound(
+        this.ownHistory(),
+        mechanism,
+        msg.privacy.delta,
+        limit,
+        confideAccountant,
+      );
       if (!projection.allowed) {
         this.decline(
           ws,
@@ -435,7 +460,12 @@ export class ClientNode {
       try {
         this.startSecure(ws, msg);
       } catch (e) {
-        this.decline(ws, msg, ErrorCode.SECAGG_REFUSED, `cannot take part in secure aggregation: ${(e as Error).message}`);
+        this.decline(
+          ws,
+          msg,
+          ErrorCode.SECAGG_REFUSED,
+          `cannot take part in secure aggregation: ${(e as Error).message}`,
+        );
         return;
       }
     }
@@ -444,7 +474,12 @@ export class ClientNode {
       const { train } = this.datasets(msg.standardization);
       const model = this.modelFor(spec);
       setModelWeights(model, global);
-      const onBatchEnd = (b: { epoch: number; batch: number; batchesPerEpoch: number; loss: number }): void =>
+      const onBatchEnd = (b: {
+        epoch: number;
+        batch: number;
+        batchesPerEpoch: number;
+        loss: number;
+      }): void =>
         this.progress.epoch({
           round: msg.round,
           epoch: b.epoch + 1,
@@ -464,14 +499,19 @@ export class ClientNode {
               optimizer: msg.train.optimizer,
               onStep: (s) => {
                 const perEpoch = s.steps / msg.train.epochs;
-                onBatchEnd({ epoch: Math.floor(s.step / perEpoch), batch: s.step % perEpoch, batchesPerEpoch: perEpoch, loss: s.loss });
+                onBatchEnd({
+                  epoch: Math.floor(s.step / perEpoch),
+                  batch: s.step % perEpoch,
+                  batchesPerEpoch: perEpoch,
+                  loss: s.loss,
+                });
               },
             })
           : await trainModel(model, spec, train, {
-        epochs: msg.train.epochs,
-        batchSize: msg.train.batchSize,
-        learningRate: msg.train.learningRate,
-        optimizer: msg.train.optimizer,
+              epochs: msg.train.epochs,
+              batchSize: msg.train.batchSize,
+              learningRate: msg.train.learningRate,
+              optimizer: msg.train.optimizer,
               shuffleSeed: msg.round,
               onBatchEnd,
             });
@@ -486,7 +526,10 @@ export class ClientNode {
         const t = msg.privacy.survivorsAssumed ?? 1;
         rawUpdate = clipL2(rawUpdate, msg.privacy.clipNorm).clipped;
         if (!msg.secureAggregation) {
-          rawUpdate = addGaussianNoise(rawUpdate, (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t));
+          rawUpdate = addGaussianNoise(
+            rawUpdate,
+            (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t),
+          );
         }
       }
       const update = await applyTransforms(rawUpdate, this.opts.transforms ?? [], {
@@ -506,8 +549,17 @@ export class ClientNode {
       };
       if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
         // Under secure aggregation the update waits for the key shares; it leaves masked.
-        this.secure.pending = { update, numExamples: result.numExamples, trainLoss: result.loss, mechanism, train: msg, report };
-        this.log(`round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`);
+        this.secure.pending = {
+          update,
+          numExamples: result.numExamples,
+          trainLoss: result.loss,
+          mechanism,
+          train: msg,
+          report,
+        };
+        this.log(
+          `round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`,
+        );
         return;
       }
       // The release is signed and recorded in the site's own ledger before the update leaves.
@@ -560,13 +612,21 @@ export class ClientNode {
       vectorLength: info.vectorLength,
     });
     this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null };
-    this.send(ws, { type: 'secagg.advertise', runId: msg.runId, round: msg.round, advertisement: client.advertise() });
+    this.send(ws, {
+      type: 'secagg.advertise',
+      runId: msg.runId,
+      round: msg.round,
+      advertisement: client.advertise(),
+    });
   }
 
   /** The secure-aggregation steps after training: share keys, send the masked update, unmask. */
   private async onSecure(
     ws: WebSocket,
-    msg: MessageOf<ServerMessage, 'secagg.advertisements' | 'secagg.deliver' | 'secagg.consistency' | 'secagg.unmask'>,
+    msg: MessageOf<
+      ServerMessage,
+      'secagg.advertisements' | 'secagg.deliver' | 'secagg.consistency' | 'secagg.unmask'
+    >,
   ): Promise<void> {
     const s = this.secure;
     if (!s || s.round !== msg.round || s.runId !== msg.runId) {
@@ -578,17 +638,25 @@ export class ClientNode {
       switch (msg.type) {
         case 'secagg.advertisements':
           if (this.vanishAt('share')) return;
-          this.send(ws, { type: 'secagg.shares', ...ref, shares: s.client.shareKeys(msg.advertisements) });
+          this.send(ws, {
+            type: 'secagg.shares',
+            ...ref,
+            shares: s.client.shareKeys(msg.advertisements),
+          });
           return;
         case 'secagg.deliver': {
           s.client.receiveShares(msg.shares);
           const pending = s.pending;
-          if (!pending) throw new Error('key shares arrived but this site has no update for the round');
+          if (!pending)
+            throw new Error('key shares arrived but this site has no update for the round');
           if (this.vanishAt('mask')) return;
-          const receipt = pending.mechanism ? await this.signRelease(ws, pending.train, pending.mechanism) : undefined;
+          const receipt = pending.mechanism
+            ? await this.signRelease(ws, pending.train, pending.mechanism)
+            : undefined;
           if (this.stopped || ws !== this.ws) return;
           const privacy = pending.train.privacy;
-          const weight = privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
+          const weight =
+            privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
           const params = s.info.params as unknown as SecAggParams;
           const quantized = quantize(appendWeight(pending.update, Math.min(1, weight)), params);
           if (privacy?.level === 'site') {
@@ -618,11 +686,19 @@ export class ClientNode {
           return;
         }
         case 'secagg.consistency':
-          this.send(ws, { type: 'secagg.signature', ...ref, signature: s.client.confirmSurvivors(msg.request) });
+          this.send(ws, {
+            type: 'secagg.signature',
+            ...ref,
+            signature: s.client.confirmSurvivors(msg.request),
+          });
           return;
         case 'secagg.unmask':
           if (this.vanishAt('unmask')) return;
-          this.send(ws, { type: 'secagg.unmasked', ...ref, response: s.client.unmask(msg.request) });
+          this.send(ws, {
+            type: 'secagg.unmasked',
+            ...ref,
+            response: s.client.unmask(msg.request),
+          });
           s.client.destroy();
           this.secure = null;
           return;
@@ -665,17 +741,28 @@ export class ClientNode {
   /** This site's earlier releases in this federation, from its own ledger. */
   private ownHistory(): LedgerEntry[] {
     return this.localLedger.filter(
-      (e) => e.federationId === this.opts.federationId && (this.siteId === null || e.siteId === this.siteId),
+      (e) =>
+        e.federationId === this.opts.federationId &&
+        (this.siteId === null || e.siteId === this.siteId),
     );
   }
 
   /** Asks for the ledger's next position, builds and signs the receipt, records it locally. */
-  private async signRelease(ws: WebSocket, msg: TrainMsg, mechanism: MechanismParams): Promise<LedgerEntry> {
+  private async signRelease(
+    ws: WebSocket,
+    msg: TrainMsg,
+    mechanism: MechanismParams,
+  ): Promise<LedgerEntry> {
     const requestId = randomUUID();
     const slot = await new Promise<MessageOf<ServerMessage, 'ledger.slot'>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.slotWaiter = null;
-        reject(new ProtocolError(ErrorCode.TIMEOUT, 'the aggregator did not grant a ledger slot in time'));
+        reject(
+          new ProtocolError(
+            ErrorCode.TIMEOUT,
+            'the aggregator did not grant a ledger slot in time',
+          ),
+        );
       }, 60_000);
       this.slotWaiter = {
         requestId,
@@ -687,7 +774,15 @@ export class ClientNode {
         },
       };
       if (ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: requestId, type: 'ledger.reserve', runId: msg.runId, round: msg.round }));
+        ws.send(
+          JSON.stringify({
+            v: PROTOCOL_VERSION,
+            id: requestId,
+            type: 'ledger.reserve',
+            runId: msg.runId,
+            round: msg.round,
+          }),
+        );
       }
     });
     const ownLimit = this.opts.epsilonLimit ?? slot.epsilonLimit;

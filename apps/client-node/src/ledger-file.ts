@@ -24,7 +24,7 @@ export function fileLedgerStore(path: string): LocalLedgerStore {
     async append(entry: LedgerEntry): Promise<void> {
       const f = await open(path, 'a', 0o600);
       try {
-        await f.write(`${serializeLocalEntry(entry)}\n`);
+        await f.write(serializeLocalEntry(entry)); // one line, its newline included
         await f.sync();
       } finally {
         await f.close();

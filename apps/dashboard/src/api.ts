@@ -121,7 +121,7 @@ export function capabilitiesFromOpenApi(doc: unknown): Capabilities {
     secureAggregation: Boolean(props && 'secureAggregation' in props),
     strategies:
       Array.isArray(strategy?.enum) && strategy.enum.every((x) => typeof x === 'string')
-        ? (strategy.enum as string[])
+        ? strategy.enum
         : ['fedavg'],
   };
 }

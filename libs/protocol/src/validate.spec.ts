@@ -63,10 +63,31 @@ const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
     reason: 'no label column',
   },
   'ledger.reserve': { v: 1, type: 'ledger.reserve', id: 'm6', runId: 'r1', round: 1 },
-  'secagg.advertise': { v: 1, type: 'secagg.advertise', id: 'm7', runId: 'r1', round: 1, advertisement: { siteId: 's' } },
+  'secagg.advertise': {
+    v: 1,
+    type: 'secagg.advertise',
+    id: 'm7',
+    runId: 'r1',
+    round: 1,
+    advertisement: { siteId: 's' },
+  },
   'secagg.shares': { v: 1, type: 'secagg.shares', id: 'm8', runId: 'r1', round: 1, shares: [] },
-  'secagg.signature': { v: 1, type: 'secagg.signature', id: 'm9', runId: 'r1', round: 1, signature: { siteId: 's' } },
-  'secagg.unmasked': { v: 1, type: 'secagg.unmasked', id: 'm10', runId: 'r1', round: 1, response: { siteId: 's' } },
+  'secagg.signature': {
+    v: 1,
+    type: 'secagg.signature',
+    id: 'm9',
+    runId: 'r1',
+    round: 1,
+    signature: { siteId: 's' },
+  },
+  'secagg.unmasked': {
+    v: 1,
+    type: 'secagg.unmasked',
+    id: 'm10',
+    runId: 'r1',
+    round: 1,
+    response: { siteId: 's' },
+  },
 };
 
 /** One valid example of every message the aggregator sends. */
@@ -137,9 +158,23 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     epsilonLimit: 1,
     delta: 1e-5,
   },
-  'secagg.advertisements': { v: 1, type: 'secagg.advertisements', id: 's9', runId: 'r1', round: 2, advertisements: [] },
+  'secagg.advertisements': {
+    v: 1,
+    type: 'secagg.advertisements',
+    id: 's9',
+    runId: 'r1',
+    round: 2,
+    advertisements: [],
+  },
   'secagg.deliver': { v: 1, type: 'secagg.deliver', id: 's10', runId: 'r1', round: 2, shares: [] },
-  'secagg.consistency': { v: 1, type: 'secagg.consistency', id: 's11', runId: 'r1', round: 2, request: {} },
+  'secagg.consistency': {
+    v: 1,
+    type: 'secagg.consistency',
+    id: 's11',
+    runId: 'r1',
+    round: 2,
+    request: {},
+  },
   'secagg.unmask': { v: 1, type: 'secagg.unmask', id: 's12', runId: 'r1', round: 2, request: {} },
 };
 

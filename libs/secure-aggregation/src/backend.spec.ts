@@ -10,15 +10,26 @@ const key32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
 const backends = [naclBackend, nodeBackend];
 
 describe('X25519 (tweetnacl reference and node:crypto)', () => {
-  it.each(backends.map((b) => [b.name, b] as const))('%s matches RFC 7748 section 6.1', (_, backend) => {
-    const alice = backend.x25519(hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'));
-    const bob = backend.x25519(hex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb'));
-    expect(toHex(alice.publicKey)).toBe('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
-    expect(toHex(bob.publicKey)).toBe('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
-    const shared = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
-    expect(toHex(alice.agree(bob.publicKey))).toBe(shared);
-    expect(toHex(bob.agree(alice.publicKey))).toBe(shared);
-  });
+  it.each(backends.map((b) => [b.name, b] as const))(
+    '%s matches RFC 7748 section 6.1',
+    (_, backend) => {
+      const alice = backend.x25519(
+        hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'),
+      );
+      const bob = backend.x25519(
+        hex('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb'),
+      );
+      expect(toHex(alice.publicKey)).toBe(
+        '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a',
+      );
+      expect(toHex(bob.publicKey)).toBe(
+        'de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f',
+      );
+      const shared = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
+      expect(toHex(alice.agree(bob.publicKey))).toBe(shared);
+      expect(toHex(bob.agree(alice.publicKey))).toBe(shared);
+    },
+  );
 
   it('gives identical public keys and shared secrets with node:crypto and nacl.scalarMult', () => {
     fc.assert(
@@ -37,28 +48,34 @@ describe('X25519 (tweetnacl reference and node:crypto)', () => {
     );
   });
 
-  it.each(backends.map((b) => [b.name, b] as const))('%s refuses low-order peer keys', (_, backend) => {
-    const s = backend.x25519(nacl.randomBytes(32));
-    for (const low of [new Uint8Array(32), Uint8Array.of(1, ...new Array<number>(31).fill(0))]) {
-      try {
-        s.agree(low);
-        expect.unreachable();
-      } catch (e) {
-        expect(isSecAggError(e, 'BAD_KEY')).toBe(true);
+  it.each(backends.map((b) => [b.name, b] as const))(
+    '%s refuses low-order peer keys',
+    (_, backend) => {
+      const s = backend.x25519(nacl.randomBytes(32));
+      for (const low of [new Uint8Array(32), Uint8Array.of(1, ...new Array<number>(31).fill(0))]) {
+        try {
+          s.agree(low);
+          expect.unreachable();
+        } catch (e) {
+          expect(isSecAggError(e, 'BAD_KEY')).toBe(true);
+        }
       }
-    }
-  });
+    },
+  );
 });
 
 describe('Ed25519 verification (tweetnacl reference and node:crypto)', () => {
-  it.each(backends.map((b) => [b.name, b] as const))('%s verifies RFC 8032 test 1', (_, backend) => {
-    const pk = hex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
-    const sig = hex(
-      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
-    );
-    expect(backend.ed25519Verify(new Uint8Array(0), sig, pk)).toBe(true);
-    expect(backend.ed25519Verify(new Uint8Array(1), sig, pk)).toBe(false);
-  });
+  it.each(backends.map((b) => [b.name, b] as const))(
+    '%s verifies RFC 8032 test 1',
+    (_, backend) => {
+      const pk = hex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
+      const sig = hex(
+        'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      );
+      expect(backend.ed25519Verify(new Uint8Array(0), sig, pk)).toBe(true);
+      expect(backend.ed25519Verify(new Uint8Array(1), sig, pk)).toBe(false);
+    },
+  );
 
   it('accepts and refuses exactly the same signatures with both backends', () => {
     const kp = nacl.sign.keyPair();
@@ -75,7 +92,7 @@ describe('Ed25519 verification (tweetnacl reference and node:crypto)', () => {
           expect(a).toBe(flip < 0);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: 30 },
     );
   });
 
@@ -96,7 +113,9 @@ describe('Ed25519 verification (tweetnacl reference and node:crypto)', () => {
   it('returns false, never throws, for malformed inputs', () => {
     for (const b of backends) {
       expect(b.ed25519Verify(new Uint8Array(1), new Uint8Array(3), new Uint8Array(32))).toBe(false);
-      expect(b.ed25519Verify(new Uint8Array(1), new Uint8Array(64), new Uint8Array(31))).toBe(false);
+      expect(b.ed25519Verify(new Uint8Array(1), new Uint8Array(64), new Uint8Array(31))).toBe(
+        false,
+      );
     }
   });
 });

@@ -187,5 +187,10 @@ export const nodeBackend: CryptoBackend = {
   },
 };
 
-/** The backend used when none is given: node:crypto. */
+/**
+ * The backend used when none is given: node:crypto.
+ *
+ * @example
+ * new SecAggClient({ ...options, backend: naclBackend }); // opt into the reference instead
+ */
 export const defaultBackend: CryptoBackend = nodeBackend;

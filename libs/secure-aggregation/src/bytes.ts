@@ -1,3 +1,4 @@
+import nacl from 'tweetnacl';
 import { SecAggError } from './errors';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -177,4 +178,14 @@ export function decodeFields(bytes: Uint8Array): Uint8Array[] {
     offset += len;
   }
   return out;
+}
+
+/**
+ * Bytes from the CSPRNG (tweetnacl's randomBytes: node:crypto in Node, WebCrypto in browsers).
+ *
+ * @example
+ * const seed = randomBytes(32);
+ */
+export function randomBytes(n: number): Uint8Array {
+  return nacl.randomBytes(n);
 }

@@ -1,8 +1,16 @@
 import nacl from 'tweetnacl';
-import { assertSiteId, bytesEqual, compareIds, fromBase64, toBase64, wipe } from './bytes';
+import {
+  assertSiteId,
+  bytesEqual,
+  compareIds,
+  fromBase64,
+  randomBytes,
+  toBase64,
+  wipe,
+} from './bytes';
 import { defaultBackend, type CryptoBackend, type X25519Secret } from './backend';
 import { SecAggError, type SecAggErrorCode } from './errors';
-import { neighbourhoods } from './graph';
+import { neighboursOf } from './graph';
 import {
   advertisementBytes,
   computeSessionId,
@@ -149,7 +157,7 @@ export class SecAggClient {
     }
     this.identity = Uint8Array.from(sk);
     this.backend = options.backend ?? defaultBackend;
-    this.random = options.randomBytes ?? nacl.randomBytes;
+    this.random = options.randomBytes ?? randomBytes;
     this.verifyAll = options.verify === 'all';
   }
 
@@ -212,10 +220,13 @@ export class SecAggClient {
   shareKeys(advertisements: readonly unknown[]): EncryptedShare[] {
     this.expect('advertised', 'shareKeys');
     return this.guard(() => {
-      if (!Array.isArray(advertisements)) {
-        throw new SecAggError('BAD_INPUT', 'advertisements must be an array');
-      }
       const { params } = this.ctx;
+      if (!Array.isArray(advertisements) || advertisements.length > params.maxSites) {
+        throw new SecAggError(
+          'BAD_INPUT',
+          `advertisements must be an array of at most ${params.maxSites}`,
+        );
+      }
       const ads = new Map<string, ParsedAdvertisement>();
       const keys = new Set<string>();
       for (const raw of advertisements) {
@@ -257,7 +268,7 @@ export class SecAggClient {
       }
       const ids = [...ads.keys()].sort(compareIds);
       const sessionId = computeSessionId(this.ctx, [...ads.values()]);
-      const nbrs = neighbourhoods(ids, sessionId, params).get(this.siteId) ?? [];
+      const nbrs = neighboursOf(ids, sessionId, params, this.siteId);
       const toVerify = this.verifyAll ? ids.filter((id) => id !== this.siteId) : nbrs;
       for (const id of toVerify) {
         const ad = ads.get(id) as ParsedAdvertisement;

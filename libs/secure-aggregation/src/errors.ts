@@ -27,7 +27,12 @@ export type SecAggErrorCode =
   | 'NON_FINITE_INPUT'
   | 'ABORTED';
 
-/** What each code means, for logs and user-facing messages. */
+/**
+ * What each code means, for logs and user-facing messages.
+ *
+ * @example
+ * SECAGG_ERROR_MESSAGES.OVERLAPPING_LISTS; // 'the alive and dropped lists overlap: ...'
+ */
 export const SECAGG_ERROR_MESSAGES: { readonly [K in SecAggErrorCode]: string } = {
   BAD_INPUT: 'an argument or message field is malformed',
   BAD_PARAMS: 'the secure-aggregation parameters are invalid or unsafe',
@@ -55,12 +60,13 @@ export const SECAGG_ERROR_MESSAGES: { readonly [K in SecAggErrorCode]: string } 
   ABORTED: 'the round was aborted',
 };
 
-/** An error with a secure-aggregation code; `message` says what happened and what to do. */
+/**
+ * An error with a secure-aggregation code; `message` says what happened and what to do.
+ *
+ * @example
+ * throw new SecAggError('TOO_FEW_SURVIVORS', 'only 3 of 5 required sites sent their masked input');
+ */
 export class SecAggError extends Error {
-  /**
-   * @example
-   * throw new SecAggError('TOO_FEW_SURVIVORS', 'only 3 of 5 required sites sent their masked input');
-   */
   constructor(
     public readonly code: SecAggErrorCode,
     message?: string,

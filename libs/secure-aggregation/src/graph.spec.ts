@@ -1,9 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { chooseGraphParameters, graphPermutation, hararyRing, neighbourhoods } from './graph';
+import {
+  chooseGraphParameters,
+  graphPermutation,
+  hararyRing,
+  neighbourhoods,
+  neighboursOf,
+} from './graph';
 
 const sessionArb = fc.uint8Array({ minLength: 32, maxLength: 32 });
-const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `s${String(i).padStart(4, '0')}`);
+const ids = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `s${String(i).padStart(4, '0')}`);
 
 function connected(graph: ReadonlyMap<string, readonly string[]>): boolean {
   const start = graph.keys().next().value as string;
@@ -35,13 +42,33 @@ describe('Harary graphs', () => {
           for (const [u, nbrs] of g) {
             if (nbrs.length !== k || new Set(nbrs).size !== k) problems.push(`${u}: degree`);
             if (nbrs.includes(u)) problems.push(`${u}: self-loop`);
-            for (const v of nbrs) if (!g.get(v)?.includes(u)) problems.push(`${u}-${v}: asymmetric`);
+            for (const v of nbrs)
+              if (!g.get(v)?.includes(u)) problems.push(`${u}-${v}: asymmetric`);
           }
           expect(problems).toEqual([]);
           expect(connected(g)).toBe(true);
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  it('give each site the same neighbours whether built whole or for one site', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 3, max: 60 }), sessionArb, (n, sid) => {
+        for (const options of [
+          { graph: 'complete' as const },
+          { graph: 'harary' as const, k: 4 },
+        ]) {
+          const g = neighbourhoods(ids(n), sid, options);
+          for (const id of ids(n))
+            expect(neighboursOf(ids(n), sid, options, id)).toEqual(g.get(id));
+        }
+      }),
+      { numRuns: 20 },
+    );
+    expect(() => neighboursOf(['a'], new Uint8Array(32), { graph: 'complete' }, 'b')).toThrow(
+      /not in/,
     );
   });
 
@@ -65,7 +92,10 @@ describe('Harary graphs', () => {
     // Position of element 0 over many session ids: roughly uniform over 4 buckets.
     const buckets = [0, 0, 0, 0];
     for (let s = 0; s < 400; s++) {
-      const p = graphPermutation(new Uint8Array(32).fill(s % 256).map((v, i) => (i === 0 ? s >> 8 : v)), 8);
+      const p = graphPermutation(
+        new Uint8Array(32).fill(s % 256).map((v, i) => (i === 0 ? s >> 8 : v)),
+        8,
+      );
       buckets[Math.floor(p.indexOf(0) / 2)]! += 1;
     }
     for (const b of buckets) expect(b).toBeGreaterThan(60);
@@ -80,7 +110,9 @@ describe('Harary graphs', () => {
   });
 
   it('refuses a repeated site', () => {
-    expect(() => neighbourhoods(['a', 'a'], new Uint8Array(32), { graph: 'complete' })).toThrow(/twice/);
+    expect(() => neighbourhoods(['a', 'a'], new Uint8Array(32), { graph: 'complete' })).toThrow(
+      /twice/,
+    );
   });
 });
 
@@ -128,24 +160,33 @@ describe('chooseGraphParameters', () => {
 
   it('grows k with the dropout rate and keeps t within k + 1', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 65, max: 3000 }), fc.double({ min: 0, max: 0.3, noNaN: true }), (n, d) => {
-        const p = chooseGraphParameters(n, { dropoutRate: d, threatModel: 'semi-honest' });
-        expect(p.t).toBeGreaterThanOrEqual(2);
-        expect(p.t).toBeLessThanOrEqual(p.k + 1);
-        const more = chooseGraphParameters(n, { dropoutRate: Math.min(0.3, d + 0.05), threatModel: 'semi-honest' });
-        expect(more.k).toBeGreaterThanOrEqual(p.k);
-      }),
+      fc.property(
+        fc.integer({ min: 65, max: 3000 }),
+        fc.double({ min: 0, max: 0.3, noNaN: true }),
+        (n, d) => {
+          const p = chooseGraphParameters(n, { dropoutRate: d, threatModel: 'semi-honest' });
+          expect(p.t).toBeGreaterThanOrEqual(2);
+          expect(p.t).toBeLessThanOrEqual(p.k + 1);
+          const more = chooseGraphParameters(n, {
+            dropoutRate: Math.min(0.3, d + 0.05),
+            threatModel: 'semi-honest',
+          });
+          expect(more.k).toBeGreaterThanOrEqual(p.k);
+        },
+      ),
       { numRuns: 25 },
     );
   });
 
   it('refuses impossible requirements', () => {
-    expect(() => chooseGraphParameters(10, { dropoutRate: 0.6, threatModel: 'semi-honest' })).toThrow(
-      /threshold/,
-    );
+    expect(() =>
+      chooseGraphParameters(10, { dropoutRate: 0.6, threatModel: 'semi-honest' }),
+    ).toThrow(/threshold/);
     expect(() => chooseGraphParameters(10, { dropoutRate: 1, threatModel: 'semi-honest' })).toThrow(
       /dropoutRate/,
     );
-    expect(() => chooseGraphParameters(1, { dropoutRate: 0, threatModel: 'semi-honest' })).toThrow(/n must/);
+    expect(() => chooseGraphParameters(1, { dropoutRate: 0, threatModel: 'semi-honest' })).toThrow(
+      /n must/,
+    );
   });
 });

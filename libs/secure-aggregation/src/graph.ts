@@ -83,6 +83,38 @@ export function hararyRing(n: number, k: number, position: number): number[] {
 export type Neighbourhoods = ReadonlyMap<string, readonly string[]>;
 
 /**
+ * The neighbours of one site (sorted), without building the whole graph: O(n) for the complete graph
+ * and O(n + k) for Harary graphs, which is what a site needs.
+ *
+ * @example
+ * neighboursOf(['a', 'b', 'c'], sessionId, { graph: 'complete' }, 'b'); // ['a', 'c']
+ */
+export function neighboursOf(
+  siteIds: readonly string[],
+  sessionId: Uint8Array,
+  options: { graph: GraphKind; k?: number | undefined },
+  siteId: string,
+): string[] {
+  const ids = [...siteIds].sort(compareIds);
+  const me = ids.indexOf(siteId);
+  if (me < 0) throw new SecAggError('UNKNOWN_SITE', `${siteId} is not in the graph`);
+  const n = ids.length;
+  if (options.graph === 'complete' || (options.k !== undefined && options.k >= n - 1)) {
+    return ids.filter((id) => id !== siteId);
+  }
+  const k = options.k;
+  if (k === undefined) throw new SecAggError('BAD_PARAMS', 'a Harary graph needs a degree k');
+  const perm = graphPermutation(sessionId, n);
+  const atPosition = new Array<string>(n);
+  ids.forEach((id, i) => {
+    atPosition[perm[i] as number] = id;
+  });
+  return hararyRing(n, k, perm[me] as number)
+    .map((p) => atPosition[p] as string)
+    .sort(compareIds);
+}
+
+/**
  * The neighbours of every site. `siteIds` are all sites that advertised keys; with 'complete' every
  * site neighbours every other; with 'harary' site number i (in id order) sits at ring position
  * perm[i] of H(k, n), perm = graphPermutation(sessionId, n).

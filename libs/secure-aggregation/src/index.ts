@@ -29,7 +29,11 @@ export {
   shamirSplit,
   shamirCombine,
   lagrangeAtZero,
+  shareValue,
+  shareValueFromBase64,
+  combineShareValues,
   type Share,
+  type ShareValue,
 } from './shamir';
 export {
   maskStreamKey,
@@ -52,6 +56,7 @@ export {
 export {
   chooseGraphParameters,
   neighbourhoods,
+  neighboursOf,
   graphPermutation,
   hararyRing,
   type GraphKind,
@@ -85,4 +90,10 @@ export {
   type RevealedKind,
 } from './client';
 export { SecAggServer, type SecAggServerOptions, type ServerState, type MaskJob } from './server';
-export { simulateRound, type SimulatedRound, type SimulatedResult } from './simulate';
+export {
+  simulateRound,
+  simulateUntilFinish,
+  type SimulatedRound,
+  type SimulatedResult,
+  type SimulatedRoundState,
+} from './simulate';

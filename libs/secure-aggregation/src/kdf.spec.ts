@@ -11,7 +11,12 @@ const range = (from: number, to: number): Uint8Array =>
 describe('HKDF-SHA256', () => {
   // RFC 5869, appendix A, test cases 1-3 (SHA-256).
   it('matches RFC 5869 test case 1', () => {
-    const okm = hkdfSha256(hex('0b'.repeat(22)), hex('000102030405060708090a0b0c'), hex('f0f1f2f3f4f5f6f7f8f9'), 42);
+    const okm = hkdfSha256(
+      hex('0b'.repeat(22)),
+      hex('000102030405060708090a0b0c'),
+      hex('f0f1f2f3f4f5f6f7f8f9'),
+      42,
+    );
     expect(toHex(okm)).toBe(
       '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
     );

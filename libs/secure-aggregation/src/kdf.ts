@@ -4,6 +4,9 @@ import { SecAggError } from './errors';
 /**
  * Domain-separation labels. Every hash, signature and derived key in the protocol starts from one of
  * these, so no value computed for one purpose is ever valid for another.
+ *
+ * @example
+ * hkdfSha256(seed, sessionId, encodeFields([LABELS.mask, 'update'])); // a mask-stream key
  */
 export const LABELS = {
   /** Ed25519-signed key advertisement. */
@@ -43,8 +46,11 @@ export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
 export function hmacSha256(key: Uint8Array, ...parts: readonly Uint8Array[]): Uint8Array {
   const h = createHmac('sha256', key);
   for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+  const digest = h.digest();
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
+
+const ONE = Uint8Array.of(1);
 
 /**
  * HKDF-SHA256 (RFC 5869): extract with `salt`, expand with `info` to `length` bytes (at most 8160).
@@ -64,6 +70,12 @@ export function hkdfSha256(
     throw new SecAggError('BAD_INPUT', 'HKDF length must be an integer in [1, 8160]');
   }
   const prk = hmacSha256(salt, ikm);
+  if (length === 32) {
+    // The common case (every key of the protocol): one expand block, returned as it is.
+    const okm = hmacSha256(prk, info, ONE);
+    prk.fill(0);
+    return okm;
+  }
   const out = new Uint8Array(length);
   let previous: Uint8Array = new Uint8Array(0);
   for (let i = 1, offset = 0; offset < length; i++) {

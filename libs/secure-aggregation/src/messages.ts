@@ -315,13 +315,20 @@ export function parseUnmaskRequest(value: unknown): UnmaskRequest {
   return out;
 }
 
+const SHARE_BASE64_LENGTH = Math.ceil(SHARE_BYTES / 3) * 4;
+
 function parseRevealed(value: unknown, what: string): RevealedShare[] {
   if (!Array.isArray(value)) throw new SecAggError('BAD_INPUT', `${what} must be an array`);
   return (value as unknown[]).map((item) => {
     const r = asRecord(item, `${what} entry`);
     assertSiteId(r['owner'], `${what} owner`);
-    fromBase64(r['share'], SHARE_BYTES, `${what} share of ${r['owner']}`);
-    return { owner: r['owner'], share: r['share'] as string };
+    if (typeof r['share'] !== 'string' || r['share'].length !== SHARE_BASE64_LENGTH) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `${what} share of ${r['owner']} must be ${SHARE_BYTES} bytes in base64`,
+      );
+    }
+    return { owner: r['owner'], share: r['share'] };
   });
 }
 

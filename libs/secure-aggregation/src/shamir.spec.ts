@@ -69,7 +69,12 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
       fc.property(secretArb, splitArb, (secret, [n, t, subset]) => {
         const xs = Array.from({ length: n }, (_, i) => i + 1);
         const shares = shamirSplit(secret, xs, t);
-        expect(shamirCombine(subset.map((i) => shares[i] as Share), t)).toEqual(secret);
+        expect(
+          shamirCombine(
+            subset.map((i) => shares[i] as Share),
+            t,
+          ),
+        ).toEqual(secret);
       }),
       { numRuns: 200 },
     );
@@ -79,7 +84,11 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
     fc.assert(
       fc.property(secretArb, splitArb, (secret, [n, t, subset]) => {
         fc.pre(t >= 2);
-        const shares = shamirSplit(secret, Array.from({ length: n }, (_, i) => i + 1), t);
+        const shares = shamirSplit(
+          secret,
+          Array.from({ length: n }, (_, i) => i + 1),
+          t,
+        );
         const fewer = subset.slice(0, t - 1).map((i) => shares[i] as Share);
         let value: Uint8Array | undefined;
         try {
@@ -109,7 +118,10 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
           ...known.map((s): [bigint, bigint] => [BigInt(s.x), shareValue(s.y)]),
         ];
         const missing = xs.find((x) => !known.some((s) => s.x === x)) as number;
-        const forged: Share = { x: missing, y: bigToBytes(interpolate(points, BigInt(missing)), 66) };
+        const forged: Share = {
+          x: missing,
+          y: bigToBytes(interpolate(points, BigInt(missing)), 66),
+        };
         expect(shamirCombine([...known, forged], t)).toEqual(other);
       }),
       { numRuns: 60 },
@@ -135,8 +147,8 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
     expect(() => shamirSplit(secret, [1, 1], 2)).toThrow(/repeats/);
     expect(() => shamirSplit(secret, [0, 1], 2)).toThrow(/x-coordinates/);
     expect(() => shamirSplit(secret, [1, 2], 3)).toThrow(/threshold/);
-    expect(() => shamirCombine([shares[0] as Share, { x: 1, y: (shares[0] as Share).y }], 2)).toThrow(
-      /repeats/,
-    );
+    expect(() =>
+      shamirCombine([shares[0] as Share, { x: 1, y: (shares[0] as Share).y }], 2),
+    ).toThrow(/repeats/);
   });
 });

@@ -1,4 +1,4 @@
-import nacl from 'tweetnacl';
+import { randomBytes as csprng } from './bytes';
 import { SecAggError } from './errors';
 
 /**
@@ -10,13 +10,31 @@ import { SecAggError } from './errors';
  * are small next to a vector. A reconstructed value of 2^256 or more proves the shares inconsistent.
  * Secrets are shared whole (no chunking), so a share set reveals nothing about any part of the secret
  * below the threshold. BigInt intermediates cannot be zeroed; the byte buffers are.
+ *
+ * @example
+ * SHAMIR_PRIME === 2n ** 521n - 1n; // true
  */
 export const SHAMIR_PRIME = (1n << 521n) - 1n;
-/** Length of a shared secret in bytes. */
+/**
+ * Length of a shared secret in bytes.
+ *
+ * @example
+ * shamirSplit(new Uint8Array(SECRET_BYTES), [1, 2], 2);
+ */
 export const SECRET_BYTES = 32;
-/** Length of an encoded share value (big-endian field element). */
+/**
+ * Length of an encoded share value (big-endian field element).
+ *
+ * @example
+ * shamirSplit(secret, [1, 2], 2)[0].y.length === SHARE_BYTES; // true
+ */
 export const SHARE_BYTES = 66;
-/** Largest x-coordinate accepted (sites are numbered 1..n). */
+/**
+ * Largest x-coordinate accepted (sites are numbered 1..n).
+ *
+ * @example
+ * shamirSplit(secret, [MAX_SHARE_X], 1); // the largest position allowed
+ */
 export const MAX_SHARE_X = 1 << 20;
 
 /** One share: the polynomial evaluated at `x` (a site's 1-based position), `y` as 66 bytes. */
@@ -101,7 +119,7 @@ export function shamirSplit(
   secret: Uint8Array,
   xs: readonly number[],
   threshold: number,
-  randomBytes: (n: number) => Uint8Array = nacl.randomBytes,
+  randomBytes: (n: number) => Uint8Array = csprng,
 ): Share[] {
   if (!(secret instanceof Uint8Array) || secret.length !== SECRET_BYTES) {
     throw new SecAggError('BAD_INPUT', `a secret must be ${SECRET_BYTES} bytes`);
@@ -195,16 +213,37 @@ export function shareValue(y: Uint8Array): bigint {
   return v;
 }
 
+/** A share with its value decoded: what the aggregator stores while collecting responses. */
+export interface ShareValue {
+  readonly x: number;
+  readonly value: bigint;
+}
+
 /**
- * Reconstructs a 32-byte secret from shares (at least `threshold`, distinct x). It uses the
- * `threshold` shares with the smallest x, so repeated reconstructions from one responder set reuse
- * the cached Lagrange coefficients. Throws TOO_FEW_SURVIVORS with fewer shares and BAD_SHARE when the
- * result is not a 32-byte value (inconsistent shares).
+ * Decodes a base64 share value straight to a field element (no intermediate byte array: the
+ * aggregator holds hundreds of thousands of these). Throws BAD_SHARE when it is not 66 bytes of a
+ * field element.
  *
  * @example
- * shamirCombine(shamirSplit(secret, [1, 2, 3], 2).slice(1), 2); // equals secret
+ * shareValueFromBase64(response.selfMaskShares[0].share); // bigint
  */
-export function shamirCombine(shares: readonly Share[], threshold: number): Uint8Array {
+export function shareValueFromBase64(text: string): bigint {
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length !== SHARE_BYTES || bytes.toString('base64') !== text) {
+    throw new SecAggError('BAD_SHARE', `a share must be ${SHARE_BYTES} bytes of canonical base64`);
+  }
+  const v = BigInt(`0x${bytes.toString('hex')}`);
+  if (v >= SHAMIR_PRIME) throw new SecAggError('BAD_SHARE', 'a share is not a field element');
+  return v;
+}
+
+/**
+ * Reconstructs a 32-byte secret from decoded shares (see shamirCombine).
+ *
+ * @example
+ * combineShareValues([{ x: 1, value: 5n }, { x: 2, value: 9n }], 2); // the secret f(0) = 1 as 32 bytes
+ */
+export function combineShareValues(shares: readonly ShareValue[], threshold: number): Uint8Array {
   if (!Number.isInteger(threshold) || threshold < 1) {
     throw new SecAggError('BAD_INPUT', 'threshold must be a positive integer');
   }
@@ -218,11 +257,30 @@ export function shamirCombine(shares: readonly Share[], threshold: number): Uint
   const coefficients = lagrangeAtZero(sorted.map((s) => s.x));
   let sum = 0n;
   for (let i = 0; i < sorted.length; i++) {
-    sum += (coefficients[i] ?? 0n) * shareValue((sorted[i] as Share).y);
+    const v = (sorted[i] as ShareValue).value;
+    if (v < 0n || v >= SHAMIR_PRIME)
+      throw new SecAggError('BAD_SHARE', 'a share is not a field element');
+    sum += (coefficients[i] ?? 0n) * v;
   }
   const secret = mod(sum);
   if (secret >> 256n !== 0n) {
     throw new SecAggError('BAD_SHARE', 'the shares are inconsistent (the result is not 32 bytes)');
   }
   return bigIntToBytes(secret, SECRET_BYTES);
+}
+
+/**
+ * Reconstructs a 32-byte secret from shares (at least `threshold`, distinct x). It uses the
+ * `threshold` shares with the smallest x, so repeated reconstructions from one responder set reuse
+ * the cached Lagrange coefficients. Throws TOO_FEW_SURVIVORS with fewer shares and BAD_SHARE when the
+ * result is not a 32-byte value (inconsistent shares).
+ *
+ * @example
+ * shamirCombine(shamirSplit(secret, [1, 2, 3], 2).slice(1), 2); // equals secret
+ */
+export function shamirCombine(shares: readonly Share[], threshold: number): Uint8Array {
+  return combineShareValues(
+    shares.map((s) => ({ x: s.x, value: shareValue(s.y) })),
+    threshold,
+  );
 }

@@ -1,5 +1,13 @@
 import nacl from 'tweetnacl';
-import { bytesEqual, decodeFields, encodeFields, fromBase64, toBase64, utf8 } from './bytes';
+import {
+  bytesEqual,
+  decodeFields,
+  encodeFields,
+  fromBase64,
+  randomBytes as csprng,
+  toBase64,
+  utf8,
+} from './bytes';
 import { SecAggError } from './errors';
 import { hkdfSha256, LABELS } from './kdf';
 import type { EncryptedShare } from './messages';
@@ -46,7 +54,7 @@ export function sealShare(
   from: string,
   to: string,
   shares: SharePair,
-  randomBytes: (n: number) => Uint8Array = nacl.randomBytes,
+  randomBytes: (n: number) => Uint8Array = csprng,
 ): EncryptedShare {
   if (shares.selfMaskShare.length !== SHARE_BYTES || shares.maskKeyShare.length !== SHARE_BYTES) {
     throw new SecAggError('BAD_INPUT', `shares must be ${SHARE_BYTES} bytes`);

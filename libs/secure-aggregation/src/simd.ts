@@ -103,8 +103,8 @@ function buildModule(): Uint8Array<ArrayBuffer> {
 /** The exports of an instance of the kernel module. */
 export interface SimdKernels {
   readonly memory: WebAssembly.Memory;
-  add(dst: number, src: number, bytes: number): void;
-  sub(dst: number, src: number, bytes: number): void;
+  readonly add: (dst: number, src: number, bytes: number) => void;
+  readonly sub: (dst: number, src: number, bytes: number) => void;
 }
 
 let compiled: WebAssembly.Module | null | undefined;
@@ -144,7 +144,12 @@ export function instantiateKernels(module: WebAssembly.Module, bytes: number): S
   return { memory: exports.mem, add: exports.add, sub: exports.sub };
 }
 
-/** Test hook: forget the compiled module so the next call re-reads the environment. */
+/**
+ * Test hook: forget the compiled module so the next call re-reads the environment.
+ *
+ * @example
+ * process.env.CONFIDE_SECAGG_NO_SIMD = '1'; resetSimdForTests(); simdModule(); // null
+ */
 export function resetSimdForTests(): void {
   compiled = undefined;
 }

@@ -23,16 +23,20 @@ export interface SimulatedRound {
   modelHash?: string;
 }
 
-/** What simulateRound returns. */
-export interface SimulatedResult {
-  /** The unmasked sum the aggregator computed. */
-  sum: Uint32Array;
+/** What simulateUntilFinish returns: the server is left in state 'unmasking' (or 'finished'). */
+export interface SimulatedRoundState {
   /** The sum of the survivors' inputs mod 2^32, computed in the clear for comparison. */
   expected: Uint32Array;
   /** Indices of the sites whose inputs are in the sum. */
   survivors: number[];
   server: SecAggServer;
   clients: SecAggClient[];
+}
+
+/** What simulateRound returns. */
+export interface SimulatedResult extends SimulatedRoundState {
+  /** The unmasked sum the aggregator computed. */
+  sum: Uint32Array;
 }
 
 /**
@@ -44,6 +48,19 @@ export interface SimulatedResult {
  * // sum equals expected bit for bit
  */
 export function simulateRound(options: SimulatedRound): SimulatedResult {
+  const state = simulateUntilFinish(options);
+  return { ...state, sum: state.server.finish() };
+}
+
+/**
+ * simulateRound without the final step: every message exchanged, the server waiting in 'unmasking'
+ * for finish() or finishParallel().
+ *
+ * @example
+ * const { server, expected } = simulateUntilFinish({ params, inputs });
+ * await server.finishParallel(pool); // equals expected
+ */
+export function simulateUntilFinish(options: SimulatedRound): SimulatedRoundState {
   const n = options.inputs.length;
   const vectorLength = options.inputs[0]?.length ?? 0;
   const names = Array.from({ length: n }, (_, i) => `site-${String(i).padStart(2, '0')}`);
@@ -89,7 +106,9 @@ export function simulateRound(options: SimulatedRound): SimulatedResult {
   });
   const consistency = server.closeCollection();
   if (consistency) {
-    survivors.forEach((i) => server.addSurvivorSignature(clients[i]?.confirmSurvivors(consistency)));
+    survivors.forEach((i) =>
+      server.addSurvivorSignature(clients[i]?.confirmSurvivors(consistency)),
+    );
     server.closeConsistency();
   }
   for (const i of survivors) {
@@ -102,6 +121,5 @@ export function simulateRound(options: SimulatedRound): SimulatedResult {
     const x = options.inputs[i] as Uint32Array;
     for (let j = 0; j < vectorLength; j++) expected[j] = (expected[j] as number) + (x[j] as number);
   }
-  const sum = server.finish();
-  return { sum, expected, survivors, server, clients };
+  return { expected, survivors, server, clients };
 }

@@ -133,7 +133,13 @@ export interface RoundMetrics {
   evaluation: (Omit<SiteMetrics, 'auc'> & { auc: number | null; sites: number }) | null;
   bytesReceived: number;
   /** The round's secure-aggregation parameters and how many selected sites dropped (null when off). */
-  secureAggregation?: { threshold: number; graph: string; k?: number; sites: number; dropped: number } | null;
+  secureAggregation?: {
+    threshold: number;
+    graph: string;
+    k?: number;
+    sites: number;
+    dropped: number;
+  } | null;
 }
 
 export interface RoundRow {

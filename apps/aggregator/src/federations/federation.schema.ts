@@ -63,7 +63,13 @@ export const createFederationSchema = z
         dropoutRate: z.number().min(0).max(0.5).default(0.1),
       })
       .strict()
-      .default({ enabled: true, graph: 'auto', threatModel: 'semi-honest', clip: 10, dropoutRate: 0.1 }),
+      .default({
+        enabled: true,
+        graph: 'auto',
+        threatModel: 'semi-honest',
+        clip: 10,
+        dropoutRate: 0.1,
+      }),
   })
   .strict();
 

@@ -83,7 +83,10 @@ export class LedgerRepository {
     );
   }
 
-  async last(federationId: string, em: EntityManager = this.db.manager): Promise<LedgerEntry | null> {
+  async last(
+    federationId: string,
+    em: EntityManager = this.db.manager,
+  ): Promise<LedgerEntry | null> {
     const rows = await em.query(
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE federation_id = $1 ORDER BY seq DESC LIMIT 1`,
       [federationId],
@@ -91,7 +94,11 @@ export class LedgerRepository {
     return rows.length ? toEntry(rows[0]) : null;
   }
 
-  async siteEntries(federationId: string, siteId: string, em: EntityManager = this.db.manager): Promise<LedgerEntry[]> {
+  async siteEntries(
+    federationId: string,
+    siteId: string,
+    em: EntityManager = this.db.manager,
+  ): Promise<LedgerEntry[]> {
     const rows = await em.query(
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE federation_id = $1 AND site_id = $2 ORDER BY seq`,
       [federationId, siteId],
@@ -129,7 +136,10 @@ export class LedgerRepository {
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${f.pageSize} OFFSET ${(f.page - 1) * f.pageSize}`,
       params,
     );
-    return { entries: (rows as Record<string, unknown>[]).map(toEntry), total: total[0].n as number };
+    return {
+      entries: (rows as Record<string, unknown>[]).map(toEntry),
+      total: total[0].n as number,
+    };
   }
 
   // ---- budgets ----
@@ -150,7 +160,12 @@ export class LedgerRepository {
   }
 
   /** The budget row, locked for the rest of the transaction when `forUpdate`. */
-  async budget(federationId: string, siteId: string, em: EntityManager = this.db.manager, forUpdate = false): Promise<BudgetRow | null> {
+  async budget(
+    federationId: string,
+    siteId: string,
+    em: EntityManager = this.db.manager,
+    forUpdate = false,
+  ): Promise<BudgetRow | null> {
     const rows = await em.query(
       `SELECT federation_id, site_id, epsilon_limit, delta, updated_at FROM privacy_budget
        WHERE federation_id = $1 AND site_id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
@@ -170,7 +185,10 @@ export class LedgerRepository {
 
   async budgetChanges(federationId: string): Promise<unknown[]> {
     return camelRows(
-      await this.db.manager.query(`SELECT * FROM privacy_budget_change WHERE federation_id = $1 ORDER BY id`, [federationId]),
+      await this.db.manager.query(
+        `SELECT * FROM privacy_budget_change WHERE federation_id = $1 ORDER BY id`,
+        [federationId],
+      ),
     );
   }
 }

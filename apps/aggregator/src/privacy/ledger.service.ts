@@ -61,7 +61,10 @@ export class LedgerService {
     const previous = this.chains.get(fed.id) ?? Promise.resolve();
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    this.chains.set(fed.id, previous.then(() => held));
+    this.chains.set(
+      fed.id,
+      previous.then(() => held),
+    );
     await previous;
     let released = false;
     const timer = setTimeout(() => doRelease(), SLOT_TTL_MS);
@@ -75,7 +78,11 @@ export class LedgerService {
     try {
       const head = chainHead((await this.ledger.last(fed.id)) ?? undefined);
       const budget = await this.ledger.budget(fed.id, site.id);
-      if (!budget) throw new ProtocolError(ErrorCode.BUDGET_EXCEEDED, `site ${site.name} has no privacy budget in this federation`);
+      if (!budget)
+        throw new ProtocolError(
+          ErrorCode.BUDGET_EXCEEDED,
+          `site ${site.name} has no privacy budget in this federation`,
+        );
       return {
         federationId: fed.id,
         siteId: site.id,
@@ -130,7 +137,10 @@ export class LedgerService {
         );
       }
       if (!verifyReceipt(entry, site.publicKey)) {
-        throw new ProtocolError(ErrorCode.RECEIPT_INVALID, "the receipt's hash or signature does not verify");
+        throw new ProtocolError(
+          ErrorCode.RECEIPT_INVALID,
+          "the receipt's hash or signature does not verify",
+        );
       }
       const wrongMechanism = expected(entry.mechanism);
       if (wrongMechanism) throw new ProtocolError(ErrorCode.RECEIPT_INVALID, wrongMechanism);
@@ -138,10 +148,19 @@ export class LedgerService {
         // The budget row is locked: concurrent releases of one site are serialised, never double-spent.
         const budget = await this.ledger.budget(slot.federationId, site.id, em, true);
         const history = await this.ledger.siteEntries(slot.federationId, site.id, em);
-        const projection = projectNextRound(history, entry.mechanism, entry.delta, budget?.epsilonLimit ?? 0, confideAccountant);
+        const projection = projectNextRound(
+          history,
+          entry.mechanism,
+          entry.delta,
+          budget?.epsilonLimit ?? 0,
+          confideAccountant,
+        );
         const recomputed = confideAccountant.releaseRdp(entry.mechanism);
         if (recomputed.some((x, k) => !closeTo(x, entry.rdp[k]!))) {
-          throw new ProtocolError(ErrorCode.RECEIPT_INVALID, "the receipt's RDP curve does not match its mechanism");
+          throw new ProtocolError(
+            ErrorCode.RECEIPT_INVALID,
+            "the receipt's RDP curve does not match its mechanism",
+          );
         }
         if (!closeTo(projection.projectedEpsilon, entry.cumulativeEpsilon)) {
           throw new ProtocolError(
@@ -157,7 +176,10 @@ export class LedgerService {
         }
         const head = chainHead((await this.ledger.last(slot.federationId, em)) ?? undefined);
         if (head.seq !== entry.seq || head.prevHash !== entry.prevHash) {
-          throw new ProtocolError(ErrorCode.RECEIPT_INVALID, 'the chain moved on: this receipt no longer links to its head');
+          throw new ProtocolError(
+            ErrorCode.RECEIPT_INVALID,
+            'the chain moved on: this receipt no longer links to its head',
+          );
         }
         await this.ledger.insert(em, entry);
       });
@@ -171,16 +193,34 @@ export class LedgerService {
   }
 
   /** The site's projected epsilon if it released `mechanism` next; null limit means no budget row. */
-  async project(fedId: string, siteId: string, mechanism: MechanismParams): Promise<{ projected: number; limit: number | null; allowed: boolean; current: number }> {
+  async project(
+    fedId: string,
+    siteId: string,
+    mechanism: MechanismParams,
+  ): Promise<{ projected: number; limit: number | null; allowed: boolean; current: number }> {
     const budget = await this.ledger.budget(fedId, siteId);
     if (!budget) return { projected: Infinity, limit: null, allowed: false, current: 0 };
     const history = await this.ledger.siteEntries(fedId, siteId);
-    const p = projectNextRound(history, mechanism, budget.delta, budget.epsilonLimit, confideAccountant);
-    return { projected: p.projectedEpsilon, limit: budget.epsilonLimit, allowed: p.allowed, current: p.currentEpsilon };
+    const p = projectNextRound(
+      history,
+      mechanism,
+      budget.delta,
+      budget.epsilonLimit,
+      confideAccountant,
+    );
+    return {
+      projected: p.projectedEpsilon,
+      limit: budget.epsilonLimit,
+      allowed: p.allowed,
+      current: p.currentEpsilon,
+    };
   }
 
   /** Per-site epsilon spent, limit, rounds left under `next`, and the epsilon history by round. */
-  async summary(fed: FederationRow, next: (site: SiteRow, history: LedgerEntry[]) => MechanismParams | null) {
+  async summary(
+    fed: FederationRow,
+    next: (site: SiteRow, history: LedgerEntry[]) => MechanismParams | null,
+  ) {
     const dp = fed.config.dp ?? { level: 'none' as const };
     const sites = await this.sites.list(fed.id);
     const budgets = new Map((await this.ledger.budgets(fed.id)).map((b) => [b.siteId, b]));
@@ -201,7 +241,15 @@ export class LedgerService {
           delta: budget?.delta ?? null,
           releases: mine.length,
           roundsLeft:
-            budget && mechanism ? forecastRoundsLeft(mine, mechanism, budget.delta, budget.epsilonLimit, confideAccountant) : null,
+            budget && mechanism
+              ? forecastRoundsLeft(
+                  mine,
+                  mechanism,
+                  budget.delta,
+                  budget.epsilonLimit,
+                  confideAccountant,
+                )
+              : null,
           history: mine.map((e) => ({ round: e.round, epsilon: e.cumulativeEpsilon, seq: e.seq })),
         };
       }),
@@ -220,7 +268,7 @@ export class LedgerService {
       sites: sites.map((s) => ({ siteId: s.id, name: s.name, publicKey: s.publicKey })),
       entries: await this.ledger.all(fed.id),
       exportedAt: this.clock.now().toISOString(),
-    } as LedgerExport;
+    };
   }
 
   /** The same verification `confide audit verify` runs, over the database's current ledger. */

@@ -1,4 +1,9 @@
-import { recordLevelRelease, siteLevelRelease, type LedgerEntry, type MechanismParams } from '@confide/privacy-ledger';
+import {
+  recordLevelRelease,
+  siteLevelRelease,
+  type LedgerEntry,
+  type MechanismParams,
+} from '@confide/privacy-ledger';
 import type { FederationRow } from '../database/rows';
 
 /**
@@ -17,7 +22,9 @@ export function nextRelease(
   if (!dp || dp.level === 'none') return null;
   if (dp.level === 'record') {
     const last = history.at(-1);
-    const n = numExamples ?? (last ? Math.round(fed.config.train.batchSize / last.mechanism.samplingRate) : undefined);
+    const n =
+      numExamples ??
+      (last ? Math.round(fed.config.train.batchSize / last.mechanism.samplingRate) : undefined);
     if (!n) return null;
     return recordLevelRelease({
       batchSize: fed.config.train.batchSize,
@@ -31,6 +38,7 @@ export function nextRelease(
     siteSamplingRate: 1,
     noiseMultiplier: dp.noiseMultiplier,
     clipNorm: dp.clipNorm,
-    survivorsAssumed: survivorsAssumed ?? history.at(-1)?.mechanism.survivorsAssumed ?? fed.config.minSites,
+    survivorsAssumed:
+      survivorsAssumed ?? history.at(-1)?.mechanism.survivorsAssumed ?? fed.config.minSites,
   });
 }

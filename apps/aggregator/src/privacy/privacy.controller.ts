@@ -1,4 +1,15 @@
-import { Controller, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Header,
+  HttpCode,
+  Inject,
+  Param,
+  Post,
+  Query,
+  Req,
+  Res,
+} from '@nestjs/common';
 import { ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { z } from 'zod';
@@ -47,7 +58,9 @@ export class PrivacyController {
     const accept = String(req.headers['accept'] ?? '');
     if (accept.includes('text/csv')) {
       const all = await this.entries.all(federationId);
-      const rows = all.filter((e) => (!q.site || e.siteId === q.site) && (q.round === undefined || e.round === q.round));
+      const rows = all.filter(
+        (e) => (!q.site || e.siteId === q.site) && (q.round === undefined || e.round === q.round),
+      );
       res.setHeader('Content-Type', 'text/csv; charset=utf-8');
       res.setHeader('Content-Disposition', `attachment; filename="ledger-${federationId}.csv"`);
       res.send(ledgerToCsv(rows));
@@ -65,7 +78,9 @@ export class PrivacyController {
   @Get('ledger/export')
   @Roles('auditor', 'admin')
   @Header('Content-Type', 'application/json')
-  @ApiOperation({ summary: 'The whole ledger with site keys and the order grid, for offline verification' })
+  @ApiOperation({
+    summary: 'The whole ledger with site keys and the order grid, for offline verification',
+  })
   async export(@Param('federationId') federationId: string) {
     return this.ledger.exportLedger(await this.federations.get(federationId));
   }
@@ -73,14 +88,19 @@ export class PrivacyController {
   @Post('ledger/verify')
   @HttpCode(200)
   @Roles('auditor', 'admin')
-  @ApiOperation({ summary: 'Run the same verification as `confide audit verify` and return every check' })
+  @ApiOperation({
+    summary: 'Run the same verification as `confide audit verify` and return every check',
+  })
   async verify(@Param('federationId') federationId: string) {
     return this.ledger.verify(await this.federations.get(federationId));
   }
 
   @Get('privacy')
   @Roles('auditor', 'admin')
-  @ApiOperation({ summary: 'Epsilon spent per site, its limit, its history by round, and the rounds its budget still allows' })
+  @ApiOperation({
+    summary:
+      'Epsilon spent per site, its limit, its history by round, and the rounds its budget still allows',
+  })
   async privacy(@Param('federationId') federationId: string) {
     const fed = await this.federations.get(federationId);
     return this.ledger.summary(fed, (_site, history) => nextRelease(fed, history));

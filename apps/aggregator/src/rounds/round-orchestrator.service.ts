@@ -258,7 +258,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       // 1b. Privacy budgets: a site whose projected epsilon would pass its limit is skipped.
       const dp = fed.config.dp ?? { level: 'none' as const };
       if (dp.level !== 'none') {
-        const approved = (await this.siteRepo.list(fed.id)).filter((s) => s.status === 'approved').length;
+        const approved = (await this.siteRepo.list(fed.id)).filter(
+          (s) => s.status === 'approved',
+        ).length;
         active.survivorsAssumed = Math.min(cfg.minSites, selected.length);
         for (const s of selected) {
           const history = await this.ledgerRepo.siteEntries(fed.id, s.siteId);
@@ -302,14 +304,21 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       // 3. Training: send the global model, collect updates.
       const cached = this.latestWeights.get(fed.id);
       const global =
-        cached?.versionId === baseVersionId ? cached.weights : await this.models.weights(baseVersionId);
+        cached?.versionId === baseVersionId
+          ? cached.weights
+          : await this.models.weights(baseVersionId);
       const baseVersion = await this.models.find(fed.id, baseVersionId);
       active.expectedLength = parameterCount(fed.modelSpec);
       const sa = fed.config.secureAggregation;
       let secagg: SecureSetup | null = null;
       if (sa?.enabled) {
         try {
-          secagg = await this.secureSetup(fed, active, baseVersion?.hash ?? '', dp.level === 'site' ? dp : null);
+          secagg = await this.secureSetup(
+            fed,
+            active,
+            baseVersion?.hash ?? '',
+            dp.level === 'site' ? dp : null,
+          );
         } catch (e) {
           return await abort(`secure aggregation cannot start: ${(e as Error).message}`);
         }
@@ -397,7 +406,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           ? {
               ...active.secaggSummary,
               dropped:
-                active.participantList().filter((x) => x.status === 'dropped').length + active.lateDrops,
+                active.participantList().filter((x) => x.status === 'dropped').length +
+                active.lateDrops,
             }
           : null,
       };
@@ -638,9 +648,14 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     const sa = fed.config.secureAggregation!;
     // Weighted averaging under masking needs every weight up front (as a share of the public total).
     for (const p of active.participantList()) {
-      if (p.status === 'selected' && fed.config.dp?.level !== 'site' && this.sessions.get(p.siteId)?.numExamples === undefined) {
+      if (
+        p.status === 'selected' &&
+        fed.config.dp?.level !== 'site' &&
+        this.sessions.get(p.siteId)?.numExamples === undefined
+      ) {
         p.status = 'skipped';
-        p.detail = 'the site did not announce its number of training records at login, which secure aggregation needs';
+        p.detail =
+          'the site did not announce its number of training records at login, which secure aggregation needs';
       }
     }
     const chosen = active.participantList().filter((p) => p.status === 'selected');
@@ -650,14 +665,19 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     let k: number | undefined;
     let t = sa.threshold ?? Math.max(2, Math.floor(n / 2) + 1);
     if (sa.graph === 'harary' || (sa.graph === 'auto' && n > 64)) {
-      const g = chooseGraphParameters(n, { dropoutRate: sa.dropoutRate, threatModel: sa.threatModel });
+      const g = chooseGraphParameters(n, {
+        dropoutRate: sa.dropoutRate,
+        threatModel: sa.threatModel,
+      });
       graph = g.graph;
       k = g.graph === 'harary' ? (sa.k ?? g.k) : undefined;
       t = sa.threshold ?? g.t;
     }
     if (t > n) throw new Error(`threshold ${t} is larger than the ${n} selected sites`);
     // Site-level DP noise is added after quantization, inside the clip's headroom.
-    const noiseRoom = siteDp ? (10 * siteDp.noiseMultiplier * siteDp.clipNorm) / Math.sqrt(active.survivorsAssumed ?? t) : 0;
+    const noiseRoom = siteDp
+      ? (10 * siteDp.noiseMultiplier * siteDp.clipNorm) / Math.sqrt(active.survivorsAssumed ?? t)
+      : 0;
     const clip = sa.clip + noiseRoom;
     let scale = chooseScale(clip, n);
     if (siteDp) {
@@ -677,9 +697,14 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       maxSites: n,
     };
     const sites = new Map((await this.siteRepo.list(fed.id)).map((s) => [s.id, s]));
-    const roster = chosen.map((p) => ({ siteId: p.siteId, publicKey: sites.get(p.siteId)!.publicKey }));
+    const roster = chosen.map((p) => ({
+      siteId: p.siteId,
+      publicKey: sites.get(p.siteId)!.publicKey,
+    }));
     const weightNormalizer =
-      fed.config.dp?.level === 'site' ? 1 : chosen.reduce((a, p) => a + (this.sessions.get(p.siteId)?.numExamples ?? 1), 0);
+      fed.config.dp?.level === 'site'
+        ? 1
+        : chosen.reduce((a, p) => a + (this.sessions.get(p.siteId)?.numExamples ?? 1), 0);
     const vectorLength = active.expectedLength + 1;
     const server = new SecAggServer({
       params,
@@ -690,7 +715,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       vectorLength,
     });
     active.secaggSummary = { threshold: t, graph, ...(k !== undefined ? { k } : {}), sites: n };
-    return { server, params, info: { params: { ...params }, roster, weightNormalizer, vectorLength } };
+    return {
+      server,
+      params,
+      info: { params: { ...params }, roster, weightNormalizer, vectorLength },
+    };
   }
 
   /** Runs advertise, share, collect, (consistency,) unmask; returns the unmasked weighted sum. */
@@ -703,12 +732,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     const server = setup.server;
     const persist = async (state: 'sharing' | 'collecting' | 'unmasking'): Promise<void> => {
       active.row = await this.rounds.transaction((em) =>
-        this.rounds.transition(em, active.row.id, state, { participants: active.participantList() }),
+        this.rounds.transition(em, active.row.id, state, {
+          participants: active.participantList(),
+        }),
       );
       this.live.round(active);
     };
     const send = (status: Participant['status'], message: (siteId: string) => object): void => {
-      for (const p of active.participantList()) if (p.status === status) this.sessions.get(p.siteId)?.sendJson(message(p.siteId));
+      for (const p of active.participantList())
+        if (p.status === status) this.sessions.get(p.siteId)?.sendJson(message(p.siteId));
     };
     const envelope = (type: string, body: object): object => ({
       v: PROTOCOL_VERSION,
@@ -721,34 +753,61 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     try {
       // Round 0: signed key advertisements.
       await this.until(loop, active.signal, () => this.nonePending(active, 'selected'), deadline);
-      this.markUnanswered(active, 'selected', 'dropped', 'no key advertisement (dropped before sharing keys)');
+      this.markUnanswered(
+        active,
+        'selected',
+        'dropped',
+        'no key advertisement (dropped before sharing keys)',
+      );
       const ads = server.closeAdvertising();
       send('advertised', () => envelope('secagg.advertisements', { advertisements: ads }));
       // Round 1: encrypted Shamir shares, routed to their recipients.
       active.phase = 'sharing';
       await persist('sharing');
       await this.until(loop, active.signal, () => this.nonePending(active, 'advertised'), deadline);
-      this.markUnanswered(active, 'advertised', 'dropped', 'no key shares (dropped after advertising)');
+      this.markUnanswered(
+        active,
+        'advertised',
+        'dropped',
+        'no key shares (dropped after advertising)',
+      );
       server.closeSharing();
       send('shared', (siteId) => envelope('secagg.deliver', { shares: server.sharesFor(siteId) }));
       // Round 2: masked inputs, folded into the running sum as they arrive.
       active.phase = 'collecting';
       await persist('collecting');
       await this.until(loop, active.signal, () => this.nonePending(active, 'shared'), deadline);
-      this.markUnanswered(active, 'shared', 'dropped', 'no masked input (dropped after sharing keys)');
+      this.markUnanswered(
+        active,
+        'shared',
+        'dropped',
+        'no masked input (dropped after sharing keys)',
+      );
       const consistency = server.closeCollection();
       if (consistency) {
         // Round 3 (semi-malicious): every survivor signs the survivor list.
         active.phase = 'consistency';
         send('submitted', () => envelope('secagg.consistency', { request: consistency }));
-        await this.until(loop, active.signal, () => this.nonePendingIn(active, 'submitted', active.confirmed), deadline);
+        await this.until(
+          loop,
+          active.signal,
+          () => this.nonePendingIn(active, 'submitted', active.confirmed),
+          deadline,
+        );
         server.closeConsistency();
       }
       // Round 4: unmasking; each survivor reveals one kind of share per neighbour.
       active.phase = 'unmasking';
       await persist('unmasking');
-      send('submitted', (siteId) => envelope('secagg.unmask', { request: server.unmaskRequest(siteId) }));
-      await this.until(loop, active.signal, () => this.nonePendingIn(active, 'submitted', active.unmasked), deadline);
+      send('submitted', (siteId) =>
+        envelope('secagg.unmask', { request: server.unmaskRequest(siteId) }),
+      );
+      await this.until(
+        loop,
+        active.signal,
+        () => this.nonePendingIn(active, 'submitted', active.unmasked),
+        deadline,
+      );
       const sum = server.finish();
       const values = dequantize(sum, setup.params);
       const L = active.expectedLength;
@@ -758,7 +817,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         if (!p) continue;
         p.status = 'submitted';
         if (!active.unmasked.has(id)) {
-          p.detail = "vanished before unmasking; its input was unmasked from its neighbours' shares";
+          p.detail =
+            "vanished before unmasking; its input was unmasked from its neighbours' shares";
           active.lateDrops++;
         }
       }
@@ -767,7 +827,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       };
     } catch (e) {
       if (e instanceof Stopped) throw e;
-      const reason = isSecAggError(e) ? `secure aggregation: ${e.message}` : `secure aggregation failed: ${(e as Error).message}`;
+      const reason = isSecAggError(e)
+        ? `secure aggregation: ${e.message}`
+        : `secure aggregation failed: ${(e as Error).message}`;
       return { abort: reason };
     } finally {
       server.destroy();
@@ -776,11 +838,24 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   /** True when no participant in `status` that has not answered (`done`) can still answer. */
-  private nonePendingIn(active: ActiveRound, status: Participant['status'], done: ReadonlySet<string>): boolean {
+  private nonePendingIn(
+    active: ActiveRound,
+    status: Participant['status'],
+    done: ReadonlySet<string>,
+  ): boolean {
     const now = this.clock.now().getTime();
     for (const p of active.participants.values()) {
       if (done.has(p.siteId)) continue;
-      if (active.isPending(p.siteId, now, this.config.reconnectGraceMs, this.sessions.isConnected(p.siteId), status)) return false;
+      if (
+        active.isPending(
+          p.siteId,
+          now,
+          this.config.reconnectGraceMs,
+          this.sessions.isConnected(p.siteId),
+          status,
+        )
+      )
+        return false;
     }
     return true;
   }
@@ -939,13 +1014,16 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           'secagg.unmasked': ['unmasking', 'submitted'],
         }[msg.type];
         if (!server || active.phase !== expected[0] || p.status !== expected[1]) {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, `${msg.type} is not expected from this site now (${active.phase}, ${p.status})`);
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `${msg.type} is not expected from this site now (${active.phase}, ${p.status})`,
+          );
         }
         try {
           switch (msg.type) {
             case 'secagg.advertise':
               if ((msg.advertisement as { siteId?: unknown } | null)?.siteId !== session.siteId) {
-                throw new Error("the advertisement names another site");
+                throw new Error('the advertisement names another site');
               }
               server.addAdvertisement(msg.advertisement);
               p.status = 'advertised';
@@ -955,14 +1033,20 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
               p.status = 'shared';
               break;
             case 'secagg.signature':
-              if ((msg.signature as { siteId?: unknown } | null)?.siteId !== session.siteId || active.confirmed.has(session.siteId)) {
+              if (
+                (msg.signature as { siteId?: unknown } | null)?.siteId !== session.siteId ||
+                active.confirmed.has(session.siteId)
+              ) {
                 throw new Error('the signature is not this site’s, or came twice');
               }
               server.addSurvivorSignature(msg.signature);
               active.confirmed.add(session.siteId);
               break;
             case 'secagg.unmasked':
-              if ((msg.response as { siteId?: unknown } | null)?.siteId !== session.siteId || active.unmasked.has(session.siteId)) {
+              if (
+                (msg.response as { siteId?: unknown } | null)?.siteId !== session.siteId ||
+                active.unmasked.has(session.siteId)
+              ) {
                 throw new Error('the unmask response is not this site’s, or came twice');
               }
               server.addUnmaskResponse(msg.response);
@@ -978,15 +1062,26 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
         const reserveStatus = active.secagg ? 'shared' : 'selected';
         if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== reserveStatus) {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no privacy receipt is expected from this site now');
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'no privacy receipt is expected from this site now',
+          );
         }
         if (active.slots.has(session.siteId)) {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'this site already holds the ledger slot');
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'this site already holds the ledger slot',
+          );
         }
         const site = await this.siteRepo.findById(active.federationId, session.siteId);
         const slot = await this.ledger.reserve(active.fed, site!, active.number);
         const current = this.loops.get(session.federationId)?.active;
-        if (current !== active || active.phase !== 'collecting' || p.status !== reserveStatus || !this.sessions.isConnected(session.siteId)) {
+        if (
+          current !== active ||
+          active.phase !== 'collecting' ||
+          p.status !== reserveStatus ||
+          !this.sessions.isConnected(session.siteId)
+        ) {
           slot.release();
           return;
         }

@@ -68,7 +68,10 @@ export class SitesService {
     const input = parseInput(enrolSiteSchema, body);
     const dp = fed.config.dp ?? { level: 'none' as const };
     if (input.epsilonLimit !== undefined && dp.level === 'none') {
-      throw new ApiError('VALIDATION_FAILED', 'epsilonLimit is only meaningful in a federation with differential privacy');
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'epsilonLimit is only meaningful in a federation with differential privacy',
+      );
     }
     if (await this.sites.findByName(federationId, input.name)) {
       throw new ApiError(
@@ -85,7 +88,12 @@ export class SitesService {
       if (dp.level !== 'none') {
         await this.ledger.setBudget(
           em,
-          { federationId, siteId: s.id, epsilonLimit: input.epsilonLimit ?? dp.epsilonLimit, delta: dp.delta },
+          {
+            federationId,
+            siteId: s.id,
+            epsilonLimit: input.epsilonLimit ?? dp.epsilonLimit,
+            delta: dp.delta,
+          },
           { actor, reason: 'enrolment', oldLimit: null },
         );
       }
@@ -110,14 +118,24 @@ export class SitesService {
     const site = await this.get(federationId, siteId);
     const input = parseInput(budgetChangeSchema, body);
     const current = await this.ledger.budget(federationId, site.id);
-    if (!current) throw new ApiError('INVALID_STATE', 'this federation has no differential privacy, so no budgets');
+    if (!current)
+      throw new ApiError(
+        'INVALID_STATE',
+        'this federation has no differential privacy, so no budgets',
+      );
     await this.db.transaction(async (em) => {
       await this.ledger.setBudget(
         em,
         { federationId, siteId: site.id, epsilonLimit: input.epsilonLimit, delta: current.delta },
         { actor, reason: input.reason, oldLimit: current.epsilonLimit },
       );
-      await this.events.record(actor, 'budget.change', site.id, { from: current.epsilonLimit, to: input.epsilonLimit, reason: input.reason }, em);
+      await this.events.record(
+        actor,
+        'budget.change',
+        site.id,
+        { from: current.epsilonLimit, to: input.epsilonLimit, reason: input.reason },
+        em,
+      );
     });
     return this.ledger.budget(federationId, site.id);
   }

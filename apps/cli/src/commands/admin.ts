@@ -153,7 +153,8 @@ export const adminCommands: Command[] = [
       'secure-aggregation': {
         type: 'string',
         value: 'JSON',
-        description: 'secure aggregation settings, e.g. \'{"enabled":true,"threatModel":"semi-malicious"}\' (default: on)',
+        description:
+          'secure aggregation settings, e.g. \'{"enabled":true,"threatModel":"semi-malicious"}\' (default: on)',
       },
     },
     async (opts, _p, io) => {

@@ -11,7 +11,14 @@ import {
   type VerificationReport,
 } from '@confide/privacy-ledger';
 import { ApiClient } from '../api-client';
-import { CliError, str, UsageError, type Command, type OptionSpec, type ParsedOptions } from '../command';
+import {
+  CliError,
+  str,
+  UsageError,
+  type Command,
+  type OptionSpec,
+  type ParsedOptions,
+} from '../command';
 
 /** Where the ledger to verify comes from: the REST API, the database (read-only), or an export file. */
 export type LedgerSource =
@@ -24,7 +31,9 @@ export async function loadLedger(source: LedgerSource): Promise<LedgerExport> {
   switch (source.kind) {
     case 'server': {
       const api = new ApiClient(source.server, source.token);
-      return parseLedgerExport(await api.get<unknown>(`/api/v1/federations/${source.federationId}/ledger/export`));
+      return parseLedgerExport(
+        await api.get<unknown>(`/api/v1/federations/${source.federationId}/ledger/export`),
+      );
     }
     case 'file': {
       let text: string;
@@ -41,23 +50,38 @@ export async function loadLedger(source: LedgerSource): Promise<LedgerExport> {
 }
 
 /** Reads the ledger straight from Postgres in a read-only transaction (no aggregator involved). */
-async function exportFromDatabase(databaseUrl: string, federationId: string): Promise<LedgerExport> {
+async function exportFromDatabase(
+  databaseUrl: string,
+  federationId: string,
+): Promise<LedgerExport> {
   const { openDatabase } = await import('@confide/aggregator');
   const db = await openDatabase({ databaseUrl, migrate: false });
   try {
     return await db.transaction(async (em) => {
       await em.query('SET TRANSACTION READ ONLY');
-      const fed = await em.query(`SELECT id, config FROM federation WHERE id::text = $1`, [federationId]);
+      const fed = await em.query(`SELECT id, config FROM federation WHERE id::text = $1`, [
+        federationId,
+      ]);
       if (!fed.length) throw new CliError(`no federation ${federationId} in that database`);
-      const sites = await em.query(`SELECT id, name, public_key FROM site WHERE federation_id = $1 ORDER BY created_at`, [federationId]);
-      const rows = await em.query(`SELECT * FROM ledger_entry WHERE federation_id = $1 ORDER BY seq`, [federationId]);
+      const sites = await em.query(
+        `SELECT id, name, public_key FROM site WHERE federation_id = $1 ORDER BY created_at`,
+        [federationId],
+      );
+      const rows = await em.query(
+        `SELECT * FROM ledger_entry WHERE federation_id = $1 ORDER BY seq`,
+        [federationId],
+      );
       const dp = (fed[0].config as { dp?: { level: string; delta?: number } }).dp;
       return parseLedgerExport({
         format: 'confide-ledger/1',
         federationId,
         orders: [...confideAccountant.orders],
         ...(dp && dp.level !== 'none' && dp.delta !== undefined ? { delta: dp.delta } : {}),
-        sites: (sites as Array<Record<string, string>>).map((s) => ({ siteId: s['id'], name: s['name'], publicKey: s['public_key'] })),
+        sites: (sites as Array<Record<string, string>>).map((s) => ({
+          siteId: s['id'],
+          name: s['name'],
+          publicKey: s['public_key'],
+        })),
         entries: (rows as Array<Record<string, unknown>>).map(rowToEntry),
         exportedAt: new Date().toISOString(),
       });
@@ -101,7 +125,10 @@ function rowToEntry(r: Record<string, unknown>): LedgerEntry {
  * every signature, and reconciles a site's local ledger when given. The demo and the dashboard's
  * Verify button run this same function.
  */
-export async function auditVerify(source: LedgerSource, siteLedgerFiles: string[] = []): Promise<{ report: VerificationReport; ledger: LedgerExport }> {
+export async function auditVerify(
+  source: LedgerSource,
+  siteLedgerFiles: string[] = [],
+): Promise<{ report: VerificationReport; ledger: LedgerExport }> {
   const ledger = await loadLedger(source);
   const localLedgers = new Map<string, LedgerEntry[]>();
   for (const file of siteLedgerFiles) {
@@ -116,15 +143,42 @@ export async function auditVerify(source: LedgerSource, siteLedgerFiles: string[
     if (!siteId) throw new CliError(`${file} holds no entry of federation ${ledger.federationId}`);
     localLedgers.set(siteId, [...(localLedgers.get(siteId) ?? []), ...entries]);
   }
-  return { report: verifyLedgerExport(ledger, { accountant: confideAccountant, localLedgers }), ledger };
+  return {
+    report: verifyLedgerExport(ledger, { accountant: confideAccountant, localLedgers }),
+    ledger,
+  };
 }
 
 const sourceOptions: Record<string, OptionSpec> = {
-  server: { type: 'string', value: 'URL', description: 'aggregator URL (with --token and --federation)', env: 'CONFIDE_SERVER' },
-  token: { type: 'string', value: 'TOKEN', description: 'auditor or admin API token', env: 'CONFIDE_TOKEN' },
-  federation: { type: 'string', value: 'ID', description: 'federation id', env: 'CONFIDE_FEDERATION' },
-  'database-url': { type: 'string', value: 'URL', description: 'read the ledger from Postgres directly (read-only), instead of --server' },
-  export: { type: 'string', value: 'FILE', description: 'verify an export file offline (from `confide audit export` or GET .../ledger/export)' },
+  server: {
+    type: 'string',
+    value: 'URL',
+    description: 'aggregator URL (with --token and --federation)',
+    env: 'CONFIDE_SERVER',
+  },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    description: 'auditor or admin API token',
+    env: 'CONFIDE_TOKEN',
+  },
+  federation: {
+    type: 'string',
+    value: 'ID',
+    description: 'federation id',
+    env: 'CONFIDE_FEDERATION',
+  },
+  'database-url': {
+    type: 'string',
+    value: 'URL',
+    description: 'read the ledger from Postgres directly (read-only), instead of --server',
+  },
+  export: {
+    type: 'string',
+    value: 'FILE',
+    description:
+      'verify an export file offline (from `confide audit export` or GET .../ledger/export)',
+  },
 };
 
 function sourceOf(opts: ParsedOptions): LedgerSource {
@@ -137,7 +191,8 @@ function sourceOf(opts: ParsedOptions): LedgerSource {
   const federationId = opts['federation'] as string | undefined;
   if (!federationId) throw new UsageError('--federation is required (or set CONFIDE_FEDERATION)');
   if (dbUrl) return { kind: 'database', databaseUrl: dbUrl, federationId };
-  if (!server) throw new UsageError('give --server URL --token TOKEN, --database-url URL, or --export FILE');
+  if (!server)
+    throw new UsageError('give --server URL --token TOKEN, --database-url URL, or --export FILE');
   const token = opts['token'] as string | undefined;
   if (!token) throw new UsageError('--token is required with --server (or set CONFIDE_TOKEN)');
   return { kind: 'server', server, token, federationId };
@@ -154,7 +209,12 @@ export const auditCommands: Command[] = [
       'discrepancy, 2 on bad usage.',
     options: {
       ...sourceOptions,
-      'site-ledger': { type: 'string', value: 'FILE', description: 'a site’s local ledger (ledger.jsonl beside its key); comma-separated for several' },
+      'site-ledger': {
+        type: 'string',
+        value: 'FILE',
+        description:
+          'a site’s local ledger (ledger.jsonl beside its key); comma-separated for several',
+      },
       json: { type: 'boolean', description: 'print the report as JSON' },
     },
     examples: [
@@ -164,17 +224,36 @@ export const auditCommands: Command[] = [
     ],
     async run(opts, _p, io) {
       const source = sourceOf(opts);
-      const files = opts['site-ledger'] ? String(opts['site-ledger']).split(',').map((f) => resolve(f.trim())) : [];
+      const files = opts['site-ledger']
+        ? String(opts['site-ledger'])
+            .split(',')
+            .map((f) => resolve(f.trim()))
+        : [];
       const { report, ledger } = await auditVerify(source, files);
       if (opts['json']) {
-        io.out(JSON.stringify({ federationId: ledger.federationId, entries: ledger.entries.length, ...report }, null, 2));
+        io.out(
+          JSON.stringify(
+            { federationId: ledger.federationId, entries: ledger.entries.length, ...report },
+            null,
+            2,
+          ),
+        );
       } else {
-        io.out(`ledger of federation ${ledger.federationId}: ${ledger.entries.length} entries, ${ledger.sites.length} sites`);
-        for (const c of report.checks) io.out(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
+        io.out(
+          `ledger of federation ${ledger.federationId}: ${ledger.entries.length} entries, ${ledger.sites.length} sites`,
+        );
+        for (const c of report.checks)
+          io.out(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
         for (const d of report.discrepancies) {
-          io.out(`  discrepancy ${d.kind}${d.seq !== undefined ? ` at seq ${d.seq}` : ''}${d.siteId ? ` (site ${d.siteId})` : ''}: ${d.message}`);
+          io.out(
+            `  discrepancy ${d.kind}${d.seq !== undefined ? ` at seq ${d.seq}` : ''}${d.siteId ? ` (site ${d.siteId})` : ''}: ${d.message}`,
+          );
         }
-        io.out(report.ok ? 'VERIFIED: every check holds' : `NOT VERIFIED: ${report.discrepancies.length} discrepancy(ies)`);
+        io.out(
+          report.ok
+            ? 'VERIFIED: every check holds'
+            : `NOT VERIFIED: ${report.discrepancies.length} discrepancy(ies)`,
+        );
       }
       return report.ok ? 0 : 1;
     },
@@ -184,15 +263,23 @@ export const auditCommands: Command[] = [
     summary: 'Export a federation’s ledger (entries, site keys, order grid) to a JSON file',
     options: {
       ...sourceOptions,
-      out: { type: 'string', value: 'FILE', description: 'where to write the export', required: true },
+      out: {
+        type: 'string',
+        value: 'FILE',
+        description: 'where to write the export',
+        required: true,
+      },
     },
     async run(opts, _p, io) {
       const source = sourceOf(opts);
-      if (source.kind === 'file') throw new UsageError('--export is for verify; export reads --server or --database-url');
+      if (source.kind === 'file')
+        throw new UsageError('--export is for verify; export reads --server or --database-url');
       const ledger = await loadLedger(source);
       const out = resolve(str(opts, 'out'));
       await writeFile(out, serializeLedgerExport(ledger));
-      io.err(`wrote ${ledger.entries.length} entries of federation ${ledger.federationId} to ${out}`);
+      io.err(
+        `wrote ${ledger.entries.length} entries of federation ${ledger.federationId} to ${out}`,
+      );
     },
   },
 ];

@@ -40,7 +40,13 @@ export interface DemoOptions {
   /** Differential privacy: off, or a level with each site's budget; z calibrated when null. */
   dp:
     | { level: 'none' }
-    | { level: 'record' | 'site'; epsilonLimit: number; delta: number; noiseMultiplier: number | null; clipNorm: number };
+    | {
+        level: 'record' | 'site';
+        epsilonLimit: number;
+        delta: number;
+        noiseMultiplier: number | null;
+        clipNorm: number;
+      };
   model: ModelSpec | null;
   secureAggregation: boolean;
   /** One site vanishes at this secure-aggregation stage of the first round. */
@@ -74,7 +80,12 @@ export interface DemoReport {
     level: 'none' | 'record' | 'site';
     delta: number | null;
     noiseMultiplier: number | null;
-    sites: Array<{ site: string; epsilon: number; limit: number | null; roundsLeft: number | null }>;
+    sites: Array<{
+      site: string;
+      epsilon: number;
+      limit: number | null;
+      roundsLeft: number | null;
+    }>;
   };
   ledger: { entries: number; verified: boolean; discrepancies: number };
   secureAggregation: {
@@ -149,8 +160,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     let dpBody: Record<string, unknown> = { level: 'none' };
     let noiseMultiplier: number | null = null;
     if (o.dp.level !== 'none') {
-      noiseMultiplier = o.dp.noiseMultiplier ?? calibrateNoise(o, shards.map((s) => s.numRows));
-      dpBody = { level: o.dp.level, noiseMultiplier, clipNorm: o.dp.clipNorm, delta: o.dp.delta, epsilonLimit: o.dp.epsilonLimit };
+      noiseMultiplier =
+        o.dp.noiseMultiplier ??
+        calibrateNoise(
+          o,
+          shards.map((s) => s.numRows),
+        );
+      dpBody = {
+        level: o.dp.level,
+        noiseMultiplier,
+        clipNorm: o.dp.clipNorm,
+        delta: o.dp.delta,
+        epsilonLimit: o.dp.epsilonLimit,
+      };
       o.log(
         `differential privacy: ${o.dp.level} level, noise multiplier ${noiseMultiplier.toFixed(3)}, clip ${o.dp.clipNorm}, each site's budget epsilon ${o.dp.epsilonLimit} at delta ${o.dp.delta}`,
       );
@@ -189,7 +211,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         evalData: evalShards[i]!,
         onWelcome: () => ready(),
         reconnectDelayMs: 200,
-        onUpdate: (u) => sentUpdates.set(`${name}#${u.round}`, { update: u.update, numExamples: u.numExamples }),
+        onUpdate: (u) =>
+          sentUpdates.set(`${name}#${u.round}`, { update: u.update, numExamples: u.numExamples }),
         ...(i === 0 && o.dropSiteAt ? { dropAt: DROP_STAGES[o.dropSiteAt] } : {}),
       });
       nodes.push(node);
@@ -220,7 +243,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
             baseModelVersionId: string;
             durationMs: number;
             participants: { name: string; status: string }[];
-            metrics: { secureAggregation?: { threshold: number; graph: string; dropped: number } | null } | null;
+            metrics: {
+              secureAggregation?: { threshold: number; graph: string; dropped: number } | null;
+            } | null;
           }>;
         }>(`/api/v1/federations/${fed.id}/rounds`),
         api.get<Array<{ id: string; status: string; reason: string | null }>>(
@@ -239,7 +264,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         setModelWeights(model, weights);
         // The aggregator's average against the plain average of the same updates, computed here.
         const base = (await api.modelWeights(fed.id, r.baseModelVersionId)).weights;
-        const contributors = r.participants.filter((p) => p.status === 'evaluated' || p.status === 'submitted');
+        const contributors = r.participants.filter(
+          (p) => p.status === 'evaluated' || p.status === 'submitted',
+        );
         const mine = contributors.map((p) => sentUpdates.get(`${p.name}#${r.number}`));
         if (mine.every((u) => u !== undefined) && mine.length > 0) {
           const w = mine.map((u) => (o.dp.level === 'site' ? 1 : u.numExamples));
@@ -247,7 +274,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
           for (let k = 0; k < weights.length; k++) {
             let plain = 0;
             mine.forEach((u, j) => (plain += (w[j]! * u.update[k]!) / total));
-            maxAbsErrorVsPlain = Math.max(maxAbsErrorVsPlain, Math.abs(weights[k]! - base[k]! - plain));
+            maxAbsErrorVsPlain = Math.max(
+              maxAbsErrorVsPlain,
+              Math.abs(weights[k]! - base[k]! - plain),
+            );
           }
         }
         const sa = r.metrics?.secureAggregation;
@@ -286,7 +316,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       await new Promise((r) => setTimeout(r, 100));
     }
     model.dispose();
-    if (!last || !testStd) throw new CliError(`no round was committed${stopped ? `: ${stopped}` : ''}`);
+    if (!last || !testStd)
+      throw new CliError(`no round was committed${stopped ? `: ${stopped}` : ''}`);
 
     // The baseline: the same model and initial weights, trained centrally on the pooled training data
     // for as many epochs as each site trained in total.
@@ -304,14 +335,28 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const c = await evaluateModel(central, spec, testStd);
     central.dispose();
     // The privacy each site spent, and the ledger verified by the auditor's code path.
-    const privacy = await api.get<{ level: DemoReport['privacy']['level']; delta: number | null; sites: Array<{ name: string; epsilon: number; limit: number | null; roundsLeft: number | null }> }>(
-      `/api/v1/federations/${fed.id}/privacy`,
-    );
-    const { report: verification, ledger } = await auditVerify({ kind: 'server', server: agg.url, token, federationId: fed.id });
+    const privacy = await api.get<{
+      level: DemoReport['privacy']['level'];
+      delta: number | null;
+      sites: Array<{
+        name: string;
+        epsilon: number;
+        limit: number | null;
+        roundsLeft: number | null;
+      }>;
+    }>(`/api/v1/federations/${fed.id}/privacy`);
+    const { report: verification, ledger } = await auditVerify({
+      kind: 'server',
+      server: agg.url,
+      token,
+      federationId: fed.id,
+    });
     if (privacy.level !== 'none') {
       o.log(
         `privacy spent (epsilon at delta ${String(privacy.delta)}): ` +
-          privacy.sites.map((s) => `${s.name} ${s.epsilon.toFixed(3)}/${String(s.limit)}`).join(', ') +
+          privacy.sites
+            .map((s) => `${s.name} ${s.epsilon.toFixed(3)}/${String(s.limit)}`)
+            .join(', ') +
           `; ledger: ${ledger.entries.length} signed entries, ${verification.ok ? 'verified' : `NOT verified (${verification.discrepancies.length} discrepancies)`}`,
       );
     }
@@ -337,9 +382,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         level: privacy.level,
         delta: privacy.delta,
         noiseMultiplier,
-        sites: privacy.sites.map((s) => ({ site: s.name, epsilon: s.epsilon, limit: s.limit, roundsLeft: s.roundsLeft })),
+        sites: privacy.sites.map((s) => ({
+          site: s.name,
+          epsilon: s.epsilon,
+          limit: s.limit,
+          roundsLeft: s.roundsLeft,
+        })),
       },
-      ledger: { entries: ledger.entries.length, verified: verification.ok, discrepancies: verification.discrepancies.length },
+      ledger: {
+        entries: ledger.entries.length,
+        verified: verification.ok,
+        discrepancies: verification.discrepancies.length,
+      },
       secureAggregation: {
         enabled: o.secureAggregation,
         threshold: secure?.threshold ?? null,
@@ -368,7 +422,10 @@ function calibrateNoise(o: DemoOptions, siteRows: number[]): number {
   for (const n of o.dp.level === 'record' ? siteRows : [1]) {
     const q = o.dp.level === 'record' ? Math.min(1, o.batchSize / n) : 1;
     const steps = o.dp.level === 'record' ? o.rounds * o.epochs * Math.round(1 / q) : o.rounds;
-    z = Math.max(z, findNoiseMultiplier({ targetEpsilon: target, delta: o.dp.delta, q, steps }).noiseMultiplier);
+    z = Math.max(
+      z,
+      findNoiseMultiplier({ targetEpsilon: target, delta: o.dp.delta, q, steps }).noiseMultiplier,
+    );
   }
   return z;
 }
@@ -410,25 +467,55 @@ export const demoCommand: Command = {
       description: 'seed of the split, the partition and the initial weights',
       default: '1',
     },
-    epochs: { type: 'string', value: 'N', description: 'local epochs per round (default: 2; 1 with DP)' },
+    epochs: {
+      type: 'string',
+      value: 'N',
+      description: 'local epochs per round (default: 2; 1 with DP)',
+    },
     'batch-size': {
       type: 'string',
       value: 'N',
-      description: 'local batch size; with record-level DP the expected Poisson batch (default: 32; 256 with DP)',
+      description:
+        'local batch size; with record-level DP the expected Poisson batch (default: 32; 256 with DP)',
     },
-    'learning-rate': { type: 'string', value: 'LR', description: 'local learning rate (default: 0.05; 1 with DP)' },
-    optimizer: { type: 'string', value: 'NAME', description: 'sgd|adam (default: adam; sgd with DP)' },
-    'no-dp': { type: 'boolean', description: 'turn differential privacy off (it is on by default: record level)' },
-    'dp-level': { type: 'string', value: 'LEVEL', description: 'record (DP-SGD at each site) or site (DP-FedAvg)', default: 'record' },
-    'epsilon-limit': { type: 'string', value: 'E', description: "each site's privacy budget", default: '1' },
+    'learning-rate': {
+      type: 'string',
+      value: 'LR',
+      description: 'local learning rate (default: 0.05; 1 with DP)',
+    },
+    optimizer: {
+      type: 'string',
+      value: 'NAME',
+      description: 'sgd|adam (default: adam; sgd with DP)',
+    },
+    'no-dp': {
+      type: 'boolean',
+      description: 'turn differential privacy off (it is on by default: record level)',
+    },
+    'dp-level': {
+      type: 'string',
+      value: 'LEVEL',
+      description: 'record (DP-SGD at each site) or site (DP-FedAvg)',
+      default: 'record',
+    },
+    'epsilon-limit': {
+      type: 'string',
+      value: 'E',
+      description: "each site's privacy budget",
+      default: '1',
+    },
     delta: { type: 'string', value: 'D', description: 'DP delta', default: '1e-5' },
     'noise-multiplier': {
       type: 'string',
       value: 'Z',
-      description: 'DP noise multiplier (default: the smallest that keeps every site within its budget for all rounds)',
+      description:
+        'DP noise multiplier (default: the smallest that keeps every site within its budget for all rounds)',
     },
     'clip-norm': { type: 'string', value: 'C', description: 'DP clip norm', default: '1' },
-    'no-secure-aggregation': { type: 'boolean', description: 'turn secure aggregation off (it is on by default)' },
+    'no-secure-aggregation': {
+      type: 'boolean',
+      description: 'turn secure aggregation off (it is on by default)',
+    },
     'drop-site-at': {
       type: 'string',
       value: 'STAGE',
@@ -487,20 +574,24 @@ export const demoCommand: Command = {
       seed: numberOption(opts, 'seed', { integer: true, min: 0, max: 2 ** 31 - 1 })!,
       epochs: numberOption(opts, 'epochs', { integer: true, min: 1, max: 1000 }) ?? (dpOn ? 1 : 2),
       batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 }) ?? (dpOn ? 256 : 32),
-      learningRate: numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 }) ?? (dpOn ? 1 : 0.05),
-      optimizer: choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const) ?? (dpOn ? 'sgd' : 'adam'),
+      learningRate:
+        numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 }) ?? (dpOn ? 1 : 0.05),
+      optimizer:
+        choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const) ?? (dpOn ? 'sgd' : 'adam'),
       dp: dpOn
         ? {
             level: choiceOption(opts, 'dp-level', ['record', 'site'] as const)!,
             epsilonLimit: numberOption(opts, 'epsilon-limit', { min: 1e-6, max: 1e6 })!,
             delta: numberOption(opts, 'delta', { min: 1e-300, max: 0.999999 })!,
-            noiseMultiplier: numberOption(opts, 'noise-multiplier', { min: 1e-6, max: 1000 }) ?? null,
+            noiseMultiplier:
+              numberOption(opts, 'noise-multiplier', { min: 1e-6, max: 1000 }) ?? null,
             clipNorm: numberOption(opts, 'clip-norm', { min: 1e-9, max: 1e6 })!,
           }
         : { level: 'none' },
       model,
       secureAggregation: !opts['no-secure-aggregation'],
-      dropSiteAt: choiceOption(opts, 'drop-site-at', ['sharing', 'collecting', 'unmasking'] as const) ?? null,
+      dropSiteAt:
+        choiceOption(opts, 'drop-site-at', ['sharing', 'collecting', 'unmasking'] as const) ?? null,
       backend: choiceOption(opts, 'backend', [
         'auto',
         'tfjs-node-gpu',

@@ -104,7 +104,8 @@ export const nodeJoinCommand: Command = {
     'epsilon-limit': {
       type: 'string',
       value: 'E',
-      description: "this site's own privacy budget, enforced locally (default: the limit the federation announces)",
+      description:
+        "this site's own privacy budget, enforced locally (default: the limit the federation announces)",
     },
     quiet: { type: 'boolean', description: 'no progress bars' },
   },
@@ -120,8 +121,10 @@ export const nodeJoinCommand: Command = {
       'cpu',
     ] as const) as BackendPreference;
     // Loaded here, not at the top: tfjs takes a second to load and the other commands do not need it.
-    const [{ ClientNode, loadIdentity, progressBar, selectBackend, fileLedgerStore, LEDGER_FILE }, { loadCsv }] =
-      await Promise.all([import('@confide/client-node'), import('@confide/ml')]);
+    const [
+      { ClientNode, loadIdentity, progressBar, selectBackend, fileLedgerStore, LEDGER_FILE },
+      { loadCsv },
+    ] = await Promise.all([import('@confide/client-node'), import('@confide/ml')]);
     const keyDir = resolve(str(opts, 'key-dir'));
     const identity = await loadIdentity(keyDir);
     const epsilonLimit = numberOption(opts, 'epsilon-limit', { min: 1e-9 });

@@ -33,8 +33,8 @@ export function isTimeZone(tz: string): boolean {
 export function zonedWallTimeToUtc(wall: string, timeZone: string): Date {
   const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(wall);
   if (!m) throw new Error(`not a date and time: "${wall}"`);
-  const [y, mo, d, hh, mm, ss] = m.slice(1).map((x) => Number(x ?? 0)) as number[];
-  const asUtc = Date.UTC(y!, mo! - 1, d!, hh!, mm!, ss!);
+  const n = (i: number): number => Number(m[i] ?? 0);
+  const asUtc = Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6));
   // Two passes: the zone's offset at the guess, then at the corrected instant (DST edges).
   let t = asUtc - offsetMs(asUtc, timeZone);
   t = asUtc - offsetMs(t, timeZone);
@@ -116,7 +116,8 @@ export function describeCron(cron: string): string | null {
     '@yearly': 'every 1 January at 00:00',
     '@annually': 'every 1 January at 00:00',
   };
-  if (alias[c]) return alias[c]!;
+  const named = alias[c];
+  if (named) return named;
   const f = c.split(/\s+/);
   if (f.length !== 5) return null;
   const [min, hour, dom, mon, dow] = f as [string, string, string, string, string];

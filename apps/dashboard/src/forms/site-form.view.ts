@@ -13,7 +13,7 @@ export function siteForm(opts: {
     rows: 2,
     spellcheck: 'false',
     class: 'mono',
-    placeholder: 'e.g. 3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+    placeholder: '44 base64 characters ending in "="',
   });
   key.addEventListener('input', () => {
     state.publicKey = key.value;

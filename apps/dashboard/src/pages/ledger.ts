@@ -173,6 +173,11 @@ export function ledgerTab(ctx: Ctx, store: FederationStore, query: URLSearchPara
   };
 }
 
+/** 4 significant digits, no trailing zeros. */
+function num(x: number): string {
+  return String(Number(x.toPrecision(4)));
+}
+
 function short(x: string): string {
   return x.length > 12 ? `${x.slice(0, 10)}…` : x;
 }
@@ -250,7 +255,7 @@ function entryRow(e: LedgerEntry): HTMLElement {
     h(
       'td',
       { class: 'mechanism' },
-      `${m.level}: z=${m.noiseMultiplier}, q=${m.samplingRate}, steps=${m.steps}, C=${m.clipNorm}`,
+      `${m.level}: z=${num(m.noiseMultiplier)}, q=${num(m.samplingRate)}, steps=${m.steps}, C=${num(m.clipNorm)}`,
       m.survivorsAssumed ? `, t=${m.survivorsAssumed}` : '',
     ),
     h(

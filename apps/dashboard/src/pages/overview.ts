@@ -24,7 +24,7 @@ export function overviewTab(_ctx: Ctx, store: FederationStore): TabView {
         'Model',
         `${modelSummary(fed)} (${fed.parameters.toLocaleString('en-US')} parameters)`,
       ),
-      ...pair('Strategy', fed.strategy),
+      ...pair('Strategy', fed.strategy === 'fedavg' ? 'FedAvg' : fed.strategy),
       ...pair(
         'Local training',
         `${fed.config.train.optimizer}, learning rate ${fed.config.train.learningRate}, ${fed.config.train.epochs} epoch(s), batch ${fed.config.train.batchSize}`,

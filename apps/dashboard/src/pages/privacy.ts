@@ -80,6 +80,9 @@ function view(p: Privacy): HTMLElement {
             xLabel: 'Round',
             yLabel: 'ε',
             integerX: true,
+            // The chart spans the page: a wider drawing keeps its text at the size of the others.
+            width: 1100,
+            height: 320,
             yMin: 0,
             series: p.sites.map((s) => ({
               name: s.name,

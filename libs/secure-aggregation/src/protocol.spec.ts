@@ -1,0 +1,693 @@
+import fc from 'fast-check';
+import nacl from 'tweetnacl';
+import { describe, expect, it } from 'vitest';
+import { naclBackend, nodeBackend, type CryptoBackend } from './backend';
+import { toBase64 } from './bytes';
+import { SecAggClient } from './client';
+import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
+import type { Advertisement, EncryptedShare, UnmaskRequest } from './messages';
+import type { SecAggParams } from './params';
+import { averageWeighted, dequantize } from './quantize';
+import { SecAggServer } from './server';
+import { simulateRound } from './simulate';
+
+const IDENTITIES = Array.from({ length: 14 }, () => nacl.sign.keyPair());
+const NAMES = IDENTITIES.map((_, i) => `site-${String(i).padStart(2, '0')}`);
+
+function params(overrides: Partial<SecAggParams> = {}): SecAggParams {
+  return {
+    threshold: 3,
+    graph: 'complete',
+    threatModel: 'semi-honest',
+    clip: 4,
+    scale: 2 ** 16,
+    maxSites: 64,
+    ...overrides,
+  };
+}
+
+function randomInputs(n: number, m: number): Uint32Array[] {
+  return Array.from({ length: n }, () => new Uint32Array(nacl.randomBytes(4 * m).buffer));
+}
+
+interface Round {
+  ids: string[];
+  clients: SecAggClient[];
+  server: SecAggServer;
+  roster: Map<string, Uint8Array>;
+}
+
+function makeRound(
+  n: number,
+  p: SecAggParams,
+  opts: {
+    round?: number;
+    vectorLength?: number;
+    backendFor?: (i: number) => CryptoBackend;
+    randomFor?: (i: number) => ((k: number) => Uint8Array) | undefined;
+  } = {},
+): Round {
+  const ids = NAMES.slice(0, n);
+  const roster = new Map(ids.map((id, i) => [id, (IDENTITIES[i] as nacl.SignKeyPair).publicKey]));
+  const common = {
+    roster,
+    runId: 'run-1',
+    round: opts.round ?? 1,
+    modelHash: 'c0ffee',
+    params: p,
+    vectorLength: opts.vectorLength ?? 16,
+  };
+  const clients = ids.map((siteId, i) => {
+    const random = opts.randomFor?.(i);
+    return new SecAggClient({
+      ...common,
+      siteId,
+      identitySecretKey: (IDENTITIES[i] as nacl.SignKeyPair).secretKey,
+      backend: opts.backendFor?.(i) ?? nodeBackend,
+      ...(random ? { randomBytes: random } : {}),
+    });
+  });
+  return { ids, clients, server: new SecAggServer(common), roster };
+}
+
+/** Runs advertise and share-keys; returns the advertisements and every site's outgoing shares. */
+function throughSharing(r: Round): { ads: Advertisement[]; shares: EncryptedShare[][] } {
+  r.clients.forEach((c) => r.server.addAdvertisement(c.advertise()));
+  const ads = r.server.closeAdvertising();
+  const shares = r.clients.map((c) => c.shareKeys(ads));
+  shares.forEach((s, i) => r.server.addShares(r.ids[i] as string, s));
+  r.server.closeSharing();
+  return { ads, shares };
+}
+
+function throughMasking(r: Round, inputs: readonly Uint32Array[]): void {
+  throughSharing(r);
+  r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+  r.clients.forEach((c, i) =>
+    r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+  );
+  r.server.closeCollection();
+}
+
+function expectCode(f: () => unknown, code: SecAggErrorCode, message?: RegExp): SecAggError {
+  try {
+    f();
+  } catch (e) {
+    if (!isSecAggError(e)) throw e;
+    expect(e.code, e.message).toBe(code);
+    if (message) expect(e.message).toMatch(message);
+    return e;
+  }
+  throw new Error(`expected ${code}`);
+}
+
+function sumOf(inputs: readonly Uint32Array[], which: readonly number[]): Uint32Array {
+  const out = new Uint32Array(inputs[0]?.length ?? 0);
+  for (const i of which) {
+    const x = inputs[i] as Uint32Array;
+    for (let j = 0; j < out.length; j++) out[j] = (out[j] as number) + (x[j] as number);
+  }
+  return out;
+}
+
+const subsetOf = (n: number): fc.Arbitrary<number[]> =>
+  fc.subarray(
+    Array.from({ length: n }, (_, i) => i),
+    { maxLength: Math.max(0, Math.floor(n / 3)) },
+  );
+
+describe('a secure-aggregation round', () => {
+  it('unmasks exactly the sum of the survivors for random dropouts at every stage (complete graph)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 3, max: 10 }).chain((n) =>
+          fc.record({
+            n: fc.constant(n),
+            t: fc.integer({ min: 2, max: n }),
+            threatModel: fc.constantFrom<'semi-honest' | 'semi-malicious'>(
+              'semi-honest',
+              'semi-malicious',
+            ),
+            sharing: subsetOf(n),
+            masking: subsetOf(n),
+            unmasking: subsetOf(n),
+            m: fc.integer({ min: 1, max: 40 }),
+          }),
+        ),
+        ({ n, t, threatModel, sharing, masking, unmasking, m }) => {
+          const inputs = randomInputs(n, m);
+          const p = params({ threshold: t, threatModel });
+          const u2 = [...Array(n).keys()].filter((i) => !sharing.includes(i));
+          const u3 = u2.filter((i) => !masking.includes(i));
+          const responders = u3.filter((i) => !unmasking.includes(i));
+          const ok = u2.length >= t && u3.length >= t && responders.length >= t;
+          const run = (): ReturnType<typeof simulateRound> =>
+            simulateRound({
+              params: p,
+              inputs,
+              dropBeforeSharing: sharing,
+              dropBeforeMasking: masking,
+              dropBeforeUnmasking: unmasking,
+            });
+          if (!ok) {
+            expectCode(run, 'TOO_FEW_SURVIVORS', /threshold|required shares/);
+            return;
+          }
+          const { sum, survivors } = run();
+          expect(survivors).toEqual(u3);
+          expect(sum).toEqual(sumOf(inputs, u3));
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
+  it('unmasks exactly the sum of the survivors with a Harary graph, or aborts with TOO_FEW_SURVIVORS', () => {
+    let completed = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 8, max: 12 }).chain((n) =>
+          fc.record({
+            n: fc.constant(n),
+            k: fc.constantFrom(4, 6),
+            t: fc.integer({ min: 2, max: 3 }),
+            sharing: fc.subarray([...Array(n).keys()], { maxLength: 1 }),
+            masking: fc.subarray([...Array(n).keys()], { maxLength: 2 }),
+            unmasking: fc.subarray([...Array(n).keys()], { maxLength: 1 }),
+          }),
+        ),
+        ({ n, k, t, sharing, masking, unmasking }) => {
+          const inputs = randomInputs(n, 9);
+          try {
+            const { sum, survivors } = simulateRound({
+              params: params({ graph: 'harary', k, threshold: t }),
+              inputs,
+              dropBeforeSharing: sharing,
+              dropBeforeMasking: masking,
+              dropBeforeUnmasking: unmasking,
+            });
+            expect(sum).toEqual(sumOf(inputs, survivors));
+            completed++;
+          } catch (e) {
+            expect(isSecAggError(e, 'TOO_FEW_SURVIVORS'), String(e)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 10 },
+    );
+    expect(completed).toBeGreaterThan(4);
+  });
+
+  it('completes with dropouts at each of the three stages and aborts with a stated reason below t', () => {
+    const inputs = randomInputs(8, 16);
+    const p = params({ threshold: 5 });
+    const { sum } = simulateRound({
+      params: p,
+      inputs,
+      dropBeforeSharing: [1],
+      dropBeforeMasking: [2],
+      dropBeforeUnmasking: [3],
+    });
+    expect(sum).toEqual(sumOf(inputs, [0, 3, 4, 5, 6, 7]));
+
+    expectCode(
+      () => simulateRound({ params: p, inputs, absent: [0, 1, 2, 3] }),
+      'TOO_FEW_SURVIVORS',
+      /only 4 sites advertised keys; the threshold is 5/,
+    );
+    expectCode(
+      () => simulateRound({ params: p, inputs, dropBeforeSharing: [0, 1, 2, 3] }),
+      'TOO_FEW_SURVIVORS',
+      /only 4 sites shared keys; the threshold is 5/,
+    );
+    expectCode(
+      () => simulateRound({ params: p, inputs, dropBeforeMasking: [0, 1, 2, 3] }),
+      'TOO_FEW_SURVIVORS',
+      /only 4 sites sent their masked input/,
+    );
+    expectCode(
+      () => simulateRound({ params: p, inputs, dropBeforeUnmasking: [0, 1, 2, 3] }),
+      'TOO_FEW_SURVIVORS',
+      /has 4 of 5 required shares/,
+    );
+  });
+
+  it('records the abort reason on the server', () => {
+    const r = makeRound(4, params({ threshold: 4 }));
+    r.clients.slice(0, 3).forEach((c) => r.server.addAdvertisement(c.advertise()));
+    expectCode(() => r.server.closeAdvertising(), 'TOO_FEW_SURVIVORS');
+    expect(r.server.state).toBe('aborted');
+    expect(r.server.abortReason).toMatch(/only 3 sites advertised keys; the threshold is 4/);
+    expectCode(() => r.server.advertisements(), 'WRONG_STATE');
+  });
+
+  it('averages weighted updates: sum(w x) / sum(w) through quantization and masking', () => {
+    const p = params({ threshold: 3, clip: 4 });
+    const updates = [
+      Float32Array.of(1, -1, 2),
+      Float32Array.of(3, 1, 0),
+      Float32Array.of(-2, 2, 1),
+      Float32Array.of(0, 0, 3),
+    ];
+    const weights = [0.25, 0.5, 1, 0.75];
+    const r = makeRound(4, p, { vectorLength: 4 });
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    r.clients.forEach((c, i) =>
+      r.server.addMaskedInput(
+        r.ids[i] as string,
+        c.maskWeightedUpdate(updates[i] as Float32Array, weights[i] as number),
+      ),
+    );
+    r.server.closeCollection();
+    r.clients.forEach((c, i) =>
+      r.server.addUnmaskResponse(c.unmask(r.server.unmaskRequest(r.ids[i] as string))),
+    );
+    const { average, totalWeight } = averageWeighted(dequantize(r.server.finish(), p));
+    expect(totalWeight).toBeCloseTo(2.5, 4);
+    for (let j = 0; j < 3; j++) {
+      const want =
+        updates.reduce((a, u, i) => a + (weights[i] as number) * (u[j] as number), 0) / 2.5;
+      expect(average[j]).toBeCloseTo(want, 3);
+    }
+  });
+
+  it('runs with the tweetnacl reference backend, and mixes backends in one round', () => {
+    const inputs = randomInputs(4, 8);
+    const { sum } = simulateRound({
+      params: params({ threshold: 3 }),
+      inputs,
+      dropBeforeMasking: [2],
+      backend: naclBackend,
+    });
+    expect(sum).toEqual(sumOf(inputs, [0, 1, 3]));
+    const r = makeRound(4, params({ threshold: 3 }), {
+      vectorLength: 8,
+      backendFor: (i) => (i % 2 === 0 ? naclBackend : nodeBackend),
+    });
+    throughMasking(r, inputs);
+    r.clients.forEach((c, i) =>
+      r.server.addUnmaskResponse(c.unmask(r.server.unmaskRequest(r.ids[i] as string))),
+    );
+    expect(r.server.finish()).toEqual(sumOf(inputs, [0, 1, 2, 3]));
+  });
+});
+
+describe('attacks by the aggregator and by peers', () => {
+  it('refuses a substituted public key (the aggregator swaps the key in an advertisement)', () => {
+    const r = makeRound(4, params());
+    r.clients.forEach((c) => r.server.addAdvertisement(c.advertise()));
+    const ads = r.server.closeAdvertising();
+    const evil = nacl.box.keyPair();
+    const swapped = ads.map((a) =>
+      a.siteId === 'site-01' ? { ...a, maskPublicKey: toBase64(evil.publicKey) } : a,
+    );
+    expectCode(() => r.clients[0]?.shareKeys(swapped), 'BAD_SIGNATURE', /site-01/);
+    expect(r.clients[0]?.state).toBe('aborted');
+    // The victim's own key swapped:
+    const own = ads.map((a) =>
+      a.siteId === 'site-02' ? { ...a, encPublicKey: toBase64(evil.publicKey) } : a,
+    );
+    expectCode(() => r.clients[2]?.shareKeys(own), 'SUBSTITUTED_KEY', /own advertisement/);
+    // One site's key copied into another advertisement:
+    const first = ads[0] as Advertisement;
+    const copied = ads.map((a) =>
+      a.siteId === 'site-03' ? { ...a, maskPublicKey: first.maskPublicKey } : a,
+    );
+    expectCode(() => r.clients[1]?.shareKeys(copied), 'SUBSTITUTED_KEY', /used twice/);
+  });
+
+  it('refuses a forged signature, at the aggregator and at every site', () => {
+    const r = makeRound(4, params());
+    const ads = r.clients.map((c) => c.advertise());
+    const mallory = nacl.sign.keyPair();
+    const keys = nacl.box.keyPair();
+    const forged: Advertisement = {
+      siteId: 'site-03',
+      encPublicKey: toBase64(keys.publicKey),
+      maskPublicKey: toBase64(nacl.box.keyPair().publicKey),
+      signature: toBase64(nacl.sign.detached(new Uint8Array(10), mallory.secretKey)),
+    };
+    expectCode(() => r.server.addAdvertisement(forged), 'BAD_SIGNATURE');
+    const list = ads.map((a) => (a.siteId === 'site-03' ? forged : a));
+    expectCode(() => r.clients[0]?.shareKeys(list), 'BAD_SIGNATURE', /site-03/);
+    const stranger = { ...forged, siteId: 'site-99' };
+    expectCode(() => r.clients[1]?.shareKeys([...ads, stranger]), 'UNKNOWN_SITE');
+    expectCode(() => r.clients[2]?.shareKeys([...ads, ads[0]]), 'DUPLICATE_SITE');
+  });
+
+  it('refuses a share replayed from another round', () => {
+    const old = makeRound(4, params(), { round: 1 });
+    const { shares: oldShares } = throughSharing(old);
+    const r = makeRound(4, params(), { round: 2 });
+    throughSharing(r);
+    const fresh = r.server.sharesFor('site-01');
+    const replayed = oldShares[0]?.find((s) => s.to === 'site-01') as EncryptedShare;
+    const withReplay = fresh.map((s) => (s.from === 'site-00' ? replayed : s));
+    expectCode(() => r.clients[1]?.receiveShares(withReplay), 'REPLAYED_SHARE', /another session/);
+    expect(r.clients[1]?.state).toBe('aborted');
+    // The same share with its clear session id rewritten still fails: the key depends on the session.
+    const rewritten = { ...replayed, sessionId: r.server.sessionId as string };
+    expectCode(
+      () =>
+        r.clients[2]?.receiveShares(
+          r.server
+            .sharesFor('site-02')
+            .map((s) => (s.from === 'site-00' ? { ...rewritten, to: 'site-02' } : s)),
+        ),
+      'DECRYPTION_FAILED',
+    );
+    // A share re-addressed to another site, and one from a non-neighbour / twice:
+    const toOther = r.server
+      .sharesFor('site-03')
+      .map((s) => (s.from === 'site-00' ? { ...s, to: 'site-01' } : s));
+    expectCode(() => r.clients[3]?.receiveShares(toOther), 'MISDIRECTED_SHARE');
+    // The aggregator refuses them too.
+    const r3 = makeRound(4, params(), { round: 3 });
+    r3.clients.forEach((c) => r3.server.addAdvertisement(c.advertise()));
+    r3.server.closeAdvertising();
+    expectCode(
+      () => r3.server.addShares('site-00', oldShares[0] as EncryptedShare[]),
+      'REPLAYED_SHARE',
+    );
+  });
+
+  it('refuses an unmask request whose alive and dropped lists overlap, and reveals nothing afterwards', () => {
+    const r = makeRound(5, params({ threshold: 3 }));
+    throughMasking(r, randomInputs(5, 16));
+    const req = r.server.unmaskRequest('site-00');
+    const evil: UnmaskRequest = { ...req, dropped: ['site-01'] };
+    expectCode(() => r.clients[0]?.unmask(evil), 'OVERLAPPING_LISTS', /both alive and dropped/);
+    expect(r.clients[0]?.state).toBe('aborted');
+    expectCode(() => r.clients[0]?.unmask(req), 'ABORTED');
+    expect(r.clients[0]?.revealed().size).toBe(0);
+  });
+
+  it('refuses requests naming non-neighbours, leaving itself out, or with fewer than t alive', () => {
+    const r = makeRound(6, params({ threshold: 4 }));
+    throughMasking(r, randomInputs(6, 16));
+    const req = r.server.unmaskRequest('site-00');
+    expectCode(
+      () => r.clients[0]?.unmask({ ...req, alive: [...req.alive, 'site-99'] }),
+      'NOT_NEIGHBOUR',
+    );
+    const req1 = r.server.unmaskRequest('site-01');
+    expectCode(
+      () =>
+        r.clients[1]?.unmask({
+          ...req1,
+          alive: req1.alive.filter((id) => id !== 'site-01'),
+          dropped: ['site-01'],
+        }),
+      'INCONSISTENT_LISTS',
+      /not alive/,
+    );
+    // The aggregator claims most sites dropped, to collect their mask-key shares.
+    const req2 = r.server.unmaskRequest('site-02');
+    const lying = {
+      ...req2,
+      alive: ['site-02', 'site-03'],
+      dropped: ['site-00', 'site-01', 'site-04', 'site-05'],
+    };
+    expectCode(
+      () => r.clients[2]?.unmask(lying),
+      'TOO_FEW_SURVIVORS',
+      /2 alive sites; the threshold is 4/,
+    );
+    const req3 = r.server.unmaskRequest('site-03');
+    expectCode(
+      () => r.clients[3]?.unmask({ ...req3, dropped: [], alive: req3.alive.slice(0, 5) }),
+      'INCONSISTENT_LISTS',
+    );
+    expectCode(
+      () =>
+        r.clients[4]?.unmask({
+          ...r.server.unmaskRequest('site-04'),
+          sessionId: toBase64(new Uint8Array(32)),
+        }),
+      'SESSION_MISMATCH',
+    );
+  });
+
+  it('refuses ids outside its neighbourhood in a Harary graph', () => {
+    const r = makeRound(10, params({ graph: 'harary', k: 4, threshold: 3 }));
+    throughMasking(r, randomInputs(10, 16));
+    const nbrs = new Set(r.clients[0]?.neighbours);
+    const outsider = r.ids.find((id) => id !== 'site-00' && !nbrs.has(id)) as string;
+    const req = r.server.unmaskRequest('site-00');
+    expect(req.alive.length + req.dropped.length).toBe(5);
+    expectCode(
+      () => r.clients[0]?.unmask({ ...req, dropped: [outsider] }),
+      'NOT_NEIGHBOUR',
+      new RegExp(outsider),
+    );
+  });
+
+  it('answers one unmask request only, revealing one kind of share per peer', () => {
+    const r = makeRound(5, params({ threshold: 3 }));
+    const inputs = randomInputs(5, 16);
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    r.clients
+      .slice(0, 4)
+      .forEach((c, i) =>
+        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+      );
+    r.server.closeCollection();
+    const req = r.server.unmaskRequest('site-00');
+    expect(req.dropped).toEqual(['site-04']);
+    const resp = r.clients[0]?.unmask(req);
+    expect(resp?.maskKeyShares.map((s) => s.owner)).toEqual(['site-04']);
+    expect(resp?.selfMaskShares.map((s) => s.owner)).toEqual([
+      'site-00',
+      'site-01',
+      'site-02',
+      'site-03',
+    ]);
+    expect(Object.fromEntries(r.clients[0]?.revealed() ?? [])).toEqual({
+      'site-00': 'selfMask',
+      'site-01': 'selfMask',
+      'site-02': 'selfMask',
+      'site-03': 'selfMask',
+      'site-04': 'maskKey',
+    });
+    // A second request, even one flipping site-04 to alive to get its self-mask share, is refused.
+    expectCode(
+      () => r.clients[0]?.unmask({ ...req, alive: [...req.alive, 'site-04'], dropped: [] }),
+      'REPEATED_UNMASK',
+    );
+    expectCode(() => r.clients[0]?.unmask(req), 'REPEATED_UNMASK');
+  });
+
+  it('the aggregator refuses a response revealing the wrong kind of share, and bad shares', () => {
+    const r = makeRound(5, params({ threshold: 3 }));
+    const inputs = randomInputs(5, 16);
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    r.clients
+      .slice(0, 4)
+      .forEach((c, i) =>
+        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+      );
+    r.server.closeCollection();
+    const resp = r.clients[0]?.unmask(r.server.unmaskRequest('site-00'));
+    if (!resp) throw new Error('no response');
+    const both = {
+      ...resp,
+      maskKeyShares: [
+        ...resp.maskKeyShares,
+        { owner: 'site-01', share: resp.selfMaskShares[1]?.share as string },
+      ],
+    };
+    expectCode(() => r.server.addUnmaskResponse(both), 'BAD_RESPONSE');
+    // Corrupted mask-key shares make the rebuilt key disagree with the advertised one.
+    const corrupt = {
+      ...resp,
+      maskKeyShares: resp.maskKeyShares.map((s) => ({
+        ...s,
+        share: toBase64(new Uint8Array(66).fill(1)),
+      })),
+    };
+    r.server.addUnmaskResponse(corrupt);
+    expectCode(() => r.server.addUnmaskResponse(corrupt), 'DUPLICATE_SITE');
+    r.clients
+      .slice(1, 4)
+      .forEach((c, i) =>
+        r.server.addUnmaskResponse(c.unmask(r.server.unmaskRequest(r.ids[i + 1] as string))),
+      );
+    expectCode(() => r.server.finish(), 'BAD_SHARE');
+    expect(r.server.state).toBe('aborted');
+  });
+
+  it('checks the signed survivor list in semi-malicious mode', () => {
+    const p = params({ threshold: 3, threatModel: 'semi-malicious' });
+    const r = makeRound(5, p);
+    const inputs = randomInputs(5, 16);
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    r.clients
+      .slice(0, 4)
+      .forEach((c, i) =>
+        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+      );
+    const consistency = r.server.closeCollection();
+    expect(consistency?.survivors).toEqual(['site-00', 'site-01', 'site-02', 'site-03']);
+    expectCode(() => r.clients[0]?.unmask(r.server.consistencyRequest()), 'WRONG_STATE');
+    r.clients
+      .slice(0, 4)
+      .forEach((c) => r.server.addSurvivorSignature(c.confirmSurvivors(consistency)));
+    r.server.closeConsistency();
+    const req = r.server.unmaskRequest('site-00');
+    expect(req.signatures).toHaveLength(4);
+    const { signatures, survivors, ...bare } = req;
+    void signatures;
+    void survivors;
+    expectCode(() => r.clients[0]?.unmask(bare), 'CONSISTENCY_FAILED', /no signed survivor list/);
+    const req1 = r.server.unmaskRequest('site-01');
+    expectCode(
+      () =>
+        r.clients[1]?.unmask({
+          ...req1,
+          survivors: ['site-00', 'site-01', 'site-02'],
+          alive: ['site-00', 'site-01', 'site-02'],
+          dropped: ['site-03', 'site-04'],
+        }),
+      'CONSISTENCY_FAILED',
+      /differs/,
+    );
+    const req2 = r.server.unmaskRequest('site-02');
+    const forged = req2.signatures?.map((s, i) =>
+      i === 0 ? { ...s, signature: toBase64(new Uint8Array(64).fill(9)) } : s,
+    );
+    expectCode(
+      () => r.clients[2]?.unmask({ ...req2, signatures: forged }),
+      'CONSISTENCY_FAILED',
+      /invalid/,
+    );
+    const req3 = r.server.unmaskRequest('site-03');
+    expectCode(
+      () => r.clients[3]?.unmask({ ...req3, signatures: req3.signatures?.slice(0, 2) }),
+      'CONSISTENCY_FAILED',
+      /2 sites signed/,
+    );
+  });
+
+  it('enforces the order of calls on both state machines', () => {
+    const r = makeRound(4, params());
+    const c = r.clients[0] as SecAggClient;
+    expectCode(() => c.maskInput(new Uint32Array(16)), 'WRONG_STATE', /needs state 'ready'/);
+    expectCode(() => c.shareKeys([]), 'WRONG_STATE');
+    expectCode(() => r.server.finish(), 'WRONG_STATE');
+    expectCode(() => r.server.unmaskRequest('site-00'), 'WRONG_STATE');
+    throughSharing(r);
+    expectCode(() => r.server.addAdvertisement(c.advertise), 'WRONG_STATE');
+    expectCode(() => c.advertise(), 'WRONG_STATE');
+    expectCode(() => r.server.addMaskedInput('site-00', new Uint32Array(15)), 'BAD_INPUT');
+    r.clients.forEach((cl, i) => cl.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    expectCode(() => c.maskInput(new Uint32Array(15)), 'BAD_INPUT', /length 16/);
+    expect(c.state).toBe('ready');
+    r.server.addMaskedInput('site-00', c.maskInput(new Uint32Array(16)));
+    expectCode(() => r.server.addMaskedInput('site-00', new Uint32Array(16)), 'DUPLICATE_SITE');
+    expectCode(() => c.confirmSurvivors({}), 'WRONG_STATE', /semi-honest/);
+  });
+});
+
+describe('what the aggregator and the sites keep', () => {
+  /** Every typed array and WebAssembly memory reachable from `root`. */
+  function reachableBuffers(root: unknown): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const seen = new Set<unknown>();
+    const visit = (v: unknown): void => {
+      if (v === null || (typeof v !== 'object' && typeof v !== 'function') || seen.has(v)) return;
+      seen.add(v);
+      if (ArrayBuffer.isView(v)) {
+        out.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        return;
+      }
+      if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer) {
+        out.push(new Uint8Array(v));
+        return;
+      }
+      if (v instanceof WebAssembly.Memory) {
+        out.push(new Uint8Array(v.buffer));
+        return;
+      }
+      if (typeof v === 'function') return;
+      if (v instanceof Map) {
+        for (const [k, x] of v) {
+          visit(k);
+          visit(x);
+        }
+      } else if (v instanceof Set) for (const x of v) visit(x);
+      for (const key of Object.getOwnPropertyNames(v)) {
+        visit((v as Record<string, unknown>)[key]);
+      }
+    };
+    visit(root);
+    return out;
+  }
+
+  function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+    outer: for (let i = 0; i + needle.length <= haystack.length; i += 4) {
+      for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+      return true;
+    }
+    return false;
+  }
+
+  it("the aggregator never holds a site's plain input, only the running masked sum", () => {
+    const n = 5;
+    const inputs = randomInputs(n, 32);
+    const r = makeRound(n, params({ threshold: 3 }), { vectorLength: 32 });
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    const noPlainInput = (): void => {
+      const buffers = reachableBuffers(r.server);
+      for (const x of inputs) {
+        const head = new Uint8Array(x.buffer, 0, 16); // 128 random bits: no chance match
+        expect(buffers.some((b) => contains(b, head))).toBe(false);
+      }
+    };
+    r.clients.forEach((c, i) => {
+      const y = c.maskInput(inputs[i] as Uint32Array);
+      r.server.addMaskedInput(r.ids[i] as string, y);
+      y.fill(0); // the aggregator kept no reference to y: changing it changes nothing
+      noPlainInput();
+    });
+    r.server.closeCollection();
+    r.clients.forEach((c, i) => {
+      r.server.addUnmaskResponse(c.unmask(r.server.unmaskRequest(r.ids[i] as string)));
+      noPlainInput();
+    });
+    expect(r.server.finish()).toEqual(sumOf(inputs, [0, 1, 2, 3, 4]));
+    // After the round it holds nothing at all.
+    expect(reachableBuffers(r.server).every((b) => b.every((v) => v === 0) || b.length <= 66)).toBe(
+      true,
+    );
+  });
+
+  it('a site wipes its secrets on destroy and after unmasking', () => {
+    const made: Uint8Array[] = [];
+    const recording = (k: number): Uint8Array => {
+      const b = nacl.randomBytes(k);
+      if (k === 32) made.push(b); // key pairs and the self-mask seed
+      return b;
+    };
+    const r = makeRound(4, params(), { randomFor: (i) => (i === 0 ? recording : undefined) });
+    throughSharing(r);
+    expect(made.length).toBeGreaterThanOrEqual(3);
+    const c = r.clients[0] as SecAggClient;
+    c.destroy();
+    expect(c.state).toBe('destroyed');
+    expect(made.every((b) => b.every((v) => v === 0))).toBe(true);
+    const identityCopy = (c as unknown as { identity: Uint8Array }).identity;
+    expect(identityCopy).toHaveLength(64);
+    expect(identityCopy.every((v) => v === 0)).toBe(true);
+    expect(
+      reachableBuffers(c)
+        .filter((b) => b.length === 66)
+        .every((b) => b.every((v) => v === 0)),
+    ).toBe(true);
+    expectCode(() => c.receiveShares([]), 'WRONG_STATE');
+  });
+});
