@@ -223,6 +223,11 @@ export const adminCommands: Command[] = [
         required: true,
       },
       approve: { type: 'boolean', description: 'approve it at once' },
+      'epsilon-limit': {
+        type: 'string',
+        value: 'E',
+        description: "this site's privacy budget (DP federations; default: the federation's)",
+      },
     },
     async (opts, _p, io) => {
       const keyArg = str(opts, 'public-key');
@@ -231,9 +236,11 @@ export const adminCommands: Command[] = [
         : keyArg;
       const api = client(opts);
       const fed = str(opts, 'federation');
+      const epsilonLimit = numberOption(opts, 'epsilon-limit', { min: 1e-9 });
       let s = await api.post<Site>(`/api/v1/federations/${fed}/sites`, {
         name: str(opts, 'name'),
         publicKey,
+        ...(epsilonLimit === undefined ? {} : { epsilonLimit }),
       });
       if (opts['approve'])
         s = await api.post<Site>(`/api/v1/federations/${fed}/sites/${s.id}/approve`);
@@ -258,6 +265,36 @@ export const adminCommands: Command[] = [
         print(opts, io, s, () => `${s.name}: ${s.status}`);
       },
     ),
+  ),
+  admin(
+    ['site', 'budget'],
+    "Change a site's privacy budget (logged with the reason)",
+    {
+      ...federationOpt,
+      site: { type: 'string', value: 'ID', description: 'site id', required: true },
+      'epsilon-limit': {
+        type: 'string',
+        value: 'E',
+        description: 'the new epsilon limit',
+        required: true,
+      },
+      reason: {
+        type: 'string',
+        value: 'TEXT',
+        description: 'why (kept in the budget log)',
+        required: true,
+      },
+    },
+    async (opts, _p, io) => {
+      const b = await client(opts).post<{ epsilonLimit: number }>(
+        `/api/v1/federations/${str(opts, 'federation')}/sites/${str(opts, 'site')}/budget`,
+        {
+          epsilonLimit: numberOption(opts, 'epsilon-limit', { min: 1e-9 }),
+          reason: str(opts, 'reason'),
+        },
+      );
+      print(opts, io, b, () => `epsilon limit is now ${b.epsilonLimit}`);
+    },
   ),
   admin(
     ['site', 'list'],
@@ -331,7 +368,7 @@ export const adminCommands: Command[] = [
     async (opts, _p, io) => {
       const api = client(opts);
       const id = str(opts, 'federation');
-      const [fed, sites, runs, rounds] = await Promise.all([
+      const [fed, sites, runs, rounds, privacy] = await Promise.all([
         api.get<Fed>(`/api/v1/federations/${id}`),
         api.get<Site[]>(`/api/v1/federations/${id}/sites`),
         api.get<
@@ -344,16 +381,26 @@ export const adminCommands: Command[] = [
           }>
         >(`/api/v1/federations/${id}/runs`),
         api.get<{ rounds: Round[]; live: unknown }>(`/api/v1/federations/${id}/rounds`),
+        api.get<Privacy>(`/api/v1/federations/${id}/privacy`),
       ]);
       print(
         opts,
         io,
-        { federation: fed, sites, runs, rounds: rounds.rounds, live: rounds.live },
+        { federation: fed, sites, runs, rounds: rounds.rounds, live: rounds.live, privacy },
         () =>
           [
             `federation ${fed.name} (${fed.id}), ${fed.parameters} parameters, minSites=${fed.config.minSites}`,
             `sites: ${sites.map((s) => `${s.name} ${s.status}${s.connected ? ' (connected)' : ''}`).join(', ') || 'none'}`,
             `runs: ${runs.map((r) => `${r.status} ${r.roundsDone}/${r.roundsRequested}${r.reason ? ` (${r.reason})` : ''}`).join('; ') || 'none'}`,
+            ...(privacy.level === 'none'
+              ? ['privacy: no differential privacy']
+              : [
+                  `privacy (${privacy.level} level, delta ${String(privacy.delta)}): epsilon spent / limit, rounds the budget still allows`,
+                  ...privacy.sites.map(
+                    (p) =>
+                      `  ${p.name.padEnd(16)} ${p.epsilon.toFixed(4)} / ${p.limit ?? '-'}   rounds left: ${p.roundsLeft ?? 'unknown until its first release'}`,
+                  ),
+                ]),
             ...rounds.rounds.slice(-5).map(roundLine),
           ].join('\n'),
       );
@@ -402,6 +449,19 @@ function jsonOption(opts: ParsedOptions, name: string, key = name): Record<strin
     throw new UsageError(`--${name} must be JSON: ${(e as Error).message}`);
   }
 }
+
+/** GET .../privacy */
+type Privacy = {
+  level: string;
+  delta: number | null;
+  sites: Array<{
+    siteId: string;
+    name: string;
+    epsilon: number;
+    limit: number | null;
+    roundsLeft: number | null;
+  }>;
+};
 
 function roundLine(r: Round): string {
   const ev = r.metrics?.evaluation;
