@@ -620,7 +620,7 @@ async function measureRoundRatio(reps: number): Promise<number | null> {
         '--json',
       ],
       { maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      (err, stdout) => (err ? reject(new Error(err.message)) : resolve(stdout)),
     ),
   );
   const parsed = JSON.parse(out) as { roundRatio: number | null };
