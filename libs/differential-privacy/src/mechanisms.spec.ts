@@ -100,9 +100,9 @@ describe('gaussianNoise', () => {
     expect(d).toBeLessThan(critical);
   });
 
-  it('draws from the CSPRNG, never Math.random', () => {
+  it('draws from the CSPRNG, never the non-cryptographic Math generator', () => {
     const spy = vi.spyOn(Math, 'random').mockImplementation(() => {
-      throw new Error('Math.random used');
+      throw new Error('the non-cryptographic Math generator was used');
     });
     const x = gaussianNoise(1001, 1);
     expect(x).toHaveLength(1001);

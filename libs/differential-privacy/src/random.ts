@@ -1,13 +1,13 @@
 /**
  * Randomness for the samplers: a cryptographically secure source only (Web Crypto's
- * `getRandomValues`, which Node backs with its CSPRNG). Never `Math.random`: noise drawn from a
+ * `getRandomValues`, which Node backs with its CSPRNG). Never the non-cryptographic `Math` generator: noise drawn from a
  * predictable generator can be subtracted by anyone who recovers its state, voiding the guarantee.
  */
 import { DpError, DpErrorCode } from './errors';
 
 /**
  * A source of uniformly random 32-bit words. Production code uses cryptoRandomSource; tests may
- * pass a seeded CSPRNG (e.g. AES-CTR) for reproducibility. Never back it with Math.random.
+ * pass a seeded CSPRNG (e.g. AES-CTR) for reproducibility. Never back it with a non-cryptographic generator.
  *
  * @example
  * const rng: RandomSource = { fill: (w) => crypto.getRandomValues(w) };
