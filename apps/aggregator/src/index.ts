@@ -1,3 +1,4 @@
 export { startAggregator, type AggregatorOptions, type RunningAggregator } from './server';
 export { openDatabase, Database, type DatabaseOptions } from './database/database';
 export type * from './database/rows';
+export { ledgerEntryFromRow } from './privacy/ledger.repository';

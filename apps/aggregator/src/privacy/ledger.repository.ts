@@ -19,7 +19,7 @@ const ENTRY_COLUMNS = `federation_id, seq, site_id, site_name, round, level, sam
   site_public_key, prev_hash, hash, signature`;
 
 /** Rebuilds the ledger entry exactly as it was signed from its row. */
-function toEntry(r: Record<string, unknown>): LedgerEntry {
+export function ledgerEntryFromRow(r: Record<string, unknown>): LedgerEntry {
   return {
     seq: r['seq'] as number,
     federationId: r['federation_id'] as string,
@@ -91,7 +91,7 @@ export class LedgerRepository {
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE federation_id = $1 ORDER BY seq DESC LIMIT 1`,
       [federationId],
     );
-    return rows.length ? toEntry(rows[0]) : null;
+    return rows.length ? ledgerEntryFromRow(rows[0]) : null;
   }
 
   async siteEntries(
@@ -103,7 +103,7 @@ export class LedgerRepository {
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE federation_id = $1 AND site_id = $2 ORDER BY seq`,
       [federationId, siteId],
     );
-    return (rows as Record<string, unknown>[]).map(toEntry);
+    return (rows as Record<string, unknown>[]).map(ledgerEntryFromRow);
   }
 
   async all(federationId: string): Promise<LedgerEntry[]> {
@@ -111,7 +111,7 @@ export class LedgerRepository {
       `SELECT ${ENTRY_COLUMNS} FROM ledger_entry WHERE federation_id = $1 ORDER BY seq`,
       [federationId],
     );
-    return (rows as Record<string, unknown>[]).map(toEntry);
+    return (rows as Record<string, unknown>[]).map(ledgerEntryFromRow);
   }
 
   async page(
@@ -137,7 +137,7 @@ export class LedgerRepository {
       params,
     );
     return {
-      entries: (rows as Record<string, unknown>[]).map(toEntry),
+      entries: (rows as Record<string, unknown>[]).map(ledgerEntryFromRow),
       total: total[0].n as number,
     };
   }

@@ -54,7 +54,7 @@ async function exportFromDatabase(
   databaseUrl: string,
   federationId: string,
 ): Promise<LedgerExport> {
-  const { openDatabase } = await import('@confide/aggregator');
+  const { openDatabase, ledgerEntryFromRow } = await import('@confide/aggregator');
   const db = await openDatabase({ databaseUrl, migrate: false });
   try {
     return await db.transaction(async (em) => {
@@ -82,42 +82,13 @@ async function exportFromDatabase(
           name: s['name'],
           publicKey: s['public_key'],
         })),
-        entries: (rows as Array<Record<string, unknown>>).map(rowToEntry),
+        entries: (rows as Array<Record<string, unknown>>).map(ledgerEntryFromRow),
         exportedAt: new Date().toISOString(),
       });
     });
   } finally {
     await db.close();
   }
-}
-
-function rowToEntry(r: Record<string, unknown>): LedgerEntry {
-  return {
-    seq: r['seq'] as number,
-    federationId: r['federation_id'] as string,
-    siteId: r['site_id'] as string,
-    siteName: r['site_name'] as string,
-    round: r['round'] as number,
-    mechanism: {
-      level: r['level'] as 'record' | 'site',
-      samplingRate: r['sampling_rate'] as number,
-      noiseMultiplier: r['noise_multiplier'] as number,
-      steps: r['steps'] as number,
-      clipNorm: r['clip_norm'] as number,
-      survivorsAssumed: (r['survivors_assumed'] as number | null) ?? null,
-      accountant: r['accountant'] as 'rdp',
-    },
-    rdp: (r['rdp'] as number[]).map(Number),
-    ordersHash: r['orders_hash'] as string,
-    delta: r['delta'] as number,
-    cumulativeEpsilon: r['cumulative_epsilon'] as number,
-    epsilonLimit: r['epsilon_limit'] as number,
-    createdAt: r['created_at'] as string,
-    sitePublicKey: r['site_public_key'] as string,
-    prevHash: r['prev_hash'] as string,
-    hash: r['hash'] as string,
-    signature: r['signature'] as string,
-  };
 }
 
 /**
