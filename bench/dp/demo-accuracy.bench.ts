@@ -53,7 +53,7 @@ for (let seed = 1; seed <= seeds; seed++) {
     seed,
     epochs: 1,
     batchSize: 256,
-    learningRate: 1,
+    learningRate: 2,
     optimizer: 'sgd',
     dp: { level: 'record', epsilonLimit: 1, delta: 1e-5, noiseMultiplier: null, clipNorm: 1 },
   });

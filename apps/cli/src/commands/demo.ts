@@ -481,7 +481,7 @@ export const demoCommand: Command = {
     'learning-rate': {
       type: 'string',
       value: 'LR',
-      description: 'local learning rate (default: 0.05; 1 with DP)',
+      description: 'local learning rate (default: 0.05; 2 with DP)',
     },
     optimizer: {
       type: 'string',
@@ -575,7 +575,7 @@ export const demoCommand: Command = {
       epochs: numberOption(opts, 'epochs', { integer: true, min: 1, max: 1000 }) ?? (dpOn ? 1 : 2),
       batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 }) ?? (dpOn ? 256 : 32),
       learningRate:
-        numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 }) ?? (dpOn ? 1 : 0.05),
+        numberOption(opts, 'learning-rate', { min: 1e-6, max: 10 }) ?? (dpOn ? 2 : 0.05),
       optimizer:
         choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const) ?? (dpOn ? 'sgd' : 'adam'),
       dp: dpOn
