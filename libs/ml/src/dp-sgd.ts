@@ -1,6 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { checkDataset, type Dataset } from './dataset';
+import type { Dataset } from './dataset';
+import { checkDataForSpec } from './train';
 import { MlError } from './errors';
 import { layerSizes, outputUnits, weightShapes, type ModelSpec } from './model-spec';
 
@@ -110,28 +111,6 @@ function checkOptions(opts: DpSgdOptions): void {
   const o = opts.optimizer;
   if (o !== undefined && o !== 'sgd' && o !== 'adam') {
     bad(`optimizer must be "sgd" or "adam", got ${String(o)}`);
-  }
-}
-
-function checkData(spec: ModelSpec, data: Dataset): void {
-  checkDataset(data);
-  if (data.numFeatures !== spec.inputDim) {
-    throw new MlError(
-      'DATASET',
-      `the data has ${data.numFeatures} features, the model expects inputDim ${spec.inputDim}`,
-    );
-  }
-  if (data.numRows === 0) throw new MlError('DATASET', 'the dataset has no rows');
-  const units = outputUnits(spec);
-  const classes = units === 1 ? 2 : units;
-  for (let r = 0; r < data.numRows; r++) {
-    const label = data.labels[r] as number;
-    if (!Number.isInteger(label) || label < 0 || label >= classes) {
-      throw new MlError(
-        'DATASET',
-        `row ${r + 1}: label ${label} is not a class of this model (expected 0..${classes - 1})`,
-      );
-    }
   }
 }
 
@@ -283,7 +262,7 @@ export function perExampleGradientNorms(
   spec: ModelSpec,
   data: Dataset,
 ): Float32Array {
-  checkData(spec, data);
+  checkDataForSpec(spec, data);
   const stack = denseStack(model, spec);
   const rows = Array.from({ length: data.numRows }, (_, i) => i);
   return tf.tidy(() => {
@@ -319,7 +298,7 @@ export async function trainModelDpSgd(
   opts: DpSgdOptions,
 ): Promise<DpSgdResult> {
   checkOptions(opts);
-  checkData(spec, data);
+  checkDataForSpec(spec, data);
   const stack = denseStack(model, spec);
   const normal = opts.normal ?? cryptoNormal;
   const uniform = opts.uniform ?? cryptoUniform;

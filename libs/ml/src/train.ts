@@ -33,7 +33,7 @@ const yieldToEventLoop = (): Promise<void> =>
 const YIELD_EVERY_MS = 20;
 
 /** Checks that the data fits the spec: feature count and labels valid for the output layer. */
-function checkDataForSpec(spec: ModelSpec, data: Dataset): void {
+export function checkDataForSpec(spec: ModelSpec, data: Dataset): void {
   checkDataset(data);
   if (data.numFeatures !== spec.inputDim) {
     throw new MlError(

@@ -542,22 +542,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   private nonePending(active: ActiveRound, waitingFor: Participant['status']): boolean {
-    const now = this.clock.now().getTime();
-    for (const p of active.participants.values()) {
-      if (waitingFor === 'submitted' && active.evaluations.has(p.siteId)) continue;
-      if (
-        active.isPending(
-          p.siteId,
-          now,
-          this.config.reconnectGraceMs,
-          this.sessions.isConnected(p.siteId),
-          waitingFor,
-        )
-      ) {
-        return false;
-      }
-    }
-    return true;
+    // Waiting for evaluations, a site that already reported its metrics is done.
+    const done =
+      waitingFor === 'submitted' ? new Set(active.evaluations.keys()) : new Set<string>();
+    return this.nonePendingIn(active, waitingFor, done);
   }
 
   private markUnanswered(
@@ -902,8 +890,6 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             'feature statistics were not requested now',
           );
         }
-        const fed = active.expectedLength; // unused in stats phase; inputDim checked via array lengths below
-        void fed;
         if (msg.sum.length !== msg.sumSq.length) {
           throw new ProtocolError(
             ErrorCode.MALFORMED_MESSAGE,
