@@ -28,6 +28,15 @@ export {
   type EpsilonAtOrder,
   type RdpConversion,
 } from './rdp';
+/** RDP of the distributed discrete Gaussian under secure aggregation: `rdpDistributedDiscreteGaussian(q, quantizedDdgMechanism({ noiseMultiplier, clipNorm, scale, dimension, survivors }))`. */
+export {
+  ddgTau,
+  quantizedDdgMechanism,
+  rdpDistributedDiscreteGaussian,
+  rdpPoissonSubsampled,
+  type DdgMechanism,
+  type QuantizedRelease,
+} from './ddg';
 /** Accounting: `computeEpsilon({ history }, delta)`, `findNoiseMultiplier({ targetEpsilon, delta, q, steps })`. */
 export {
   composeRdp,
