@@ -1,10 +1,12 @@
 import { InitialSchema1763900000000 } from './1763900000000-initial-schema';
 import { PrivacyLedger1763900000200 } from './1763900000200-privacy-ledger';
 import { Schedules1763900000300 } from './1763900000300-schedules';
+import { LedgerIntegerNoise1763900000400 } from './1763900000400-ledger-integer-noise';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
   InitialSchema1763900000000,
   PrivacyLedger1763900000200,
   Schedules1763900000300,
+  LedgerIntegerNoise1763900000400,
 ];

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { featureStatsPartial } from '@confide/ml';
+import { featureStatsPartial, parameterCount } from '@confide/ml';
 import { ErrorCode, ProtocolError } from '@confide/protocol';
 import {
   canonicalJson,
@@ -34,6 +34,7 @@ import { FederationRepository } from '../../apps/aggregator/src/federations/fede
 import { LedgerRepository } from '../../apps/aggregator/src/privacy/ledger.repository';
 import { LedgerService } from '../../apps/aggregator/src/privacy/ledger.service';
 import { SiteRepository } from '../../apps/aggregator/src/sites/site.repository';
+import { secureQuantization } from '../../apps/aggregator/src/rounds/secure-quantization';
 import { captureIo } from '../support/cli';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import {
@@ -968,4 +969,178 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
       }).ok,
     ).toBe(true);
   }, 90_000);
+
+  // ---------------------------------------------------------------------------------------------
+  // Site-level DP under secure aggregation: the distributed discrete Gaussian and its own bound.
+
+  describe('site-level DP under secure aggregation', () => {
+    const SITE_DP = { level: 'site', noiseMultiplier: 1, clipNorm: 1, delta: DELTA } as const;
+    let fedId: string;
+    let sites: TestSite[];
+    let entries: LedgerEntry[];
+    let nodesOf: ClientNode[];
+    const localFiles: string[] = [];
+    /** The budget of the first site: one release (epsilon 4.73) fits, two (7.08) do not. */
+    const TIGHT = 6;
+
+    beforeAll(async () => {
+      const fed = await createFederation(api, {
+        ...TRAIN,
+        dp: { ...SITE_DP, epsilonLimit: 50 },
+      });
+      expect(fed).toMatchObject({ config: { secureAggregation: { enabled: true } } });
+      fedId = fed.id;
+      sites = await enrolSites(api, fedId, 3);
+      await setBudget(fedId, sites[0]!.siteId, TIGHT, 'one site-level release only');
+      nodesOf = [];
+      for (const [i, site] of sites.entries()) {
+        const file = join(workDir, `ddg-site-${i + 1}.jsonl`);
+        localFiles.push(file);
+        // The first site's own limit is none: the aggregator alone must skip it in round 2.
+        nodesOf.push(
+          await node(fedId, site, {
+            ledgerStore: fileLedgerStore(file),
+            ...(i === 0 ? { epsilonLimit: 1e6 } : {}),
+          }),
+        );
+      }
+      expect(await run(fedId, 2)).toMatchObject({ status: 'completed', roundsDone: 2 });
+      for (const n of nodesOf) n.stop();
+      entries = await ledgerOf(fedId);
+    }, 120_000);
+
+    it('records the distributed discrete Gaussian with each round’s scale, the model’s dimension and t', async () => {
+      // Round 1: 3 sites; round 2: 2 (the first site is out of budget, q = 2/3). Here both rounds get
+      // 2^23: the headroom would allow more, the discrete Gaussian sampler's 1e14 variance cap not.
+      expect(entries.map((e) => e.round)).toEqual([1, 1, 1, 2, 2]);
+      const d = parameterCount({ kind: 'logistic', inputDim: 30 });
+      const scaleFor = (n: number) =>
+        secureQuantization(10, { noiseMultiplier: 1, clipNorm: 1 }, n, 2).scale;
+      expect([scaleFor(3), scaleFor(2)]).toEqual([2 ** 23, 2 ** 23]);
+      for (const e of entries) {
+        expect(e.mechanism).toEqual({
+          level: 'site',
+          samplingRate: e.round === 1 ? 1 : 2 / 3,
+          noiseMultiplier: 1,
+          steps: 1,
+          clipNorm: 1,
+          survivorsAssumed: 2,
+          accountant: 'rdp',
+          noise: 'distributed-discrete-gaussian',
+          quantizationScale: scaleFor(e.round === 1 ? 3 : 2),
+          dimension: d,
+        });
+        expect(e.rdp).toEqual(confideAccountant.releaseRdp(e.mechanism));
+      }
+      // Each site's local ledger holds the very entries it signed.
+      for (const [i, n] of nodesOf.entries()) {
+        const mine = entries.filter((e) => e.siteId === sites[i]!.siteId);
+        expect(n.ledgerEntries()).toEqual(mine);
+        expect(await readFile(localFiles[i]!, 'utf8')).toBe(mine.map(serializeLocalEntry).join(''));
+      }
+    });
+
+    it('skipped a site whose projected epsilon under that bound passed the aggregator’s budget', async () => {
+      const [, second] = await listRounds(fedId);
+      const skipped = second!.participants.find((p) => p.siteId === sites[0]!.siteId)!;
+      expect(skipped.status).toBe('skipped');
+      const m = /projected epsilon (\d+\.\d+) would exceed its limit 6$/.exec(skipped.detail ?? '');
+      expect(m, skipped.detail).not.toBeNull();
+      const mine = entries.filter((e) => e.siteId === sites[0]!.siteId);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.cumulativeEpsilon).toBeLessThan(TIGHT);
+      // Projected with the round's scale for 3 selected sites and q = 1: the first release's mechanism.
+      const projected = projectNextRound(mine, mine[0]!.mechanism, DELTA, TIGHT, confideAccountant);
+      expect(Number(m![1])).toBeCloseTo(projected.projectedEpsilon, 4);
+      expect(projected.allowed).toBe(false);
+    });
+
+    it('`audit verify` recomputes every curve from the recorded parameters and exits 0', async () => {
+      const viaServer = await confide([
+        'audit',
+        'verify',
+        ...fromServer(fedId),
+        '--site-ledger',
+        localFiles.join(','),
+        '--json',
+      ]);
+      expect(viaServer.err).toBe('');
+      expect(viaServer.report!.discrepancies).toEqual([]);
+      expect(viaServer.code).toBe(0);
+      const rdpCheck = viaServer.report!.checks.find((c) => c.name === 'rdp curves')!;
+      expect(rdpCheck).toMatchObject({ ok: true });
+      expect(rdpCheck.detail).toContain('5 curves recomputed');
+      const file = join(workDir, 'ddg-export.json');
+      expect((await confide(['audit', 'export', ...fromServer(fedId), '--out', file])).code).toBe(
+        0,
+      );
+      const exported = JSON.parse(await readFile(file, 'utf8')) as { entries: LedgerEntry[] };
+      expect(exported.entries.map((e) => e.mechanism.noise)).toEqual(
+        Array(5).fill('distributed-discrete-gaussian'),
+      );
+      const offline = await confide(['audit', 'verify', '--export', file]);
+      expect(offline.code).toBe(0);
+      expect(offline.out).toContain('VERIFIED: every check holds');
+      if (databaseUrl) {
+        const direct = await confide([
+          'audit',
+          'verify',
+          '--database-url',
+          databaseUrl,
+          '--federation',
+          fedId,
+          '--json',
+        ]);
+        expect(direct.code).toBe(0);
+      }
+    });
+
+    it.each([
+      ['a halved quantization scale', 'quantization_scale = quantization_scale / 2'],
+      ['a larger dimension', 'dimension = dimension * 4'],
+      [
+        'the noise rewritten as a continuous Gaussian',
+        'noise = NULL, quantization_scale = NULL, dimension = NULL',
+      ],
+    ])('`audit verify` exits 1 on %s', async (_name, set) => {
+      const target = entries[3]!;
+      await asTableOwner(async (q) => {
+        await q(`UPDATE ledger_entry SET ${set} WHERE federation_id = $1 AND seq = $2`, [
+          fedId,
+          target.seq,
+        ]);
+      });
+      try {
+        const found = await confide(['audit', 'verify', ...fromServer(fedId), '--json']);
+        expect(found.code).toBe(1);
+        const kinds = found
+          .report!.discrepancies.filter((d) => d.seq === target.seq)
+          .map((d) => d.kind);
+        for (const k of ['RDP_MISMATCH', 'HASH_MISMATCH', 'BAD_SIGNATURE'])
+          expect(kinds).toContain(k);
+        // The site's own ledger still holds what it signed.
+        const site = sites.findIndex((s) => s.siteId === target.siteId);
+        const local = await confide([
+          'audit',
+          'verify',
+          ...fromServer(fedId),
+          '--site-ledger',
+          localFiles[site]!,
+          '--json',
+        ]);
+        expect(local.report!.discrepancies).toContainEqual(
+          expect.objectContaining({ kind: 'LOCAL_DIFFERS', seq: target.seq }),
+        );
+      } finally {
+        const repo = agg.app.get(LedgerRepository);
+        await agg.db.transaction(async (em) => {
+          await em.query('ALTER TABLE ledger_entry DISABLE TRIGGER USER');
+          await em.query('DELETE FROM ledger_entry WHERE federation_id = $1', [fedId]);
+          for (const e of entries) await repo.insert(em, e);
+          await em.query('ALTER TABLE ledger_entry ENABLE TRIGGER USER');
+        });
+        expect(await ledgerOf(fedId)).toEqual(entries);
+      }
+    });
+  });
 });

@@ -35,7 +35,12 @@ import {
   fromBase64,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
-import { addGaussianNoise, clipL2, sampleDiscreteGaussian } from '@confide/differential-privacy';
+import {
+  addGaussianNoise,
+  clipL2,
+  distributedNoiseShare,
+  sampleDiscreteGaussian,
+} from '@confide/differential-privacy';
 import {
   appendWeight,
   quantize,
@@ -650,6 +655,13 @@ export class ClientNode {
           if (!pending)
             throw new Error('key shares arrived but this site has no update for the round');
           if (this.vanishAt('mask')) return;
+          const dim = pending.mechanism?.dimension;
+          if (dim !== undefined && dim !== pending.update.length) {
+            // The receipt would account noise over other coordinates than the ones it is added to.
+            throw new Error(
+              `the round accounts ${dim} noised coordinates, the update has ${pending.update.length}`,
+            );
+          }
           const receipt = pending.mechanism
             ? await this.signRelease(ws, pending.train, pending.mechanism)
             : undefined;
@@ -660,10 +672,12 @@ export class ClientNode {
           const params = s.info.params as unknown as SecAggParams;
           const quantized = quantize(appendWeight(pending.update, Math.min(1, weight)), params);
           if (privacy?.level === 'site') {
-            // Distributed discrete Gaussian: this site's share of the noise, in the integer domain.
+            // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
+            // of the variance the ledger's bound assumes (quantizedDdgMechanism).
             const t = privacy.survivorsAssumed ?? params.threshold;
             const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
-            const noise = sampleDiscreteGaussian((sd * sd) / t, pending.update.length);
+            const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
+            const noise = sampleDiscreteGaussian(discreteGaussianSigma2, pending.update.length);
             for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
           }
           const masked = s.client.maskInput(quantized);
@@ -719,9 +733,15 @@ export class ClientNode {
     return true;
   }
 
-  /** The mechanism of this site's release in a DP round. */
+  /**
+   * The mechanism of this site's release in a DP round. Site level under secure aggregation is the
+   * distributed discrete Gaussian this node adds after quantising with the round's scale, over the
+   * model's coordinates (the vector minus its weight coordinate), by the t survivors it assumes.
+   */
   private releaseMechanism(msg: TrainMsg): MechanismParams {
     const p = msg.privacy!;
+    const secure = msg.secureAggregation;
+    const params = secure?.params as unknown as SecAggParams | undefined;
     return p.level === 'record'
       ? recordLevelRelease({
           batchSize: msg.train.batchSize,
@@ -734,7 +754,9 @@ export class ClientNode {
           siteSamplingRate: p.siteSamplingRate ?? 1,
           noiseMultiplier: p.noiseMultiplier,
           clipNorm: p.clipNorm,
-          survivorsAssumed: p.survivorsAssumed,
+          survivorsAssumed: secure ? (p.survivorsAssumed ?? params!.threshold) : p.survivorsAssumed,
+          integerNoise:
+            secure && params ? { scale: params.scale, dimension: secure.vectorLength - 1 } : null,
         });
   }
 

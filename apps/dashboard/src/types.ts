@@ -144,6 +144,10 @@ export interface LedgerEntry {
     steps: number;
     clipNorm: number;
     survivorsAssumed?: number | null;
+    /** Absent for the continuous Gaussian. */
+    noise?: 'distributed-discrete-gaussian';
+    quantizationScale?: number;
+    dimension?: number;
   };
   cumulativeEpsilon: number;
   epsilonLimit: number;

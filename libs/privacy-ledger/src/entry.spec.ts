@@ -80,6 +80,26 @@ describe('entry hash', () => {
     expect(entryHash(body(), GENESIS_HASH)).toBe(expected);
   });
 
+  it('hashes a distributed discrete Gaussian mechanism with its 10 members, sorted like the rest', () => {
+    const ddg = mechanism({
+      survivorsAssumed: 3,
+      noise: 'distributed-discrete-gaussian',
+      quantizationScale: 1048576,
+      dimension: 513,
+    });
+    const json = new TextDecoder().decode(
+      canonicalEncoding({ ...body({ mechanism: ddg }), prevHash: GENESIS_HASH }),
+    );
+    expect(json).toContain(
+      '"mechanism":{"accountant":"rdp","clipNorm":1,"dimension":513,"level":"site",' +
+        '"noise":"distributed-discrete-gaussian","noiseMultiplier":1.1,' +
+        '"quantizationScale":1048576,"samplingRate":1,"steps":1,"survivorsAssumed":3},',
+    );
+    expect(entryHash(body({ mechanism: ddg }), GENESIS_HASH)).not.toBe(
+      entryHash(body({ mechanism: { ...ddg, dimension: 514 } }), GENESIS_HASH),
+    );
+  });
+
   it('fingerprints the orders as SHA-256 of their canonical JSON', () => {
     expect(ordersFingerprint([2, 4])).toBe(createHash('sha256').update('[2,4]').digest('hex'));
   });
@@ -226,4 +246,67 @@ describe('mechanism parameters', () => {
       LedgerErrorCode.INVALID_MECHANISM,
     );
   });
+
+  const ddg = {
+    ...mechanism({ survivorsAssumed: 3 }),
+    noise: 'distributed-discrete-gaussian',
+    quantizationScale: 2 ** 20,
+    dimension: 513,
+  } as const;
+
+  it('accept the distributed discrete Gaussian with its scale and dimension, and keep a Gaussian at 7 fields', () => {
+    expect(validateMechanism(ddg)).toEqual(ddg);
+    expect(Object.keys(validateMechanism(mechanism())).sort()).toEqual(
+      [
+        'accountant',
+        'clipNorm',
+        'level',
+        'noiseMultiplier',
+        'samplingRate',
+        'steps',
+        'survivorsAssumed',
+      ].sort(),
+    );
+    // An undefined member is no member: nothing undefined reaches the canonical JSON.
+    expect(validateMechanism({ ...mechanism(), noise: undefined, dimension: undefined })).toEqual(
+      mechanism(),
+    );
+  });
+
+  it.each([
+    ["an explicit 'gaussian' (absent is the Gaussian's only encoding)", { noise: 'gaussian' }],
+    ['another noise', { noise: 'skellam' }],
+    ['record level', { level: 'record' }],
+    ['no survivors assumed', { survivorsAssumed: null }],
+    ['no scale', { quantizationScale: undefined }],
+    ['scale 0', { quantizationScale: 0 }],
+    ['an infinite scale', { quantizationScale: Infinity }],
+    ['no dimension', { dimension: undefined }],
+    ['dimension 0', { dimension: 0 }],
+    ['a fractional dimension', { dimension: 2.5 }],
+  ])('refuse a distributed discrete Gaussian with %s', (_name, overrides) => {
+    const message = messageOf(() => validateMechanism({ ...ddg, ...overrides }));
+    expect(codeOf(() => validateMechanism({ ...ddg, ...overrides }))).toBe(
+      LedgerErrorCode.INVALID_MECHANISM,
+    );
+    expect(message).toMatch(/^mechanism\./);
+  });
+
+  it.each([
+    ['a scale', { quantizationScale: 1024 }],
+    ['a dimension', { dimension: 10 }],
+  ])('refuse %s without the distributed discrete Gaussian', (_name, overrides) => {
+    expect(messageOf(() => validateMechanism({ ...mechanism(), ...overrides }))).toMatch(
+      /is recorded only with noise 'distributed-discrete-gaussian'/,
+    );
+  });
 });
+
+function messageOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  return '';
+}

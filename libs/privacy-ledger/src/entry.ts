@@ -4,8 +4,9 @@
  * Hash of an entry (hex, lower case):
  *   SHA-256( UTF-8("confide-ledger-entry/1\n") || UTF-8(canonicalJson(U)) )
  * where U is the entry without `hash` and `signature`, i.e. exactly these 15 members (the mechanism
- * with exactly its 7): seq, federationId, siteId, siteName, round, mechanism, rdp, ordersHash, delta,
- * cumulativeEpsilon, epsilonLimit, createdAt, sitePublicKey, prevHash; canonicalJson is RFC 8785
+ * with exactly its 7, or 10 with the distributed discrete Gaussian: see MechanismParams): seq,
+ * federationId, siteId, siteName, round, mechanism, rdp, ordersHash, delta, cumulativeEpsilon,
+ * epsilonLimit, createdAt, sitePublicKey, prevHash; canonicalJson is RFC 8785
  * (see canonical.ts). `signature` is the site's Ed25519 detached signature over the 32 raw bytes of
  * that hash (not its hex), in padded base64.
  *

@@ -142,7 +142,8 @@ describe('CSV', () => {
     expect(rows.at(-1)).toBe('');
     expect(rows[0]).toBe(
       'seq,federationId,siteId,siteName,round,level,samplingRate,noiseMultiplier,steps,clipNorm,' +
-        'survivorsAssumed,accountant,delta,cumulativeEpsilon,epsilonLimit,createdAt,ordersHash,rdp,' +
+        'survivorsAssumed,accountant,noise,quantizationScale,dimension,delta,cumulativeEpsilon,' +
+        'epsilonLimit,createdAt,ordersHash,rdp,' +
         'prevHash,hash,signature,sitePublicKey',
     );
   });
@@ -150,8 +151,27 @@ describe('CSV', () => {
   it('flattens the mechanism and quotes the RDP curve as a JSON cell', () => {
     const first = ledger[0]!;
     expect(rows[1]).toContain(`,"[${first.rdp.join(',')}]",`);
-    expect(rows[1]).toContain(',site,1,1.1,1,1,,rdp,0.00001,');
-    expect(rows[2]).toContain(',site,1,1.1,1,1,2,rdp,');
+    expect(rows[1]).toContain(',site,1,1.1,1,1,,rdp,gaussian,,,0.00001,');
+    expect(rows[2]).toContain(',site,1,1.1,1,1,2,rdp,gaussian,,,');
+  });
+
+  it('flattens a distributed discrete Gaussian with its scale and dimension', () => {
+    const [ddg] = buildChain([
+      {
+        site: a,
+        round: 1,
+        mechanism: mechanism({
+          survivorsAssumed: 3,
+          noise: 'distributed-discrete-gaussian',
+          quantizationScale: 2 ** 20,
+          dimension: 513,
+        }),
+      },
+    ]);
+    const row = ledgerToCsv([ddg!]).split('\r\n')[1]!;
+    expect(row).toContain(
+      ',site,1,1.1,1,1,3,rdp,distributed-discrete-gaussian,1048576,513,0.00001,',
+    );
   });
 
   it('escapes quotes and commas, and defuses spreadsheet formulas', () => {

@@ -3,7 +3,7 @@ import { canonicalJson, fromCanonicalBase64, isIsoInstant } from './canonical';
 import { type LedgerEntry, validateLedgerEntry } from './entry';
 import { LedgerError, LedgerErrorCode } from './errors';
 import { type Fail, failWith, inRange, record, text } from './fields';
-import { validateOrders } from './mechanism';
+import { noiseOf, validateOrders } from './mechanism';
 
 /** The version tag of the export format. */
 export const LEDGER_EXPORT_FORMAT = 'confide-ledger/1';
@@ -165,6 +165,9 @@ const CSV_COLUMNS = [
   'clipNorm',
   'survivorsAssumed',
   'accountant',
+  'noise',
+  'quantizationScale',
+  'dimension',
   'delta',
   'cumulativeEpsilon',
   'epsilonLimit',
@@ -179,7 +182,8 @@ const CSV_COLUMNS = [
 
 /**
  * The entries as CSV (RFC 4180, CRLF): one row per entry, the mechanism flattened, the RDP curve as a
- * JSON cell, an empty cell for no survivors assumed. Text that a spreadsheet would run as a formula
+ * JSON cell, an empty cell for no survivors assumed; `noise` is 'gaussian' or
+ * 'distributed-discrete-gaussian', whose scale and dimension cells are empty for the Gaussian. Text that a spreadsheet would run as a formula
  * (starting with = + - @) is prefixed with an apostrophe.
  * @example writeFileSync('ledger.csv', ledgerToCsv(exp.entries))
  */
@@ -199,6 +203,9 @@ export function ledgerToCsv(entries: readonly LedgerEntry[]): string {
       clipNorm: String(m.clipNorm),
       survivorsAssumed: m.survivorsAssumed === null ? '' : String(m.survivorsAssumed),
       accountant: m.accountant,
+      noise: noiseOf(m),
+      quantizationScale: m.quantizationScale === undefined ? '' : String(m.quantizationScale),
+      dimension: m.dimension === undefined ? '' : String(m.dimension),
       delta: String(e.delta),
       cumulativeEpsilon: String(e.cumulativeEpsilon),
       epsilonLimit: String(e.epsilonLimit),

@@ -9,6 +9,8 @@ export {
   addRdp,
   type LedgerAccountant,
   type MechanismParams,
+  type NoiseKind,
+  noiseOf,
   ordersFingerprint,
   type ProtectionLevel,
   scaleRdp,

@@ -5,6 +5,13 @@ import { type Fail, failWith, finite, inRange, integer, record } from './fields'
 /** Who DP protects: each record (DP-SGD at the site) or each site's whole update (DP-FedAvg). */
 export type ProtectionLevel = 'record' | 'site';
 
+/**
+ * The noise a release carries: the continuous Gaussian (no secure aggregation, or DP-SGD at the
+ * site), or the distributed discrete Gaussian that sites add in the integer domain after quantisation
+ * under secure aggregation (DESIGN.md section 6).
+ */
+export type NoiseKind = 'gaussian' | 'distributed-discrete-gaussian';
+
 /** One release's DP mechanism, as recorded in its ledger entry. */
 export interface MechanismParams {
   level: ProtectionLevel;
@@ -19,6 +26,26 @@ export interface MechanismParams {
   /** With secure aggregation, the honest survivors t whose noise shares the accounting assumes. */
   survivorsAssumed: number | null;
   accountant: 'rdp';
+  /**
+   * 'distributed-discrete-gaussian' for site-level noise drawn in the integer domain under secure
+   * aggregation (then `survivorsAssumed` is the n of the bound, and the next two fields are
+   * recorded). Absent for the continuous Gaussian: entries written before this field existed keep
+   * their 7 keys, so their canonical JSON, hash and signature are unchanged. Never 'gaussian'
+   * explicitly, so that one mechanism has one encoding.
+   */
+  noise?: 'distributed-discrete-gaussian';
+  /** Distributed discrete Gaussian only: gamma, the round's fixed-point quantisation scale; > 0. */
+  quantizationScale?: number;
+  /** Distributed discrete Gaussian only: d, the number of noised coordinates (model parameters). */
+  dimension?: number;
+}
+
+/**
+ * The noise of a recorded mechanism, 'gaussian' when the entry has no `noise` field.
+ * @example noiseOf(entry.mechanism) // 'distributed-discrete-gaussian'
+ */
+export function noiseOf(m: Pick<MechanismParams, 'noise'>): NoiseKind {
+  return m.noise ?? 'gaussian';
 }
 
 /**
@@ -42,10 +69,19 @@ const MECHANISM_KEYS = [
   'clipNorm',
   'survivorsAssumed',
   'accountant',
+  'noise',
+  'quantizationScale',
+  'dimension',
 ] as const;
+
+/** The fields recorded only with the distributed discrete Gaussian. */
+const DDG_KEYS = ['quantizationScale', 'dimension'] as const;
 
 /**
  * Checks a mechanism and returns a copy with exactly its fields; throws INVALID_MECHANISM otherwise.
+ * A continuous-Gaussian mechanism has exactly the 7 fields it always had; one with the distributed
+ * discrete Gaussian adds `noise`, `quantizationScale` and `dimension`, and is site level with a
+ * number of noise-adding survivors.
  * @example validateMechanism({ level: 'site', samplingRate: 0.5, noiseMultiplier: 1.1, steps: 1, clipNorm: 1, survivorsAssumed: 8, accountant: 'rdp' })
  */
 export function validateMechanism(x: unknown, path = 'mechanism'): MechanismParams {
@@ -55,7 +91,7 @@ export function validateMechanism(x: unknown, path = 'mechanism'): MechanismPara
     fail(`${path}.level`, "must be 'record' or 'site'");
   if (m.accountant !== 'rdp') fail(`${path}.accountant`, "must be 'rdp'");
   const survivors = m.survivorsAssumed;
-  return {
+  const base: MechanismParams = {
     level: m.level,
     samplingRate: inRange(
       m.samplingRate,
@@ -70,6 +106,41 @@ export function validateMechanism(x: unknown, path = 'mechanism'): MechanismPara
     survivorsAssumed:
       survivors === null ? null : integer(survivors, `${path}.survivorsAssumed`, fail, 1),
     accountant: 'rdp',
+  };
+  // An undefined member is absent (JSON has none; canonicalJson refuses them, so none is kept).
+  if (m.noise === undefined) {
+    for (const k of DDG_KEYS) {
+      if (m[k] !== undefined)
+        fail(`${path}.${k}`, "is recorded only with noise 'distributed-discrete-gaussian'");
+    }
+    return base;
+  }
+  if (m.noise !== 'distributed-discrete-gaussian') {
+    fail(
+      `${path}.noise`,
+      "must be 'distributed-discrete-gaussian', or absent for the continuous Gaussian",
+    );
+  }
+  if (base.level !== 'site') {
+    fail(`${path}.noise`, 'the distributed discrete Gaussian is a site-level mechanism');
+  }
+  if (base.survivorsAssumed === null) {
+    fail(
+      `${path}.survivorsAssumed`,
+      'must be the number of noise-adding sites with the distributed discrete Gaussian',
+    );
+  }
+  return {
+    ...base,
+    noise: 'distributed-discrete-gaussian',
+    quantizationScale: inRange(
+      m.quantizationScale,
+      `${path}.quantizationScale`,
+      fail,
+      { gt: 0 },
+      '> 0',
+    ),
+    dimension: integer(m.dimension, `${path}.dimension`, fail, 1),
   };
 }
 

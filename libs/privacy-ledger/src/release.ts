@@ -25,17 +25,20 @@ export function recordLevelRelease(p: {
 }
 
 /**
- * The mechanism of a site-level (DP-FedAvg) release: one Gaussian release of the clipped update with
- * sampling rate q = sampled sites / approved sites.
- * @example siteLevelRelease({ siteSamplingRate: 1, noiseMultiplier: 1, clipNorm: 0.5, survivorsAssumed: 2 })
+ * The mechanism of a site-level (DP-FedAvg) release: one release of the clipped update with sampling
+ * rate q = sampled sites / approved sites. Without `integerNoise`, continuous Gaussian noise; with it
+ * (secure aggregation), the distributed discrete Gaussian that `survivorsAssumed` sites add after
+ * quantising with the round's `scale`, over the model's `dimension` coordinates.
+ * @example siteLevelRelease({ siteSamplingRate: 1, noiseMultiplier: 1, clipNorm: 0.5, survivorsAssumed: 2, integerNoise: { scale: 2 ** 20, dimension: 513 } })
  */
 export function siteLevelRelease(p: {
   siteSamplingRate: number;
   noiseMultiplier: number;
   clipNorm: number;
   survivorsAssumed: number | null;
+  integerNoise?: { scale: number; dimension: number } | null;
 }): MechanismParams {
-  return {
+  const m: MechanismParams = {
     level: 'site',
     samplingRate: p.siteSamplingRate,
     noiseMultiplier: p.noiseMultiplier,
@@ -43,5 +46,12 @@ export function siteLevelRelease(p: {
     clipNorm: p.clipNorm,
     survivorsAssumed: p.survivorsAssumed,
     accountant: 'rdp',
+  };
+  if (!p.integerNoise) return m;
+  return {
+    ...m,
+    noise: 'distributed-discrete-gaussian',
+    quantizationScale: p.integerNoise.scale,
+    dimension: p.integerNoise.dimension,
   };
 }

@@ -16,10 +16,15 @@ export interface BudgetRow {
 
 const ENTRY_COLUMNS = `federation_id, seq, site_id, site_name, round, level, sampling_rate, noise_multiplier, steps,
   clip_norm, survivors_assumed, accountant, rdp, orders_hash, delta, cumulative_epsilon, epsilon_limit, created_at,
-  site_public_key, prev_hash, hash, signature`;
+  site_public_key, prev_hash, hash, signature, noise, quantization_scale, dimension`;
 
-/** Rebuilds the ledger entry exactly as it was signed from its row. */
+/**
+ * Rebuilds the ledger entry exactly as it was signed from its row. A row without `noise` is a
+ * continuous-Gaussian entry and gets no integer-noise fields at all (not even null ones), so its
+ * hash is the one its site signed.
+ */
 export function ledgerEntryFromRow(r: Record<string, unknown>): LedgerEntry {
+  const noise = (r['noise'] as string | null | undefined) ?? null;
   return {
     seq: r['seq'] as number,
     federationId: r['federation_id'] as string,
@@ -34,6 +39,13 @@ export function ledgerEntryFromRow(r: Record<string, unknown>): LedgerEntry {
       clipNorm: r['clip_norm'] as number,
       survivorsAssumed: (r['survivors_assumed'] as number | null) ?? null,
       accountant: r['accountant'] as 'rdp',
+      ...(noise === null
+        ? {}
+        : {
+            noise: noise as 'distributed-discrete-gaussian',
+            quantizationScale: r['quantization_scale'] as number,
+            dimension: r['dimension'] as number,
+          }),
     },
     rdp: (r['rdp'] as number[]).map(Number),
     ordersHash: r['orders_hash'] as string,
@@ -55,7 +67,7 @@ export class LedgerRepository {
 
   async insert(em: EntityManager, e: LedgerEntry): Promise<void> {
     await em.query(
-      `INSERT INTO ledger_entry (${ENTRY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`,
+      `INSERT INTO ledger_entry (${ENTRY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`,
       [
         e.federationId,
         e.seq,
@@ -79,6 +91,9 @@ export class LedgerRepository {
         e.prevHash,
         e.hash,
         e.signature,
+        e.mechanism.noise ?? null,
+        e.mechanism.quantizationScale ?? null,
+        e.mechanism.dimension ?? null,
       ],
     );
   }

@@ -54,6 +54,11 @@ export class ActiveRound {
   /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */
   siteSamplingRate = 1;
   survivorsAssumed: number | null = null;
+  /**
+   * Site-level DP under secure aggregation: the round's quantisation scale and the noised coordinates
+   * (the model's parameters), recorded with the distributed discrete Gaussian in every receipt.
+   */
+  integerNoise: { scale: number; dimension: number } | null = null;
 
   constructor(
     readonly fed: FederationRow,

@@ -20,7 +20,6 @@ import {
 import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
 import {
   chooseGraphParameters,
-  chooseScale,
   dequantize,
   fromBase64,
   isSecAggError,
@@ -30,6 +29,7 @@ import {
 import type { AggregateSum } from '@confide/federated';
 import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
+import { secureQuantization } from './secure-quantization';
 
 /** A round's secure-aggregation state machine and what the sites are told about it. */
 interface SecureSetup {
@@ -39,7 +39,7 @@ interface SecureSetup {
 }
 import { LedgerRepository } from '../privacy/ledger.repository';
 import { LedgerService } from '../privacy/ledger.service';
-import { nextRelease } from '../privacy/next-release';
+import { integerNoiseFor, nextRelease } from '../privacy/next-release';
 import { SiteRepository } from '../sites/site.repository';
 import { RoundEvents } from './round-events';
 import { RoundRepository } from './round.repository';
@@ -262,9 +262,23 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           (s) => s.status === 'approved',
         ).length;
         active.survivorsAssumed = Math.min(cfg.minSites, selected.length);
+        // Under secure aggregation, site-level noise is the distributed discrete Gaussian, whose bound
+        // depends on the round's quantisation scale: projected with the scale for all the selected
+        // sites, which is at most the one the round will use with the sites that pass (see
+        // secureQuantization), so the projection never under-states the spend.
+        const integerNoise =
+          dp.level === 'site' && cfg.secureAggregation?.enabled
+            ? integerNoiseFor(fed, selected.length, active.survivorsAssumed)
+            : null;
         for (const s of selected) {
           const history = await this.ledgerRepo.siteEntries(fed.id, s.siteId);
-          const mechanism = nextRelease(fed, history, s.numExamples, active.survivorsAssumed);
+          const mechanism = nextRelease(
+            fed,
+            history,
+            s.numExamples,
+            active.survivorsAssumed,
+            integerNoise ?? undefined,
+          );
           if (!mechanism) continue; // size unknown: the receipt is checked against the budget at release
           const p = await this.ledger.project(fed.id, s.siteId, mechanism);
           if (!p.allowed) {
@@ -323,6 +337,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           return await abort(`secure aggregation cannot start: ${(e as Error).message}`);
         }
         active.secagg = secagg.server;
+        if (dp.level === 'site') {
+          active.integerNoise = { scale: secagg.params.scale, dimension: active.expectedLength };
+        }
       } else {
         active.collector = new PlainSumCollector(active.expectedLength);
       }
@@ -663,18 +680,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     }
     if (t > n) throw new Error(`threshold ${t} is larger than the ${n} selected sites`);
     // Site-level DP noise is added after quantization, inside the clip's headroom.
-    const noiseRoom = siteDp
-      ? (10 * siteDp.noiseMultiplier * siteDp.clipNorm) / Math.sqrt(active.survivorsAssumed ?? t)
-      : 0;
-    const clip = sa.clip + noiseRoom;
-    let scale = chooseScale(clip, n);
-    if (siteDp) {
-      // Each site draws its share of the noise from a discrete Gaussian of variance
-      // (z * C * scale)^2 / survivorsAssumed, which the sampler supports up to 1e14: coarsen the scale
-      // until the share is drawable (it still resolves far below the noise).
-      const shares = active.survivorsAssumed ?? t;
-      while ((siteDp.noiseMultiplier * siteDp.clipNorm * scale) ** 2 / shares > 1e14) scale /= 2;
-    }
+    const { clip, scale } = secureQuantization(sa.clip, siteDp, n, active.survivorsAssumed ?? t);
     const params: SecAggParams = {
       threshold: t,
       graph,
@@ -952,6 +958,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
                       noiseMultiplier: dpCfg.noiseMultiplier,
                       clipNorm: dpCfg.clipNorm,
                       survivorsAssumed: active.survivorsAssumed,
+                      integerNoise: active.integerNoise,
                     });
               return canonicalJson(m) === canonicalJson(want)
                 ? null

@@ -178,6 +178,12 @@ function num(x: number): string {
   return String(Number(x.toPrecision(4)));
 }
 
+/** A quantisation scale: 2^k when it is a power of two (it always is in Confide), else 4 digits. */
+function scaleText(x: number): string {
+  const k = Math.log2(x);
+  return Number.isInteger(k) ? `2^${k}` : num(x);
+}
+
 function short(x: string): string {
   return x.length > 12 ? `${x.slice(0, 10)}…` : x;
 }
@@ -257,6 +263,18 @@ function entryRow(e: LedgerEntry): HTMLElement {
       { class: 'mechanism' },
       `${m.level}: z=${num(m.noiseMultiplier)}, q=${num(m.samplingRate)}, steps=${m.steps}, C=${num(m.clipNorm)}`,
       m.survivorsAssumed ? `, t=${m.survivorsAssumed}` : '',
+      m.noise === 'distributed-discrete-gaussian'
+        ? h(
+            'span',
+            {
+              class: 'noise',
+              title:
+                'distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021), ' +
+                'accounted with its own bound',
+            },
+            `, discrete Gaussian: scale=${scaleText(m.quantizationScale ?? 0)}, d=${m.dimension ?? '?'}`,
+          )
+        : '',
     ),
     h(
       'td',
