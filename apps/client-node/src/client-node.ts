@@ -41,12 +41,7 @@ import {
   distributedNoiseShare,
   sampleDiscreteGaussian,
 } from '@confide/differential-privacy';
-import {
-  appendWeight,
-  quantize,
-  SecAggClient,
-  type SecAggParams,
-} from '@confide/secure-aggregation';
+import { quantizeWeighted, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
 import {
   confideAccountant,
   createReceipt,
@@ -670,7 +665,7 @@ export class ClientNode {
           const weight =
             privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
           const params = s.info.params as unknown as SecAggParams;
-          const quantized = quantize(appendWeight(pending.update, Math.min(1, weight)), params);
+          const quantized = quantizeWeighted(pending.update, Math.min(1, weight), params);
           if (privacy?.level === 'site') {
             // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
             // of the variance the ledger's bound assumes (quantizedDdgMechanism).

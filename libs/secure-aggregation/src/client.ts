@@ -30,7 +30,7 @@ import {
 } from './messages';
 import type { SecAggParams } from './params';
 import { MaskAccumulator } from './prg';
-import { appendWeight, quantize } from './quantize';
+import { quantize, quantizeWeighted } from './quantize';
 import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
 import { shamirSplit } from './shamir';
 
@@ -423,7 +423,7 @@ export class SecAggClient {
    */
   maskWeightedUpdate(update: ArrayLike<number>, weight: number): Uint32Array {
     this.expect('ready', 'maskWeightedUpdate');
-    return this.maskInput(quantize(appendWeight(update, weight), this.ctx.params));
+    return this.maskInput(quantizeWeighted(update, weight, this.ctx.params));
   }
 
   /**

@@ -45,6 +45,7 @@ export {
 export { MaskWorkerPool } from './parallel';
 export {
   quantize,
+  quantizeWeighted,
   dequantize,
   maxQuantized,
   checkHeadroom,

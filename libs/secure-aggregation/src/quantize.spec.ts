@@ -9,6 +9,7 @@ import {
   dequantize,
   maxQuantized,
   quantize,
+  quantizeWeighted,
 } from './quantize';
 
 const finite = fc.double({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true });
@@ -109,6 +110,43 @@ describe('weighted averaging', () => {
     expect(totalWeight).toBeCloseTo(1.7, 4);
     expect(average[0]).toBeCloseTo((0.2 * 1 + 0.5 * 3 - 2) / 1.7, 3);
     expect(average[1]).toBeCloseTo((-0.2 + 0.5 + 2) / 1.7, 3);
+  });
+
+  it('quantizeWeighted equals quantize(appendWeight(...)) bit for bit, across random batches', () => {
+    // A deterministic "CSPRNG" so both paths see the same random values; lengths straddle the
+    // 16384-value random batches, so the appended weight lands at the end of a batch and alone in one.
+    const counter = (): ((out: Uint32Array) => void) => {
+      let k = 0;
+      return (out) => {
+        for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2654435761) >>> 0;
+      };
+    };
+    fc.assert(
+      fc.property(
+        fc.constantFrom(1, 7, 16383, 16384, 16385, 40000),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        paramsArb,
+        fc.boolean(),
+        (n, weight, params, float32) => {
+          const raw = Float64Array.from(
+            { length: n },
+            (_, i) => Math.sin(i * 12.9898) * 2 * params.clip,
+          );
+          const update = float32 ? Float32Array.from(raw) : raw;
+          const a = quantize(appendWeight(update, weight), params, counter());
+          const b = quantizeWeighted(update, weight, params, counter());
+          expect(b.length).toBe(n + 1);
+          expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(Array.from(quantizeWeighted([2, 4], 0.25, { clip: 1, scale: 4 }))).toEqual([2, 4, 1]);
+    expect(() => quantizeWeighted([1, NaN], 0.5, { clip: 1, scale: 4 })).toThrow(
+      /coordinate 1 is NaN/,
+    );
+    expect(() => quantizeWeighted([Infinity], 0, { clip: 1, scale: 4 })).toThrow(/coordinate 0/);
+    expect(() => quantizeWeighted([1], 2, { clip: 1, scale: 4 })).toThrow(/weight/);
   });
 
   it('checks the weight', () => {

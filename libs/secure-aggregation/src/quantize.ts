@@ -88,7 +88,7 @@ function defaultRandom(out: Uint32Array): void {
 
 /**
  * Quantizes values to uint32 (two's complement): clip, scale, stochastic rounding from the CSPRNG.
- * Refuses NaN and Infinity (NON_FINITE_INPUT) before anything else is done. For every coordinate,
+ * Refuses NaN and Infinity (NON_FINITE_INPUT). For every coordinate,
  * |dequantize(q) - clip(x)| < 1/scale, and E[dequantize(q)] = clip(x).
  *
  * @example
@@ -101,29 +101,109 @@ export function quantize(
   fillRandom: (out: Uint32Array) => void = defaultRandom,
 ): Uint32Array {
   checkQuantization(params);
+  return quantizeScaled(values, 1, false, params, fillRandom);
+}
+
+/**
+ * quantize(appendWeight(update, weight), params) in one pass, without the intermediate array: the
+ * same values, the same use of the randomness, bit for bit. What a site masks for weighted averaging.
+ *
+ * @example
+ * quantizeWeighted(new Float32Array([2, 4]), 0.25, { clip: 1, scale: 4 }); // Uint32Array [2, 4, 1]
+ */
+export function quantizeWeighted(
+  update: ArrayLike<number>,
+  weight: number,
+  params: QuantizationParams,
+  fillRandom: (out: Uint32Array) => void = defaultRandom,
+): Uint32Array {
+  checkWeight(weight);
+  checkQuantization(params);
+  return quantizeScaled(update, weight, true, params, fillRandom);
+}
+
+/** Typed input, so the hot loop sees at most two element kinds (it runs ~1 ns per coordinate). */
+function typed(values: ArrayLike<number>): Float32Array | Float64Array {
+  if (values instanceof Float32Array || values instanceof Float64Array) return values;
   const n = values.length;
-  for (let i = 0; i < n; i++) {
-    if (!Number.isFinite(values[i])) {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = values[i] as number;
+  return out;
+}
+
+function quantizeScaled(
+  input: ArrayLike<number>,
+  weight: number,
+  appendTheWeight: boolean,
+  params: QuantizationParams,
+  fillRandom: (out: Uint32Array) => void,
+): Uint32Array {
+  const values = typed(input);
+  const n = values.length;
+  const total = appendTheWeight ? n + 1 : n;
+  const out = new Uint32Array(total);
+  const random = new Uint32Array(Math.min(RANDOM_BATCH, total));
+  try {
+    for (let start = 0; start < total; start += RANDOM_BATCH) {
+      const end = Math.min(start + RANDOM_BATCH, total);
+      fillRandom(random);
+      quantizeRange(
+        values,
+        weight,
+        params.clip,
+        params.scale,
+        random,
+        out,
+        start,
+        Math.min(end, n),
+      );
+      if (end > n) {
+        // The appended weight coordinate, rounded with its own random value like any other.
+        const one = Float64Array.of(weight);
+        const j = n - start;
+        const r = random.subarray(j, j + 1);
+        quantizeRange(one, 1, params.clip, params.scale, r, out.subarray(n), 0, 1);
+      }
+    }
+  } finally {
+    random.fill(0);
+  }
+  return out;
+}
+
+/**
+ * out[i] = stochastic round(clip(values[i] * weight) * scale) for i in [start, end), with the random
+ * value random[i - start]; throws NON_FINITE_INPUT at the first NaN or Infinity. (x * weight is
+ * exactly x for weight 1, and is what appendWeight computes otherwise.)
+ */
+function quantizeRange(
+  values: Float32Array | Float64Array,
+  weight: number,
+  clip: number,
+  scale: number,
+  random: Uint32Array,
+  out: Uint32Array,
+  start: number,
+  end: number,
+): void {
+  for (let i = start; i < end; i++) {
+    const x = (values[i] as number) * weight;
+    // x - x is 0 for every finite x and NaN for NaN and +/-Infinity (weight is finite, so x is
+    // finite exactly when values[i] is).
+    if (x - x !== 0) {
       throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${values[i]}`);
     }
+    const v = (x > clip ? clip : x < -clip ? -clip : x) * scale;
+    const floor = Math.floor(v);
+    // Up with probability v - floor: u = random / 2^32 is uniform on [0, 1) in steps of 2^-32.
+    out[i] = ((random[i - start] as number) * 2 ** -32 < v - floor ? floor + 1 : floor) >>> 0;
   }
-  const { clip, scale } = params;
-  const out = new Uint32Array(n);
-  const random = new Uint32Array(Math.min(RANDOM_BATCH, n));
-  for (let start = 0; start < n; start += RANDOM_BATCH) {
-    const count = Math.min(RANDOM_BATCH, n - start);
-    fillRandom(random);
-    for (let j = 0; j < count; j++) {
-      const x = values[start + j] as number;
-      const v = (x > clip ? clip : x < -clip ? -clip : x) * scale;
-      const floor = Math.floor(v);
-      // Up with probability v - floor: u = random / 2^32 is uniform on [0, 1) in steps of 2^-32.
-      const q = (random[j] as number) * 2 ** -32 < v - floor ? floor + 1 : floor;
-      out[start + j] = q >>> 0;
-    }
+}
+
+function checkWeight(weight: number): void {
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 1) {
+    throw new SecAggError('BAD_INPUT', 'weight must be a finite number in [0, 1]');
   }
-  random.fill(0);
-  return out;
 }
 
 /**
@@ -152,9 +232,7 @@ export function dequantize(sum: Uint32Array, params: QuantizationParams): Float6
  * appendWeight(new Float32Array([2, 4]), 0.5); // Float64Array [1, 2, 0.5]
  */
 export function appendWeight(update: ArrayLike<number>, weight: number): Float64Array {
-  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 1) {
-    throw new SecAggError('BAD_INPUT', 'weight must be a finite number in [0, 1]');
-  }
+  checkWeight(weight);
   const out = new Float64Array(update.length + 1);
   for (let i = 0; i < update.length; i++) {
     const x = update[i] as number;
