@@ -1,4 +1,11 @@
-import { assertSiteId, compareIds, encodeFields, fromBase64, parseIdList } from './bytes';
+import {
+  assertSiteId,
+  compareIds,
+  concatBytes,
+  encodeFields,
+  fromBase64,
+  parseIdList,
+} from './bytes';
 import { SecAggError } from './errors';
 import { LABELS, sha256 } from './kdf';
 import { encodeParams, validateParams, type SecAggParams } from './params';
@@ -146,14 +153,19 @@ export function advertisementBytes(
   maskPublicKey: Uint8Array,
 ): Uint8Array {
   assertSiteId(siteId);
-  return encodeFields([
-    LABELS.advertisement,
-    ...contextFields(ctx),
-    siteId,
-    encPublicKey,
-    maskPublicKey,
-  ]);
+  // encodeFields is a concatenation of length-prefixed fields, so the label and context (the same
+  // for every advertisement of a round: a site checks hundreds) are encoded once per context object.
+  // Only frozen contexts (validateContext's) are cached: a mutable one could change under the cache.
+  const cacheable = Object.isFrozen(ctx) && Object.isFrozen(ctx.params);
+  let prefix = cacheable ? advertisementPrefixes.get(ctx) : undefined;
+  if (prefix === undefined) {
+    prefix = encodeFields([LABELS.advertisement, ...contextFields(ctx)]);
+    if (cacheable) advertisementPrefixes.set(ctx, prefix);
+  }
+  return concatBytes(prefix, encodeFields([siteId, encPublicKey, maskPublicKey]));
 }
+
+const advertisementPrefixes = new WeakMap<Readonly<RoundContext>, Uint8Array>();
 
 /** An advertisement with its bytes decoded. */
 export interface ParsedAdvertisement {
