@@ -3,8 +3,9 @@
  *
  *   node bin/run-ts.js bench/round/round.bench.ts [--sites 10] [--params 1000000] [--reps 5] [--json]
  *
- * The aggregator (NestJS, in-memory PGlite) runs in this process. The sites run in a child process
- * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop): they
+ * The aggregator (NestJS, in-memory PGlite) runs in this process. The sites run in child processes
+ * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop; one
+ * per core by default, as real sites mask on machines of their own, in parallel): they
  * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
  * pre-generated random update and `round.evaluate` with fixed metrics. Each repetition is a run of
  * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
@@ -48,6 +49,8 @@ interface Options {
   verbose: boolean;
   /** Rounds with secure aggregation, without, or both side by side (the ratio). */
   secure: 'on' | 'off' | 'both';
+  /** Processes the synthetic sites are spread over (real sites run on machines of their own). */
+  siteProcesses: number;
 }
 
 const USAGE = `Usage: node bin/run-ts.js bench/round/round.bench.ts [options]
@@ -63,6 +66,9 @@ Options:
   --warmup W   rounds run first and not counted (0-100, default 1)
   --secure S   on | off | both (default both: the same rounds with and without secure
                aggregation, side by side, and their ratio roundRatio = with / without)
+  --site-processes P
+               spread the synthetic sites over P processes (1-sites; default: the number of
+               cores, at most --sites), as real sites mask on machines of their own
   --json       print one JSON object on stdout instead of the table
   --verbose    aggregator log lines on stderr
   --help       this text
@@ -99,6 +105,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         warmup: { type: 'string' },
         json: { type: 'boolean', default: false },
         secure: { type: 'string', default: 'both' },
+        'site-processes': { type: 'string' },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -107,8 +114,16 @@ function parseOptions(argv: string[]): Options | 'help' {
     throw new UsageError((e as Error).message);
   }
   if (values.help) return 'help';
+  const sites = intOption('sites', values.sites, 10, 1, 200);
   return {
-    sites: intOption('sites', values.sites, 10, 1, 200),
+    sites,
+    siteProcesses: intOption(
+      'site-processes',
+      values['site-processes'],
+      Math.min(sites, os.availableParallelism()),
+      1,
+      sites,
+    ),
     params: intOption('params', values.params, 1_000_000, 2, 50_000_000),
     reps: intOption('reps', values.reps, 5, 1, 1000),
     warmup: intOption('warmup', values.warmup, 1, 0, 100),
@@ -139,6 +154,8 @@ interface SiteSetup {
   wsUrl: string;
   federationId: string;
   identities: IdentityKeyPair[];
+  /** The index of identities[0] among all sites (site k sends numExamples 100 + k). */
+  first: number;
   parameters: number;
 }
 type ToSites = SiteSetup | { type: 'close' };
@@ -162,6 +179,7 @@ async function runSites(): Promise<void> {
     process.once('message', (m: ToSites) => m.type === 'setup' && resolve(m)),
   );
   const n = setup.identities.length;
+  const first = setup.first;
   // Distinct random updates, small like real deltas; generated before any round starts.
   const updates = setup.identities.map(() => {
     const u = new Float32Array(setup.parameters);
@@ -182,8 +200,9 @@ async function runSites(): Promise<void> {
 
   await Promise.all(
     setup.identities.map(
-      (identity, k) =>
+      (identity, local) =>
         new Promise<void>((resolve, reject) => {
+          const k = first + local;
           const ws = new WebSocket(setup.wsUrl, {
             perMessageDeflate: false,
             maxPayload: 1024 * 1024 * 1024,
@@ -210,9 +229,9 @@ async function runSites(): Promise<void> {
               if (h['type'] === 'round.train' && h['secureAggregation']) {
                 // Secure aggregation: advertise now; the masked update goes out once shares arrive.
                 const info = h['secureAggregation'] as RoundSecAgg;
-                secure[k]?.client.destroy();
+                secure[local]?.client.destroy();
                 const client = new SecAggClient({
-                  siteId: siteIds[k]!,
+                  siteId: siteIds[local]!,
                   identitySecretKey: fromB64(identity.secretKey, 64),
                   roster: new Map(info.roster.map((r) => [r.siteId, fromB64(r.publicKey, 32)])),
                   runId: String(h['runId']),
@@ -221,7 +240,7 @@ async function runSites(): Promise<void> {
                   params: info.params as unknown as SecAggParams,
                   vectorLength: info.vectorLength,
                 });
-                secure[k] = { client, weight: (100 + k) / info.weightNormalizer };
+                secure[local] = { client, weight: (100 + k) / info.weightNormalizer };
                 json({
                   type: 'secagg.advertise',
                   runId: h['runId'],
@@ -238,7 +257,7 @@ async function runSites(): Promise<void> {
                   numExamples: 100 + k,
                   trainLoss: 0.5,
                 };
-                ws.send(encodeFrame(header, updates[k]!), { binary: true });
+                ws.send(encodeFrame(header, updates[local]!), { binary: true });
               } else if (h['type'] === 'round.evaluate') {
                 json({
                   type: 'round.metrics',
@@ -251,7 +270,7 @@ async function runSites(): Promise<void> {
               return;
             }
             const m = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
-            const s = secure[k];
+            const s = secure[local];
             const ref = { runId: m['runId'], round: m['round'] };
             switch (m['type']) {
               case 'secagg.advertisements':
@@ -263,7 +282,7 @@ async function runSites(): Promise<void> {
                 break;
               case 'secagg.deliver': {
                 s!.client.receiveShares(m['shares'] as unknown[]);
-                const masked = s!.client.maskWeightedUpdate(updates[k]!, s!.weight);
+                const masked = s!.client.maskWeightedUpdate(updates[local]!, s!.weight);
                 const header = {
                   v: PROTOCOL_VERSION,
                   type: 'round.update',
@@ -278,7 +297,7 @@ async function runSites(): Promise<void> {
               case 'secagg.unmask':
                 json({ type: 'secagg.unmasked', ...ref, response: s!.client.unmask(m['request']) });
                 s!.client.destroy();
-                secure[k] = undefined;
+                secure[local] = undefined;
                 break;
               case 'challenge':
                 json({
@@ -297,7 +316,7 @@ async function runSites(): Promise<void> {
                 });
                 break;
               case 'welcome':
-                siteIds[k] = String(m['siteId']);
+                siteIds[local] = String(m['siteId']);
                 resolve();
                 break;
               case 'stats.request': {
@@ -457,7 +476,7 @@ async function measure(opts: Options, secureAggregation: boolean) {
   const { ApiClient } = await import('../../apps/cli/src/api-client');
 
   const agg = await startAggregator({ log: opts.verbose ? progress : undefined });
-  let sites: ChildProcess | null = null;
+  const sites: ChildProcess[] = [];
   try {
     const api = new ApiClient(agg.url, agg.initialAdminToken!);
     const fed = await api.post<{ id: string; parameters: number }>('/api/v1/federations', {
@@ -478,44 +497,65 @@ async function measure(opts: Options, secureAggregation: boolean) {
       await api.post(`/api/v1/federations/${fed.id}/sites/${site.id}/approve`);
     }
 
-    // Site process: its stdout goes to our stderr so --json output stays one object.
+    // Site processes: their stdout goes to our stderr so --json output stays one object.
     const launcher = fileURLToPath(new URL('../../bin/run-ts.js', import.meta.url));
-    sites = fork(launcher, [fileURLToPath(import.meta.url)], {
-      env: { ...process.env, [ROLE_ENV]: 'sites' },
-      stdio: ['ignore', 2, 2, 'ipc'],
-    });
-    const child = sites;
+    const P = opts.siteProcesses;
     const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
+    // round -> what the processes that saw it end reported so far
+    const partial = new Map<number, { count: number; bytes: number }>();
     let failure: ((e: Error) => void) | null = null;
     const failed = new Promise<never>((_, reject) => (failure = reject));
     failed.catch(() => undefined);
-    child.on('exit', (code) => failure?.(new Error(`the site process exited with code ${code}`)));
-    let siteBufferUtil = '';
-    const ready = new Promise<void>((resolve) => {
-      child.on('message', (m: FromSites) => {
-        switch (m.type) {
-          case 'ready':
-            siteBufferUtil = m.bufferutil;
-            resolve();
-            break;
-          case 'round.end':
-            ends.shift()?.(m);
-            break;
-          case 'site.error':
-            progress(`site ${m.site}: ${m.code}: ${m.message}`);
-            if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
-            break;
-        }
+    const readies: Array<Promise<string>> = [];
+    for (let p = 0; p < P; p++) {
+      const first = Math.floor((p * opts.sites) / P);
+      const last = Math.floor(((p + 1) * opts.sites) / P);
+      const child = fork(launcher, [fileURLToPath(import.meta.url)], {
+        env: { ...process.env, [ROLE_ENV]: 'sites' },
+        stdio: ['ignore', 2, 2, 'ipc'],
       });
-    });
-    child.send({
-      type: 'setup',
-      wsUrl: agg.wsUrl,
-      federationId: fed.id,
-      identities,
-      parameters,
-    } satisfies ToSites);
-    await Promise.race([ready, failed]);
+      sites.push(child);
+      child.on('exit', (code) =>
+        failure?.(new Error(`site process ${p + 1} exited with code ${code}`)),
+      );
+      readies.push(
+        new Promise<string>((resolve) => {
+          child.on('message', (m: FromSites) => {
+            switch (m.type) {
+              case 'ready':
+                resolve(m.bufferutil);
+                break;
+              case 'round.end': {
+                const seen = partial.get(m.round) ?? { count: 0, bytes: 0 };
+                seen.count++;
+                seen.bytes += m.bytesToSites;
+                partial.set(m.round, seen);
+                if (seen.count === P) {
+                  partial.delete(m.round);
+                  ends.shift()?.({ ...m, bytesToSites: seen.bytes });
+                }
+                break;
+              }
+              case 'site.error':
+                progress(`site ${m.site}: ${m.code}: ${m.message}`);
+                if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
+                break;
+            }
+          });
+        }),
+      );
+      child.send({
+        type: 'setup',
+        wsUrl: agg.wsUrl,
+        federationId: fed.id,
+        identities: identities.slice(first, last),
+        first,
+        parameters,
+      } satisfies ToSites);
+    }
+    const siteBufferUtil = [...new Set(await Promise.race([Promise.all(readies), failed]))].join(
+      ' | ',
+    );
 
     const total = opts.warmup + opts.reps;
     const measured: RoundFigures[] = [];
@@ -563,6 +603,7 @@ async function measure(opts: Options, secureAggregation: boolean) {
       benchmark: 'round',
       parameters: {
         sites: opts.sites,
+        siteProcesses: opts.siteProcesses,
         parameters,
         modelSpec: spec,
         reps: opts.reps,
@@ -580,13 +621,16 @@ async function measure(opts: Options, secureAggregation: boolean) {
       summary: summarise(measured),
     };
   } finally {
-    if (sites && sites.exitCode === null && sites.connected) {
-      const child = sites;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.send({ type: 'close' } satisfies ToSites);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
-    }
-    sites?.kill();
+    await Promise.all(
+      sites.map(async (child) => {
+        if (child.exitCode === null && child.connected) {
+          const exited = new Promise((r) => child.once('exit', r));
+          child.send({ type: 'close' } satisfies ToSites);
+          await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+        }
+        child.kill();
+      }),
+    );
     await agg.close();
   }
 }
