@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
@@ -24,6 +25,8 @@ export interface AggregatorOptions {
   clock?: Clock;
   reconnectGraceMs?: number;
   heartbeatMs?: number;
+  /** Worker threads for unmasking (default: one per core but one, at least 1; 0: none). */
+  maskWorkers?: number;
 }
 
 /** A running aggregator. */
@@ -56,6 +59,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       reconnectGraceMs: opts.reconnectGraceMs ?? 5000,
       heartbeatMs: opts.heartbeatMs ?? 15_000,
       maxVectorElements: MAX_WS_PAYLOAD / 4 - 1024,
+      maskWorkers: opts.maskWorkers ?? Math.max(1, availableParallelism() - 1),
       log,
     };
     const app = await NestFactory.create(

@@ -70,6 +70,8 @@ describe('MaskWorkerPool', () => {
     };
     const { server, expected } = simulateUntilFinish({ params, inputs, dropBeforeMasking: [1, 4] });
     expect(server.state).toBe('unmasking');
+    // 4 survivors' self masks + 2 dropped sites x 4 surviving neighbours' pairwise masks.
+    expect(server.maskStreamCount()).toBe(4 + 2 * 4);
     expect(await server.finishParallel(pool(2))).toEqual(expected);
     expect(server.state).toBe('finished');
   });

@@ -451,6 +451,23 @@ export class SecAggServer {
   }
 
   /**
+   * How many mask streams finish() will expand: one self mask per survivor and one pairwise mask per
+   * (dropped site, surviving neighbour). Times the vector length, the work finish() has to do.
+   *
+   * @example
+   * const parallel = server.maskStreamCount() * vectorLength > 1e7; // worth a worker pool
+   */
+  maskStreamCount(): number {
+    this.expect('unmasking', 'maskStreamCount');
+    let count = this.survivors().length;
+    for (const u of this.sharers()) {
+      if (this.u3.has(u)) continue;
+      for (const v of this.graph.get(u) ?? []) if (this.u3.has(v)) count++;
+    }
+    return count;
+  }
+
+  /**
    * finish() with the mask expansion split by vector range over a worker pool (same result).
    */
   async finishParallel(pool: MaskWorkerPool): Promise<Uint32Array> {

@@ -13,6 +13,11 @@ export interface AggregatorConfig {
   heartbeatMs: number;
   /** Largest vector a site may send, in elements (the model size is checked separately). */
   maxVectorElements: number;
+  /**
+   * Worker threads that expand the masks removed when unmasking a secure-aggregation sum, split by
+   * vector range; 0 expands them on the event loop.
+   */
+  maskWorkers: number;
   /** Print informational lines (the CLI's server) or stay quiet (tests, demo). */
   log: (line: string) => void;
 }

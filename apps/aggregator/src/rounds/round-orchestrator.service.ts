@@ -23,6 +23,7 @@ import {
   dequantize,
   fromBase64,
   isSecAggError,
+  MaskWorkerPool,
   SecAggServer,
   type SecAggParams,
 } from '@confide/secure-aggregation';
@@ -62,6 +63,9 @@ interface RunLoop {
   done: Promise<void>;
 }
 
+/** Mask elements to expand (streams x vector length) above which unmasking uses worker threads. */
+const PARALLEL_UNMASK_ELEMENTS = 20_000_000;
+
 /**
  * Drives training runs: one loop per federation, one round at a time, each transition persisted in one
  * transaction. Site messages are routed here by the gateway.
@@ -72,6 +76,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   /** The latest model of each federation, kept so a round does not re-read what the last one wrote. */
   private readonly latestWeights = new Map<string, { versionId: string; weights: Float32Array }>();
   private shuttingDown = false;
+  /** Worker threads for large unmasking jobs, started on first use (config.maskWorkers). */
+  private maskPool: MaskWorkerPool | null = null;
 
   constructor(
     @Inject(CONFIG) private readonly config: AggregatorConfig,
@@ -131,6 +137,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     }
     this.sessions.changed.notify();
     await Promise.all([...this.loops.values()].map((l) => l.done));
+    await this.maskPool?.close();
+    this.maskPool = null;
   }
 
   /** Starts a run of `rounds` rounds; refused while the federation has a run in progress. */
@@ -802,7 +810,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         () => this.nonePendingIn(active, 'submitted', active.unmasked),
         deadline,
       );
-      const sum = server.finish();
+      const sum = await this.unmaskSum(server, setup.info.vectorLength);
       const values = dequantize(sum, setup.params);
       const L = active.expectedLength;
       const contributors = server.survivors();
@@ -829,6 +837,20 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       server.destroy();
       active.secagg = null;
     }
+  }
+
+  /**
+   * The unmasked sum. Small jobs run here; large ones (many dropped sites' pairwise masks, long
+   * vectors) expand on worker threads split by vector range, so the event loop keeps serving
+   * sites, the API and health checks meanwhile (and spare cores share the work).
+   */
+  private async unmaskSum(server: SecAggServer, vectorLength: number): Promise<Uint32Array> {
+    const workers = this.config.maskWorkers;
+    if (workers < 1 || server.maskStreamCount() * vectorLength < PARALLEL_UNMASK_ELEMENTS) {
+      return server.finish();
+    }
+    this.maskPool ??= new MaskWorkerPool(workers);
+    return server.finishParallel(this.maskPool);
   }
 
   /** True when no participant in `status` that has not answered (`done`) can still answer. */

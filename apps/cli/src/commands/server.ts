@@ -30,6 +30,13 @@ export const serverCommand: Command = {
       description: 'embedded database directory',
       default: '.confide/db',
     },
+    'mask-workers': {
+      type: 'string',
+      value: 'N',
+      description:
+        'worker threads that expand the masks when unmasking a secure-aggregation sum (0: none; default: cores - 1, at least 1)',
+      env: 'CONFIDE_MASK_WORKERS',
+    },
   },
   examples: [
     'confide server --port 8080',
@@ -37,6 +44,7 @@ export const serverCommand: Command = {
   ],
   async run(opts, _pos, io) {
     const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
+    const maskWorkers = numberOption(opts, 'mask-workers', { min: 0, max: 256, integer: true });
     const databaseUrl = process.env['DATABASE_URL'] || undefined;
     const dataDir = resolve(String(opts['data-dir']));
     // Loaded here, not at the top: the other commands must not pay for NestJS and TypeORM.
@@ -46,6 +54,7 @@ export const serverCommand: Command = {
       host: String(opts['host']),
       databaseUrl,
       dataDir,
+      ...(maskWorkers !== undefined ? { maskWorkers } : {}),
       log: (line) => io.err(`[aggregator] ${line}`),
     });
     // The aggregator does not install NestJS's shutdown hooks (they re-raise the signal and kill the
