@@ -14,17 +14,31 @@
  * - privacy_loss_distribution.py `from_gaussian_mechanism` with `use_connect_dots=True`, i.e. the
  *   pessimistic "Connect the Dots" discretisation of Doroshenko, Ghazi, Kamath, Kumar, Manurangsi
  *   2022 (arXiv:2207.04380, Algorithm 1), pld_pmf.py `create_pmf_pessimistic_connect_dots_fixed_gap`;
- * - pld_pmf.py `DensePLDPmf.self_compose` via common.py `self_convolve`: FFT raised to the power
- *   `steps`, over a window chosen by Chernoff bounds so that at most 1e-15 of mass is truncated (and
- *   counted as infinite loss), `DensePLDPmf.compose` with `_truncate_tails`, and
- *   `_get_epsilon_for_delta` / `_get_delta_for_epsilon`.
+ * - pld_pmf.py `create_pmf` (pmfs of up to 1000 points are sparse: they self-compose by direct
+ *   sums, or not at all for one step, and without the 1e-15 truncation), `DensePLDPmf.self_compose`
+ *   via common.py `self_convolve`: FFT raised to the power `steps`, over a window chosen by Chernoff
+ *   bounds so that at most 1e-15 of mass is truncated (and counted as infinite loss),
+ *   `compose_pmfs` onto the accountant's identity with `_truncate_tails`, and
+ *   `_get_epsilon_for_delta` / `_get_delta_for_epsilon` (the max over REMOVE and ADD).
  *
  * The result is an upper bound on the true epsilon (pessimistic rounding everywhere); it is tighter
- * than the RDP bound. Differences from dp_accounting: every pmf is dense (dp_accounting keeps pmfs of
- * up to 1000 points sparse, which only changes how sub-1e-15 tails are cut), FFT lengths are powers
- * of two (scipy picks 5-smooth lengths), and when a history would need more than `maxGridSize`
- * points the discretisation interval is doubled until it fits, which keeps the bound valid but
- * looser (the interval used is reported).
+ * than the RDP bound.
+ *
+ * One deliberate difference: dp_accounting evaluates `fft(probs) ** steps` in double precision, so
+ * its FFT round-off is multiplied by `steps`. Up to 10^4 steps that moves its epsilon by < 0.3%, but
+ * at 10^5-10^6 steps and delta = 1e-10 by up to ~5%, either way, and its answer there even depends
+ * on the machine (numpy's AVX-512 exp or glibc's feed slightly different pmfs into the same
+ * amplification). From 32 steps on this port computes the transform's significant coefficients and
+ * their power in double-double arithmetic (fft.ts, dd.ts), i.e. the value dp_accounting's algorithm
+ * has in exact arithmetic: it agrees with dp_accounting run in long double to ~3e-5 in that corner
+ * (fixtures/dp-accounting-pld.json, column epsilonExtended) and with dp_accounting as it runs
+ * wherever the latter's own round-off is small.
+ *
+ * Other differences: FFT lengths are powers of two (scipy's are 11-smooth; the two wrap the
+ * < 1e-15 of mass outside the window differently), identical events of a history are merged into
+ * one self-composition, and when a history would need more than `maxGridSize` points the
+ * discretisation interval is doubled until it fits, which keeps the bound valid but looser (the
+ * interval used is reported).
  */
 import {
   checkDelta,
@@ -35,7 +49,16 @@ import {
   DpError,
   DpErrorCode,
 } from './errors';
-import { fft, nextPow2, convolve } from './fft';
+import { DDTwiddles } from './dd';
+import {
+  convolve,
+  ddComplexPow,
+  dftDDAt,
+  inverseRealFft,
+  nextPow2,
+  realFft,
+  realFftDDAt,
+} from './fft';
 import { logNdtr, ndtr, ndtri } from './special';
 
 /** One self-composed Poisson-subsampled Gaussian: sampling rate, noise multiplier, repetitions. */
@@ -182,21 +205,31 @@ class GaussianPrivacyLoss {
 /** stats.norm.ppf(0.5 * exp(log_mass_truncation_bound)). */
 const LOWER_TAIL_QUANTILE = ndtri(0.5 * Math.exp(LOG_MASS_TRUNCATION_BOUND));
 
-/** A discretised PLD: mass probs[i] at loss (lowerLoss + i) * discretization, plus +infinity. */
+/**
+ * A discretised PLD: mass probs[i] at loss (lowerLoss + i) * discretization, plus +infinity.
+ * `sparse` marks the pmfs dp_accounting would hold as a SparsePLDPmf (at most 1000 points, from a
+ * single step or a few sparse compositions): they compose without an FFT and without the
+ * 1e-15 tail truncation of a dense self-composition.
+ */
 export interface PldPmf {
   discretization: number;
   lowerLoss: number;
   probs: Float64Array;
   infinityMass: number;
+  sparse: boolean;
 }
 
+/** pld_pmf._MAX_PMF_SPARSE_SIZE. */
+const MAX_PMF_SPARSE_SIZE = 1000;
+
 /** Pessimistic connect-the-dots pmf of one subsampled Gaussian step (fixed-gap variant). */
-function gaussianPmf(sigma: number, q: number, adjacency: Adjacency, d: number): PldPmf {
+export function gaussianPmf(sigma: number, q: number, adjacency: Adjacency, d: number): PldPmf {
   const pl = new GaussianPrivacyLoss(sigma, q, adjacency);
   const { epsilonUpper, epsilonLower } = pl.connectDotsBounds();
   const hi = Math.ceil(epsilonUpper / d);
   const lo = Math.floor(epsilonLower / d);
   const n = hi - lo + 1;
+  const sparse = n <= MAX_PMF_SPARSE_SIZE;
   const deltas = new Float64Array(n);
   let running = Infinity;
   for (let k = 0; k < n; k++) {
@@ -210,6 +243,7 @@ function gaussianPmf(sigma: number, q: number, adjacency: Adjacency, d: number):
       lowerLoss: lo,
       probs: Float64Array.of(1 - deltas[0]!),
       infinityMass: deltas[0]!,
+      sparse,
     };
   }
   const probs = new Float64Array(n);
@@ -221,7 +255,7 @@ function gaussianPmf(sigma: number, q: number, adjacency: Adjacency, d: number):
   }
   probs[n - 1] = (deltas[n - 1]! - deltas[n - 2]!) / Math.expm1(-d);
   for (let k = 0; k < n; k++) if (!(probs[k]! > 0)) probs[k] = 0;
-  return { discretization: d, lowerLoss: lo, probs, infinityMass: deltas[n - 1]! };
+  return { discretization: d, lowerLoss: lo, probs, infinityMass: deltas[n - 1]!, sparse };
 }
 
 /** Grid points of one step's pmf, before building it. */
@@ -262,16 +296,12 @@ function chernoffLogMgfs(probs: Float64Array): { order: number; logMgf: number }
  * common.compute_self_convolve_bounds: Chernoff bounds [lower, upper] on the indices (relative to
  * n * lowerLoss) outside which probs^{*n} has at most `tail` mass.
  */
-function chernoffBounds(
-  mgfs: { order: number; logMgf: number }[],
-  len: number,
-  n: number,
-  tail: number,
-): [number, number] {
+function selfConvolveBounds(probs: Float64Array, n: number, tail: number): [number, number] {
+  const len = probs.length;
   let upper = (len - 1) * n;
   let lower = 0;
   const logTwoOverTail = Math.log(2 / tail);
-  for (const { order, logMgf } of mgfs) {
+  for (const { order, logMgf } of chernoffLogMgfs(probs)) {
     const bound = (n * logMgf + logTwoOverTail) / order;
     if (!Number.isFinite(bound)) continue;
     if (order > 0) upper = Math.min(upper, Math.ceil(bound));
@@ -280,56 +310,127 @@ function chernoffBounds(
   return [lower, upper];
 }
 
-function selfConvolveBounds(probs: Float64Array, n: number, tail: number): [number, number] {
-  return chernoffBounds(chernoffLogMgfs(probs), probs.length, n, tail);
-}
-
-/** The support window and FFT length that self-composing `pmf` `n` times needs. */
-function selfComposePlan(pmf: PldPmf, n: number): { lo: number; hi: number; size: number } {
-  const [lo, hi] = selfConvolveBounds(pmf.probs, n, TAIL_MASS_TRUNCATION);
-  return { lo, hi, size: nextPow2(Math.max(hi - lo + 1, pmf.probs.length)) };
+/** The Chernoff window of common.self_convolve and the (power-of-two) FFT length we use. */
+function selfConvolvePlan(
+  probs: Float64Array,
+  n: number,
+): { lo: number; outLen: number; fftLen: number } {
+  const [lo, hi] = selfConvolveBounds(probs, n, TAIL_MASS_TRUNCATION);
+  const outLen = hi - lo + 1;
+  return { lo, outLen, fftLen: Math.max(4, nextPow2(Math.max(outLen, probs.length))) };
 }
 
 /**
- * DensePLDPmf.self_compose via common.self_convolve: one FFT, raised to the power n, over the
- * Chernoff window. (Each coefficient's rounding error is multiplied by n, so at n = 10^6 every
- * output mass carries noise of about 1e-10; dp_accounting has the same limit, see pld.spec.ts.)
+ * From this many steps on, the transform and its power are done in double-double: the power
+ * multiplies double rounding errors enough to matter (dp_accounting's own result moves by < 1e-4
+ * below 1000 steps, by up to 0.3% at 10^4 and ~5% at 10^6).
  */
-function selfCompose(
-  pmf: PldPmf,
+const EXACT_POWER_FROM = 1000;
+
+/** Coefficients whose power is below e^-60 (< 1e-26) cannot affect the result. */
+const NEGLIGIBLE_LOG_MODULUS = -60;
+
+/**
+ * common.self_convolve: `real(ifft(fft(probs, L) ** n))` rolled to the Chernoff window, in the
+ * value dp_accounting's algorithm has in exact arithmetic.
+ *
+ * dp_accounting computes this in double precision, where every rounding error of the forward
+ * transform and of the power is multiplied by n: at 10^6 steps its epsilon at delta = 1e-10 is
+ * off its own exact value by up to ~5%, in a direction that depends on the machine (numpy's SIMD
+ * exp on AVX-512 or glibc's). Here, from EXACT_POWER_FROM steps on, every coefficient that can
+ * matter (|X_k|^n > e^-60) is computed in double-double, by direct summation when few are needed
+ * and by a double-double FFT otherwise, and raised to the power n in double-double; the inverse
+ * transform (whose errors are not amplified) stays in double. The FFT length is a power of two,
+ * not scipy's 11-smooth length: the two wrap the < 1e-15 of mass outside the window differently,
+ * which moves delta by < 1e-15.
+ */
+function selfConvolve(
+  probs: Float64Array,
   n: number,
-  { lo, hi, size }: { lo: number; hi: number; size: number },
-): PldPmf {
-  const outLen = hi - lo + 1;
-  const re = new Float64Array(size);
-  const im = new Float64Array(size);
-  re.set(pmf.probs);
-  fft(re, im);
-  for (let k = 0; k < size; k++) {
-    const x = re[k]!;
-    const y = im[k]!;
-    const mag = Math.hypot(x, y);
-    if (mag === 0) {
-      re[k] = 0;
-      im[k] = 0;
+  plan: { lo: number; outLen: number; fftLen: number },
+): Float64Array {
+  const L = plan.fftLen;
+  const half = L / 2;
+  const x = realFft(probs, L);
+  const yRe = new Float64Array(half + 1);
+  const yIm = new Float64Array(half + 1);
+  const significant: number[] = [];
+  for (let k = 0; k <= half; k++) {
+    const re = x.re[k]!;
+    const im = x.im[k]!;
+    const logMod = 0.5 * Math.log(re * re + im * im);
+    if (n >= EXACT_POWER_FROM && n * logMod > NEGLIGIBLE_LOG_MODULUS) {
+      significant.push(k);
       continue;
     }
-    // (x + iy)^n in polar form, as numpy's complex power.
-    const m = Math.exp(n * Math.log(mag));
-    const th = n * Math.atan2(y, x);
-    re[k] = m * Math.cos(th);
-    im[k] = m * Math.sin(th);
+    if (n < EXACT_POWER_FROM) {
+      doublePow(re, im, n, yRe, yIm, k);
+    } else if (n * logMod > -746) {
+      // Negligible: the polar form is plenty (and below e^-746 the power is 0).
+      const m = Math.exp(n * logMod);
+      const th = n * Math.atan2(im, re);
+      yRe[k] = m * Math.cos(th);
+      yIm[k] = m * Math.sin(th);
+    }
   }
-  fft(re, im, true);
-  // np.roll(out, -lo)[:outLen]: the DFT wraps modulo size.
-  const probs = new Float64Array(outLen);
-  for (let i = 0; i < outLen; i++) probs[i] = re[(i + lo) % size]!;
-  return {
-    discretization: pmf.discretization,
-    lowerLoss: pmf.lowerLoss * n + lo,
-    probs,
-    infinityMass: TAIL_MASS_TRUNCATION - Math.expm1(n * Math.log1p(-pmf.infinityMass)),
-  };
+  if (significant.length > 0) {
+    const tw = new DDTwiddles(L);
+    const span = nonzeroSpan(probs);
+    // Direct sums cost ~span multiply-adds per coefficient; the double-double FFT (L/4) log2(L/2)
+    // butterflies of about three times the work.
+    const direct = significant.length * span <= 3 * (L / 4) * Math.log2(L / 2);
+    const xs = direct ? dftDDAt(probs, tw, significant) : realFftDDAt(probs, tw, significant);
+    const out = new Float64Array(2);
+    for (let q = 0; q < significant.length; q++) {
+      const k = significant[q]!;
+      ddComplexPow(xs.reHi[q]!, xs.reLo[q]!, xs.imHi[q]!, xs.imLo[q]!, n, out);
+      yRe[k] = out[0]!;
+      yIm[k] = out[1]!;
+    }
+  }
+  const y = inverseRealFft(yRe, yIm, L);
+  const out = new Float64Array(plan.outLen);
+  for (let i = 0; i < plan.outLen; i++) out[i] = y[(i + plan.lo) % L]!;
+  return out;
+}
+
+/** z^n in double by binary powering (for small n, where rounding is not amplified much). */
+function doublePow(
+  re: number,
+  im: number,
+  n: number,
+  outRe: Float64Array,
+  outIm: Float64Array,
+  k: number,
+): void {
+  let ar = 1;
+  let ai = 0;
+  let pr = re;
+  let pi = im;
+  let m = n;
+  for (;;) {
+    if (m % 2 === 1) {
+      const r = ar * pr - ai * pi;
+      ai = ar * pi + ai * pr;
+      ar = r;
+    }
+    m = Math.floor(m / 2);
+    if (m === 0) break;
+    const r = pr * pr - pi * pi;
+    pi = 2 * pr * pi;
+    pr = r;
+  }
+  outRe[k] = ar;
+  outIm[k] = ai;
+}
+
+/** Length of the stretch between the first and last non-zero entries. */
+function nonzeroSpan(probs: Float64Array): number {
+  let first = 0;
+  while (first < probs.length && probs[first] === 0) first++;
+  let last = probs.length - 1;
+  while (last > first && probs[last] === 0) last--;
+  return Math.max(0, last - first + 1);
 }
 
 /** pld_pmf._truncate_tails (pessimistic): cut tails of mass <= tail/2 each side. */
@@ -337,6 +438,7 @@ function truncateTails(
   probs: Float64Array,
   tail: number,
 ): { offset: number; probs: Float64Array; rightMass: number } {
+  if (tail === 0) return { offset: 0, probs, rightMass: 0 };
   const half = tail / 2;
   const prefix = (fromEnd: boolean): number => {
     let s = 0;
@@ -357,31 +459,94 @@ function truncateTails(
   return { offset: left, probs: out, rightMass };
 }
 
-/** DensePLDPmf.compose: the pmf of the sum of two independent privacy losses. */
-function compose(a: PldPmf, b: PldPmf): PldPmf {
-  const conv =
-    a.probs.length === 1
-      ? b.probs.map((p) => p * a.probs[0]!)
-      : b.probs.length === 1
-        ? a.probs.map((p) => p * b.probs[0]!)
-        : convolve(a.probs, b.probs);
-  const t = truncateTails(conv, TAIL_MASS_TRUNCATION);
+/** SparsePLDPmf.compose / DensePLDPmf.compose: the pmf of the sum of two privacy losses. */
+function composeTwo(a: PldPmf, b: PldPmf, tail: number, sparse: boolean): PldPmf {
+  let conv: Float64Array;
+  if (sparse || a.probs.length === 1 || b.probs.length === 1) {
+    // Direct sums in dp_accounting's order (outer loop over a). A length-1 factor is what
+    // scipy.signal.fftconvolve turns into a plain product.
+    conv = new Float64Array(a.probs.length + b.probs.length - 1);
+    for (let i = 0; i < a.probs.length; i++) {
+      const ai = a.probs[i]!;
+      for (let j = 0; j < b.probs.length; j++) conv[i + j] = conv[i + j]! + ai * b.probs[j]!;
+    }
+  } else {
+    conv = convolve(a.probs, b.probs);
+  }
+  const infinityMass = a.infinityMass + b.infinityMass - a.infinityMass * b.infinityMass;
+  const t = truncateTails(conv, tail);
   return {
     discretization: a.discretization,
     lowerLoss: a.lowerLoss + b.lowerLoss + t.offset,
     probs: t.probs,
-    infinityMass: a.infinityMass + b.infinityMass - a.infinityMass * b.infinityMass + t.rightMass,
+    infinityMass: infinityMass + t.rightMass,
+    sparse,
   };
 }
 
-/** pld_pmf._get_epsilon_for_delta on a dense pmf. */
+/** pld_pmf.compose_pmfs with dp_accounting's default truncation of 1e-15. */
+function composePmfs(a: PldPmf, b: PldPmf): PldPmf {
+  const sparse = a.sparse && b.sparse && a.probs.length * b.probs.length <= MAX_PMF_SPARSE_SIZE;
+  return composeTwo(a, b, TAIL_MASS_TRUNCATION, sparse);
+}
+
+/** How a pmf self-composes: as dp_accounting's Sparse/DensePLDPmf.self_compose would. */
+type SelfComposePlan =
+  | { kind: 'same' }
+  | { kind: 'sparse' }
+  | { kind: 'fft'; lo: number; outLen: number; fftLen: number };
+
+function selfComposePlan(pmf: PldPmf, n: number): SelfComposePlan {
+  if (pmf.sparse) {
+    if (n === 1) return { kind: 'same' };
+    if (pmf.probs.length ** n <= MAX_PMF_SPARSE_SIZE) return { kind: 'sparse' };
+  }
+  return { kind: 'fft', ...selfConvolvePlan(pmf.probs, n) };
+}
+
+/** probs[lo .. lo + len), zero beyond the end. */
+function windowOf(probs: Float64Array, lo: number, len: number): Float64Array {
+  const out = new Float64Array(len);
+  out.set(probs.subarray(lo, Math.min(probs.length, lo + len)));
+  return out;
+}
+
+/** PLDPmf.self_compose(n) with tail truncation 1e-15. */
+function selfCompose(pmf: PldPmf, n: number, plan: SelfComposePlan): PldPmf {
+  switch (plan.kind) {
+    case 'same':
+      return pmf;
+    case 'sparse': {
+      let result = pmf;
+      for (let i = 2; i <= n; i++) {
+        result = composeTwo(result, pmf, i === n ? TAIL_MASS_TRUNCATION : 0, true);
+      }
+      return result;
+    }
+    case 'fft':
+      return {
+        discretization: pmf.discretization,
+        lowerLoss: pmf.lowerLoss * n + plan.lo,
+        // One "composition" only cuts the pmf to its window (the FFT round trip is the identity).
+        probs:
+          n === 1 ? windowOf(pmf.probs, plan.lo, plan.outLen) : selfConvolve(pmf.probs, n, plan),
+        infinityMass: TAIL_MASS_TRUNCATION - Math.expm1(n * Math.log1p(-pmf.infinityMass)),
+        sparse: false,
+      };
+  }
+}
+
+/** pld_pmf._get_epsilon_for_delta, with the losses enumerated as dp_accounting does. */
 function epsilonForDelta(pmf: PldPmf, delta: number): number {
   if (pmf.infinityMass > delta) return Infinity;
   let massUpper = pmf.infinityMass;
   let massLower = 0;
   const { probs, lowerLoss, discretization: d } = pmf;
+  // Dense pmfs count down from the top loss by repeated subtraction (itertools.count); sparse
+  // ones multiply each index by the interval.
+  let loss = (lowerLoss + probs.length - 1) * d;
   for (let k = probs.length - 1; k >= 0; k--) {
-    const loss = (lowerLoss + k) * d;
+    if (pmf.sparse) loss = (lowerLoss + k) * d;
     if (massUpper > delta && massLower > 0 && Math.log((massUpper - delta) / massLower) >= loss) {
       break; // epsilon is at least this loss
     }
@@ -389,12 +554,13 @@ function epsilonForDelta(pmf: PldPmf, delta: number): number {
     massUpper += p;
     massLower += Math.exp(-loss) * p;
     if (massUpper >= delta && massLower === 0) return Math.max(0, loss);
+    if (!pmf.sparse) loss = loss + -d;
   }
   if (massUpper <= massLower + delta) return 0;
   return Math.log((massUpper - delta) / massLower);
 }
 
-/** pld_pmf._get_delta_for_epsilon: the hockey-stick divergence of a dense pmf. */
+/** pld_pmf._get_delta_for_epsilon: the hockey-stick divergence of a pmf. */
 function deltaForEpsilon(pmf: PldPmf, epsilon: number): number {
   let delta = pmf.infinityMass;
   const { probs, lowerLoss, discretization: d } = pmf;
@@ -410,8 +576,9 @@ export interface PldOptions {
   /** Width of the privacy-loss grid (dp_accounting's default 1e-4). */
   valueDiscretizationInterval?: number;
   /**
-   * Most grid points a pmf may have (default 2^23, about 200 MB of working memory). Larger
-   * histories get a coarser grid: still an upper bound, less tight.
+   * Most grid points a pmf may have (default 2^23; a self-composition of L points needs about
+   * 32 L bytes). Larger histories get a coarser grid: still an upper bound, less tight, and no
+   * longer dp_accounting's value (which would need the finer grid).
    */
   maxGridSize?: number;
 }
@@ -431,6 +598,19 @@ function checkEvent(e: unknown, where: string): GaussianEvent {
   };
 }
 
+/** Grid points a self-composition plan needs (its FFT length, or the pmf itself). */
+function planSize(pmf: PldPmf, plan: SelfComposePlan): number {
+  return plan.kind === 'fft' ? plan.fftLen : pmf.probs.length;
+}
+
+/** The REMOVE and ADD pmfs of a composed history; `symmetric` when they are one and the same. */
+interface Composed {
+  remove: PldPmf;
+  add: PldPmf;
+  symmetric: boolean;
+  infinite: boolean;
+}
+
 /**
  * A PLD accountant for Poisson-subsampled Gaussian steps (add-or-remove-one neighbours), as
  * dp_accounting's `PLDAccountant`. Compose events, then ask for epsilon at a delta or delta at an
@@ -445,7 +625,7 @@ export class PldAccountant {
   private readonly events: GaussianEvent[] = [];
   private readonly baseInterval: number;
   private readonly maxGridSize: number;
-  private cached: { remove: PldPmf; add: PldPmf; infinite: boolean } | null = null;
+  private cached: Composed | null = null;
 
   constructor(options: PldOptions = {}) {
     this.baseInterval = checkPositive(
@@ -479,7 +659,8 @@ export class PldAccountant {
     checkDelta(delta);
     const pld = this.build();
     if (pld.infinite) return Infinity;
-    return Math.max(epsilonForDelta(pld.remove, delta), epsilonForDelta(pld.add, delta));
+    const e = epsilonForDelta(pld.remove, delta);
+    return pld.symmetric ? e : Math.max(e, epsilonForDelta(pld.add, delta));
   }
 
   /** The delta of the composed mechanism at `epsilon` (the hockey-stick divergence). */
@@ -489,15 +670,15 @@ export class PldAccountant {
     }
     const pld = this.build();
     if (pld.infinite) return 1;
-    return Math.min(
-      1,
-      Math.max(deltaForEpsilon(pld.remove, epsilon), deltaForEpsilon(pld.add, epsilon)),
-    );
+    const d = deltaForEpsilon(pld.remove, epsilon);
+    return Math.min(1, pld.symmetric ? d : Math.max(d, deltaForEpsilon(pld.add, epsilon)));
   }
 
-  private build(): { remove: PldPmf; add: PldPmf; infinite: boolean } {
+  private build(): Composed {
     if (this.cached) return this.cached;
-    // Composition is commutative: merge repeats of the same (q, sigma) into one self-composition.
+    // Composition is commutative: merge repeats of the same (q, sigma) into one self-composition
+    // (dp_accounting would self-compose each SelfComposedDpEvent separately; the two agree to
+    // rounding, and a ledger of 10^4 rounds stays one FFT instead of 10^4 convolutions).
     const merged = new Map<string, GaussianEvent>();
     let infinite = false;
     for (const e of this.events) {
@@ -513,24 +694,18 @@ export class PldAccountant {
     }
     const events = [...merged.values()];
     let d = this.baseInterval;
-    const identity = (): PldPmf => ({
-      discretization: d,
-      lowerLoss: 0,
-      probs: Float64Array.of(1),
-      infinityMass: 0,
-    });
+    type Step = {
+      e: GaussianEvent;
+      remove: PldPmf;
+      add: PldPmf | null;
+      removePlan: SelfComposePlan;
+      addPlan: SelfComposePlan | null;
+    };
     for (;;) {
-      // Grow the interval until every single-step pmf and every composed one fits.
+      // Grow the interval until every single-step pmf and every self-composition fits.
       let fits = true;
       let total = 0;
-      type Plan = { lo: number; hi: number; size: number };
-      const steps: {
-        e: GaussianEvent;
-        remove: PldPmf;
-        add: PldPmf | null;
-        removePlan: Plan;
-        addPlan: Plan | null;
-      }[] = [];
+      const steps: Step[] = [];
       for (const e of events) {
         const sizes = [singleStepSize(e.sigma, e.q, 'remove', d)];
         if (e.q < 1) sizes.push(singleStepSize(e.sigma, e.q, 'add', d));
@@ -544,7 +719,10 @@ export class PldAccountant {
         const add = e.q < 1 ? gaussianPmf(e.sigma, e.q, 'add', d) : null;
         const removePlan = selfComposePlan(remove, e.steps);
         const addPlan = add ? selfComposePlan(add, e.steps) : null;
-        const len = Math.max(removePlan.size, addPlan?.size ?? 0);
+        const len = Math.max(
+          planSize(remove, removePlan),
+          add && addPlan ? planSize(add, addPlan) : 0,
+        );
         total += len;
         // Composing several entries convolves their windows: allow twice the per-pmf limit.
         if (len > this.maxGridSize || total > 2 * this.maxGridSize) {
@@ -555,15 +733,27 @@ export class PldAccountant {
         steps.push({ e, remove, add, removePlan, addPlan });
       }
       if (!fits) continue;
-      let remove = identity();
-      let add = identity();
+      // PLD.identity(): a sparse pmf {0: 1}, symmetric.
+      const identity: PldPmf = {
+        discretization: d,
+        lowerLoss: 0,
+        probs: Float64Array.of(1),
+        infinityMass: 0,
+        sparse: true,
+      };
+      let acc: Composed = { remove: identity, add: identity, symmetric: true, infinite };
       for (const s of steps) {
         const r = selfCompose(s.remove, s.e.steps, s.removePlan);
-        remove = compose(remove, r);
-        add = compose(add, s.add && s.addPlan ? selfCompose(s.add, s.e.steps, s.addPlan) : r);
+        const a = s.add && s.addPlan ? selfCompose(s.add, s.e.steps, s.addPlan) : null;
+        const remove = composePmfs(acc.remove, r);
+        if (acc.symmetric && !a) {
+          acc = { remove, add: remove, symmetric: true, infinite };
+        } else {
+          acc = { remove, add: composePmfs(acc.add, a ?? r), symmetric: false, infinite };
+        }
       }
-      this.cached = { remove, add, infinite };
-      return this.cached;
+      this.cached = acc;
+      return acc;
     }
   }
 }
