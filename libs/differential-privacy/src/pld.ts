@@ -327,9 +327,6 @@ function selfConvolvePlan(
  */
 const EXACT_POWER_FROM = 1000;
 
-/** Coefficients whose power is below e^-60 (< 1e-26) cannot affect the result. */
-const NEGLIGIBLE_LOG_MODULUS = -60;
-
 /**
  * common.self_convolve: `real(ifft(fft(probs, L) ** n))` rolled to the Chernoff window, in the
  * value dp_accounting's algorithm has in exact arithmetic.
@@ -338,9 +335,11 @@ const NEGLIGIBLE_LOG_MODULUS = -60;
  * transform and of the power is multiplied by n: at 10^6 steps its epsilon at delta = 1e-10 is
  * off its own exact value by up to ~5%, in a direction that depends on the machine (numpy's SIMD
  * exp on AVX-512 or glibc's). Here, from EXACT_POWER_FROM steps on, every coefficient that can
- * matter (|X_k|^n > e^-60) is computed in double-double, by direct summation when few are needed
- * and by a double-double FFT otherwise, and raised to the power n in double-double; the inverse
- * transform (whose errors are not amplified) stays in double. The FFT length is a power of two,
+ * matter is computed in double-double, by direct summation when few are needed and by a
+ * double-double FFT otherwise, and raised to the power n in double-double; the inverse transform
+ * (whose errors are not amplified) stays in double. "Can matter": a coefficient left in double
+ * carries a relative error of about 20 n ulps (~2.2e-15 n), so if every one below |Y| = 1/(4 L n)
+ * is, all of them together move the result's mass by < 1e-15 (delta is >= 1e-10 in practice). The FFT length is a power of two,
  * not scipy's 11-smooth length: the two wrap the < 1e-15 of mass outside the window differently,
  * which moves delta by < 1e-15.
  */
@@ -355,11 +354,12 @@ function selfConvolve(
   const yRe = new Float64Array(half + 1);
   const yIm = new Float64Array(half + 1);
   const significant: number[] = [];
+  const negligibleLogModulus = -Math.log(4 * L * n);
   for (let k = 0; k <= half; k++) {
     const re = x.re[k]!;
     const im = x.im[k]!;
     const logMod = 0.5 * Math.log(re * re + im * im);
-    if (n >= EXACT_POWER_FROM && n * logMod > NEGLIGIBLE_LOG_MODULUS) {
+    if (n >= EXACT_POWER_FROM && n * logMod > negligibleLogModulus) {
       significant.push(k);
       continue;
     }
@@ -376,9 +376,9 @@ function selfConvolve(
   if (significant.length > 0) {
     const tw = new DDTwiddles(L);
     const span = nonzeroSpan(probs);
-    // Direct sums cost ~span multiply-adds per coefficient; the double-double FFT (L/4) log2(L/2)
-    // butterflies of about three times the work.
-    const direct = significant.length * span <= 3 * (L / 4) * Math.log2(L / 2);
+    // Direct sums cost ~span multiply-adds per coefficient (~40 ns each); the double-double FFT
+    // (L/4) log2(L/2) butterflies of ~80 ns.
+    const direct = significant.length * span <= 2 * (L / 4) * Math.log2(L / 2);
     const xs = direct ? dftDDAt(probs, tw, significant) : realFftDDAt(probs, tw, significant);
     const out = new Float64Array(2);
     for (let q = 0; q < significant.length; q++) {
