@@ -56,6 +56,49 @@ const splitArb = fc
     ),
   );
 
+describe('shamirSplit evaluates the polynomial exactly', () => {
+  it('equals a BigInt evaluation of the same coefficients, for large x and coefficients near p', () => {
+    // Coefficients from a scripted "CSPRNG" (read back as the library reads them: 66 bytes, the top
+    // byte masked to one bit, values >= p redrawn), shares checked against plain BigInt Horner mod p.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 60 }),
+        fc.uniqueArray(fc.integer({ min: 1, max: 1 << 20 }), { minLength: 60, maxLength: 80 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.boolean(),
+        (threshold, xs, secret, extreme) => {
+          const drawn: bigint[] = [];
+          let calls = 0;
+          const random = (n: number): Uint8Array => {
+            // Extreme: all ones (after the top byte is masked: p itself, which must be redrawn),
+            // then all ones but the last byte (p - 256, near the top of the field), in turn;
+            // otherwise pseudo-random bytes.
+            const call = calls++;
+            const b = new Uint8Array(n);
+            for (let i = 0; i < n; i++) b[i] = extreme ? 0xff : (i * 151 + call * 59 + 7) & 0xff;
+            if (extreme && call % 2 === 1) b[n - 1] = 0x00;
+            const v = bytesToBig(Uint8Array.from(b, (x, i) => (i === 0 ? x & 1 : x)));
+            if (v < P) drawn.push(v);
+            return b;
+          };
+          const shares = shamirSplit(secret, xs, threshold, random);
+          const coefficients = [bytesToBig(secret), ...drawn];
+          expect(coefficients.length).toBe(threshold);
+          shares.forEach((s, k) => {
+            const x = BigInt(xs[k] as number);
+            let y = 0n;
+            for (let j = coefficients.length - 1; j >= 0; j--)
+              y = mod(y * x + (coefficients[j] as bigint));
+            expect(s.x).toBe(xs[k]);
+            expect(Buffer.from(s.y).equals(Buffer.from(bigToBytes(y, SHARE_BYTES)))).toBe(true);
+          });
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
 describe('Shamir secret sharing over GF(2^521 - 1)', () => {
   it('uses the Mersenne prime 2^521 - 1 and 66-byte shares', () => {
     expect(P).toBe(2n ** 521n - 1n);
