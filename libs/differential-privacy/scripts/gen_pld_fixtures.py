@@ -46,10 +46,12 @@ Usage (from the repository root):
   python3 libs/differential-privacy/scripts/gen_pld_fixtures.py evaluate v1|corners|dense \
       OUT.jsonl [--jobs N]             # both precisions at the three deltas; resumable
   python3 libs/differential-privacy/scripts/gen_pld_fixtures.py fixture \
-      libs/differential-privacy/src/fixtures/dp-accounting-pld.json v1.jsonl corners.jsonl
+      libs/differential-privacy/src/fixtures/dp-accounting-pld.json v1.jsonl corners.jsonl \
+      --noisy-from dense.jsonl
 
-The fixture is the v1 grid plus the corners grid (about 30 minutes on two cores; then run
-`npx prettier --write` on it); `dense` is the wider grid the accuracy report used (about an hour).
+The fixture is the v1 grid, the corners grid and the points of the dense grid where dp_accounting's
+double-precision result is off its long-double one by >= 0.25% (about 1.5 hours on two cores in
+all; then run `npx prettier --write` on it).
 The largest points take ~30 s and ~2 GB each.
 """
 
@@ -522,6 +524,13 @@ def evaluate(point):
     return out
 
 
+def _noisy(double, extended):
+    """dp_accounting's double-precision epsilon off its long-double value by >= 0.25%."""
+    if double is None or extended is None:
+        return (double is None) != (extended is None)
+    return abs(double - extended) >= 0.0025 * max(extended, 1e-4)
+
+
 def _json_number(x):
     return None if math.isinf(x) else x
 
@@ -542,6 +551,9 @@ def main():
     f = sub.add_parser('fixture', help='build dp-accounting-pld.json from evaluated JSON lines')
     f.add_argument('out')
     f.add_argument('inputs', nargs='+')
+    f.add_argument('--noisy-from', default=None,
+                   help='also take the points of this JSON-lines file where double and extended '
+                        'precision differ by >= 0.25%% at some delta')
     args = ap.parse_args()
 
     if args.cmd == 'point':
@@ -576,6 +588,11 @@ def main():
             for line in open(path):
                 r = json.loads(line)
                 if 'double' in r:
+                    rows[(r['q'], r['sigma'], r['steps'])] = r
+        if args.noisy_from:
+            for line in open(args.noisy_from):
+                r = json.loads(line)
+                if 'double' in r and any(_noisy(d, x) for d, x in zip(r['double'], r['extended'])):
                     rows[(r['q'], r['sigma'], r['steps'])] = r
         cases = []
         for (q, sigma, steps), r in sorted(rows.items()):

@@ -10,8 +10,8 @@ const rows = fixture.cases.map((r) => r.map((v) => (v === null ? Infinity : v)) 
 
 /**
  * The default run checks every fixture point whose composed PLD has at most 20k grid points plus
- * the corners below (about 10 s on an idle machine); CONFIDE_DP_FULL=1 checks all 795 (about
- * 90 s).
+ * the corners below (about 10 s on an idle machine); CONFIDE_DP_FULL=1 checks all 822 (about
+ * 100 s).
  */
 const FULL = Boolean(process.env['CONFIDE_DP_FULL']);
 /** The 10^6-step points where dp_accounting's double round-off is largest (2.5-5.4%), and more. */
@@ -71,7 +71,7 @@ describe("PLD accountant against dp_accounting's PLDAccountant (fixtures/dp-acco
       worst = Math.max(worst, Math.abs(err));
       expect(Math.abs(err), where(r)).toBeLessThan(1e-4);
     }
-    // Measured over the whole fixture (CONFIDE_DP_FULL=1): 2.7e-5, at q=1e-4 sigma=0.5 10^6 steps.
+    // Measured over the whole fixture (CONFIDE_DP_FULL=1): 4.7e-5, at 10^6 steps and delta 1e-10.
     expect(worst).toBeLessThan(5e-5);
   }, 300_000);
 
@@ -87,12 +87,13 @@ describe("PLD accountant against dp_accounting's PLDAccountant (fixtures/dp-acco
       expect(err, where(r)).toBeLessThan(0.01);
       expect(err, where(r)).toBeGreaterThan(-0.005);
     }
-    expect(checked).toBeGreaterThan(FULL ? 740 : 280);
+    expect(checked).toBeGreaterThan(FULL ? 760 : 280);
   }, 300_000);
 
   it("differs from dp_accounting only by dp_accounting's own round-off where that is large", () => {
     // At 10^6 steps and delta 1e-10, fft(probs) ** steps in double precision moves dp_accounting's
-    // epsilon by up to 5.4% (q=0.01, sigma=10). Ours follows the long-double value, so its
+    // epsilon by up to 5.4% (q=0.01, sigma=10) and even 164% (q=1e-6, sigma=0.3: dp_accounting
+    // 33.9 against 12.8 at delta 1e-10). Ours follows the long-double value, so its
     // distance to dp_accounting is that round-off, to within 1e-4.
     let noisy = 0;
     for (const r of results) {
@@ -101,7 +102,7 @@ describe("PLD accountant against dp_accounting's PLDAccountant (fixtures/dp-acco
       noisy++;
       expect(Math.abs(rel(r.got, dp) - rel(ext, dp)), where(r)).toBeLessThan(1e-4);
     }
-    expect(noisy).toBeGreaterThan(FULL ? 40 : 8);
+    expect(noisy).toBeGreaterThan(FULL ? 50 : 8);
   }, 300_000);
 });
 
