@@ -15,6 +15,8 @@
  * Dropout d: that fraction of the sites shares keys and then sends no masked input (the costly case
  * for the aggregator, as in Bonawitz et al. 2017, section 7).
  *
+ * The representative site runs in a process of its own (as a real site does), after one unmeasured
+ * round at each cell's size; its calls are timed inside that process.
  * The other n - 1 sites are synthetic: their keys, signed advertisements and shares are real, but
  * their masked inputs are random vectors (the sum is then meaningless, the work is the same) and the
  * shares only reach the sites that answer the unmask request (with the complete graph: exactly t of
@@ -31,9 +33,10 @@ import {
   sign,
   type KeyObject,
 } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import nacl from 'tweetnacl';
 import {
@@ -54,6 +57,7 @@ import {
   type Advertisement,
   type EncryptedShare,
   type RevealedShare,
+  type SecAggClientOptions,
   type SecAggParams,
   type Share,
   type UnmaskResponse,
@@ -318,12 +322,131 @@ class Stopwatch {
     }
   }
 
+  /** Adds a measurement taken elsewhere (the site process). */
+  add(m: { wallMs: number; cpuMs: number }): void {
+    this.wallMs += m.wallMs;
+    this.cpuMs += m.cpuMs;
+  }
+
   private stop(wall: number, cpu: NodeJS.CpuUsage): void {
     this.wallMs += performance.now() - wall;
     const used = process.cpuUsage(cpu);
     this.cpuMs += (used.user + used.system) / 1000;
   }
 }
+
+// ------------------------------------------------------------------------------------------------
+// The representative site runs in a process of its own, as a real site does: its heap and allocator
+// are not shared with the synthetic population and the aggregator's multi-gigabyte expansion. Each
+// call is timed inside that process (wall clock and its CPU time).
+
+type SiteOp =
+  'init' | 'advertise' | 'shareKeys' | 'receiveShares' | 'maskUpdate' | 'unmask' | 'destroy';
+interface SiteReply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+  wallMs: number;
+  cpuMs: number;
+}
+const SITE_ROLE_ENV = 'CONFIDE_SECAGG_BENCH_SITE';
+
+/** The parent's handle on the site process. */
+class RemoteSite {
+  private next = 0;
+  private readonly waiting = new Map<number, (r: SiteReply) => void>();
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (r: SiteReply) => this.waiting.get(r.id)?.(r));
+    child.on('exit', (code) => {
+      for (const w of this.waiting.values())
+        w({ id: -1, ok: false, error: `the site process exited (${code})`, wallMs: 0, cpuMs: 0 });
+    });
+  }
+
+  static start(): RemoteSite {
+    const launcher = fileURLToPath(new URL('../../bin/run-ts.js', import.meta.url));
+    const child = fork(launcher, [fileURLToPath(import.meta.url)], {
+      env: { ...process.env, [SITE_ROLE_ENV]: '1' },
+      stdio: ['ignore', 2, 2, 'ipc'],
+      serialization: 'advanced',
+    });
+    return new RemoteSite(child);
+  }
+
+  async call<T>(op: SiteOp, arg?: unknown, watch?: Stopwatch): Promise<T> {
+    const id = this.next++;
+    const reply = await new Promise<SiteReply>((resolve) => {
+      this.waiting.set(id, resolve);
+      this.child.send({ id, op, arg });
+    });
+    this.waiting.delete(id);
+    if (!reply.ok) throw new Error(`site process, ${op}: ${reply.error}`);
+    watch?.add(reply);
+    return reply.result as T;
+  }
+
+  close(): void {
+    this.child.kill();
+  }
+}
+
+/** The site process: one SecAggClient at a time, driven by the parent. */
+function siteProcess(): void {
+  let client: SecAggClient | undefined;
+  const live = (): SecAggClient => {
+    if (!client) throw new Error('no client');
+    return client;
+  };
+  process.on('message', (msg: { id: number; op: SiteOp; arg: unknown }) => {
+    const wall = performance.now();
+    const cpu = process.cpuUsage();
+    let reply: Omit<SiteReply, 'wallMs' | 'cpuMs'>;
+    try {
+      let result: unknown;
+      switch (msg.op) {
+        case 'init': {
+          const o = msg.arg as Omit<SecAggClientOptions, 'roster'> & {
+            roster: [string, Uint8Array][];
+          };
+          client?.destroy();
+          client = new SecAggClient({ ...o, roster: new Map(o.roster) });
+          break;
+        }
+        case 'advertise':
+          result = live().advertise();
+          break;
+        case 'shareKeys':
+          result = live().shareKeys(msg.arg as unknown[]);
+          break;
+        case 'receiveShares':
+          live().receiveShares(msg.arg as unknown[]);
+          break;
+        case 'maskUpdate':
+          result = live().maskUpdate(msg.arg as Float32Array);
+          break;
+        case 'unmask':
+          result = live().unmask(msg.arg);
+          break;
+        case 'destroy':
+          client?.destroy();
+          client = undefined;
+          break;
+      }
+      reply = { id: msg.id, ok: true, result };
+    } catch (e) {
+      reply = { id: msg.id, ok: false, error: (e as Error).message };
+    }
+    const used = process.cpuUsage(cpu);
+    process.send!({
+      ...reply,
+      wallMs: performance.now() - wall,
+      cpuMs: (used.user + used.system) / 1000,
+    } satisfies SiteReply);
+  });
+}
+
+let remoteSite: RemoteSite | undefined;
 
 interface Measured {
   site: Stopwatch;
@@ -345,11 +468,16 @@ async function runSynthetic(
   const x = (id: string): number => Number(id.slice(5)) + 1;
   const site = new Stopwatch();
   const aggregator = new Stopwatch();
-  const timed = <T>(f: () => T): T => site.time(f);
-
-  const rep = new SecAggClient({ ...common, siteId: repId, identitySecretKey: pop.rep.secretKey });
+  remoteSite ??= RemoteSite.start();
+  const rep = remoteSite;
+  await rep.call('init', {
+    ...common,
+    roster: [...pop.roster],
+    siteId: repId,
+    identitySecretKey: pop.rep.secretKey,
+  });
   const server = new SecAggServer(common);
-  server.addAdvertisement(timed(() => rep.advertise()));
+  server.addAdvertisement(await rep.call<Advertisement>('advertise', undefined, site));
   for (let i = 1; i < n; i++) {
     const s = pop.sites[i] as SyntheticSite;
     const signature = sign(
@@ -370,7 +498,7 @@ async function runSynthetic(
   const sidB64 = server.sessionId as string;
   const repAd = ads[0] as Advertisement;
   const repEnc = fromBase64(repAd.encPublicKey, 32);
-  const repShares = timed(() => rep.shareKeys(ads));
+  const repShares = await rep.call<EncryptedShare[]>('shareKeys', ads, site);
   server.addShares(repId, repShares);
 
   // Who drops (after sharing, before masking) and who answers the unmask request.
@@ -465,12 +593,12 @@ async function runSynthetic(
     server.addShares(s.id, out);
   }
   server.closeSharing();
-  timed(() => rep.receiveShares(server.sharesFor(repId)));
+  await rep.call('receiveShares', server.sharesFor(repId), site);
   const update = randomUpdate(m);
-  const y = timed(() => rep.maskUpdate(update));
+  const y = await rep.call<Uint32Array>('maskUpdate', update, site);
   server.addMaskedInput(repId, y);
   if (options.skipAggregator) {
-    rep.destroy();
+    await rep.call('destroy');
     server.destroy();
     return { site, aggregator };
   }
@@ -505,7 +633,7 @@ async function runSynthetic(
       maskKeyShares: resp.key,
     });
   }
-  const repResponse = rep.unmask(server.unmaskRequest(repId));
+  const repResponse = await rep.call<UnmaskResponse>('unmask', server.unmaskRequest(repId));
 
   const sum = await aggregator.timeAsync(async () => {
     for (const r of responders) {
@@ -515,7 +643,7 @@ async function runSynthetic(
     return pool ? await server.finishParallel(pool) : server.finish();
   });
   if (sum.length !== m || server.state !== 'finished') throw new Error('the round did not finish');
-  rep.destroy();
+  await rep.call('destroy');
   return { site, aggregator };
 }
 
@@ -662,7 +790,26 @@ async function measureCell(
     pop = population(cell.sites);
     populations.set(cell.sites, pop);
   }
+  await warmSite(cell, pop, pool);
   return toRow(cell, await runSynthetic(cell, pop, pool), false);
+}
+
+const warmed = new Set<string>();
+
+/**
+ * One unmeasured site round at a cell's size before its first measurement: the site process is
+ * fresh, and its first rounds at a new size run cold code and let V8 size its heap (a real site
+ * has run rounds before). Only the site part; the aggregator is not run.
+ */
+async function warmSite(
+  cell: Cell,
+  pop: Population,
+  pool: MaskWorkerPool | undefined,
+): Promise<void> {
+  const key = `${cell.graph}:${cell.sites}:${cell.length}`;
+  if (warmed.has(key)) return;
+  warmed.add(key);
+  await runSynthetic(cell, pop, pool, { skipAggregator: true });
 }
 
 /** The extrapolated row of a cell whose aggregator expansion is over budget. */
@@ -919,4 +1066,11 @@ function printTable(report: Report, opts: Options): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-await main();
+if (process.env[SITE_ROLE_ENV]) siteProcess();
+else {
+  try {
+    await main();
+  } finally {
+    remoteSite?.close();
+  }
+}
