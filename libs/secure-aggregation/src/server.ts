@@ -460,11 +460,18 @@ export class SecAggServer {
   maskStreamCount(): number {
     this.expect('unmasking', 'maskStreamCount');
     let count = this.survivors().length;
-    for (const u of this.sharers()) {
-      if (this.u3.has(u)) continue;
-      for (const v of this.graph.get(u) ?? []) if (this.u3.has(v)) count++;
-    }
+    for (const [, neighbours] of this.droppedWithSurvivingNeighbours()) count += neighbours.length;
     return count;
+  }
+
+  /**
+   * Each site that shared keys but sent no masked input, with its neighbours whose input is in the
+   * sum: the pairs whose pairwise masks unmasking must remove.
+   */
+  private droppedWithSurvivingNeighbours(): [string, string[]][] {
+    return this.sharers()
+      .filter((u) => !this.u3.has(u))
+      .map((u) => [u, (this.graph.get(u) ?? []).filter((v) => this.u3.has(v))]);
   }
 
   /**
@@ -523,8 +530,7 @@ export class SecAggServer {
       each({ key: maskStreamKey(b, sid, tensorId), sign: -1 });
       b.fill(0);
     }
-    for (const u of this.sharers()) {
-      if (this.u3.has(u)) continue;
+    for (const [u, survivingNeighbours] of this.droppedWithSurvivingNeighbours()) {
       const shares = this.maskKeyShares.get(u) ?? [];
       if (shares.length < t) {
         this.fail(
@@ -541,8 +547,7 @@ export class SecAggServer {
         this.fail('BAD_SHARE', `the mask key rebuilt for ${u} does not match its advertised key`);
       }
       const xu = this.index.get(u) as number;
-      for (const v of this.graph.get(u) ?? []) {
-        if (!this.u3.has(v)) continue;
+      for (const v of survivingNeighbours) {
         const seed = secret.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
         // v added +PRG(s_uv) when u comes after v, -PRG(s_uv) otherwise; remove it.
         each({
