@@ -14,7 +14,6 @@ import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import {
   buildModel,
   combineFeatureStats,
@@ -29,6 +28,7 @@ import {
   type ModelSpec,
 } from '@confide/ml';
 import { selectBackend } from '../../apps/client-node/src/backend';
+import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
 
 type Backend = 'wasm' | 'cpu';
 
@@ -52,35 +52,14 @@ Options:
   --help          this text
 `;
 
-class UsageError extends Error {}
-
-function intOption(name: string, raw: string | undefined, def: number, max: number): number {
-  if (raw === undefined) return def;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > max) {
-    throw new UsageError(`--${name} must be a whole number from 1 to ${max}, got "${raw}"`);
-  }
-  return n;
-}
-
 function parseOptions(argv: string[]): Options | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        epochs: { type: 'string' },
-        reps: { type: 'string' },
-        backends: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const values = parseFlags(argv, {
+    epochs: { type: 'string' },
+    reps: { type: 'string' },
+    backends: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  });
   if (values.help) return 'help';
   const backends = (values.backends ?? 'wasm,cpu').split(',').map((b) => b.trim());
   for (const b of backends) {
@@ -89,8 +68,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     }
   }
   return {
-    epochs: intOption('epochs', values.epochs, 3, 100),
-    reps: intOption('reps', values.reps, 5, 100),
+    epochs: intOption('epochs', values.epochs, 3, 1, 100),
+    reps: intOption('reps', values.reps, 5, 1, 100),
     backends: backends as Backend[],
     json: values.json,
   };
@@ -272,20 +251,7 @@ function printTable(opts: Options, details: Record<string, string>, results: Res
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-async function main(): Promise<void> {
-  let opts;
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`${e.message}\n\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  if (opts === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
+async function main(opts: Options): Promise<void> {
   const workloads: Workload[] = [
     {
       name: 'logistic-30 (demo site)',
@@ -348,7 +314,7 @@ async function main(): Promise<void> {
 }
 
 try {
-  await main();
+  await runBenchmark(USAGE, parseOptions, main);
 } catch (e) {
   process.stderr.write(`dp-sgd benchmark failed: ${(e as Error).stack ?? String(e)}\n`);
   process.exitCode = 1;

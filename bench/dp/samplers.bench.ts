@@ -14,12 +14,12 @@
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import {
   gaussianNoise,
   sampleDiscreteGaussian,
   sampleSkellam,
 } from '@confide/differential-privacy';
+import { intOption, parseFlags, runBenchmark } from '../support/cli';
 
 const USAGE = `Usage: node bin/run-ts.js bench/dp/samplers.bench.ts [options]
 
@@ -33,22 +33,6 @@ Options:
   --help       this text
 `;
 
-class UsageError extends Error {}
-
-function intOption(
-  name: string,
-  raw: string | undefined,
-  def: number,
-  min: number,
-  max: number,
-): number {
-  if (raw === undefined) return def;
-  const n = Number(raw.replace(/_/g, ''));
-  if (!Number.isInteger(n)) throw new UsageError(`--${name} must be a whole number, got "${raw}"`);
-  if (n < min || n > max) throw new UsageError(`--${name} must be from ${min} to ${max}, got ${n}`);
-  return n;
-}
-
 interface Options {
   n: number;
   reps: number;
@@ -56,22 +40,12 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        n: { type: 'string' },
-        reps: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const values = parseFlags(argv, {
+    n: { type: 'string' },
+    reps: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) return 'help';
   return {
     n: intOption('n', values.n, 1_000_000, 1000, 100_000_000),
@@ -105,18 +79,7 @@ function measure(
   return { sampler, parameter, samples, bestMs: best, samplesPerSecond: samples / (best / 1000) };
 }
 
-function main(): void {
-  let opts: Options | 'help';
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  if (opts === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
+function main(opts: Options): void {
   const { n, reps } = opts;
   const m = Math.max(1000, Math.floor(n / 10));
   const rows: Row[] = [
@@ -158,4 +121,4 @@ function main(): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main();
+await runBenchmark(USAGE, parseOptions, main);

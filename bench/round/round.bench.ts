@@ -23,8 +23,8 @@ import os from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
 import type { ModelSpec } from '@confide/ml';
 import {
   encodeFrame,
@@ -74,45 +74,18 @@ Options:
   --help       this text
 `;
 
-class UsageError extends Error {}
-
-function intOption(
-  name: string,
-  raw: string | undefined,
-  def: number,
-  min: number,
-  max: number,
-): number {
-  if (raw === undefined) return def;
-  if (!/^\d+$/.test(raw.replace(/_/g, '')))
-    throw new UsageError(`--${name} must be a whole number, got "${raw}"`);
-  const n = Number(raw.replace(/_/g, ''));
-  if (n < min || n > max) throw new UsageError(`--${name} must be from ${min} to ${max}, got ${n}`);
-  return n;
-}
-
 function parseOptions(argv: string[]): Options | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        sites: { type: 'string' },
-        params: { type: 'string' },
-        reps: { type: 'string' },
-        warmup: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        secure: { type: 'string', default: 'both' },
-        'site-processes': { type: 'string' },
-        verbose: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const values = parseFlags(argv, {
+    sites: { type: 'string' },
+    params: { type: 'string' },
+    reps: { type: 'string' },
+    warmup: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    secure: { type: 'string', default: 'both' },
+    'site-processes': { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) return 'help';
   const sites = intOption('sites', values.sites, 10, 1, 200);
   return {
@@ -747,20 +720,7 @@ function printTable(report: {
 
 async function main(): Promise<void> {
   if (process.env[ROLE_ENV] === 'sites') return runSites();
-  let opts;
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`${e.message}\n\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  if (opts === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
-  await runDriver(opts);
+  await runBenchmark(USAGE, parseOptions, runDriver);
 }
 
 try {

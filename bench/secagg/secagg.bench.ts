@@ -37,8 +37,8 @@ import { execFile, fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import nacl from 'tweetnacl';
+import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
 import {
   advertisementBytes,
   chooseGraphParameters,
@@ -92,24 +92,17 @@ Options:
 `;
 
 function parseOptions(argv: string[]): Options | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      quick: { type: 'boolean', default: false },
-      full: { type: 'boolean', default: false },
-      workers: { type: 'string' },
-      cells: { type: 'string' },
-      reps: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const values = parseFlags(argv, {
+    quick: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
+    workers: { type: 'string' },
+    cells: { type: 'string' },
+    reps: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   });
   if (values.help) return 'help';
-  const workers = values.workers === undefined ? 0 : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
-    throw new Error(`--workers must be a whole number from 0 to 64, got "${values.workers}"`);
-  }
+  const workers = intOption('workers', values.workers, 0, 0, 64);
   const cells = values.cells?.split(',').map((spec): Cell => {
     const [graph, sites, length, dropout] = spec.split(':');
     const cell = {
@@ -126,14 +119,11 @@ function parseOptions(argv: string[]): Options | 'help' {
       cell.length < 1 ||
       !(cell.dropout >= 0 && cell.dropout < 0.5)
     ) {
-      throw new Error(`--cells: cannot read "${spec}" (graph:sites:length:dropout)`);
+      throw new UsageError(`--cells: cannot read "${spec}" (graph:sites:length:dropout)`);
     }
     return cell;
   });
-  const reps = values.reps === undefined ? 1 : Number(values.reps);
-  if (!Number.isInteger(reps) || reps < 1 || reps > 20) {
-    throw new Error(`--reps must be a whole number from 1 to 20, got "${values.reps}"`);
-  }
+  const reps = intOption('reps', values.reps, 1, 1, 20);
   return { cells, reps, quick: values.quick, full: values.full, workers, json: values.json };
 }
 
@@ -866,18 +856,7 @@ function fastest(a: Row, b: Row): Row {
   };
 }
 
-async function main(): Promise<void> {
-  let opts: Options | 'help';
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${USAGE}`);
-    process.exit(2);
-  }
-  if (opts === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
+async function main(opts: Options): Promise<void> {
   const pool = opts.workers > 0 ? new MaskWorkerPool(opts.workers) : undefined;
   const started = performance.now();
   try {
@@ -1069,7 +1048,7 @@ function printTable(report: Report, opts: Options): void {
 if (process.env[SITE_ROLE_ENV]) siteProcess();
 else {
   try {
-    await main();
+    await runBenchmark(USAGE, parseOptions, main);
   } finally {
     remoteSite?.close();
   }
