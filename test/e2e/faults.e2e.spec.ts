@@ -18,22 +18,10 @@ import {
   waitForRun,
   waitUntil,
   type TestSite,
+  listRounds,
+  type RoundView,
 } from '../support/federation';
 import { RawSite, type Received } from '../support/raw-site';
-
-interface ParticipantView {
-  siteId: string;
-  name: string;
-  status: string;
-  detail?: string;
-}
-interface RoundView {
-  number: number;
-  state: string;
-  reason: string | null;
-  participants: ParticipantView[];
-  metrics: { evaluation: { sites: number } | null } | null;
-}
 
 const RUN_TIMEOUT = 20_000;
 
@@ -115,10 +103,6 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     const answer = await raw.login(site.identity, fedId);
     expect(answer.type).toBe('welcome');
     return raw;
-  }
-
-  async function listRounds(fedId: string): Promise<RoundView[]> {
-    return (await api.get<{ rounds: RoundView[] }>(`/api/v1/federations/${fedId}/rounds`)).rounds;
   }
 
   async function startRun(fedId: string, rounds = 1): Promise<string> {
@@ -289,7 +273,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
           status: 'completed',
           roundsDone: 1,
         });
-        const [round] = await listRounds(fedId);
+        const [round] = await listRounds(api, fedId);
         expect(round!.state).toBe('committed');
         expect(statusByName(round!)).toEqual({
           'hospital-1': 'evaluated',
@@ -359,7 +343,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
         status: 'completed',
         roundsDone: 1,
       });
-      const [round] = await listRounds(fedId);
+      const [round] = await listRounds(api, fedId);
       expect(round!.state).toBe('committed');
       expect(statusByName(round!)).toEqual({
         'hospital-1': 'evaluated',
@@ -379,7 +363,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       expect(run.status).toBe('stopped');
       expect(run.roundsDone).toBe(0);
       expect(run.reason).toMatch(/round 1 aborted: .*minSites=2/);
-      const rounds = await listRounds(fedId);
+      const rounds = await listRounds(api, fedId);
       expect(rounds).toHaveLength(1);
       expect(rounds[0]!.state).toBe('aborted');
       expect(rounds[0]!.reason).toMatch(/minSites=2/);
@@ -444,7 +428,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
         `/api/v1/federations/${fedId}`,
       );
       expect(fed.featureStats).toMatchObject({ sites: 3, count: 569 });
-      const [round] = await listRounds(fedId);
+      const [round] = await listRounds(api, fedId);
       expect(statusByName(round!)).toEqual({
         'hospital-1': 'evaluated',
         'hospital-2': 'evaluated',
@@ -475,7 +459,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       });
       expect(cuts).toBe(1); // trained once; the update was resent from memory after the reconnect
       expect(welcomes).toBe(2);
-      const [round] = await listRounds(fedId);
+      const [round] = await listRounds(api, fedId);
       expect(round!.state).toBe('committed');
       expect(statusByName(round!)).toEqual({
         'hospital-1': 'evaluated',

@@ -43,23 +43,10 @@ import {
   startNode,
   waitForRun,
   type TestSite,
+  listRounds,
 } from '../support/federation';
 import { RawSite, type Received } from '../support/raw-site';
 
-interface ParticipantView {
-  siteId: string;
-  name: string;
-  status: string;
-  detail?: string;
-}
-interface RoundView {
-  number: number;
-  state: string;
-  durationMs: number | null;
-  reason: string | null;
-  participants: ParticipantView[];
-  metrics: { evaluation: { sites: number } | null } | null;
-}
 interface PrivacyView {
   sites: Array<{
     siteId: string;
@@ -158,10 +145,6 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
   async function run(fedId: string, rounds: number) {
     const { id } = await api.post<{ id: string }>(`/api/v1/federations/${fedId}/runs`, { rounds });
     return waitForRun(api, fedId, id, 60_000);
-  }
-
-  async function listRounds(fedId: string): Promise<RoundView[]> {
-    return (await api.get<{ rounds: RoundView[] }>(`/api/v1/federations/${fedId}/rounds`)).rounds;
   }
 
   async function ledgerOf(fedId: string): Promise<LedgerEntry[]> {
@@ -594,7 +577,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     const ended = await run(fed.id, 2);
     expect(ended).toMatchObject({ status: 'completed', roundsDone: 2 });
 
-    const [first, second] = await listRounds(fed.id);
+    const [first, second] = await listRounds(api, fed.id);
     expect(first!.participants.map((p) => p.status)).toEqual([
       'evaluated',
       'evaluated',
@@ -724,7 +707,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     expect(String(errors[1]!.msg['message'])).toMatch(
       /the receipt's mechanism .* is not this round's/,
     );
-    const rounds = await listRounds(fed.id);
+    const rounds = await listRounds(api, fed.id);
     for (const r of rounds) {
       expect(r.state).toBe('committed');
       const p = r.participants.find((x) => x.siteId === liar.siteId)!;
@@ -755,7 +738,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     // The aggregator turns against the site: it raises the budget and keeps selecting it.
     await setBudget(fed.id, careful.siteId, 50, 'the aggregator wants more rounds');
     expect(await run(fed.id, 1)).toMatchObject({ status: 'completed', roundsDone: 1 });
-    const second = (await listRounds(fed.id))[1]!;
+    const second = (await listRounds(api, fed.id))[1]!;
     const p = second.participants.find((x) => x.siteId === careful.siteId)!;
     expect(p.status).toBe('declined');
     expect(p.detail).toMatch(
@@ -791,7 +774,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     expect(ended.status).toBe('stopped');
     expect(ended.roundsDone).toBe(0);
 
-    const [round] = await listRounds(fed.id);
+    const [round] = await listRounds(api, fed.id);
     expect(round!.state).toBe('aborted');
     expect(round!.reason).toMatch(/only 1 of 3 selected site\(s\) sent an update/);
     expect(round!.participants.find((p) => p.siteId === honest.siteId)!.status).toBe('submitted');
@@ -950,7 +933,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     expect(ended.status).toBe('stopped');
     expect(ended.roundsDone).toBe(k);
     expect(ended.reason).toMatch(/privacy budget/);
-    const last = (await listRounds(fed.id)).at(-1)!;
+    const last = (await listRounds(api, fed.id)).at(-1)!;
     expect(last.state).toBe('aborted');
     expect(last.participants.map((p) => p.status)).toEqual(['skipped', 'skipped']);
     const done = await privacyOf(fed.id);
@@ -1041,7 +1024,7 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     });
 
     it('skipped a site whose projected epsilon under that bound passed the aggregator’s budget', async () => {
-      const [, second] = await listRounds(fedId);
+      const [, second] = await listRounds(api, fedId);
       const skipped = second!.participants.find((p) => p.siteId === sites[0]!.siteId)!;
       expect(skipped.status).toBe('skipped');
       const m = /projected epsilon (\d+\.\d+) would exceed its limit 6$/.exec(skipped.detail ?? '');

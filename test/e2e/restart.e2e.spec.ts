@@ -17,17 +17,10 @@ import {
   waitForRun,
   waitUntil,
   type TestSite,
+  listRounds,
 } from '../support/federation';
 import { RawSite } from '../support/raw-site';
 
-interface RoundView {
-  number: number;
-  state: string;
-  reason: string | null;
-  runId: string;
-  modelVersionId: string | null;
-  participants: Array<{ name: string; status: string }>;
-}
 interface LiveView {
   number: number;
   phase: string;
@@ -126,9 +119,7 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
 
   it('aborts the round that was collecting, with a reason naming the restart', async () => {
     expect(heldRound).toBe(2);
-    const { rounds } = await api.get<{ rounds: RoundView[] }>(
-      `/api/v1/federations/${fedId}/rounds`,
-    );
+    const rounds = await listRounds(api, fedId);
     const held = rounds.find((r) => r.number === heldRound)!;
     expect(held.runId).toBe(runId);
     expect(held.state).toBe('aborted');
@@ -149,9 +140,7 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
   it('continues the run once the client nodes reconnect on their own, committing the rounds it had left', async () => {
     const run = await waitForRun(api, fedId, runId, 30_000);
     expect(run).toMatchObject({ status: 'completed', roundsDone: 2 });
-    const { rounds } = await api.get<{ rounds: RoundView[] }>(
-      `/api/v1/federations/${fedId}/rounds`,
-    );
+    const rounds = await listRounds(api, fedId);
     expect(rounds.map((r) => [r.number, r.state])).toEqual([
       [1, 'committed'],
       [2, 'aborted'],

@@ -13,25 +13,9 @@ import {
   testAggregator,
   waitUntil,
   type TestSite,
+  listRounds,
 } from '../support/federation';
 
-interface ParticipantView {
-  siteId: string;
-  name: string;
-  status: string;
-  detail?: string;
-}
-interface RoundView {
-  number: number;
-  state: string;
-  reason: string | null;
-  modelVersionId: string | null;
-  baseModelVersionId: string;
-  participants: ParticipantView[];
-  metrics: {
-    secureAggregation: { threshold: number; graph: string; sites: number; dropped: number } | null;
-  } | null;
-}
 interface RunView {
   id: string;
   status: string;
@@ -105,10 +89,6 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     );
   }
 
-  async function listRounds(fedId: string): Promise<RoundView[]> {
-    return (await api.get<{ rounds: RoundView[] }>(`/api/v1/federations/${fedId}/rounds`)).rounds;
-  }
-
   describe('dropouts', () => {
     const stages = [
       { stage: 'share', when: 'before sharing its keys' },
@@ -126,7 +106,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
         const reports = await startNodes(fed.id, sites, (i) => (i === 3 ? { dropAt: stage } : {}));
         expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
 
-        const [round] = await listRounds(fed.id);
+        const [round] = await listRounds(api, fed.id);
         expect(round!.state).toBe('committed');
         expect(round!.metrics!.secureAggregation).toMatchObject({
           threshold: 3,
@@ -178,7 +158,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
       expect(ended).toMatchObject({ status: 'stopped', roundsDone: 0 });
       expect(ended.reason).toMatch(/round 1 aborted/);
       expect(ended.reason).toMatch(/threshold is 3/);
-      const rounds = await listRounds(fed.id);
+      const rounds = await listRounds(api, fed.id);
       expect(rounds).toHaveLength(1);
       expect(rounds[0]).toMatchObject({ state: 'aborted', modelVersionId: null });
       expect(rounds[0]!.reason).toMatch(/only 2 sites sent their masked input; the threshold is 3/);
@@ -292,7 +272,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     const sites = await enrolSites(api, fed.id, 3);
     await startNodes(fed.id, sites);
     expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
-    const [round] = await listRounds(fed.id);
+    const [round] = await listRounds(api, fed.id);
     expect(round!.state).toBe('committed');
     expect(round!.metrics!.secureAggregation).toMatchObject({ sites: 3, dropped: 0 });
     const ledger = await api.get<{
@@ -325,7 +305,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     const sites = await enrolSites(api, fed.id, 3);
     const reports = await startNodes(fed.id, sites);
     expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
-    const [round] = await listRounds(fed.id);
+    const [round] = await listRounds(api, fed.id);
     expect(round!.state).toBe('committed');
     const base = await api.modelWeights(fed.id, round!.baseModelVersionId);
     const got = await api.modelWeights(fed.id, round!.modelVersionId!);
@@ -374,7 +354,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
       status: 'completed',
       roundsDone: 1,
     });
-    const [round] = await listRounds(fed.id);
+    const [round] = await listRounds(api, fed.id);
     expect(round!.state).toBe('committed');
     expect(round!.metrics!.secureAggregation).toMatchObject({ sites: 2, dropped: 0 });
     const [stored] = await agg.db.manager.query<Array<{ num_params: number; bytes: number }>>(

@@ -3,6 +3,7 @@ import { loadCsv, partitionIid, type Dataset } from '@confide/ml';
 import {
   startAggregator,
   type AggregatorOptions,
+  type RoundRow,
   type RunningAggregator,
 } from '@confide/aggregator';
 import { ClientNode, type ClientNodeOptions } from '@confide/client-node';
@@ -150,4 +151,17 @@ export async function waitForRun(
     timeoutMs,
     `run ${runId} to end`,
   );
+}
+
+/** A round as the REST API returns it: RoundRow with its dates as JSON strings. */
+export type RoundView = Omit<RoundRow, 'deadline' | 'startedAt' | 'endedAt'> & {
+  deadline: string | null;
+  startedAt: string;
+  endedAt: string | null;
+};
+
+/** A federation's rounds, as GET /api/v1/federations/:id/rounds lists them. */
+export async function listRounds(api: ApiClient, federationId: string): Promise<RoundView[]> {
+  return (await api.get<{ rounds: RoundView[] }>(`/api/v1/federations/${federationId}/rounds`))
+    .rounds;
 }
