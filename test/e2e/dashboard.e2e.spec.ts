@@ -191,7 +191,8 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
     const accuracyPoints = page.locator(
       '[data-chart="Accuracy and AUC by round"] [data-series="Accuracy"] circle',
     );
-    await expect.poll(() => accuracyPoints.count(), { timeout: 90_000 }).toBe(1);
+    // Round 2 may already be committed when the tab opens (fast rounds): at least round 1's point.
+    await expect.poll(() => accuracyPoints.count(), { timeout: 90_000 }).toBeGreaterThanOrEqual(1);
     await shot(page, '08-metrics-after-round-1');
     await expect.poll(() => accuracyPoints.count(), { timeout: 90_000 }).toBe(2);
     // The chart's numbers are the rounds' evaluated metrics.
