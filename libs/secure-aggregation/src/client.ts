@@ -30,7 +30,7 @@ import {
 } from './messages';
 import type { SecAggParams } from './params';
 import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
-import { quantize, quantizeWeighted } from './quantize';
+import { assertFiniteValues, quantize, weightedQuantizer } from './quantize';
 import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
 import { shamirSplit } from './shamir';
 
@@ -73,6 +73,8 @@ export interface SecAggClientOptions {
   backend?: CryptoBackend;
   /** A CSPRNG (default nacl.randomBytes); injectable for tests only. */
   randomBytes?: (n: number) => Uint8Array;
+  /** Fills the stochastic-rounding randomness (default node:crypto randomFillSync); tests only. */
+  quantizeRandom?: (out: Uint32Array) => void;
   /**
    * Which advertisements to verify: 'neighbours' (default: every key this site uses; with the complete
    * graph that is all of them) or 'all'. Every site verifies its own neighbours, so every
@@ -101,6 +103,7 @@ export class SecAggClient {
   private readonly roster: ReadonlyMap<string, Uint8Array>;
   private readonly backend: CryptoBackend;
   private readonly random: (n: number) => Uint8Array;
+  private readonly quantizeRandom: ((out: Uint32Array) => void) | undefined;
   private readonly verifyAll: boolean;
   private identity: Uint8Array;
   private current: ClientState = 'new';
@@ -158,6 +161,7 @@ export class SecAggClient {
     this.identity = Uint8Array.from(sk);
     this.backend = options.backend ?? defaultBackend;
     this.random = options.randomBytes ?? randomBytes;
+    this.quantizeRandom = options.quantizeRandom;
     this.verifyAll = options.verify === 'all';
   }
 
@@ -196,7 +200,7 @@ export class SecAggClient {
       encSk.fill(0);
       const encPk = this.encSecret.publicKey;
       const maskPk = this.maskSecret.publicKey;
-      const signature = nacl.sign.detached(
+      const signature = this.backend.ed25519Sign(
         advertisementBytes(this.ctx, this.siteId, encPk, maskPk),
         this.identity,
       );
@@ -382,33 +386,41 @@ export class SecAggClient {
         `the quantized input must be a Uint32Array of length ${this.ctx.vectorLength}`,
       );
     }
+    return this.masked((chunk, start) =>
+      chunk.set(quantized.subarray(start, start + chunk.length)),
+    );
+  }
+
+  /**
+   * The masked input: `init` writes each chunk of the input into the accumulator (zero before), then
+   * the self mask and every pairwise mask are added to that chunk while it is in cache.
+   */
+  private masked(init: (chunk: Uint32Array, start: number) => void): Uint32Array {
     return this.guard(() => {
       const sid = this.sid as Uint8Array;
       const { tensorId } = this.ctx;
       const me = this.index.get(this.siteId) as number;
       const acc = new MaskAccumulator(this.ctx.vectorLength);
+      // Every stream key first (agreement, HKDF), then the streams together, chunk by chunk.
+      const streams: { key: Uint8Array; sign: MaskSign }[] = [];
       try {
-        acc.addVector(quantized, 1);
-        acc.addMask(this.selfMaskSeed as Uint8Array, sid, tensorId, 1);
+        streams.push({
+          key: maskStreamKey(this.selfMaskSeed as Uint8Array, sid, tensorId),
+          sign: 1,
+        });
         const mask = this.maskSecret as X25519Secret;
-        // Every stream key first (agreement, HKDF), then the streams back to back, as the server
-        // does: interleaving the two costs more per stream (caches, allocator churn).
-        const streams: { key: Uint8Array; sign: MaskSign }[] = [];
-        try {
-          for (const v of [...this.received.keys()].sort(compareIds)) {
-            const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
-            streams.push({
-              key: maskStreamKey(seed, sid, tensorId),
-              sign: (this.index.get(v) as number) > me ? 1 : -1,
-            });
-            seed.fill(0);
-          }
-          for (const { key, sign } of streams) acc.addStream(key, sign);
-        } finally {
-          for (const { key } of streams) key.fill(0);
+        for (const v of [...this.received.keys()].sort(compareIds)) {
+          const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
+          streams.push({
+            key: maskStreamKey(seed, sid, tensorId),
+            sign: (this.index.get(v) as number) > me ? 1 : -1,
+          });
+          seed.fill(0);
         }
+        acc.addStreams(streams, init);
         return acc.read();
       } finally {
+        for (const { key } of streams) key.fill(0);
         acc.destroy();
         wipe(this.selfMaskSeed);
         this.selfMaskSeed = undefined;
@@ -434,7 +446,22 @@ export class SecAggClient {
    */
   maskWeightedUpdate(update: ArrayLike<number>, weight: number): Uint32Array {
     this.expect('ready', 'maskWeightedUpdate');
-    return this.maskInput(quantizeWeighted(update, weight, this.ctx.params));
+    // Quantized chunk by chunk straight into the accumulator: the same values as
+    // maskInput(quantizeWeighted(update, weight, params)), without a whole quantized copy.
+    // Refused before anything is masked, as quantizeWeighted would: the round can still go on.
+    assertFiniteValues(update);
+    const q = weightedQuantizer(update, weight, this.ctx.params, this.quantizeRandom);
+    if (q.length !== this.ctx.vectorLength) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `the update must have ${this.ctx.vectorLength - 1} values (the weight makes ${this.ctx.vectorLength})`,
+      );
+    }
+    try {
+      return this.masked((chunk, start) => q.quantizeChunk(chunk, start));
+    } finally {
+      q.destroy();
+    }
   }
 
   /**
@@ -470,7 +497,7 @@ export class SecAggClient {
           `${survivors.length} survivors; the threshold is ${this.ctx.params.threshold}`,
         );
       }
-      const signature = nacl.sign.detached(
+      const signature = this.backend.ed25519Sign(
         survivorsBytes(this.sid as Uint8Array, survivors),
         this.identity,
       );

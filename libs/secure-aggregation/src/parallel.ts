@@ -40,18 +40,25 @@ parentPort.on('message', (task) => {
     iv.writeUInt32BE(Math.floor(block / 2 ** 32), 8);
     iv.writeUInt32BE(block >>> 0, 12);
     const skip = (start % 4) * 4;
+    // Chunk-major, as MaskAccumulator.addStreams: each chunk of the slice stays in cache while every
+    // stream is applied to it.
+    const ciphers = [];
     for (let j = 0; j < signBytes.length; j++) {
       const cipher = createCipheriv('aes-256-ctr', keyBytes.subarray(j * 32, j * 32 + 32), iv);
-      if (skip > 0) cipher.update(ZERO.subarray(0, skip));
-      const sign = signBytes[j];
-      for (let at = 0; at < length; at += CHUNK) {
-        const count = Math.min(CHUNK, length - at);
-        const ks = cipher.update(count === CHUNK ? ZERO : ZERO.subarray(0, count * 4));
+      if (skip > 0) cipher.update(ZERO.subarray(0, skip)).fill(0);
+      ciphers.push(cipher);
+    }
+    const scratch = kernels ? new Uint8Array(mem.buffer, 0, CHUNK * 4) : null;
+    for (let at = 0; at < length; at += CHUNK) {
+      const count = Math.min(CHUNK, length - at);
+      const zero = count === CHUNK ? ZERO : ZERO.subarray(0, count * 4);
+      const whole = count & ~3;
+      const dst = CHUNK * 4 + at * 4;
+      for (let j = 0; j < ciphers.length; j++) {
+        const sign = signBytes[j];
+        const ks = ciphers[j].update(zero);
         if (kernels) {
-          const scratch = new Uint8Array(mem.buffer, 0, CHUNK * 4);
           scratch.set(ks);
-          const whole = count & ~3;
-          const dst = CHUNK * 4 + at * 4;
           if (whole > 0) (sign === 1 ? kernels.add : kernels.sub)(dst, 0, whole * 4);
           if (whole < count) {
             const a = new Int32Array(mem.buffer, dst, count);

@@ -127,6 +127,45 @@ describe('mask PRG', () => {
     );
   });
 
+  it('adds many streams chunk by chunk exactly as one stream after another', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 * CHUNK_ELEMENTS + 7 }),
+        fc.array(fc.tuple(bytes32, fc.constantFrom<1 | -1>(1, -1)), { minLength: 0, maxLength: 5 }),
+        fc.integer({ min: 0, max: 9 }),
+        fc.boolean(),
+        (length, streams, offset, simd) => {
+          const x = Uint32Array.from({ length }, (_, i) => (i * 2654435761) >>> 0);
+          const ref = new MaskAccumulator(length, { simd });
+          ref.addVector(x);
+          for (const [key, sign] of streams) ref.addStream(key, sign, offset);
+          const acc = new MaskAccumulator(length, { simd });
+          const starts: number[] = [];
+          acc.addStreams(
+            streams.map(([key, sign]) => ({ key, sign })),
+            (chunk, start) => {
+              starts.push(start);
+              chunk.set(x.subarray(start, start + chunk.length));
+            },
+            offset,
+          );
+          expect(acc.simd).toBe(simd);
+          expect(Buffer.from(acc.read().buffer).equals(Buffer.from(ref.read().buffer))).toBe(true);
+          expect(starts).toEqual(
+            Array.from(
+              { length: Math.ceil(length / CHUNK_ELEMENTS) },
+              (_, i) => i * CHUNK_ELEMENTS,
+            ),
+          );
+        },
+      ),
+      { numRuns: 16 },
+    );
+    expect(() => new MaskAccumulator(4).addStreams([{ key: new Uint8Array(31), sign: 1 }])).toThrow(
+      /AES-256 key/,
+    );
+  });
+
   it('falls back to JavaScript when SIMD is disabled', () => {
     process.env['CONFIDE_SECAGG_NO_SIMD'] = '1';
     resetSimdForTests();

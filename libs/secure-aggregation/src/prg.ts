@@ -1,4 +1,4 @@
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, type Cipher } from 'node:crypto';
 import { encodeFields } from './bytes';
 import { SecAggError } from './errors';
 import { hkdfSha256, LABELS } from './kdf';
@@ -216,6 +216,63 @@ export class MaskAccumulator {
       this.addChunk(k, scratch, ks, start, count, sign);
     });
     scratch.fill(0);
+  }
+
+  /**
+   * Adds sign * every stream, chunk-major: for each chunk of the vector, `init` (when given) first
+   * writes or updates that chunk of the accumulator in place, then every stream's keystream for the
+   * chunk is added while the chunk is still in cache. The same result as calling addStream for each
+   * stream (stream-major order reads and writes the whole accumulator once per stream; this reads it
+   * once, which matters when it is larger than the CPU's cache: about 2x less time for 10 streams
+   * over 1M elements).
+   *
+   * @example
+   * const acc = new MaskAccumulator(x.length);
+   * acc.addStreams(keys.map((key) => ({ key, sign: 1 })), (chunk, start) =>
+   *   chunk.set(x.subarray(start, start + chunk.length)),
+   * );
+   */
+  addStreams(
+    streams: ReadonlyArray<{ key: Uint8Array; sign: MaskSign }>,
+    init?: (chunk: Uint32Array, start: number) => void,
+    offset = 0,
+  ): void {
+    for (const { key, sign } of streams) {
+      checkBytes(key, 32, 'AES-256 key');
+      checkSign(sign);
+    }
+    checkStreamArgs(this.length, offset);
+    const { iv, skip } = counterFor(offset);
+    const ciphers = streams.map(({ key }) => {
+      const cipher = createCipheriv('aes-256-ctr', key, iv);
+      if (skip > 0) cipher.update(ZERO_CHUNK.subarray(0, skip)).fill(0);
+      return cipher;
+    });
+    const k = this.kernels;
+    const scratch = k && new Uint8Array(k.memory.buffer, 0, CHUNK_BYTES);
+    try {
+      for (let start = 0; start < this.length; start += CHUNK_ELEMENTS) {
+        const count = Math.min(CHUNK_ELEMENTS, this.length - start);
+        if (init) {
+          init(
+            k
+              ? new Uint32Array(k.memory.buffer, this.accOffset + start * 4, count)
+              : new Uint32Array(this.live().buffer, start * 4, count),
+            start,
+          );
+        }
+        const zero = count === CHUNK_ELEMENTS ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, count * 4);
+        for (let j = 0; j < ciphers.length; j++) {
+          const ks = (ciphers[j] as Cipher).update(zero);
+          const sign = (streams[j] as { sign: MaskSign }).sign;
+          if (k) this.addChunk(k, scratch as Uint8Array, ks, start, count, sign);
+          else addJs(this.live(), start, int32View(ks, count), count, sign);
+          ks.fill(0);
+        }
+      }
+    } finally {
+      scratch?.fill(0);
+    }
   }
 
   /** Adds sign * PRG(seed) for this session and tensor (see maskStreamKey). */

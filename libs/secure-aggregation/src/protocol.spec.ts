@@ -7,7 +7,7 @@ import { SecAggClient } from './client';
 import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
 import type { Advertisement, EncryptedShare, UnmaskRequest } from './messages';
 import type { SecAggParams } from './params';
-import { averageWeighted, dequantize } from './quantize';
+import { averageWeighted, dequantize, quantizeWeighted } from './quantize';
 import { SecAggServer } from './server';
 import { simulateRound } from './simulate';
 
@@ -45,6 +45,7 @@ function makeRound(
     vectorLength?: number;
     backendFor?: (i: number) => CryptoBackend;
     randomFor?: (i: number) => ((k: number) => Uint8Array) | undefined;
+    quantizeRandomFor?: (i: number) => ((out: Uint32Array) => void) | undefined;
   } = {},
 ): Round {
   const ids = NAMES.slice(0, n);
@@ -59,12 +60,14 @@ function makeRound(
   };
   const clients = ids.map((siteId, i) => {
     const random = opts.randomFor?.(i);
+    const quantizeRandom = opts.quantizeRandomFor?.(i);
     return new SecAggClient({
       ...common,
       siteId,
       identitySecretKey: (IDENTITIES[i] as nacl.SignKeyPair).secretKey,
       backend: opts.backendFor?.(i) ?? nodeBackend,
       ...(random ? { randomBytes: random } : {}),
+      ...(quantizeRandom ? { quantizeRandom } : {}),
     });
   });
   return { ids, clients, server: new SecAggServer(common), roster };
@@ -270,6 +273,55 @@ describe('a secure-aggregation round', () => {
         updates.reduce((a, u, i) => a + (weights[i] as number) * (u[j] as number), 0) / 2.5;
       expect(average[j]).toBeCloseTo(want, 3);
     }
+  });
+
+  it('masks a weighted update exactly as maskInput(quantizeWeighted(...)) does, chunk by chunk', () => {
+    // Two replays of one round with the same randomness: one site quantizes and masks in one fused
+    // pass, the other quantizes first; lengths straddle the 16384-element chunks.
+    const seeded = (seed: number) => {
+      let k = seed;
+      return (n: number): Uint8Array => {
+        const out = new Uint8Array(n);
+        for (let i = 0; i < n; i++) out[i] = Math.imul(++k, 2654435761) >>> 24;
+        return out;
+      };
+    };
+    const counter = (): ((out: Uint32Array) => void) => {
+      let k = 0;
+      return (out) => {
+        for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2246822519) >>> 0;
+      };
+    };
+    const p = params({ threshold: 2, clip: 2 });
+    for (const length of [5, 16383, 16384, 40000]) {
+      const update = Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37) * 2.5);
+      const replay = (): Round =>
+        makeRound(3, p, {
+          vectorLength: length + 1,
+          randomFor: (i) => seeded(1000 * (i + 1)),
+          quantizeRandomFor: () => counter(),
+        });
+      const a = replay();
+      const b = replay();
+      for (const r of [a, b]) {
+        throughSharing(r);
+        r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+      }
+      const fused = a.clients[1]!.maskWeightedUpdate(update, 0.4);
+      const twoPass = b.clients[1]!.maskInput(quantizeWeighted(update, 0.4, p, counter()));
+      expect(fused.length).toBe(length + 1);
+      expect(Buffer.from(fused.buffer).equals(Buffer.from(twoPass.buffer))).toBe(true);
+    }
+    // A NaN is refused before masking, and the site can still mask a good update.
+    const r = makeRound(3, p, { vectorLength: 3 });
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    expectCode(
+      () => r.clients[0]!.maskWeightedUpdate(Float32Array.of(1, NaN), 1),
+      'NON_FINITE_INPUT',
+    );
+    expect(r.clients[0]!.maskWeightedUpdate(Float32Array.of(1, 0.5), 1).length).toBe(3);
+    expectCode(() => r.clients[1]!.maskWeightedUpdate(Float32Array.of(1, 0.5, 3), 1), 'BAD_INPUT');
   });
 
   it('runs with the tweetnacl reference backend, and mixes backends in one round', () => {

@@ -15,8 +15,12 @@ export interface QuantizationParams {
   scale: number;
 }
 
-/** Stochastic-rounding random values per CSPRNG call. */
-const RANDOM_BATCH = 16384;
+/**
+ * Coordinates per chunk of quantizeChunk, and stochastic-rounding random values per CSPRNG call; the
+ * same as the masking chunk (CHUNK_ELEMENTS), so a site quantizes each chunk straight into its mask
+ * accumulator.
+ */
+export const QUANTIZE_CHUNK = 16384;
 
 /**
  * The largest |q| that quantize can produce: ceil(clip * scale).
@@ -138,43 +142,114 @@ function quantizeScaled(
   params: QuantizationParams,
   fillRandom: (out: Uint32Array) => void,
 ): Uint32Array {
-  const values = typed(input);
-  const n = values.length;
-  const total = appendTheWeight ? n + 1 : n;
-  const out = new Uint32Array(total);
-  const random = new Uint32Array(Math.min(RANDOM_BATCH, total));
+  const q = new ChunkQuantizer(input, weight, appendTheWeight, params, fillRandom);
+  const out = new Uint32Array(q.length);
   try {
-    for (let start = 0; start < total; start += RANDOM_BATCH) {
-      const end = Math.min(start + RANDOM_BATCH, total);
-      fillRandom(random);
-      quantizeRange(
-        values,
-        weight,
-        params.clip,
-        params.scale,
-        random,
-        out,
-        start,
-        Math.min(end, n),
-      );
-      if (end > n) {
-        // The appended weight coordinate, rounded with its own random value like any other.
-        const one = Float64Array.of(weight);
-        const j = n - start;
-        const r = random.subarray(j, j + 1);
-        quantizeRange(one, 1, params.clip, params.scale, r, out.subarray(n), 0, 1);
-      }
+    for (let start = 0; start < q.length; start += QUANTIZE_CHUNK) {
+      q.quantizeChunk(out.subarray(start, Math.min(start + QUANTIZE_CHUNK, q.length)), start);
     }
   } finally {
-    random.fill(0);
+    q.destroy();
   }
   return out;
 }
 
 /**
- * out[i] = stochastic round(clip(values[i] * weight) * scale) for i in [start, end), with the random
- * value random[i - start]; throws NON_FINITE_INPUT at the first NaN or Infinity. (x * weight is
- * exactly x for weight 1, and is what appendWeight computes otherwise.)
+ * Quantizes a (weighted) update one chunk of QUANTIZE_CHUNK coordinates at a time, straight into the
+ * caller's memory (the masking accumulator): chunk after chunk from 0, it writes exactly what
+ * quantizeWeighted returns, using the randomness the same way.
+ *
+ * @example
+ * const q = weightedQuantizer(update, 0.5, params);
+ * for (let s = 0; s < q.length; s += QUANTIZE_CHUNK)
+ *   q.quantizeChunk(out.subarray(s, Math.min(s + QUANTIZE_CHUNK, q.length)), s);
+ * q.destroy();
+ */
+export function weightedQuantizer(
+  update: ArrayLike<number>,
+  weight: number,
+  params: QuantizationParams,
+  fillRandom: ((out: Uint32Array) => void) | undefined = defaultRandom,
+): ChunkQuantizer {
+  checkWeight(weight);
+  checkQuantization(params);
+  return new ChunkQuantizer(update, weight, true, params, fillRandom ?? defaultRandom);
+}
+
+export class ChunkQuantizer {
+  /** Coordinates in the output (the update's, plus one for the appended weight). */
+  readonly length: number;
+  private readonly values: Float32Array | Float64Array;
+  private random: Uint32Array;
+  private next = 0;
+
+  constructor(
+    input: ArrayLike<number>,
+    private readonly weight: number,
+    private readonly appendTheWeight: boolean,
+    private readonly params: QuantizationParams,
+    private readonly fillRandom: (out: Uint32Array) => void,
+  ) {
+    this.values = typed(input);
+    this.length = appendTheWeight ? this.values.length + 1 : this.values.length;
+    this.random = new Uint32Array(Math.min(QUANTIZE_CHUNK, this.length));
+  }
+
+  /**
+   * Writes coordinates [start, start + out.length) into `out`. Chunks must come in order from 0, each
+   * QUANTIZE_CHUNK long except the last; throws NON_FINITE_INPUT at a NaN or Infinity.
+   */
+  quantizeChunk(out: Uint32Array, start: number): void {
+    const end = start + out.length;
+    if (start !== this.next || end !== Math.min(start + QUANTIZE_CHUNK, this.length)) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `quantize chunks must be consecutive ${QUANTIZE_CHUNK}-element ranges`,
+      );
+    }
+    this.next = end;
+    const n = this.values.length;
+    const { clip, scale } = this.params;
+    const random = this.random;
+    this.fillRandom(random);
+    quantizeRange(
+      this.values,
+      this.weight,
+      clip,
+      scale,
+      random,
+      out,
+      start,
+      Math.min(end, n),
+      start,
+    );
+    if (end > n && this.appendTheWeight) {
+      // The appended weight coordinate, rounded with its own random value like any other.
+      const j = n - start;
+      quantizeRange(
+        Float64Array.of(this.weight),
+        1,
+        clip,
+        scale,
+        random.subarray(j, j + 1),
+        out.subarray(j),
+        0,
+        1,
+        0,
+      );
+    }
+  }
+
+  /** Zeroes the randomness kept between chunks. */
+  destroy(): void {
+    this.random.fill(0);
+  }
+}
+
+/**
+ * out[i - base] = stochastic round(clip(values[i] * weight) * scale) for i in [start, end), with the
+ * random value random[i - start]; throws NON_FINITE_INPUT at the first NaN or Infinity. (x * weight
+ * is exactly x for weight 1, and is what appendWeight computes otherwise.)
  */
 function quantizeRange(
   values: Float32Array | Float64Array,
@@ -185,6 +260,7 @@ function quantizeRange(
   out: Uint32Array,
   start: number,
   end: number,
+  base: number,
 ): void {
   for (let i = start; i < end; i++) {
     const x = (values[i] as number) * weight;
@@ -199,7 +275,22 @@ function quantizeRange(
     // 2^-32, floor(frac + u) is 1 exactly when u >= 1 - frac. No branch on the random value (a
     // compare-and-branch mispredicts half the time and cost twice as much). frac + u is exact for
     // |v| >= 1 and otherwise rounds by less than 2^-53.
-    out[i] = (floor + Math.floor(v - floor + (random[i - start] as number) * 2 ** -32)) >>> 0;
+    out[i - base] =
+      (floor + Math.floor(v - floor + (random[i - start] as number) * 2 ** -32)) >>> 0;
+  }
+}
+
+/**
+ * Throws NON_FINITE_INPUT naming the first NaN or Infinity in `values`.
+ *
+ * @example
+ * assertFiniteValues([1, NaN]); // throws: coordinate 1 is NaN
+ */
+export function assertFiniteValues(values: ArrayLike<number>): void {
+  const n = values.length;
+  for (let i = 0; i < n; i++) {
+    const x = values[i] as number;
+    if (x - x !== 0) throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${x}`);
   }
 }
 

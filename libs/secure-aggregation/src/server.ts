@@ -435,13 +435,14 @@ export class SecAggServer {
     this.expect('unmasking', 'finish');
     const acc = this.acc as MaskAccumulator;
     try {
-      // Derive every stream key first (agreements, HKDF), then expand the streams back to back:
-      // interleaving the two costs about twice as much per stream (caches, allocator churn).
+      // Derive every stream key first (agreements, HKDF), then expand the streams together, chunk by
+      // chunk (each chunk of the sum stays in cache while every stream is subtracted from it).
       const jobs: MaskJob[] = [];
-      this.forEachMaskJob((job) => jobs.push(job));
-      for (const job of jobs) {
-        acc.addStream(job.key, job.sign);
-        job.key.fill(0);
+      try {
+        this.forEachMaskJob((job) => jobs.push(job));
+        acc.addStreams(jobs);
+      } finally {
+        for (const job of jobs) job.key.fill(0);
       }
       return this.complete(acc.read());
     } catch (e) {
