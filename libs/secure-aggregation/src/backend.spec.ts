@@ -77,6 +77,29 @@ describe('Ed25519 verification (tweetnacl reference and node:crypto)', () => {
     },
   );
 
+  it.each(backends.map((b) => [b.name, b] as const))(
+    '%s signs RFC 8032 test 1 and any message byte for byte as tweetnacl',
+    (_, backend) => {
+      const seed = hex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60');
+      const kp = nacl.sign.keyPair.fromSeed(seed);
+      expect(
+        Buffer.from(backend.ed25519Sign(new Uint8Array(0), kp.secretKey)).toString('hex'),
+      ).toBe(
+        'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      );
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 200 }), (msg) => {
+          const sig = backend.ed25519Sign(msg, kp.secretKey);
+          expect(Buffer.from(sig).equals(Buffer.from(nacl.sign.detached(msg, kp.secretKey)))).toBe(
+            true,
+          );
+        }),
+        { numRuns: 25 },
+      );
+      expect(() => backend.ed25519Sign(new Uint8Array(1), seed)).toThrow(/64 bytes/);
+    },
+  );
+
   it('accepts and refuses exactly the same signatures with both backends', () => {
     const kp = nacl.sign.keyPair();
     fc.assert(

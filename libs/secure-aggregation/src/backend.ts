@@ -2,6 +2,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  sign as nodeSign,
   verify as nodeVerify,
   type KeyObject,
 } from 'node:crypto';
@@ -28,6 +29,17 @@ export interface CryptoBackend {
   x25519(secretKey: Uint8Array): X25519Secret;
   /** Verifies a detached Ed25519 signature; false (never a throw) for any malformed input. */
   ed25519Verify(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean;
+  /**
+   * The detached Ed25519 signature (64 bytes) of `message` under a 64-byte tweetnacl secret key
+   * (seed then public key). Ed25519 is deterministic: both backends give the same bytes.
+   */
+  ed25519Sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array;
+}
+
+function checkSignKey(secretKey: Uint8Array): void {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== 64) {
+    throw new SecAggError('BAD_INPUT', 'an Ed25519 secret key must be 64 bytes (tweetnacl layout)');
+  }
 }
 
 // Ed25519 group order L, little-endian: signatures with S >= L are refused by both backends (OpenSSL
@@ -108,10 +120,18 @@ export const naclBackend: CryptoBackend = {
       return false;
     }
   },
+  ed25519Sign(message, secretKey) {
+    checkSignKey(secretKey);
+    return nacl.sign.detached(message, secretKey);
+  },
 };
 
 const PKCS8_X25519 = Uint8Array.from([
   0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+]);
+// The same PKCS#8 wrapping with the Ed25519 OID (1.3.101.112).
+const PKCS8_ED25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ]);
 
 // Imported public keys, by key bytes. Public data only (never secret keys), bounded.
@@ -184,6 +204,16 @@ export const nodeBackend: CryptoBackend = {
     } catch {
       return false;
     }
+  },
+  ed25519Sign(message, secretKey) {
+    checkSignKey(secretKey);
+    const der = new Uint8Array(PKCS8_ED25519.length + 32);
+    der.set(PKCS8_ED25519);
+    der.set(secretKey.subarray(0, 32), PKCS8_ED25519.length);
+    const key = createPrivateKey({ key: Buffer.from(der.buffer), format: 'der', type: 'pkcs8' });
+    der.fill(0);
+    const sig = nodeSign(null, message, key);
+    return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
   },
 };
 
