@@ -8,6 +8,7 @@ export default defineConfig({
     alias: {
       '@confide/protocol': here('./libs/protocol/src/index.ts'),
       '@confide/federated': here('./libs/federated/src/index.ts'),
+      '@confide/ml/spec': here('./libs/ml/src/spec.ts'),
       '@confide/ml': here('./libs/ml/src/index.ts'),
       '@confide/secure-aggregation': here('./libs/secure-aggregation/src/index.ts'),
       '@confide/differential-privacy': here('./libs/differential-privacy/src/index.ts'),

@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
-import type { ModelSpec } from '@confide/ml';
+import type { ModelSpec } from '@confide/ml/spec';
 import {
   encodeFrame,
   generateIdentity,
@@ -410,6 +410,16 @@ const PHASES = [
   ['aggregated', 'evaluated', 'store+evaluate'],
   ['evaluated', 'committed', 'commit'],
 ] as const;
+/** With secure aggregation the collection splits into its protocol rounds (advertise and share first). */
+const SECURE_PHASES = [
+  ['scheduled', 'advertising', 'select+load+encode'],
+  ['advertising', 'sharing', 'train frame+advertise'],
+  ['sharing', 'collecting', 'share keys'],
+  ['collecting', 'unmasking', 'mask+upload'],
+  ['unmasking', 'aggregated', 'unmask+aggregate'],
+  ['aggregated', 'evaluated', 'store+evaluate'],
+  ['evaluated', 'committed', 'commit'],
+] as const;
 
 async function runDriver(opts: Options): Promise<void> {
   const modes = opts.secure === 'both' ? [false, true] : [opts.secure === 'on'];
@@ -442,7 +452,7 @@ async function runDriver(opts: Options): Promise<void> {
 async function measure(opts: Options, secureAggregation: boolean) {
   const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   // Imported here, not at the top, so the site process does not load tfjs and NestJS.
-  const { parameterCount } = await import('@confide/ml');
+  const { parameterCount } = await import('@confide/ml/spec');
   const { startAggregator } = await import('@confide/aggregator');
   const spec = specFor(opts.params);
   const parameters = parameterCount(spec);
@@ -550,7 +560,10 @@ async function measure(opts: Options, secureAggregation: boolean) {
       const round = await api.get<RoundView>(`/api/v1/federations/${fed.id}/rounds/${ended.round}`);
       const at = new Map(round.events.map((e) => [e.state, Date.parse(e.at)]));
       const phasesMs = Object.fromEntries(
-        PHASES.map(([from, to, name]) => [name, (at.get(to) ?? NaN) - (at.get(from) ?? NaN)]),
+        (secureAggregation ? SECURE_PHASES : PHASES).map(([from, to, name]) => [
+          name,
+          (at.get(to) ?? NaN) - (at.get(from) ?? NaN),
+        ]),
       );
       const mbReceived = (round.metrics?.bytesReceived ?? NaN) / MB;
       const figures: RoundFigures = {
@@ -665,7 +678,10 @@ function summarise(rounds: RoundFigures[]) {
     mbSent: of((r) => r.mbSent),
     mbPerS: of((r) => r.mbPerS),
     phasesMs: Object.fromEntries(
-      PHASES.map(([, , name]) => [name, of((r) => r.phasesMs[name] ?? NaN)]),
+      Object.keys(rounds[0]?.phasesMs ?? {}).map((name) => [
+        name,
+        of((r) => r.phasesMs[name] ?? NaN),
+      ]),
     ),
   };
 }

@@ -11,7 +11,10 @@ const PREFIX = 8;
 export interface DecodedFrame {
   header: Record<string, unknown>;
   dtype: FrameDType;
-  /** Copied into a fresh, aligned array. */
+  /**
+   * A view on the frame's own bytes when the payload is 4-byte aligned in memory (no copy), else an
+   * aligned copy. Either way it aliases nothing but the frame: do not reuse the frame's buffer.
+   */
   vector: Float32Array | Uint32Array;
 }
 
@@ -99,6 +102,16 @@ export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame
       ErrorCode.MALFORMED_MESSAGE,
       `binary frame declares ${length} elements but carries ${Math.max(0, buf.length - offset)} payload bytes`,
     );
+  }
+  // A view on the received bytes when they are 4-byte aligned (as a freshly received frame is): no
+  // copy of a vector that can be hundreds of MB; otherwise an aligned copy.
+  const at = buf.byteOffset + offset;
+  if (at % 4 === 0) {
+    const vector =
+      dtype === 'float32'
+        ? new Float32Array(buf.buffer, at, length)
+        : new Uint32Array(buf.buffer, at, length);
+    return { header: h, dtype, vector };
   }
   const vector = dtype === 'float32' ? new Float32Array(length) : new Uint32Array(length);
   new Uint8Array(vector.buffer).set(buf.subarray(offset));

@@ -1,4 +1,4 @@
-import type { ModelSpec } from '@confide/ml';
+import type { ModelSpec } from '@confide/ml/spec';
 import type { SiteMetrics, TrainConfig } from '@confide/protocol';
 import type { StrategyName } from '@confide/federated';
 

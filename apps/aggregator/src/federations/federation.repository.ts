@@ -4,7 +4,7 @@ import { DATABASE } from '../common/tokens';
 import type { Database } from '../database/database';
 import type { FeatureStatsRow, FederationConfig, FederationRow } from '../database/rows';
 import { camelRow, camelRows } from '../database/sql';
-import type { ModelSpec } from '@confide/ml';
+import type { ModelSpec } from '@confide/ml/spec';
 
 const COLUMNS =
   'id, name, model_spec, strategy, config, feature_stats, current_model_version_id, created_at';

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { parameterCount } from '@confide/ml';
+import { parameterCount } from '@confide/ml/spec';
 import { FederationsService } from './federations.service';
 import { createFederationOpenApi } from './federation.schema';
 import { actorOf, Roles, type AuthedRequest } from '../auth/roles.guard';

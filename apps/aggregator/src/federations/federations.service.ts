@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { initialWeights, MlError, parameterCount, parseModelSpec } from '@confide/ml';
+import { initialWeights, MlError, parameterCount, parseModelSpec } from '@confide/ml/spec';
 import { FederationRepository } from './federation.repository';
 import { createFederationSchema } from './federation.schema';
 import { ModelVersionRepository } from '../models/model-version.repository';

@@ -1,4 +1,4 @@
-import { parameterCount } from '@confide/ml';
+import { parameterCount } from '@confide/ml/spec';
 import {
   recordLevelRelease,
   siteLevelRelease,

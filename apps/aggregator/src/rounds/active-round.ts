@@ -1,4 +1,4 @@
-import type { FeatureStatsPartial } from '@confide/ml';
+import type { FeatureStatsPartial } from '@confide/ml/spec';
 import type { SiteMetrics } from '@confide/protocol';
 import type { UpdateCollector } from '@confide/federated';
 import { Signal } from '../common/signal';

@@ -5,7 +5,7 @@ import {
   type OnApplicationBootstrap,
   type OnModuleDestroy,
 } from '@nestjs/common';
-import { combineFeatureStats, parameterCount } from '@confide/ml';
+import { combineFeatureStats, parameterCount } from '@confide/ml/spec';
 import { createStrategy, PlainSumCollector } from '@confide/federated';
 import {
   assertFinite,
@@ -63,8 +63,13 @@ interface RunLoop {
   done: Promise<void>;
 }
 
-/** Mask elements to expand (streams x vector length) above which unmasking uses worker threads. */
-const PARALLEL_UNMASK_ELEMENTS = 20_000_000;
+/**
+ * Mask elements to expand (streams x vector length) from which unmasking uses worker threads: from
+ * about 8 MB of keystream the worker round trip costs little, the event loop stays free, and the
+ * keystream buffers (one allocation per 64 KiB chunk) stay off the main heap, whose garbage collector
+ * would otherwise run a full mark of the aggregator's heap for every ~64 MB of them.
+ */
+const PARALLEL_UNMASK_ELEMENTS = 2_000_000;
 
 /**
  * Drives training runs: one loop per federation, one round at a time, each transition persisted in one
