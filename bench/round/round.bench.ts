@@ -11,6 +11,7 @@
  * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
  */
 import {
+  MaskWorkerPool,
   SecAggClient,
   fromBase64 as fromB64,
   type SecAggParams,
@@ -140,6 +141,8 @@ type FromSites =
       outcome: string;
       reason: string | null;
       bytesToSites: number;
+      /** CPU time of this site process (all its threads) since the previous round ended. */
+      cpuMs: number;
     }
   | { type: 'site.error'; site: number; code: string; message: string; fatal: boolean };
 
@@ -160,9 +163,11 @@ async function runSites(): Promise<void> {
     return u;
   });
   const ended = new Map<number, number>();
+  const maskPool = new MaskWorkerPool(1);
   const siteIds: string[] = [];
   const secure: Array<{ client: SecAggClient; weight: number } | undefined> = [];
   let bytesToSites = 0;
+  let cpuMark = process.cpuUsage();
   const sockets: WebSocket[] = [];
 
   const headerOf = (data: Buffer): Record<string, unknown> => {
@@ -254,17 +259,30 @@ async function runSites(): Promise<void> {
                 });
                 break;
               case 'secagg.deliver': {
+                // As the client node does: the masks are added on a worker thread.
                 s!.client.receiveShares(m['shares'] as unknown[]);
-                const masked = s!.client.maskWeightedUpdate(updates[local]!, s!.weight);
-                const header = {
-                  v: PROTOCOL_VERSION,
-                  type: 'round.update',
-                  id: randomUUID(),
-                  ...ref,
-                  numExamples: 100 + k,
-                  trainLoss: 0.5,
-                };
-                ws.send(encodeFrame(header, masked), { binary: true });
+                s!.client
+                  .maskWeightedUpdateOn(maskPool, updates[local]!, s!.weight)
+                  .then((masked) => {
+                    const header = {
+                      v: PROTOCOL_VERSION,
+                      type: 'round.update',
+                      id: randomUUID(),
+                      ...ref,
+                      numExamples: 100 + k,
+                      trainLoss: 0.5,
+                    };
+                    ws.send(encodeFrame(header, masked), { binary: true });
+                  })
+                  .catch((e: unknown) =>
+                    send({
+                      type: 'site.error',
+                      site: k,
+                      code: 'MASK_FAILED',
+                      message: String(e),
+                      fatal: true,
+                    }),
+                  );
                 break;
               }
               case 'secagg.unmask':
@@ -314,6 +332,11 @@ async function runSites(): Promise<void> {
                     outcome: String(m['outcome']),
                     reason: (m['reason'] as string | null) ?? null,
                     bytesToSites,
+                    cpuMs: ((): number => {
+                      const c = process.cpuUsage(cpuMark);
+                      cpuMark = process.cpuUsage();
+                      return (c.user + c.system) / 1000;
+                    })(),
                   });
                   bytesToSites = 0;
                 }
@@ -388,6 +411,10 @@ interface RoundFigures {
   mbReceivedCounter: number;
   mbSent: number;
   mbPerS: number;
+  /** CPU time of this process (aggregator, in-memory PGlite, driver; all threads) during the round. */
+  aggregatorCpuMs: number;
+  /** CPU time of all site processes during the round (real sites would each use their own). */
+  sitesCpuMs: number;
   phasesMs: Record<string, number>;
 }
 
@@ -485,7 +512,7 @@ async function measure(opts: Options, secureAggregation: boolean) {
     const P = opts.siteProcesses;
     const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
     // round -> what the processes that saw it end reported so far
-    const partial = new Map<number, { count: number; bytes: number }>();
+    const partial = new Map<number, { count: number; bytes: number; cpuMs: number }>();
     let failure: ((e: Error) => void) | null = null;
     const failed = new Promise<never>((_, reject) => (failure = reject));
     failed.catch(() => undefined);
@@ -509,13 +536,14 @@ async function measure(opts: Options, secureAggregation: boolean) {
                 resolve(m.bufferutil);
                 break;
               case 'round.end': {
-                const seen = partial.get(m.round) ?? { count: 0, bytes: 0 };
+                const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
                 seen.count++;
                 seen.bytes += m.bytesToSites;
+                seen.cpuMs += m.cpuMs;
                 partial.set(m.round, seen);
                 if (seen.count === P) {
                   partial.delete(m.round);
-                  ends.shift()?.({ ...m, bytesToSites: seen.bytes });
+                  ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
                 }
                 break;
               }
@@ -548,11 +576,13 @@ async function measure(opts: Options, secureAggregation: boolean) {
         ends.push(resolve),
       );
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
         rounds: 1,
       });
       const ended = await Promise.race([end, failed, timeout(700_000, 'the round to end')]);
       const wallMs = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
       if (ended.outcome !== 'committed')
         throw new Error(`round ${ended.round} ${ended.outcome}: ${ended.reason}`);
       await waitForRunEnd(api, fed.id, run.id);
@@ -574,6 +604,8 @@ async function measure(opts: Options, secureAggregation: boolean) {
         mbReceivedCounter: (counterAfter - counterBefore) / MB,
         mbSent: ended.bytesToSites / MB,
         mbPerS: mbReceived / (wallMs / 1000),
+        aggregatorCpuMs: (cpu.user + cpu.system) / 1000,
+        sitesCpuMs: ended.cpuMs,
         phasesMs,
       };
       const warm = rep < opts.warmup;
@@ -677,6 +709,8 @@ function summarise(rounds: RoundFigures[]) {
     mbReceivedCounter: of((r) => r.mbReceivedCounter),
     mbSent: of((r) => r.mbSent),
     mbPerS: of((r) => r.mbPerS),
+    aggregatorCpuMs: of((r) => r.aggregatorCpuMs),
+    sitesCpuMs: of((r) => r.sitesCpuMs),
     phasesMs: Object.fromEntries(
       Object.keys(rounds[0]?.phasesMs ?? {}).map((name) => [
         name,
@@ -719,6 +753,8 @@ function printTable(report: {
     ['received by aggregator, socket counter (MB)', s.mbReceivedCounter],
     ['sent to sites (MB)', s.mbSent],
     ['received / wall time (MB/s)', s.mbPerS],
+    ['CPU, aggregator process, all threads (ms)', s.aggregatorCpuMs],
+    ['CPU, all site processes (ms)', s.sitesCpuMs],
   ];
   const w = Math.max(...rows.map(([n]) => n.length));
   lines.push(`${'figure'.padEnd(w)}  ${'median'.padStart(9)}  ${'min'.padStart(9)}`);
@@ -728,6 +764,7 @@ function printTable(report: {
   lines.push(
     '',
     "MB = 10^6 bytes. Phases: time between the round's recorded transitions (transaction starts).",
+    `CPU: user + system time per round; the sites share this machine's ${os.availableParallelism()} cores with the aggregator.`,
   );
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -41,7 +41,12 @@ import {
   distributedNoiseShare,
   sampleDiscreteGaussian,
 } from '@confide/differential-privacy';
-import { quantizeWeighted, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
+import {
+  MaskWorkerPool,
+  quantizeWeighted,
+  SecAggClient,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
 import {
   confideAccountant,
   createReceipt,
@@ -140,6 +145,7 @@ export function protocolUrl(server: string): string {
 export class ClientNode {
   private ws: WebSocket | null = null;
   private stopped = false;
+  private maskPool: MaskWorkerPool | null = null;
   private connectedOnce = false;
   private attempt = 0;
   private queue: Promise<void> = Promise.resolve();
@@ -199,10 +205,26 @@ export class ClientNode {
     return [...this.localLedger];
   }
 
+  /**
+   * The worker thread that adds this site's masks (started on the first secure round): masking a
+   * large model takes seconds, during which the event loop keeps answering the aggregator's pings,
+   * and the keystream's buffers stay off this thread's heap.
+   */
+  private maskWorkers(): MaskWorkerPool {
+    this.maskPool ??= new MaskWorkerPool(1);
+    return this.maskPool;
+  }
+
+  private closeMaskWorkers(): void {
+    void this.maskPool?.close();
+    this.maskPool = null;
+  }
+
   /** Stops for good: closes the connection, no reconnect. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.closeMaskWorkers();
     this.ws?.close(1000, 'site stopping');
     this.ws = null;
     this.model?.model.dispose();
@@ -218,6 +240,7 @@ export class ClientNode {
   private fatal(code: ErrorCode | 'STOPPED', message: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.closeMaskWorkers();
     this.ws?.close(1000);
     this.ws = null;
     this.model?.model.dispose();
@@ -665,8 +688,9 @@ export class ClientNode {
           const weight =
             privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
           const params = s.info.params as unknown as SecAggParams;
-          const quantized = quantizeWeighted(pending.update, Math.min(1, weight), params);
+          let masked: Uint32Array;
           if (privacy?.level === 'site') {
+            const quantized = quantizeWeighted(pending.update, Math.min(1, weight), params);
             // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
             // of the variance the ledger's bound assumes (quantizedDdgMechanism).
             const t = privacy.survivorsAssumed ?? params.threshold;
@@ -674,8 +698,16 @@ export class ClientNode {
             const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
             const noise = sampleDiscreteGaussian(discreteGaussianSigma2, pending.update.length);
             for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
+            masked = await s.client.maskInputOn(this.maskWorkers(), quantized);
+          } else {
+            masked = await s.client.maskWeightedUpdateOn(
+              this.maskWorkers(),
+              pending.update,
+              Math.min(1, weight),
+            );
           }
-          const masked = s.client.maskInput(quantized);
+          // The round may have ended (or a new one begun) while the masks were being added.
+          if (this.stopped || ws !== this.ws || this.secure !== s) return;
           const frame = encodeFrame(
             {
               v: PROTOCOL_VERSION,

@@ -29,8 +29,9 @@ import {
   type UnmaskResponse,
 } from './messages';
 import type { SecAggParams } from './params';
+import type { MaskWorkerPool } from './parallel';
 import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
-import { assertFiniteValues, quantize, weightedQuantizer } from './quantize';
+import { assertFiniteValues, quantize, quantizeWeighted, weightedQuantizer } from './quantize';
 import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
 import { shamirSplit } from './shamir';
 
@@ -397,38 +398,53 @@ export class SecAggClient {
    */
   private masked(init: (chunk: Uint32Array, start: number) => void): Uint32Array {
     return this.guard(() => {
-      const sid = this.sid as Uint8Array;
-      const { tensorId } = this.ctx;
-      const me = this.index.get(this.siteId) as number;
+      const streams = this.takeStreams();
       const acc = new MaskAccumulator(this.ctx.vectorLength);
-      // Every stream key first (agreement, HKDF), then the streams together, chunk by chunk.
-      const streams: { key: Uint8Array; sign: MaskSign }[] = [];
       try {
-        streams.push({
-          key: maskStreamKey(this.selfMaskSeed as Uint8Array, sid, tensorId),
-          sign: 1,
-        });
-        const mask = this.maskSecret as X25519Secret;
-        for (const v of [...this.received.keys()].sort(compareIds)) {
-          const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
-          streams.push({
-            key: maskStreamKey(seed, sid, tensorId),
-            sign: (this.index.get(v) as number) > me ? 1 : -1,
-          });
-          seed.fill(0);
-        }
         acc.addStreams(streams, init);
         return acc.read();
       } finally {
         for (const { key } of streams) key.fill(0);
         acc.destroy();
-        wipe(this.selfMaskSeed);
-        this.selfMaskSeed = undefined;
-        this.maskSecret?.destroy();
-        this.maskSecret = undefined;
-        this.current = 'masked';
       }
     });
+  }
+
+  /**
+   * Every mask stream of this site, keys derived up front (agreement, HKDF): the self mask, then the
+   * pairwise mask with each neighbour that shared keys, in id order. Consumes the mask secrets: the
+   * site is 'masked' afterwards whatever happens, so it can never mask twice.
+   */
+  private takeStreams(): { key: Uint8Array; sign: MaskSign }[] {
+    const sid = this.sid as Uint8Array;
+    const { tensorId } = this.ctx;
+    const me = this.index.get(this.siteId) as number;
+    const streams: { key: Uint8Array; sign: MaskSign }[] = [];
+    try {
+      streams.push({
+        key: maskStreamKey(this.selfMaskSeed as Uint8Array, sid, tensorId),
+        sign: 1,
+      });
+      const mask = this.maskSecret as X25519Secret;
+      for (const v of [...this.received.keys()].sort(compareIds)) {
+        const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
+        streams.push({
+          key: maskStreamKey(seed, sid, tensorId),
+          sign: (this.index.get(v) as number) > me ? 1 : -1,
+        });
+        seed.fill(0);
+      }
+      return streams;
+    } catch (e) {
+      for (const { key } of streams) key.fill(0);
+      throw e;
+    } finally {
+      wipe(this.selfMaskSeed);
+      this.selfMaskSeed = undefined;
+      this.maskSecret?.destroy();
+      this.maskSecret = undefined;
+      this.current = 'masked';
+    }
   }
 
   /**
@@ -461,6 +477,60 @@ export class SecAggClient {
       return this.masked((chunk, start) => q.quantizeChunk(chunk, start));
     } finally {
       q.destroy();
+    }
+  }
+
+  /**
+   * maskWeightedUpdate with the masks added on `pool`'s worker threads: the update is quantized here,
+   * the keystream is expanded and added there (split by vector range), so this thread's event loop
+   * stays free and its heap never sees the keystream. The same values as
+   * maskInput(quantizeWeighted(update, weight, params)), tested.
+   *
+   * @example
+   * const pool = new MaskWorkerPool(1); // one per site process, reused every round
+   * ws.send(encodeFrame(header, await client.maskWeightedUpdateOn(pool, update, weight)));
+   */
+  async maskWeightedUpdateOn(
+    pool: MaskWorkerPool,
+    update: ArrayLike<number>,
+    weight: number,
+  ): Promise<Uint32Array> {
+    this.expect('ready', 'maskWeightedUpdateOn');
+    assertFiniteValues(update);
+    const quantized = quantizeWeighted(update, weight, this.ctx.params, this.quantizeRandom);
+    if (quantized.length !== this.ctx.vectorLength) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `the update must have ${this.ctx.vectorLength - 1} values (the weight makes ${this.ctx.vectorLength})`,
+      );
+    }
+    return this.maskOn(pool, quantized);
+  }
+
+  /** maskInput with the masks added on `pool`'s worker threads (see maskWeightedUpdateOn). */
+  async maskInputOn(pool: MaskWorkerPool, quantized: Uint32Array): Promise<Uint32Array> {
+    this.expect('ready', 'maskInputOn');
+    if (!(quantized instanceof Uint32Array) || quantized.length !== this.ctx.vectorLength) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `the quantized input must be a Uint32Array of length ${this.ctx.vectorLength}`,
+      );
+    }
+    return this.maskOn(pool, Uint32Array.from(quantized));
+  }
+
+  /** Adds every mask to `vector` (owned by this call) on the pool; aborts the site on failure. */
+  private async maskOn(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
+    const streams = this.guard(() => this.takeStreams());
+    try {
+      await pool.applyStreams(vector, streams);
+      return vector;
+    } catch (e) {
+      vector.fill(0);
+      this.abort();
+      throw e;
+    } finally {
+      for (const { key } of streams) key.fill(0);
     }
   }
 

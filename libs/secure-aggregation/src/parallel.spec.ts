@@ -44,6 +44,24 @@ describe('MaskWorkerPool', () => {
     );
   });
 
+  it('runs jobs submitted at once one after another, each right, on reused worker memory', async () => {
+    const p = pool(2);
+    const cases = [40000, 7, 20000, 40001, 3].map((length) => {
+      const jobs = [1, -1, 1].map((sign) => ({
+        key: nacl.randomBytes(32),
+        sign: sign as MaskSign,
+      }));
+      const x = new Uint32Array(nacl.randomBytes(4 * length).buffer);
+      const acc = new MaskAccumulator(length);
+      acc.addVector(x);
+      for (const j of jobs) acc.addStream(j.key, j.sign);
+      return { jobs, x, want: acc.read() };
+    });
+    const outs = cases.map((c) => Uint32Array.from(c.x));
+    await Promise.all(cases.map((c, i) => p.applyStreams(outs[i] as Uint32Array, c.jobs)));
+    cases.forEach((c, i) => expect(outs[i]).toEqual(c.want));
+  });
+
   it('gives the same result without SIMD', async () => {
     process.env['CONFIDE_SECAGG_NO_SIMD'] = '1';
     resetSimdForTests();

@@ -17,15 +17,18 @@ const { parentPort } = require('node:worker_threads');
 const { createCipheriv } = require('node:crypto');
 const CHUNK = ${CHUNK_ELEMENTS};
 const ZERO = Buffer.alloc(CHUNK * 4);
+// One kernel instance per worker, made from the module sent with the first task and kept (its memory
+// zeroed after each task): fresh memory every task would cost a page fault per 4 KiB.
+let instance = null;
 parentPort.on('message', (task) => {
   try {
-    const { module, acc, start, end, keys, signs } = task;
+    const { module, simd, acc, start, end, keys, signs } = task;
+    if (module) instance = new WebAssembly.Instance(module, {});
     const length = end - start;
     const view = new Int32Array(acc, start * 4, length);
     let kernels = null;
     let mem = null;
-    if (module) {
-      const instance = new WebAssembly.Instance(module, {});
+    if (simd && instance) {
       kernels = instance.exports;
       const need = CHUNK * 4 + Math.ceil(length / 4) * 16;
       const have = kernels.mem.buffer.byteLength;
@@ -75,7 +78,7 @@ parentPort.on('message', (task) => {
     }
     if (kernels) {
       view.set(new Int32Array(mem.buffer, CHUNK * 4, length));
-      new Uint8Array(mem.buffer).fill(0);
+      new Uint8Array(mem.buffer, 0, CHUNK * 4 + length * 4).fill(0);
     }
     parentPort.postMessage({ ok: true });
   } catch (e) {
@@ -101,6 +104,10 @@ interface WorkerReply {
 export class MaskWorkerPool {
   readonly size: number;
   private workers: Worker[];
+  /** Whether worker w has been sent the SIMD module (it keeps one kernel instance from it). */
+  private readonly hasModule: boolean[] = [];
+  /** The end of the jobs accepted so far (applyStreams runs them one after another). */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(size: number) {
     if (!Number.isSafeInteger(size) || size < 1 || size > 256) {
@@ -119,6 +126,16 @@ export class MaskWorkerPool {
    * range over the workers. Same result as MaskAccumulator.addStream for each job.
    */
   async applyStreams(
+    acc: Uint32Array,
+    jobs: readonly { key: Uint8Array; sign: MaskSign }[],
+  ): Promise<void> {
+    // One job at a time: each worker answers its tasks in order, and a reply names no task.
+    const run = this.queue.then(() => this.applyNow(acc, jobs));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(
     acc: Uint32Array,
     jobs: readonly { key: Uint8Array; sign: MaskSign }[],
   ): Promise<void> {
@@ -165,7 +182,18 @@ export class MaskWorkerPool {
             worker.once('message', onMessage);
             worker.once('error', onError);
             worker.ref();
-            worker.postMessage({ module, acc: shared, start, end, keys, signs });
+            // The module goes to each worker once (a structured clone is a new Module every time).
+            const first = module !== null && !this.hasModule[w];
+            this.hasModule[w] = module !== null;
+            worker.postMessage({
+              module: first ? module : null,
+              simd: module !== null,
+              acc: shared,
+              start,
+              end,
+              keys,
+              signs,
+            });
           }).finally(() => worker.unref()),
         );
       }

@@ -185,6 +185,14 @@ describe('mask PRG', () => {
     expect(acc.read().every((v) => v === 0)).toBe(true);
     acc.destroy();
     expect(() => acc.read()).toThrow();
+    // Destroyed accumulators hand their zeroed memory to the next ones: a reused memory reads zero.
+    const lengths = [3 * CHUNK_ELEMENTS + 5, 1000, 3 * CHUNK_ELEMENTS + 5, 7];
+    for (const length of lengths) {
+      const a = new MaskAccumulator(length);
+      expect(a.read().every((v) => v === 0)).toBe(true);
+      a.addMask(new Uint8Array(32).fill(3), new Uint8Array(32).fill(4), 'u', 1);
+      a.destroy();
+    }
   });
 
   it('checks its inputs', () => {

@@ -25,6 +25,35 @@ const CHUNK_BYTES = CHUNK_ELEMENTS * 4;
 const ZERO_CHUNK = Buffer.alloc(CHUNK_BYTES);
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/**
+ * Zeroed kernel instances (each with its memory) kept for reuse: every byte of a pooled memory is
+ * zero (an accumulator zeroes what it used before giving it back, and never touches the rest).
+ */
+const kernelPool: SimdKernels[] = [];
+const POOL_MAX = 4;
+const POOL_MAX_BYTES = 256 * 1024 * 1024;
+
+function takeKernels(module: WebAssembly.Module, bytes: number): SimdKernels {
+  let best = -1;
+  for (let i = 0; i < kernelPool.length; i++) {
+    const size = (kernelPool[i] as SimdKernels).memory.buffer.byteLength;
+    if (
+      size >= bytes &&
+      (best < 0 || size < (kernelPool[best] as SimdKernels).memory.buffer.byteLength)
+    ) {
+      best = i;
+    }
+  }
+  if (best >= 0) return kernelPool.splice(best, 1)[0] as SimdKernels;
+  return instantiateKernels(module, bytes);
+}
+
+function giveBackKernels(kernels: SimdKernels): void {
+  const pooled = kernelPool.reduce((a, k) => a + k.memory.buffer.byteLength, 0);
+  const size = kernels.memory.buffer.byteLength;
+  if (kernelPool.length < POOL_MAX && pooled + size <= POOL_MAX_BYTES) kernelPool.push(kernels);
+}
+
 /** +1 adds the mask, -1 subtracts it. */
 export type MaskSign = 1 | -1;
 
@@ -187,7 +216,7 @@ export class MaskAccumulator {
     this.length = length;
     const module = options.simd === false ? null : simdModule();
     if (module) {
-      this.kernels = instantiateKernels(module, CHUNK_BYTES + Math.ceil(length / 4) * 16);
+      this.kernels = takeKernels(module, this.usedBytes());
     } else {
       this.js = new Int32Array(length);
     }
@@ -319,15 +348,27 @@ export class MaskAccumulator {
 
   /** Zeroes all memory of this accumulator (the value and the keystream scratch). */
   wipe(): void {
-    if (this.kernels !== undefined) new Uint8Array(this.kernels.memory.buffer).fill(0);
+    if (this.kernels !== undefined) {
+      new Uint8Array(this.kernels.memory.buffer, 0, this.usedBytes()).fill(0);
+    }
     this.js?.fill(0);
   }
 
-  /** Zeroes and releases the memory; the accumulator cannot be used afterwards. */
+  /**
+   * Zeroes and releases the memory; the accumulator cannot be used afterwards. The zeroed
+   * WebAssembly memory goes back to a small pool for the next accumulator (a site masks every round,
+   * and fresh memory costs a page fault per 4 KiB on first touch).
+   */
   destroy(): void {
     this.wipe();
+    if (this.kernels !== undefined) giveBackKernels(this.kernels);
     this.kernels = undefined;
     this.js = undefined;
+  }
+
+  /** Bytes of WebAssembly memory this accumulator uses: keystream scratch, then the vector. */
+  private usedBytes(): number {
+    return CHUNK_BYTES + Math.ceil(this.length / 4) * 16;
   }
 
   private live(): Int32Array {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import nacl from 'tweetnacl';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { naclBackend, nodeBackend, type CryptoBackend } from './backend';
 import { toBase64 } from './bytes';
 import { SecAggClient } from './client';
@@ -8,6 +8,7 @@ import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
 import type { Advertisement, EncryptedShare, UnmaskRequest } from './messages';
 import type { SecAggParams } from './params';
 import { averageWeighted, dequantize, quantizeWeighted } from './quantize';
+import { MaskWorkerPool } from './parallel';
 import { SecAggServer } from './server';
 import { simulateRound } from './simulate';
 
@@ -275,7 +276,7 @@ describe('a secure-aggregation round', () => {
     }
   });
 
-  it('masks a weighted update exactly as maskInput(quantizeWeighted(...)) does, chunk by chunk', () => {
+  it('masks a weighted update exactly as maskInput(quantizeWeighted(...)) does, chunk by chunk and on workers', async () => {
     // Two replays of one round with the same randomness: one site quantizes and masks in one fused
     // pass, the other quantizes first; lengths straddle the 16384-element chunks.
     const seeded = (seed: number) => {
@@ -293,6 +294,8 @@ describe('a secure-aggregation round', () => {
       };
     };
     const p = params({ threshold: 2, clip: 2 });
+    const pool = new MaskWorkerPool(2);
+    onTestFinished(() => pool.close());
     for (const length of [5, 16383, 16384, 40000]) {
       const update = Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37) * 2.5);
       const replay = (): Round =>
@@ -303,15 +306,35 @@ describe('a secure-aggregation round', () => {
         });
       const a = replay();
       const b = replay();
-      for (const r of [a, b]) {
+      const c = replay();
+      for (const r of [a, b, c]) {
         throughSharing(r);
-        r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+        r.clients.forEach((cl, i) => cl.receiveShares(r.server.sharesFor(r.ids[i] as string)));
       }
       const fused = a.clients[1]!.maskWeightedUpdate(update, 0.4);
       const twoPass = b.clients[1]!.maskInput(quantizeWeighted(update, 0.4, p, counter()));
+      const onWorkers = await c.clients[1]!.maskWeightedUpdateOn(pool, update, 0.4);
       expect(fused.length).toBe(length + 1);
       expect(Buffer.from(fused.buffer).equals(Buffer.from(twoPass.buffer))).toBe(true);
+      expect(Buffer.from(onWorkers.buffer).equals(Buffer.from(twoPass.buffer))).toBe(true);
+      expect(c.clients[1]!.state).toBe('masked');
+      // The pool's result unmasks like any other: a full round through it sums correctly.
+      c.clients.forEach((cl, i) => {
+        if (i !== 1)
+          c.server.addMaskedInput(c.ids[i] as string, cl.maskWeightedUpdate(update, 0.4));
+      });
+      c.server.addMaskedInput(c.ids[1] as string, onWorkers);
+      c.server.closeCollection();
+      c.clients.forEach((cl, i) =>
+        c.server.addUnmaskResponse(cl.unmask(c.server.unmaskRequest(c.ids[i] as string))),
+      );
+      const { average } = averageWeighted(dequantize(c.server.finish(), p));
+      // Every site sent the same update (0.4 x within the clip): the average is that update.
+      expect(average[length - 1]).toBeCloseTo(update[length - 1]!, 4);
     }
+    await expect(
+      makeRound(3, p, { vectorLength: 3 }).clients[0]!.maskWeightedUpdateOn(pool, [1, 2], 1),
+    ).rejects.toThrow(/needs state 'ready'/);
     // A NaN is refused before masking, and the site can still mask a good update.
     const r = makeRound(3, p, { vectorLength: 3 });
     throughSharing(r);

@@ -226,17 +226,7 @@ export class ChunkQuantizer {
     if (end > n && this.appendTheWeight) {
       // The appended weight coordinate, rounded with its own random value like any other.
       const j = n - start;
-      quantizeRange(
-        Float64Array.of(this.weight),
-        1,
-        clip,
-        scale,
-        random.subarray(j, j + 1),
-        out.subarray(j),
-        0,
-        1,
-        0,
-      );
+      out[j] = roundStochastic(this.weight, clip, scale, random[j] as number);
     }
   }
 
@@ -269,15 +259,21 @@ function quantizeRange(
     if (x - x !== 0) {
       throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${values[i]}`);
     }
-    const v = (x > clip ? clip : x < -clip ? -clip : x) * scale;
-    const floor = Math.floor(v);
-    // Up with probability frac = v - floor: with u = random / 2^32 uniform on [0, 1) in steps of
-    // 2^-32, floor(frac + u) is 1 exactly when u >= 1 - frac. No branch on the random value (a
-    // compare-and-branch mispredicts half the time and cost twice as much). frac + u is exact for
-    // |v| >= 1 and otherwise rounds by less than 2^-53.
-    out[i - base] =
-      (floor + Math.floor(v - floor + (random[i - start] as number) * 2 ** -32)) >>> 0;
+    out[i - base] = roundStochastic(x, clip, scale, random[i - start] as number);
   }
+}
+
+/**
+ * Clips x to [-clip, clip], scales it and rounds it stochastically with the 32-bit random value r:
+ * up with probability frac = v - floor(v). With u = r / 2^32 uniform on [0, 1) in steps of 2^-32,
+ * floor(frac + u) is 1 exactly when u >= 1 - frac. No branch on the random value (a compare-and-branch
+ * mispredicts half the time and cost twice as much). frac + u is exact for |v| >= 1 and otherwise
+ * rounds by less than 2^-53. Returns the result as uint32 (two's complement).
+ */
+function roundStochastic(x: number, clip: number, scale: number, r: number): number {
+  const v = (x > clip ? clip : x < -clip ? -clip : x) * scale;
+  const floor = Math.floor(v);
+  return (floor + Math.floor(v - floor + r * 2 ** -32)) >>> 0;
 }
 
 /**

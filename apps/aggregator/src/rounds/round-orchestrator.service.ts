@@ -803,12 +803,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         );
         server.closeConsistency();
       }
-      // Round 4: unmasking; each survivor reveals one kind of share per neighbour.
+      // Round 4: unmasking; each survivor reveals one kind of share per neighbour. As in the rounds
+      // above, the requests go out before the transition is stored, which overlaps the two.
       active.phase = 'unmasking';
-      await persist('unmasking');
       send('submitted', (siteId) =>
         envelope('secagg.unmask', { request: server.unmaskRequest(siteId) }),
       );
+      await persist('unmasking');
       await this.until(
         loop,
         active.signal,
