@@ -208,4 +208,29 @@ export default defineConfig([
     files: ['libs/ml/**/*.{ts,mts,cts,js,mjs}'],
     rules: { 'no-restricted-imports': ['error', { patterns: mlRestrictions }] },
   },
+  {
+    // The aggregator never trains: importing @confide/ml would load tfjs (about 30 MB of heap that
+    // every major garbage collection marks). Its tfjs-free part is @confide/ml/spec.
+    files: ['apps/aggregator/src/**/*.ts'],
+    ignores: ['apps/aggregator/src/**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@confide/ml',
+              message: 'The aggregator imports @confide/ml/spec (no tfjs), not @confide/ml.',
+            },
+          ],
+          patterns: [
+            {
+              group: ['@tensorflow/*', '@tensorflow/**'],
+              message: 'The aggregator never loads tfjs.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 ]);

@@ -2,18 +2,8 @@
 // chosen by the caller), pure metrics, CSV datasets, federated standardisation and simulation splits.
 // Each export carries its one-line doc comment where it is defined.
 
-export { MlError, type MlErrorCode } from './errors';
-export {
-  MODEL_SPEC_LIMITS,
-  layerSizes,
-  outputUnits,
-  parameterCount,
-  parseModelSpec,
-  weightShapes,
-  type ModelSpec,
-  type OutputSpec,
-} from './model-spec';
-export { initialWeights } from './weights';
+// The tfjs-free part (specs, initial weights, standardisation, seeded PRNG), also importable alone.
+export * from './spec';
 export { buildModel, getModelWeights, setModelWeights } from './model';
 export { evaluateModel, predictScores, trainModel, type TrainOptions } from './train';
 export { trainModelDpSgd, type DpSgdOptions, type DpSgdResult } from './dp-sgd';
@@ -30,12 +20,4 @@ export {
 } from './metrics';
 export { checkDataset, concatDatasets, subsetRows, type Dataset } from './dataset';
 export { datasetToCsv, loadCsv, parseCsv, type CsvOptions } from './csv';
-export {
-  combineFeatureStats,
-  featureStatsPartial,
-  standardize,
-  type FeatureStats,
-  type FeatureStatsPartial,
-} from './standardize';
 export { partitionDirichlet, partitionIid, stratifiedSplit } from './split';
-export { seededRandom } from './random';

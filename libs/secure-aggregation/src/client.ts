@@ -496,7 +496,7 @@ export class SecAggClient {
     weight: number,
   ): Promise<Uint32Array> {
     this.expect('ready', 'maskWeightedUpdateOn');
-    assertFiniteValues(update);
+    // Quantized (NaN and Infinity refused) before any secret is used: the round can still go on.
     const quantized = quantizeWeighted(update, weight, this.ctx.params, this.quantizeRandom);
     if (quantized.length !== this.ctx.vectorLength) {
       throw new SecAggError(
