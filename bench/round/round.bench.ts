@@ -7,8 +7,15 @@
  * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop; one
  * per core by default, as real sites mask on machines of their own, in parallel): they
  * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
- * pre-generated random update and `round.evaluate` with fixed metrics. Each repetition is a run of
- * one round; the first `--warmup` runs (which include the one-off statistics phase) are not counted.
+ * pre-generated random update and `round.evaluate` with fixed metrics. Under secure aggregation a
+ * site masks as the client node does (quantized on its thread, masks added on one worker thread per
+ * site process). Each repetition is a run of one round; the first `--warmup` runs (which include the
+ * one-off statistics phase) are not counted.
+ *
+ * Besides wall time and phases it prints the CPU time per round of this process (aggregator, PGlite,
+ * driver) and of all site processes together: on a machine with fewer cores than sites the sites'
+ * masking competes with the aggregator for the same cores, which real sites, on machines of their
+ * own, do not; the two CPU figures show how much of the ratio that is.
  */
 import {
   MaskWorkerPool,
