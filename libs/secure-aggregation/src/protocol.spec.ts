@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { naclBackend, nodeBackend, type CryptoBackend } from './backend';
-import { toBase64 } from './bytes';
+import { fromBase64, toBase64 } from './bytes';
 import { SecAggClient } from './client';
 import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
 import type { Advertisement, EncryptedShare, UnmaskRequest } from './messages';
@@ -592,6 +592,43 @@ describe('attacks by the aggregator and by peers', () => {
       );
     expectCode(() => r.server.finish(), 'BAD_SHARE');
     expect(r.server.state).toBe('aborted');
+  });
+
+  it('unmasks past a corrupt revealed share when enough others agree, and names its sender', () => {
+    // 6 sites, threshold 3: every secret has 5-6 revealed shares, so one wrong share is corrected.
+    const p = params({ threshold: 3 });
+    const r = makeRound(6, p, { vectorLength: 20 });
+    const inputs = randomInputs(6, 20);
+    throughSharing(r);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    // site-05 drops before its masked input: its mask key is rebuilt from the 5 others' shares.
+    r.clients
+      .slice(0, 5)
+      .forEach((c, i) =>
+        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+      );
+    r.server.closeCollection();
+    const wrong = (share: string): string => {
+      const bytes = fromBase64(share, 66);
+      bytes[40] = (bytes[40] as number) ^ 0x5a; // still a field element, no longer the share
+      return toBase64(bytes);
+    };
+    r.clients.slice(0, 5).forEach((c, i) => {
+      const resp = c.unmask(r.server.unmaskRequest(r.ids[i] as string));
+      if (i === 1) {
+        // site-01 reveals a wrong share of site-03's self-mask seed and of site-05's mask key.
+        resp.selfMaskShares = resp.selfMaskShares.map((s) =>
+          s.owner === 'site-03' ? { ...s, share: wrong(s.share) } : s,
+        );
+        resp.maskKeyShares = resp.maskKeyShares.map((s) => ({ ...s, share: wrong(s.share) }));
+      }
+      r.server.addUnmaskResponse(resp);
+    });
+    expect(r.server.finish()).toEqual(sumOf(inputs, [0, 1, 2, 3, 4]));
+    expect(r.server.corruptShares()).toEqual([
+      { owner: 'site-03', kind: 'self-mask', senders: ['site-01'] },
+      { owner: 'site-05', kind: 'mask-key', senders: ['site-01'] },
+    ]);
   });
 
   it('checks the signed survivor list in semi-malicious mode', () => {

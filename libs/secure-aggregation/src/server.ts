@@ -1,6 +1,6 @@
 import { assertSiteId, bytesEqual, compareIds, fromBase64, toBase64 } from './bytes';
 import { defaultBackend, type CryptoBackend } from './backend';
-import { SecAggError, type SecAggErrorCode } from './errors';
+import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
 import { neighbourhoods, type Neighbourhoods } from './graph';
 import {
   advertisementBytes,
@@ -22,7 +22,12 @@ import {
 import type { MaskWorkerPool } from './parallel';
 import type { SecAggParams } from './params';
 import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
-import { combineShareValues, shareValueFromBase64, type ShareValue } from './shamir';
+import {
+  combineShareValuesRobust,
+  shareValueFromBase64,
+  type RobustCombination,
+  type ShareValue,
+} from './shamir';
 
 /**
  * The aggregator's states in one round:
@@ -92,6 +97,8 @@ export class SecAggServer {
   // Revealed shares, decoded to field elements on arrival (no per-share byte arrays to keep).
   private readonly selfMaskShares = new Map<string, ShareValue[]>();
   private readonly maskKeyShares = new Map<string, ShareValue[]>();
+  private readonly corrupt: { owner: string; kind: 'self-mask' | 'mask-key'; senders: string[] }[] =
+    [];
 
   constructor(options: SecAggServerOptions) {
     this.ctx = validateContext({
@@ -527,7 +534,7 @@ export class SecAggServer {
           `the self mask of ${u} has ${shares.length} of ${t} required shares`,
         );
       }
-      const b = combineShareValues(shares, t);
+      const b = this.rebuild(u, 'self-mask', shares);
       each({ key: maskStreamKey(b, sid, tensorId), sign: -1 });
       b.fill(0);
     }
@@ -539,14 +546,18 @@ export class SecAggServer {
           `the mask key of dropped site ${u} has ${shares.length} of ${t} required shares`,
         );
       }
-      const sk = combineShareValues(shares, t);
+      const ad = this.ads.get(u) as ParsedAdvertisement;
+      // A rebuilt mask key is checked against the key u advertised; the search for sound shares
+      // (if some are corrupt) uses the same check.
+      const matches = (candidate: Uint8Array): boolean => {
+        const key = this.backend.x25519(candidate);
+        const ok = bytesEqual(key.publicKey, ad.maskPublicKey);
+        key.destroy();
+        return ok;
+      };
+      const sk = this.rebuild(u, 'mask-key', shares, matches);
       const secret = this.backend.x25519(sk);
       sk.fill(0);
-      const ad = this.ads.get(u) as ParsedAdvertisement;
-      if (!bytesEqual(secret.publicKey, ad.maskPublicKey)) {
-        secret.destroy();
-        this.fail('BAD_SHARE', `the mask key rebuilt for ${u} does not match its advertised key`);
-      }
       const xu = this.index.get(u) as number;
       for (const v of survivingNeighbours) {
         const seed = secret.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
@@ -559,6 +570,49 @@ export class SecAggServer {
       }
       secret.destroy();
     }
+  }
+
+  /**
+   * Rebuilds u's secret from the revealed shares, past a few corrupt ones (combineShareValuesRobust);
+   * the senders of corrupt shares are recorded (corruptShares()). Fails the round with BAD_SHARE when
+   * the shares cannot be reconciled.
+   */
+  private rebuild(
+    owner: string,
+    kind: 'self-mask' | 'mask-key',
+    shares: readonly ShareValue[],
+    accept?: (secret: Uint8Array) => boolean,
+  ): Uint8Array {
+    let result: RobustCombination;
+    try {
+      result = combineShareValuesRobust(shares, this.ctx.params.threshold, accept);
+    } catch (e) {
+      if (isSecAggError(e) && e.code === 'BAD_SHARE') {
+        this.fail(
+          'BAD_SHARE',
+          kind === 'mask-key'
+            ? `the mask key rebuilt for ${owner} does not match its advertised key (${e.message})`
+            : `the self-mask shares of ${owner} are inconsistent (${e.message})`,
+        );
+      }
+      throw e;
+    }
+    if (result.corrupt.length > 0) {
+      this.corrupt.push({
+        owner,
+        kind,
+        senders: result.corrupt.map((x) => this.ids[x - 1] as string),
+      });
+    }
+    return result.secret;
+  }
+
+  /**
+   * Shares found corrupt while unmasking (and left out: the secret came from the others), by the
+   * site whose secret they share and the sites that revealed them. Empty when all were sound.
+   */
+  corruptShares(): { owner: string; kind: 'self-mask' | 'mask-key'; senders: string[] }[] {
+    return this.corrupt.map((c) => ({ ...c, senders: [...c.senders] }));
   }
 
   private complete(sum: Uint32Array): Uint32Array {

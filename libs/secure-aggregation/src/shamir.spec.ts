@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isSecAggError } from './errors';
 import {
+  combineShareValuesRobust,
   lagrangeAtZero,
   SHAMIR_PRIME,
   SHARE_BYTES,
@@ -9,6 +10,7 @@ import {
   shamirSplit,
   shareValue,
   type Share,
+  type ShareValue,
 } from './shamir';
 
 const P = SHAMIR_PRIME;
@@ -193,5 +195,74 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
     expect(() =>
       shamirCombine([shares[0] as Share, { x: 1, y: (shares[0] as Share).y }], 2),
     ).toThrow(/repeats/);
+  });
+});
+
+describe('robust reconstruction (combineShareValuesRobust)', () => {
+  const values = (shares: readonly Share[]): ShareValue[] =>
+    shares.map((s) => ({ x: s.x, value: shareValue(s.y) }));
+  // Small, distinct errors (equal ones can cancel at zero, as 3 f(1) - 3 f(2) + f(3) does), far
+  // below 2^256: the kind a check on the secret's size alone would miss.
+  const corruptAt = (vs: ShareValue[], xs: readonly number[]): ShareValue[] =>
+    vs.map((v) =>
+      xs.includes(v.x) ? { x: v.x, value: mod(v.value + 1000003n * BigInt(v.x) ** 3n + 17n) } : v,
+    );
+
+  it('recovers the secret past up to (m - t) / 2 corrupt shares and names them', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.integer({ min: 2, max: 6 }),
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 0, max: 1000 }),
+        (secret, t, e, pick) => {
+          const m = t + 2 * e;
+          const xs = Array.from({ length: m }, (_, i) => i + 1);
+          const vs = values(shamirSplit(secret, xs, t));
+          // Corrupt e shares, always including the smallest x (the fast path's first choice).
+          const bad = [1, ...xs.slice(1).filter((_, i) => (pick >> i) & 1)].slice(0, e);
+          while (bad.length < e) bad.push(m - bad.length + 1);
+          bad.sort((a, b) => a - b);
+          const r = combineShareValuesRobust(corruptAt(vs, bad), t);
+          expect(Array.from(r.secret)).toEqual(Array.from(secret));
+          expect(r.corrupt).toEqual(bad);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('checks the t smallest against the t largest x, and uses the caller check', () => {
+    const secret = new Uint8Array(32).fill(7);
+    const vs = values(shamirSplit(secret, [1, 2, 3, 4, 5, 6, 7], 3));
+    expect(combineShareValuesRobust(vs, 3).corrupt).toEqual([]);
+    // A corrupt share among the largest x is caught by the comparison, and named.
+    expect(combineShareValuesRobust(corruptAt(vs, [7]), 3).corrupt).toEqual([7]);
+    // One in neither set is not read at all (and does no harm).
+    expect(combineShareValuesRobust(corruptAt(vs, [4]), 3).corrupt).toEqual([]);
+    // A caller check that refuses the first result sends it to the search (as a wrong mask key).
+    let calls = 0;
+    const r = combineShareValuesRobust(vs, 3, (s) => ++calls > 1 && s[0] === 7);
+    expect(Array.from(r.secret)).toEqual(Array.from(secret));
+    expect(calls).toBeGreaterThan(1);
+  });
+
+  it('refuses what cannot be corrected: too many corrupt shares, or no spare shares', () => {
+    const secret = new Uint8Array(32).fill(9);
+    const vs = values(shamirSplit(secret, [1, 2, 3, 4, 5], 3));
+    const code = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (e) {
+        return isSecAggError(e) ? e.code : 'other';
+      }
+      return undefined;
+    };
+    expect(code(() => combineShareValuesRobust(corruptAt(vs, [1, 2]), 3))).toBe('BAD_SHARE');
+    expect(code(() => combineShareValuesRobust(corruptAt(vs, [1]).slice(0, 4), 3))).toBe(
+      'BAD_SHARE',
+    );
+    expect(code(() => combineShareValuesRobust(vs.slice(0, 2), 3))).toBe('TOO_FEW_SURVIVORS');
+    expect(code(() => combineShareValuesRobust(vs, 3, () => false))).toBe('BAD_SHARE');
   });
 });

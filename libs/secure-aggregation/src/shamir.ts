@@ -273,6 +273,146 @@ export function combineShareValues(shares: readonly ShareValue[], threshold: num
   return bigIntToBytes(secret, SECRET_BYTES);
 }
 
+/** The result of combineShareValuesRobust: the secret and the x of every share found corrupt. */
+export interface RobustCombination {
+  secret: Uint8Array;
+  /** x of the shares that disagree with the polynomial the secret came from (ascending). */
+  corrupt: number[];
+}
+
+/**
+ * Reconstructs a secret when some shares may be corrupt. First as combineShareValues (the threshold
+ * shares with the smallest x); when that result is not 32 bytes or `accept` refuses it (a rebuilt
+ * mask key that does not match its public key), it tries other threshold-subsets, chosen at random,
+ * and keeps the first whose polynomial gives an accepted secret and disagrees with at most
+ * (m - threshold) / 2 of all m shares, the unique-decoding bound, so no other polynomial could also
+ * be accepted. Corrects a few corrupt shares (each try avoids all e of them with probability
+ * C(m-e, t) / C(m, t)); throws BAD_SHARE when `attempts` subsets fail, TOO_FEW_SURVIVORS below
+ * threshold.
+ *
+ * @example
+ * const { secret, corrupt } = combineShareValuesRobust(values, 3); // corrupt: [] when all agree
+ */
+export function combineShareValuesRobust(
+  shares: readonly ShareValue[],
+  threshold: number,
+  accept: (secret: Uint8Array) => boolean = () => true,
+  attempts = 256,
+): RobustCombination {
+  let firstError: unknown;
+  try {
+    const secret = combineShareValues(shares, threshold);
+    // With spare shares, the t with the largest x must give the same secret: a wrong share in either
+    // set moves its result (by its Lagrange coefficient times the error), and a structured error
+    // can stay below 2^256. Both x-sets repeat across the secrets of one round (cached coefficients).
+    const spare = shares.length > threshold;
+    const again = spare
+      ? combineShareValues(
+          [...shares].sort((a, b) => a.x - b.x).slice(shares.length - threshold),
+          threshold,
+        )
+      : secret;
+    const agree = again === secret || bytesEqual(again, secret);
+    if (again !== secret) again.fill(0);
+    if (agree && accept(secret)) return { secret, corrupt: [] };
+    secret.fill(0);
+    firstError = new SecAggError(
+      'BAD_SHARE',
+      agree
+        ? 'the rebuilt secret was refused (corrupt shares)'
+        : 'the shares are inconsistent (two sets of them give different secrets)',
+    );
+  } catch (e) {
+    if (!(e instanceof SecAggError) || e.code !== 'BAD_SHARE') throw e;
+    firstError = e;
+  }
+  const m = shares.length;
+  const sorted = [...shares].sort((a, b) => a.x - b.x);
+  checkXs(sorted.map((s) => s.x));
+  if (sorted.some((s) => s.value < 0n || s.value >= SHAMIR_PRIME)) throw firstError;
+  const maxWrong = Math.floor((m - threshold) / 2);
+  if (maxWrong < 1) throw firstError;
+  const inverses = inverseTable(sorted[m - 1]?.x ?? 1);
+  // Subsets from a fixed-seed generator: the search is reproducible and needs no secret randomness.
+  let state = (m * 2654435761 + threshold) >>> 0 || 1;
+  const next = (bound: number): number => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state % bound;
+  };
+  const order = sorted.map((_, i) => i);
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    for (let i = 0; i < threshold; i++) {
+      const j = i + next(m - i);
+      [order[i], order[j]] = [order[j] as number, order[i] as number];
+    }
+    const subset = order
+      .slice(0, threshold)
+      .sort((a, b) => a - b)
+      .map((i) => sorted[i] as ShareValue);
+    const poly = newtonForm(subset, inverses);
+    const f0 = poly.at(0);
+    if (f0 >> 256n !== 0n) continue;
+    const corrupt = sorted.filter((s) => poly.at(s.x) !== s.value).map((s) => s.x);
+    if (corrupt.length > maxWrong) continue;
+    const secret = bigIntToBytes(f0, SECRET_BYTES);
+    if (!accept(secret)) {
+      secret.fill(0);
+      continue;
+    }
+    return { secret, corrupt };
+  }
+  throw new SecAggError(
+    'BAD_SHARE',
+    `the shares are inconsistent and no ${threshold} of the ${m} agree with enough of the others`,
+  );
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length && i < b.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
+
+/** Modular inverses of 1..n (the differences of share x-coordinates). */
+function inverseTable(n: number): bigint[] {
+  const out = [0n];
+  for (let d = 1; d <= n; d++) out.push(modInverse(BigInt(d)));
+  return out;
+}
+
+/**
+ * The polynomial through `points` (distinct x) in Newton form, from divided differences with the
+ * precomputed inverses of the x differences: O(t^2) multiplications, then O(t) per evaluation.
+ */
+function newtonForm(
+  points: readonly ShareValue[],
+  inverses: readonly bigint[],
+): { at(z: number): bigint } {
+  const t = points.length;
+  const xs = points.map((p) => p.x);
+  const c = points.map((p) => p.value);
+  const inv = (d: number): bigint =>
+    d > 0 ? (inverses[d] as bigint) : SHAMIR_PRIME - (inverses[-d] as bigint);
+  for (let k = 1; k < t; k++) {
+    for (let i = t - 1; i >= k; i--) {
+      c[i] = mod(
+        ((c[i] as bigint) - (c[i - 1] as bigint)) * inv((xs[i] as number) - (xs[i - k] as number)),
+      );
+    }
+  }
+  return {
+    at(z: number): bigint {
+      let r = c[t - 1] as bigint;
+      for (let i = t - 2; i >= 0; i--)
+        r = mod(r * BigInt(z - (xs[i] as number)) + (c[i] as bigint));
+      return r;
+    },
+  };
+}
+
 /**
  * Reconstructs a 32-byte secret from shares (at least `threshold`, distinct x). It uses the
  * `threshold` shares with the smallest x, so repeated reconstructions from one responder set reuse

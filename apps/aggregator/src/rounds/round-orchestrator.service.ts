@@ -817,6 +817,16 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         deadline,
       );
       const sum = await this.unmaskSum(server, setup.info.vectorLength);
+      for (const c of server.corruptShares()) {
+        // Reconstructed from the sound shares; the senders of the others are named in the round.
+        const owner = active.participants.get(c.owner)?.name ?? c.owner;
+        for (const sender of c.senders) {
+          const p = active.participants.get(sender);
+          if (!p) continue;
+          const note = `revealed a corrupt ${c.kind} share of ${owner} (left out; the round used the others)`;
+          p.detail = p.detail ? `${p.detail}; ${note}` : note;
+        }
+      }
       const values = dequantize(sum, setup.params);
       const L = active.expectedLength;
       const contributors = server.survivors();
