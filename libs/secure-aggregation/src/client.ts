@@ -381,12 +381,7 @@ export class SecAggClient {
    */
   maskInput(quantized: Uint32Array): Uint32Array {
     this.expect('ready', 'maskInput');
-    if (!(quantized instanceof Uint32Array) || quantized.length !== this.ctx.vectorLength) {
-      throw new SecAggError(
-        'BAD_INPUT',
-        `the quantized input must be a Uint32Array of length ${this.ctx.vectorLength}`,
-      );
-    }
+    this.checkQuantized(quantized);
     return this.masked((chunk, start) =>
       chunk.set(quantized.subarray(start, start + chunk.length)),
     );
@@ -465,14 +460,9 @@ export class SecAggClient {
     // Quantized chunk by chunk straight into the accumulator: the same values as
     // maskInput(quantizeWeighted(update, weight, params)), without a whole quantized copy.
     // Refused before anything is masked, as quantizeWeighted would: the round can still go on.
+    this.checkUpdateLength(update);
     assertFiniteValues(update);
     const q = weightedQuantizer(update, weight, this.ctx.params, this.quantizeRandom);
-    if (q.length !== this.ctx.vectorLength) {
-      throw new SecAggError(
-        'BAD_INPUT',
-        `the update must have ${this.ctx.vectorLength - 1} values (the weight makes ${this.ctx.vectorLength})`,
-      );
-    }
     try {
       return this.masked((chunk, start) => q.quantizeChunk(chunk, start));
     } finally {
@@ -497,26 +487,35 @@ export class SecAggClient {
   ): Promise<Uint32Array> {
     this.expect('ready', 'maskWeightedUpdateOn');
     // Quantized (NaN and Infinity refused) before any secret is used: the round can still go on.
+    this.checkUpdateLength(update);
     const quantized = quantizeWeighted(update, weight, this.ctx.params, this.quantizeRandom);
-    if (quantized.length !== this.ctx.vectorLength) {
-      throw new SecAggError(
-        'BAD_INPUT',
-        `the update must have ${this.ctx.vectorLength - 1} values (the weight makes ${this.ctx.vectorLength})`,
-      );
-    }
     return this.maskOn(pool, quantized);
   }
 
   /** maskInput with the masks added on `pool`'s worker threads (see maskWeightedUpdateOn). */
   async maskInputOn(pool: MaskWorkerPool, quantized: Uint32Array): Promise<Uint32Array> {
     this.expect('ready', 'maskInputOn');
+    this.checkQuantized(quantized);
+    return this.maskOn(pool, Uint32Array.from(quantized));
+  }
+
+  private checkQuantized(quantized: Uint32Array): void {
     if (!(quantized instanceof Uint32Array) || quantized.length !== this.ctx.vectorLength) {
       throw new SecAggError(
         'BAD_INPUT',
         `the quantized input must be a Uint32Array of length ${this.ctx.vectorLength}`,
       );
     }
-    return this.maskOn(pool, Uint32Array.from(quantized));
+  }
+
+  /** A weighted update carries one value fewer than the round's vector (the weight is appended). */
+  private checkUpdateLength(update: ArrayLike<number>): void {
+    if (update.length + 1 !== this.ctx.vectorLength) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `the update must have ${this.ctx.vectorLength - 1} values (the weight makes ${this.ctx.vectorLength})`,
+      );
+    }
   }
 
   /** Adds every mask to `vector` (owned by this call) on the pool; aborts the site on failure. */

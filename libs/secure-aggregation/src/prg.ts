@@ -229,22 +229,7 @@ export class MaskAccumulator {
 
   /** Adds sign * the stream keyed by the AES-256 `key`, from stream element `offset`. */
   addStream(key: Uint8Array, sign: MaskSign, offset = 0): void {
-    checkBytes(key, 32, 'AES-256 key');
-    checkSign(sign);
-    checkStreamArgs(this.length, offset);
-    const k = this.kernels;
-    if (k === undefined) {
-      const acc = this.live();
-      forEachChunk(key, offset, this.length, (ks, start, count) => {
-        addJs(acc, start, int32View(ks, count), count, sign);
-      });
-      return;
-    }
-    const scratch = new Uint8Array(k.memory.buffer, 0, CHUNK_BYTES);
-    forEachChunk(key, offset, this.length, (ks, start, count) => {
-      this.addChunk(k, scratch, ks, start, count, sign);
-    });
-    scratch.fill(0);
+    this.addStreams([{ key, sign }], undefined, offset);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { randomBytes as csprng } from './bytes';
+import { bytesEqual, randomBytes as csprng } from './bytes';
 import { SecAggError } from './errors';
 
 /**
@@ -300,17 +300,15 @@ export function combineShareValuesRobust(
   attempts = 256,
 ): RobustCombination {
   let firstError: unknown;
+  const sorted = [...shares].sort((a, b) => a.x - b.x);
   try {
-    const secret = combineShareValues(shares, threshold);
+    const secret = combineShareValues(sorted.slice(0, threshold), threshold);
     // With spare shares, the t with the largest x must give the same secret: a wrong share in either
     // set moves its result (by its Lagrange coefficient times the error), and a structured error
     // can stay below 2^256. Both x-sets repeat across the secrets of one round (cached coefficients).
     const spare = shares.length > threshold;
     const again = spare
-      ? combineShareValues(
-          [...shares].sort((a, b) => a.x - b.x).slice(shares.length - threshold),
-          threshold,
-        )
+      ? combineShareValues(sorted.slice(shares.length - threshold), threshold)
       : secret;
     const agree = again === secret || bytesEqual(again, secret);
     if (again !== secret) again.fill(0);
@@ -327,7 +325,6 @@ export function combineShareValuesRobust(
     firstError = e;
   }
   const m = shares.length;
-  const sorted = [...shares].sort((a, b) => a.x - b.x);
   checkXs(sorted.map((s) => s.x));
   if (sorted.some((s) => s.value < 0n || s.value >= SHAMIR_PRIME)) throw firstError;
   const maxWrong = Math.floor((m - threshold) / 2);
@@ -368,12 +365,6 @@ export function combineShareValuesRobust(
     'BAD_SHARE',
     `the shares are inconsistent and no ${threshold} of the ${m} agree with enough of the others`,
   );
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < a.length && i < b.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
-  return diff === 0;
 }
 
 /** Modular inverses of 1..n (the differences of share x-coordinates). */
