@@ -183,6 +183,20 @@ describe('PLD accountant properties', () => {
     expect(coarse).toBeLessThan(fine * 1.1);
   });
 
+  it('gives a finite epsilon when the lower mass is subnormal (epsilon decreasing in delta)', () => {
+    // Losses near 733 at delta = 0.1: the sum of exp(-loss) * p is ~1e-319, and dividing by it
+    // overflowed (dp_accounting does the same and reports Infinity there).
+    const acc = new PldAccountant({ valueDiscretizationInterval: 1e-2 }).compose({
+      q: 1,
+      sigma: 0.027,
+      steps: 1,
+    });
+    const eps = [1e-10, 1e-5, 0.1, 0.5].map((d) => acc.getEpsilon(d));
+    for (const e of eps) expect(Number.isFinite(e)).toBe(true);
+    for (let i = 1; i < eps.length; i++) expect(eps[i]).toBeLessThan(eps[i - 1]!);
+    expect(eps[2]).toBeCloseTo(732.394, 2);
+  });
+
   it('treats sigma = 0 as no privacy and q = 0 as nothing released', () => {
     expect(pldEpsilon([{ q: 0.1, sigma: 0, steps: 1 }], 1e-5).epsilon).toBe(Infinity);
     expect(pldEpsilon([{ q: 0, sigma: 1, steps: 10 }], 1e-5).epsilon).toBe(0);

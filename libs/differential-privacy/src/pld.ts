@@ -547,7 +547,7 @@ function epsilonForDelta(pmf: PldPmf, delta: number): number {
   let loss = (lowerLoss + probs.length - 1) * d;
   for (let k = probs.length - 1; k >= 0; k--) {
     if (pmf.sparse) loss = (lowerLoss + k) * d;
-    if (massUpper > delta && massLower > 0 && Math.log((massUpper - delta) / massLower) >= loss) {
+    if (massUpper > delta && massLower > 0 && logRatio(massUpper - delta, massLower) >= loss) {
       break; // epsilon is at least this loss
     }
     const p = probs[k]!;
@@ -557,7 +557,17 @@ function epsilonForDelta(pmf: PldPmf, delta: number): number {
     if (!pmf.sparse) loss = loss + -d;
   }
   if (massUpper <= massLower + delta) return 0;
-  return Math.log((massUpper - delta) / massLower);
+  return logRatio(massUpper - delta, massLower);
+}
+
+/**
+ * log(a / b) for positive a, b, as log a - log b: dp_accounting divides first, and when the lower
+ * mass is subnormal (losses near 745) the quotient overflows to Infinity, so it reports epsilon =
+ * Infinity at a large delta where a smaller delta has a finite one (q = 1, sigma = 0.027, one step,
+ * delta = 0.1). Wherever the quotient is finite the two agree to rounding.
+ */
+function logRatio(a: number, b: number): number {
+  return Math.log(a) - Math.log(b);
 }
 
 /** pld_pmf._get_delta_for_epsilon: the hockey-stick divergence of a pmf. */
