@@ -10,7 +10,9 @@ import {
   maxQuantized,
   quantize,
   quantizeWeighted,
+  weightedQuantizer,
 } from './quantize';
+import { resetSimdForTests } from './simd';
 
 const finite = fc.double({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true });
 const paramsArb = fc.record({
@@ -86,6 +88,105 @@ describe('quantization', () => {
       }
       expect(() => appendWeight([bad], 0.5)).toThrow(/coordinate 0/);
     }
+  });
+});
+
+describe('SIMD quantization', () => {
+  /** Deterministic random values that include 0, 2^31 and 2^32 - 1. */
+  const counter = (seed: number): ((out: Uint32Array) => void) => {
+    let k = seed;
+    return (out) => {
+      for (let i = 0; i < out.length; i++) {
+        k++;
+        out[i] =
+          k % 7 === 0
+            ? 0
+            : k % 11 === 0
+              ? 0xffffffff
+              : k % 13 === 0
+                ? 2 ** 31
+                : Math.imul(k, 2654435761) >>> 0;
+      }
+    };
+  };
+  /** Runs f with the JavaScript loop instead of the kernels. */
+  const withoutSimd = <T>(f: () => T): T => {
+    process.env['CONFIDE_SECAGG_NO_SIMD'] = '1';
+    resetSimdForTests();
+    try {
+      return f();
+    } finally {
+      delete process.env['CONFIDE_SECAGG_NO_SIMD'];
+      resetSimdForTests();
+    }
+  };
+  // Large values stay finite in float32 too (the float32 runs round every value to float32).
+  const special = fc.constantFrom(
+    0,
+    -0,
+    1,
+    -1,
+    0.5,
+    -0.5,
+    5e-324,
+    -5e-324,
+    1e30,
+    -1e30,
+    2 ** -17,
+  );
+
+  it("gives the JavaScript loop's values bit for bit (float32 and float64, odd lengths, edges)", () => {
+    expect(weightedQuantizer([1], 1, { clip: 1, scale: 4 }).simd).toBe(true);
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(finite, special), { minLength: 1, maxLength: 300 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        paramsArb,
+        fc.boolean(),
+        fc.nat(1000),
+        (xs, weight, params, float32, seed) => {
+          // Values at and around +/-clip and halfway between grid points, as well as the random ones.
+          const values = [
+            ...xs,
+            params.clip,
+            -params.clip,
+            params.clip * 0.999,
+            1.5 / params.scale,
+          ];
+          const update = float32 ? Float32Array.from(values) : Float64Array.from(values);
+          const simd = quantizeWeighted(update, weight, params, counter(seed));
+          const js = withoutSimd(() => quantizeWeighted(update, weight, params, counter(seed)));
+          expect(Array.from(simd)).toEqual(Array.from(js));
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // Whole chunks and a chunk boundary, with the weight as the odd last coordinate.
+    const long = Float32Array.from({ length: 40001 }, (_, i) => Math.sin(i) * 1.3);
+    const p = { clip: 1, scale: 2 ** 16 };
+    expect(Buffer.from(quantizeWeighted(long, 0.3, p, counter(1)).buffer)).toEqual(
+      Buffer.from(withoutSimd(() => quantizeWeighted(long, 0.3, p, counter(1))).buffer),
+    );
+  });
+
+  it('names the first NaN or Infinity as the JavaScript loop does', () => {
+    for (const at of [0, 1, 2, 16383, 16384, 19999]) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const xs = new Float64Array(20001).fill(0.25);
+        xs[at] = bad;
+        xs[20000] = NaN; // a later one is not the one named
+        expect(() => quantizeWeighted(xs, 0.5, { clip: 1, scale: 4 })).toThrow(
+          `coordinate ${at} is ${bad}`,
+        );
+      }
+    }
+  });
+
+  it('leaves ranges that could overflow int32 to the JavaScript loop', () => {
+    const p = { clip: 2 ** 31 - 0.5, scale: 1 };
+    expect(weightedQuantizer([1], 1, p).simd).toBe(false);
+    // 2^31 - 0.5 rounded up (the largest random value) is 2^31, which int32 could not hold.
+    expect(Array.from(quantize([2 ** 31], p, (out) => out.fill(0xffffffff)))).toEqual([2 ** 31]);
   });
 });
 

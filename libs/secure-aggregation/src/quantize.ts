@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { SecAggError } from './errors';
+import { instantiateKernels, simdModule, type SimdKernels } from './simd';
 
 /**
  * Fixed-point quantization for secure aggregation. A value x is clipped to [-clip, clip], scaled by
@@ -176,11 +177,34 @@ export function weightedQuantizer(
   return new ChunkQuantizer(update, weight, true, params, fillRandom ?? defaultRandom);
 }
 
+// Layout of the WebAssembly memory the SIMD quantizer works in: one chunk of input values (float64 at
+// most), its random values, its output.
+const Q_SRC = 0;
+const Q_RND = QUANTIZE_CHUNK * 8;
+const Q_DST = Q_RND + QUANTIZE_CHUNK * 4;
+const Q_BYTES = Q_DST + QUANTIZE_CHUNK * 4;
+let quantizeKernels: { module: WebAssembly.Module; kernels: SimdKernels } | undefined;
+
+/**
+ * The SIMD quantize kernels (one instance, shared: each quantizeChunk call uses its memory only while
+ * it runs), or undefined where WebAssembly SIMD is missing or the result could overflow int32.
+ */
+function simdQuantizer(clip: number, scale: number): SimdKernels | undefined {
+  if (Math.ceil(clip * scale) >= 2 ** 31) return undefined;
+  const module = simdModule();
+  if (module === null) return undefined;
+  if (quantizeKernels?.module !== module) {
+    quantizeKernels = { module, kernels: instantiateKernels(module, Q_BYTES) };
+  }
+  return quantizeKernels.kernels;
+}
+
 export class ChunkQuantizer {
   /** Coordinates in the output (the update's, plus one for the appended weight). */
   readonly length: number;
   private readonly values: Float32Array | Float64Array;
   private random: Uint32Array;
+  private readonly kernels: SimdKernels | undefined;
   private next = 0;
 
   constructor(
@@ -192,7 +216,17 @@ export class ChunkQuantizer {
   ) {
     this.values = typed(input);
     this.length = appendTheWeight ? this.values.length + 1 : this.values.length;
-    this.random = new Uint32Array(Math.min(QUANTIZE_CHUNK, this.length));
+    this.kernels = simdQuantizer(params.clip, params.scale);
+    // With the SIMD kernels the random values are drawn straight into their memory.
+    const randomLength = Math.min(QUANTIZE_CHUNK, this.length);
+    this.random = this.kernels
+      ? new Uint32Array(this.kernels.memory.buffer, Q_RND, randomLength)
+      : new Uint32Array(randomLength);
+  }
+
+  /** Whether this quantizer runs the WebAssembly SIMD kernels (same results as the JavaScript loop). */
+  get simd(): boolean {
+    return this.kernels !== undefined;
   }
 
   /**
@@ -212,17 +246,28 @@ export class ChunkQuantizer {
     const { clip, scale } = this.params;
     const random = this.random;
     this.fillRandom(random);
-    quantizeRange(
-      this.values,
-      this.weight,
-      clip,
-      scale,
-      random,
-      out,
-      start,
-      Math.min(end, n),
-      start,
-    );
+    const valuesEnd = Math.min(end, n);
+    const k = this.kernels;
+    // The SIMD kernels take pairs of coordinates; an odd last one and any chunk with a NaN or an
+    // Infinity (redone to name the coordinate and throw) go through the JavaScript loop.
+    const pairs = k ? Math.max(0, valuesEnd - start) & ~1 : 0;
+    if (k && pairs > 0 && this.quantizePairs(k, start, pairs)) {
+      out.set(new Uint32Array(k.memory.buffer, Q_DST, pairs));
+      // The odd last coordinate (random[pairs] is its random value).
+      quantizeRange(
+        this.values,
+        this.weight,
+        clip,
+        scale,
+        random.subarray(pairs),
+        out,
+        start + pairs,
+        valuesEnd,
+        start,
+      );
+    } else {
+      quantizeRange(this.values, this.weight, clip, scale, random, out, start, valuesEnd, start);
+    }
     if (end > n && this.appendTheWeight) {
       // The appended weight coordinate, rounded with its own random value like any other.
       const j = n - start;
@@ -230,9 +275,24 @@ export class ChunkQuantizer {
     }
   }
 
-  /** Zeroes the randomness kept between chunks. */
+  /** Runs the SIMD kernel over `pairs` coordinates from `start`; false when one was not finite. */
+  private quantizePairs(k: SimdKernels, start: number, pairs: number): boolean {
+    const { values, weight } = this;
+    const { clip, scale } = this.params;
+    const mem = k.memory.buffer;
+    const slice = values.subarray(start, start + pairs);
+    if (values instanceof Float32Array) {
+      new Float32Array(mem, Q_SRC, pairs).set(slice);
+      return k.quantizeF32(Q_SRC, Q_RND, Q_DST, pairs, weight, clip, scale) === 0;
+    }
+    new Float64Array(mem, Q_SRC, pairs).set(slice);
+    return k.quantizeF64(Q_SRC, Q_RND, Q_DST, pairs, weight, clip, scale) === 0;
+  }
+
+  /** Zeroes the randomness kept between chunks (and the SIMD kernels' copy of the last chunk). */
   destroy(): void {
     this.random.fill(0);
+    if (this.kernels) new Uint8Array(this.kernels.memory.buffer, 0, Q_BYTES).fill(0);
   }
 }
 
