@@ -8,6 +8,7 @@ import {
   chooseScale,
   dequantize,
   maxQuantized,
+  QUANTIZE_CHUNK as C,
   quantize,
   quantizeWeighted,
   weightedQuantizer,
@@ -121,19 +122,7 @@ describe('SIMD quantization', () => {
     }
   };
   // Large values stay finite in float32 too (the float32 runs round every value to float32).
-  const special = fc.constantFrom(
-    0,
-    -0,
-    1,
-    -1,
-    0.5,
-    -0.5,
-    5e-324,
-    -5e-324,
-    1e30,
-    -1e30,
-    2 ** -17,
-  );
+  const special = fc.constantFrom(0, -0, 1, -1, 0.5, -0.5, 5e-324, -5e-324, 1e30, -1e30, 2 ** -17);
 
   it("gives the JavaScript loop's values bit for bit (float32 and float64, odd lengths, edges)", () => {
     expect(weightedQuantizer([1], 1, { clip: 1, scale: 4 }).simd).toBe(true);
@@ -170,11 +159,11 @@ describe('SIMD quantization', () => {
   });
 
   it('names the first NaN or Infinity as the JavaScript loop does', () => {
-    for (const at of [0, 1, 2, 16383, 16384, 19999]) {
+    for (const at of [0, 1, 2, C - 1, C, 5 * C - 2]) {
       for (const bad of [NaN, Infinity, -Infinity]) {
-        const xs = new Float64Array(20001).fill(0.25);
+        const xs = new Float64Array(5 * C + 1).fill(0.25);
         xs[at] = bad;
-        xs[20000] = NaN; // a later one is not the one named
+        xs[5 * C] = NaN; // a later one is not the one named
         expect(() => quantizeWeighted(xs, 0.5, { clip: 1, scale: 4 })).toThrow(
           `coordinate ${at} is ${bad}`,
         );
@@ -215,7 +204,8 @@ describe('weighted averaging', () => {
 
   it('quantizeWeighted equals quantize(appendWeight(...)) bit for bit, across random batches', () => {
     // A deterministic "CSPRNG" so both paths see the same random values; lengths straddle the
-    // 16384-value random batches, so the appended weight lands at the end of a batch and alone in one.
+    // QUANTIZE_CHUNK-value random batches, so the appended weight lands at the end of a batch and alone
+    // in one.
     const counter = (): ((out: Uint32Array) => void) => {
       let k = 0;
       return (out) => {
@@ -224,7 +214,7 @@ describe('weighted averaging', () => {
     };
     fc.assert(
       fc.property(
-        fc.constantFrom(1, 7, 16383, 16384, 16385, 40000),
+        fc.constantFrom(1, 7, C - 1, C, C + 1, 3 * C + 5),
         fc.double({ min: 0, max: 1, noNaN: true }),
         paramsArb,
         fc.boolean(),

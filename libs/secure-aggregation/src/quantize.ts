@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { SecAggError } from './errors';
+import { CHUNK_ELEMENTS } from './prg';
 import { instantiateKernels, simdModule, type SimdKernels } from './simd';
 
 /**
@@ -21,7 +22,7 @@ export interface QuantizationParams {
  * same as the masking chunk (CHUNK_ELEMENTS), so a site quantizes each chunk straight into its mask
  * accumulator.
  */
-export const QUANTIZE_CHUNK = 16384;
+export const QUANTIZE_CHUNK = CHUNK_ELEMENTS;
 
 /**
  * The largest |q| that quantize can produce: ceil(clip * scale).

@@ -66,7 +66,7 @@ interface RunLoop {
 /**
  * Mask elements to expand (streams x vector length) from which unmasking uses worker threads: from
  * about 8 MB of keystream the worker round trip costs little, the event loop stays free, and the
- * keystream buffers (one allocation per 64 KiB chunk) stay off the main heap, whose garbage collector
+ * keystream buffers (one allocation per 32 KiB chunk) stay off the main heap, whose garbage collector
  * would otherwise run a full mark of the aggregator's heap for every ~64 MB of them.
  */
 const PARALLEL_UNMASK_ELEMENTS = 2_000_000;
