@@ -31,7 +31,7 @@ import {
 import type { SecAggParams } from './params';
 import type { MaskWorkerPool } from './parallel';
 import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
-import { assertFiniteValues, quantize, quantizeWeighted, weightedQuantizer } from './quantize';
+import { assertFiniteValues, quantize, weightedQuantizer } from './quantize';
 import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
 import { shamirSplit } from './shamir';
 
@@ -488,7 +488,14 @@ export class SecAggClient {
     this.expect('ready', 'maskWeightedUpdateOn');
     // Quantized (NaN and Infinity refused) before any secret is used: the round can still go on.
     this.checkUpdateLength(update);
-    const quantized = quantizeWeighted(update, weight, this.ctx.params, this.quantizeRandom);
+    // Straight into memory the pool's workers share, which they then mask in place: no copies.
+    const q = weightedQuantizer(update, weight, this.ctx.params, this.quantizeRandom);
+    const quantized = new Uint32Array(new SharedArrayBuffer(q.length * 4));
+    try {
+      q.quantizeAll(quantized);
+    } finally {
+      q.destroy();
+    }
     return this.maskOn(pool, quantized);
   }
 
@@ -496,7 +503,9 @@ export class SecAggClient {
   async maskInputOn(pool: MaskWorkerPool, quantized: Uint32Array): Promise<Uint32Array> {
     this.expect('ready', 'maskInputOn');
     this.checkQuantized(quantized);
-    return this.maskOn(pool, Uint32Array.from(quantized));
+    const copy = new Uint32Array(new SharedArrayBuffer(quantized.byteLength));
+    copy.set(quantized);
+    return this.maskOn(pool, copy);
   }
 
   private checkQuantized(quantized: Uint32Array): void {

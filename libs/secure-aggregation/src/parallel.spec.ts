@@ -29,15 +29,27 @@ describe('MaskWorkerPool', () => {
         fc.integer({ min: 1, max: 9000 }),
         fc.array(fc.constantFrom<MaskSign>(1, -1), { minLength: 1, maxLength: 5 }),
         fc.integer({ min: 0, max: 2 }),
-        async (length, signs, w) => {
+        fc.option(fc.integer({ min: 0, max: 5 })),
+        async (length, signs, w, sharedAt) => {
           const jobs = signs.map((sign) => ({ key: nacl.randomBytes(32), sign }));
           const x = new Uint32Array(nacl.randomBytes(4 * length).buffer);
           const acc = new MaskAccumulator(length);
           acc.addVector(x);
           for (const j of jobs) acc.addStream(j.key, j.sign);
-          const parallel = Uint32Array.from(x);
+          // Ordinary memory (copied to shared memory and back), or a view into a SharedArrayBuffer
+          // at an offset (masked where it is; the elements around it are left alone).
+          const memory =
+            sharedAt === null
+              ? new Uint32Array(length)
+              : new Uint32Array(new SharedArrayBuffer(4 * (length + 10))).fill(7);
+          const parallel = memory.subarray(sharedAt ?? 0, (sharedAt ?? 0) + length);
+          parallel.set(x);
           await (pools3[w] as MaskWorkerPool).applyStreams(parallel, jobs);
-          expect(parallel).toEqual(acc.read());
+          expect(Array.from(parallel)).toEqual(Array.from(acc.read()));
+          if (sharedAt !== null) {
+            expect(memory.subarray(0, sharedAt).every((v) => v === 7)).toBe(true);
+            expect(memory.subarray(sharedAt + length).every((v) => v === 7)).toBe(true);
+          }
         },
       ),
       { numRuns: 10 },

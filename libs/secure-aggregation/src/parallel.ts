@@ -22,10 +22,10 @@ const ZERO = Buffer.alloc(CHUNK * 4);
 let instance = null;
 parentPort.on('message', (task) => {
   try {
-    const { module, simd, acc, start, end, keys, signs } = task;
+    const { module, simd, acc, base, start, end, keys, signs } = task;
     if (module) instance = new WebAssembly.Instance(module, {});
     const length = end - start;
-    const view = new Int32Array(acc, start * 4, length);
+    const view = new Int32Array(acc, base + start * 4, length);
     let kernels = null;
     let mem = null;
     if (simd && instance) {
@@ -123,7 +123,8 @@ export class MaskWorkerPool {
 
   /**
    * Applies `acc[i] += sign * PRG_key[i]` for every job, in place, with the work split by vector
-   * range over the workers. Same result as MaskAccumulator.addStream for each job.
+   * range over the workers. Same result as MaskAccumulator.addStream for each job. An `acc` backed by
+   * a SharedArrayBuffer is worked on where it is; any other is copied to shared memory and back.
    */
   async applyStreams(
     acc: Uint32Array,
@@ -142,9 +143,11 @@ export class MaskWorkerPool {
     if (this.workers.length === 0) throw new SecAggError('WRONG_STATE', 'the pool is closed');
     if (!(acc instanceof Uint32Array))
       throw new SecAggError('BAD_INPUT', 'acc must be a Uint32Array');
-    const shared = new SharedArrayBuffer(acc.byteLength);
-    const sharedView = new Uint32Array(shared);
-    sharedView.set(acc);
+    const inPlace = acc.buffer instanceof SharedArrayBuffer;
+    const shared = inPlace ? acc.buffer : new SharedArrayBuffer(acc.byteLength);
+    const base = inPlace ? acc.byteOffset : 0;
+    const sharedView = inPlace ? acc : new Uint32Array(shared);
+    if (!inPlace) sharedView.set(acc);
     const keys = new SharedArrayBuffer(jobs.length * 32);
     const keyView = new Uint8Array(keys);
     const signs = new SharedArrayBuffer(jobs.length);
@@ -189,6 +192,7 @@ export class MaskWorkerPool {
               module: first ? module : null,
               simd: module !== null,
               acc: shared,
+              base,
               start,
               end,
               keys,
@@ -198,10 +202,10 @@ export class MaskWorkerPool {
         );
       }
       await Promise.all(tasks);
-      acc.set(sharedView);
+      if (!inPlace) acc.set(sharedView);
     } finally {
       keyView.fill(0);
-      sharedView.fill(0);
+      if (!inPlace) sharedView.fill(0);
     }
   }
 

@@ -147,9 +147,7 @@ function quantizeScaled(
   const q = new ChunkQuantizer(input, weight, appendTheWeight, params, fillRandom);
   const out = new Uint32Array(q.length);
   try {
-    for (let start = 0; start < q.length; start += QUANTIZE_CHUNK) {
-      q.quantizeChunk(out.subarray(start, Math.min(start + QUANTIZE_CHUNK, q.length)), start);
-    }
+    q.quantizeAll(out);
   } finally {
     q.destroy();
   }
@@ -273,6 +271,16 @@ export class ChunkQuantizer {
       // The appended weight coordinate, rounded with its own random value like any other.
       const j = n - start;
       out[j] = roundStochastic(this.weight, clip, scale, random[j] as number);
+    }
+  }
+
+  /** Writes every coordinate into `out` (of this.length), chunk after chunk from 0. */
+  quantizeAll(out: Uint32Array): void {
+    if (out.length !== this.length) {
+      throw new SecAggError('BAD_INPUT', `the output must have ${this.length} elements`);
+    }
+    for (let start = 0; start < this.length; start += QUANTIZE_CHUNK) {
+      this.quantizeChunk(out.subarray(start, Math.min(start + QUANTIZE_CHUNK, this.length)), start);
     }
   }
 
