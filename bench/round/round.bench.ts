@@ -264,6 +264,8 @@ async function runSites(): Promise<void> {
                   ...ref,
                   shares: s!.client.shareKeys(m['advertisements'] as unknown[]),
                 });
+                // As the client node does: the masks expand while the shares go round.
+                s!.client.precomputeMasksOn(maskPool);
                 break;
               case 'secagg.deliver': {
                 // As the client node does: the masks are added on a worker thread.

@@ -666,6 +666,9 @@ export class ClientNode {
             ...ref,
             shares: s.client.shareKeys(msg.advertisements),
           });
+          // The masks do not depend on the update: they expand on the mask worker while the shares
+          // go round (the update is added when they come back).
+          s.client.precomputeMasksOn(this.maskWorkers());
           return;
         case 'secagg.deliver': {
           s.client.receiveShares(msg.shares);

@@ -122,6 +122,8 @@ export class SecAggClient {
   private ownShares: SharePair | undefined;
   private received = new Map<string, SharePair>();
   private signedSurvivors: readonly string[] | undefined;
+  /** Masks expanded ahead of the input (precomputeMasksOn), and the neighbours they cover. */
+  private premask: { vector: Promise<Uint32Array>; peers: readonly string[] } | undefined;
   private readonly revealedKinds = new Map<string, RevealedKind>();
 
   constructor(options: SecAggClientOptions) {
@@ -392,6 +394,12 @@ export class SecAggClient {
    * the self mask and every pairwise mask are added to that chunk while it is in cache.
    */
   private masked(init: (chunk: Uint32Array, start: number) => void): Uint32Array {
+    if (this.premask) {
+      throw new SecAggError(
+        'WRONG_STATE',
+        'the masks were precomputed on a worker pool: mask with maskWeightedUpdateOn or maskInputOn',
+      );
+    }
     return this.guard(() => {
       const streams = this.takeStreams();
       const acc = new MaskAccumulator(this.ctx.vectorLength);
@@ -411,35 +419,90 @@ export class SecAggClient {
    * site is 'masked' afterwards whatever happens, so it can never mask twice.
    */
   private takeStreams(): { key: Uint8Array; sign: MaskSign }[] {
-    const sid = this.sid as Uint8Array;
-    const { tensorId } = this.ctx;
-    const me = this.index.get(this.siteId) as number;
     const streams: { key: Uint8Array; sign: MaskSign }[] = [];
     try {
-      streams.push({
-        key: maskStreamKey(this.selfMaskSeed as Uint8Array, sid, tensorId),
-        sign: 1,
-      });
-      const mask = this.maskSecret as X25519Secret;
+      streams.push(this.selfMaskStream());
       for (const v of [...this.received.keys()].sort(compareIds)) {
-        const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
-        streams.push({
-          key: maskStreamKey(seed, sid, tensorId),
-          sign: (this.index.get(v) as number) > me ? 1 : -1,
-        });
-        seed.fill(0);
+        streams.push(this.pairwiseStream(v));
       }
       return streams;
     } catch (e) {
       for (const { key } of streams) key.fill(0);
       throw e;
     } finally {
-      wipe(this.selfMaskSeed);
-      this.selfMaskSeed = undefined;
-      this.maskSecret?.destroy();
-      this.maskSecret = undefined;
-      this.current = 'masked';
+      this.consumeMaskSecrets();
     }
+  }
+
+  /** The self-mask stream (PRG of b): its AES key, added. */
+  private selfMaskStream(): { key: Uint8Array; sign: MaskSign } {
+    const seed = this.selfMaskSeed as Uint8Array;
+    return { key: maskStreamKey(seed, this.sid as Uint8Array, this.ctx.tensorId), sign: 1 };
+  }
+
+  /** The pairwise mask stream with neighbour v: its AES key and this site's sign for it. */
+  private pairwiseStream(v: string): { key: Uint8Array; sign: MaskSign } {
+    const mask = this.maskSecret as X25519Secret;
+    const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
+    try {
+      return {
+        key: maskStreamKey(seed, this.sid as Uint8Array, this.ctx.tensorId),
+        sign: (this.index.get(v) as number) > (this.index.get(this.siteId) as number) ? 1 : -1,
+      };
+    } finally {
+      seed.fill(0);
+    }
+  }
+
+  /** Wipes the self-mask seed and the mask key: the site is 'masked' and can never mask again. */
+  private consumeMaskSecrets(): void {
+    wipe(this.selfMaskSeed);
+    this.selfMaskSeed = undefined;
+    this.maskSecret?.destroy();
+    this.maskSecret = undefined;
+    this.current = 'masked';
+  }
+
+  /**
+   * Optional, after shareKeys: starts expanding this site's masks on `pool` before its input exists
+   * (they do not depend on it): the self mask and the pairwise mask with every neighbour, in shared
+   * memory. maskWeightedUpdateOn / maskInputOn then take out the masks of neighbours that did not
+   * share keys (usually none) and add the input, so the expansion overlaps the key-share round trip
+   * (and, where a site trains after sharing keys, its training). Same result as without, bit for bit.
+   *
+   * @example
+   * ws.send(client.shareKeys(ads)); client.precomputeMasksOn(pool);
+   * client.receiveShares(shares); ws.send(await client.maskWeightedUpdateOn(pool, update, w));
+   */
+  precomputeMasksOn(pool: MaskWorkerPool): void {
+    if (this.current !== 'shared' && this.current !== 'ready')
+      this.expect('shared', 'precomputeMasksOn');
+    if (this.premask)
+      throw new SecAggError('WRONG_STATE', 'the masks are being precomputed already');
+    this.guard(() => {
+      const peers = [...this.nbrs].sort(compareIds);
+      const streams: { key: Uint8Array; sign: MaskSign }[] = [];
+      try {
+        streams.push(this.selfMaskStream());
+        for (const v of peers) streams.push(this.pairwiseStream(v));
+      } catch (e) {
+        for (const { key } of streams) key.fill(0);
+        throw e;
+      }
+      const vector = new Uint32Array(new SharedArrayBuffer(this.ctx.vectorLength * 4));
+      const done = pool.applyStreams(vector, streams).then(
+        () => vector,
+        (e: unknown) => {
+          vector.fill(0);
+          throw e;
+        },
+      );
+      const wiped = done.finally(() => {
+        for (const { key } of streams) key.fill(0);
+      });
+      wiped.catch(() => undefined); // observed by the masking call
+      this.premask = { vector: wiped, peers };
+    });
   }
 
   /**
@@ -529,6 +592,7 @@ export class SecAggClient {
 
   /** Adds every mask to `vector` (owned by this call) on the pool; aborts the site on failure. */
   private async maskOn(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
+    if (this.premask) return this.addPremask(pool, vector);
     const streams = this.guard(() => this.takeStreams());
     try {
       await pool.applyStreams(vector, streams);
@@ -539,6 +603,47 @@ export class SecAggClient {
       throw e;
     } finally {
       for (const { key } of streams) key.fill(0);
+    }
+  }
+
+  /**
+   * The precomputed masks plus `vector`, after taking out the pairwise masks of neighbours that did
+   * not share keys (each added with the opposite sign): the same as masking `vector` afresh.
+   */
+  private async addPremask(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
+    const premask = this.premask as { vector: Promise<Uint32Array>; peers: readonly string[] };
+    this.premask = undefined;
+    const corrections = this.guard(() => {
+      const out: { key: Uint8Array; sign: MaskSign }[] = [];
+      try {
+        for (const v of premask.peers) {
+          if (this.received.has(v)) continue;
+          const { key, sign } = this.pairwiseStream(v);
+          out.push({ key, sign: sign === 1 ? -1 : 1 });
+        }
+        return out;
+      } catch (e) {
+        for (const { key } of out) key.fill(0);
+        throw e;
+      } finally {
+        this.consumeMaskSecrets();
+      }
+    });
+    let masks: Uint32Array | undefined;
+    try {
+      masks = await premask.vector;
+      if (corrections.length > 0) await pool.applyStreams(masks, corrections);
+      const a = new Int32Array(masks.buffer, masks.byteOffset, masks.length);
+      const b = new Int32Array(vector.buffer, vector.byteOffset, vector.length);
+      for (let i = 0; i < a.length; i++) a[i] = ((a[i] as number) + (b[i] as number)) | 0;
+      return masks;
+    } catch (e) {
+      masks?.fill(0);
+      this.abort();
+      throw e;
+    } finally {
+      vector.fill(0);
+      for (const { key } of corrections) key.fill(0);
     }
   }
 
@@ -779,5 +884,8 @@ export class SecAggClient {
     this.received.clear();
     if (this.ownShares) wipe(this.ownShares.selfMaskShare, this.ownShares.maskKeyShare);
     this.ownShares = undefined;
+    // Precomputed masks not used: zeroed once their expansion is done.
+    this.premask?.vector.then((v) => v.fill(0)).catch(() => undefined);
+    this.premask = undefined;
   }
 }

@@ -353,6 +353,83 @@ describe('a secure-aggregation round', () => {
     expectCode(() => r.clients[1]!.maskWeightedUpdate(Float32Array.of(1, 0.5, 3), 1), 'BAD_INPUT');
   });
 
+  it('masks the same with masks precomputed after sharing keys, also when a neighbour did not share', async () => {
+    const seeded = (seed: number) => {
+      let k = seed;
+      return (n: number): Uint8Array => {
+        const out = new Uint8Array(n);
+        for (let i = 0; i < n; i++) out[i] = Math.imul(++k, 2654435761) >>> 24;
+        return out;
+      };
+    };
+    const counter = (): ((out: Uint32Array) => void) => {
+      let k = 0;
+      return (out) => {
+        for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2246822519) >>> 0;
+      };
+    };
+    const p = params({ threshold: 3, clip: 2 });
+    const pool = new MaskWorkerPool(1);
+    onTestFinished(() => pool.close());
+    const length = 3 * CHUNK_ELEMENTS + 5;
+    const update = Float32Array.from({ length }, (_, i) => Math.cos(i * 0.11) * 1.5);
+    for (const sharing of [
+      [0, 1, 2, 3],
+      [0, 1, 2],
+    ]) {
+      // Two replays of one round of four sites; site 3 advertises in both, shares keys in one.
+      const replay = (): Round =>
+        makeRound(4, p, {
+          vectorLength: length + 1,
+          randomFor: (i) => seeded(1000 * (i + 1)),
+          quantizeRandomFor: () => counter(),
+        });
+      const [plain, pre] = [replay(), replay()];
+      const outs: Uint32Array[] = [];
+      for (const r of [plain, pre]) {
+        r.clients.forEach((c) => r.server.addAdvertisement(c.advertise()));
+        const ads = r.server.closeAdvertising();
+        const shares = r.clients.map((c) => c.shareKeys(ads));
+        if (r === pre) {
+          r.clients[1]!.precomputeMasksOn(pool);
+          expectCode(() => r.clients[1]!.precomputeMasksOn(pool), 'WRONG_STATE', /already/);
+        }
+        for (const i of sharing) r.server.addShares(r.ids[i]!, shares[i]!);
+        r.server.closeSharing();
+        for (const i of sharing) r.clients[i]!.receiveShares(r.server.sharesFor(r.ids[i]!));
+        outs.push(await r.clients[1]!.maskWeightedUpdateOn(pool, update, 0.5));
+      }
+      expect(Buffer.from(outs[1]!.buffer).equals(Buffer.from(outs[0]!.buffer))).toBe(true);
+      // And the round through the precomputed masks unmasks to the right sum.
+      for (const i of sharing) {
+        const id = pre.ids[i]!;
+        pre.server.addMaskedInput(
+          id,
+          i === 1 ? outs[1]! : pre.clients[i]!.maskWeightedUpdate(update, 0.5),
+        );
+      }
+      pre.server.closeCollection();
+      for (const i of sharing) {
+        pre.server.addUnmaskResponse(pre.clients[i]!.unmask(pre.server.unmaskRequest(pre.ids[i]!)));
+      }
+      const { average } = averageWeighted(dequantize(pre.server.finish(), p));
+      expect(Math.abs(average[7]! - update[7]!)).toBeLessThan(1e-3);
+    }
+    // Precomputed masks are for the pool path only; not before keys are shared.
+    const r = makeRound(3, p, { vectorLength: 3 });
+    throughSharing(r);
+    r.clients[0]!.precomputeMasksOn(pool);
+    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
+    expectCode(
+      () => r.clients[0]!.maskWeightedUpdate(Float32Array.of(1, 0.5), 1),
+      'WRONG_STATE',
+      /precomputed/,
+    );
+    const fresh = makeRound(3, p, { vectorLength: 3 });
+    fresh.clients[0]!.advertise();
+    expectCode(() => fresh.clients[0]!.precomputeMasksOn(pool), 'WRONG_STATE');
+  });
+
   it('runs with the tweetnacl reference backend, and mixes backends in one round', () => {
     const inputs = randomInputs(4, 8);
     const { sum } = simulateRound({
