@@ -8,8 +8,9 @@
  * per core by default, as real sites mask on machines of their own, in parallel): they
  * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
  * pre-generated random update and `round.evaluate` with fixed metrics. Under secure aggregation a
- * site masks as the client node does (quantized on its thread, masks added on one worker thread per
- * site process). Each repetition is a run of one round; the first `--warmup` runs (which include the
+ * site masks as the client node does (masks expanded on one worker thread per site process as soon
+ * as the site has shared its keys, the update quantized on its thread and added when the shares come
+ * back). Each repetition is a run of one round; the first `--warmup` runs (which include the
  * one-off statistics phase) are not counted.
  *
  * Besides wall time and phases it prints the CPU time per round of this process (aggregator, PGlite,
