@@ -183,6 +183,32 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
    *  (c) the round and ledger tables hold no vector data at all.
    * The search is shown to work by finding the stored new model's bytes the same way.
    */
+  it('shares keys while the sites train: the masks expand during training, not after it', async () => {
+    const fed = await createFederation(api, {
+      localEpochs: 40,
+      secureAggregation: { graph: 'complete', threshold: 2 },
+    });
+    const sites = await enrolSites(api, fed.id, 3);
+    const logs = new Map<string, string[]>(sites.map((s) => [s.name, []]));
+    await startNodes(fed.id, sites, (i) => ({
+      log: (line: string) => logs.get(sites[i]!.name)!.push(line),
+    }));
+    expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
+    for (const s of sites) {
+      const lines = logs.get(s.name)!;
+      const shared = lines.findIndex((l) => /round 1: key shares sent/.test(l));
+      const trained = lines.findIndex((l) =>
+        /round 1: trained on .* waiting for key shares/.test(l),
+      );
+      // Each node handles its messages in order, but answers the advertisements at once: its key
+      // shares left while it was still training (40 epochs), not after.
+      expect(shared).toBeGreaterThanOrEqual(0);
+      expect(trained).toBeGreaterThan(shared);
+    }
+    const [round] = await listRounds(api, fed.id);
+    expect(round!.state).toBe('committed');
+  }, 120_000);
+
   it('stores no individual update in any table, only model versions that are base + the average', async () => {
     // Record-level DP too, so the ledger tables hold rows for this round and are part of the scan.
     const spec: ModelSpec = { kind: 'mlp', inputDim: 30, hidden: [8], output: 'binary' };

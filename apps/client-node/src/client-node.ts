@@ -271,7 +271,20 @@ export class ClientNode {
         this.slotWaiter?.settle(parsed.msg);
         return;
       }
-      // Messages are handled strictly in order; training blocks the queue, not the socket.
+      // The key advertisements of this site's current secure round are answered at once, even while
+      // it trains: sharing keys does not need the update, and the masks then expand on the mask
+      // worker during training instead of after it.
+      const s = this.secure;
+      if (
+        parsed.msg.type === 'secagg.advertisements' &&
+        s?.runId === parsed.msg.runId &&
+        s.round === parsed.msg.round &&
+        s.client.state === 'advertised'
+      ) {
+        void this.onSecure(ws, parsed.msg);
+        return;
+      }
+      // Other messages are handled strictly in order; training blocks the queue, not the socket.
       this.queue = this.queue
         .then(() => this.onMessage(ws, parsed.msg, parsed.vector))
         .catch((e: unknown) =>
@@ -643,7 +656,10 @@ export class ClientNode {
     });
   }
 
-  /** The secure-aggregation steps after training: share keys, send the masked update, unmask. */
+  /**
+   * The secure-aggregation steps: share keys (as soon as the advertisements come, during training),
+   * then after training send the masked update, and unmask.
+   */
   private async onSecure(
     ws: WebSocket,
     msg: MessageOf<
@@ -669,6 +685,7 @@ export class ClientNode {
           // The masks do not depend on the update: they expand on the mask worker while the shares
           // go round (the update is added when they come back).
           s.client.precomputeMasksOn(this.maskWorkers());
+          this.log(`round ${msg.round}: key shares sent; masks expanding`);
           return;
         case 'secagg.deliver': {
           s.client.receiveShares(msg.shares);
