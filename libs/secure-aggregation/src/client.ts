@@ -30,7 +30,7 @@ import {
 } from './messages';
 import type { SecAggParams } from './params';
 import type { MaskWorkerPool } from './parallel';
-import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
+import { MaskAccumulator, maskStreamKey, type MaskStream } from './prg';
 import { assertFiniteValues, quantize, weightedQuantizer } from './quantize';
 import { openShare, sealShare, shareEncryptionKey, type SharePair } from './share-box';
 import { shamirSplit } from './shamir';
@@ -122,8 +122,8 @@ export class SecAggClient {
   private ownShares: SharePair | undefined;
   private received = new Map<string, SharePair>();
   private signedSurvivors: readonly string[] | undefined;
-  /** Masks expanded ahead of the input (precomputeMasksOn), and the neighbours they cover. */
-  private premask: { vector: Promise<Uint32Array>; peers: readonly string[] } | undefined;
+  /** Masks expanded ahead of the input (precomputeMasksOn). */
+  private premask: Premask | undefined;
   private readonly revealedKinds = new Map<string, RevealedKind>();
 
   constructor(options: SecAggClientOptions) {
@@ -407,7 +407,7 @@ export class SecAggClient {
         acc.addStreams(streams, init);
         return acc.read();
       } finally {
-        for (const { key } of streams) key.fill(0);
+        wipeStreams(streams);
         acc.destroy();
       }
     });
@@ -418,30 +418,45 @@ export class SecAggClient {
    * pairwise mask with each neighbour that shared keys, in id order. Consumes the mask secrets: the
    * site is 'masked' afterwards whatever happens, so it can never mask twice.
    */
-  private takeStreams(): { key: Uint8Array; sign: MaskSign }[] {
-    const streams: { key: Uint8Array; sign: MaskSign }[] = [];
+  private takeStreams(): MaskStream[] {
     try {
-      streams.push(this.selfMaskStream());
-      for (const v of [...this.received.keys()].sort(compareIds)) {
-        streams.push(this.pairwiseStream(v));
-      }
-      return streams;
-    } catch (e) {
-      for (const { key } of streams) key.fill(0);
-      throw e;
+      return this.streamsFor([...this.received.keys()].sort(compareIds), { self: true });
     } finally {
       this.consumeMaskSecrets();
     }
   }
 
+  /**
+   * The stream keys of the self mask (when `self`) and of the pairwise mask with each of `peers`, in
+   * that order; with `negate`, each with the opposite sign (to take a mask out again). If a key cannot
+   * be derived, the ones already derived are wiped.
+   */
+  private streamsFor(
+    peers: readonly string[],
+    opts: { self: boolean; negate?: boolean },
+  ): MaskStream[] {
+    const streams: MaskStream[] = [];
+    try {
+      if (opts.self) streams.push(this.selfMaskStream());
+      for (const v of peers) {
+        const { key, sign } = this.pairwiseStream(v);
+        streams.push({ key, sign: opts.negate ? (sign === 1 ? -1 : 1) : sign });
+      }
+      return streams;
+    } catch (e) {
+      wipeStreams(streams);
+      throw e;
+    }
+  }
+
   /** The self-mask stream (PRG of b): its AES key, added. */
-  private selfMaskStream(): { key: Uint8Array; sign: MaskSign } {
+  private selfMaskStream(): MaskStream {
     const seed = this.selfMaskSeed as Uint8Array;
     return { key: maskStreamKey(seed, this.sid as Uint8Array, this.ctx.tensorId), sign: 1 };
   }
 
   /** The pairwise mask stream with neighbour v: its AES key and this site's sign for it. */
-  private pairwiseStream(v: string): { key: Uint8Array; sign: MaskSign } {
+  private pairwiseStream(v: string): MaskStream {
     const mask = this.maskSecret as X25519Secret;
     const seed = mask.agree((this.ads.get(v) as ParsedAdvertisement).maskPublicKey);
     try {
@@ -481,27 +496,20 @@ export class SecAggClient {
       throw new SecAggError('WRONG_STATE', 'the masks are being precomputed already');
     this.guard(() => {
       const peers = [...this.nbrs].sort(compareIds);
-      const streams: { key: Uint8Array; sign: MaskSign }[] = [];
-      try {
-        streams.push(this.selfMaskStream());
-        for (const v of peers) streams.push(this.pairwiseStream(v));
-      } catch (e) {
-        for (const { key } of streams) key.fill(0);
-        throw e;
-      }
+      const streams = this.streamsFor(peers, { self: true });
       const vector = new Uint32Array(new SharedArrayBuffer(this.ctx.vectorLength * 4));
-      const done = pool.applyStreams(vector, streams).then(
-        () => vector,
-        (e: unknown) => {
-          vector.fill(0);
-          throw e;
-        },
-      );
-      const wiped = done.finally(() => {
-        for (const { key } of streams) key.fill(0);
-      });
-      wiped.catch(() => undefined); // observed by the masking call
-      this.premask = { vector: wiped, peers };
+      const masks = pool
+        .applyStreams(vector, streams)
+        .then(
+          () => vector,
+          (e: unknown) => {
+            vector.fill(0);
+            throw e;
+          },
+        )
+        .finally(() => wipeStreams(streams));
+      masks.catch(() => undefined); // observed by the masking call
+      this.premask = { vector: masks, peers };
     });
   }
 
@@ -602,7 +610,7 @@ export class SecAggClient {
       this.abort();
       throw e;
     } finally {
-      for (const { key } of streams) key.fill(0);
+      wipeStreams(streams);
     }
   }
 
@@ -611,20 +619,12 @@ export class SecAggClient {
    * not share keys (each added with the opposite sign): the same as masking `vector` afresh.
    */
   private async addPremask(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
-    const premask = this.premask as { vector: Promise<Uint32Array>; peers: readonly string[] };
+    const premask = this.premask as Premask;
     this.premask = undefined;
     const corrections = this.guard(() => {
-      const out: { key: Uint8Array; sign: MaskSign }[] = [];
       try {
-        for (const v of premask.peers) {
-          if (this.received.has(v)) continue;
-          const { key, sign } = this.pairwiseStream(v);
-          out.push({ key, sign: sign === 1 ? -1 : 1 });
-        }
-        return out;
-      } catch (e) {
-        for (const { key } of out) key.fill(0);
-        throw e;
+        const missing = premask.peers.filter((v) => !this.received.has(v));
+        return this.streamsFor(missing, { self: false, negate: true });
       } finally {
         this.consumeMaskSecrets();
       }
@@ -643,7 +643,7 @@ export class SecAggClient {
       throw e;
     } finally {
       vector.fill(0);
-      for (const { key } of corrections) key.fill(0);
+      wipeStreams(corrections);
     }
   }
 
@@ -888,4 +888,15 @@ export class SecAggClient {
     this.premask?.vector.then((v) => v.fill(0)).catch(() => undefined);
     this.premask = undefined;
   }
+}
+
+/** Masks expanded before the input exists: their sum (once expanded) and the neighbours it covers. */
+interface Premask {
+  vector: Promise<Uint32Array>;
+  peers: readonly string[];
+}
+
+/** Zeroes the AES keys of mask streams once they are applied (or no longer needed). */
+function wipeStreams(streams: readonly MaskStream[]): void {
+  for (const { key } of streams) key.fill(0);
 }

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { SecAggError } from './errors';
-import { CHUNK_ELEMENTS, type MaskSign } from './prg';
+import { CHUNK_ELEMENTS, type MaskStream } from './prg';
 import { simdModule } from './simd';
 
 /**
@@ -126,20 +126,14 @@ export class MaskWorkerPool {
    * range over the workers. Same result as MaskAccumulator.addStream for each job. An `acc` backed by
    * a SharedArrayBuffer is worked on where it is; any other is copied to shared memory and back.
    */
-  async applyStreams(
-    acc: Uint32Array,
-    jobs: readonly { key: Uint8Array; sign: MaskSign }[],
-  ): Promise<void> {
+  async applyStreams(acc: Uint32Array, jobs: readonly MaskStream[]): Promise<void> {
     // One job at a time: each worker answers its tasks in order, and a reply names no task.
     const run = this.queue.then(() => this.applyNow(acc, jobs));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async applyNow(
-    acc: Uint32Array,
-    jobs: readonly { key: Uint8Array; sign: MaskSign }[],
-  ): Promise<void> {
+  private async applyNow(acc: Uint32Array, jobs: readonly MaskStream[]): Promise<void> {
     if (this.workers.length === 0) throw new SecAggError('WRONG_STATE', 'the pool is closed');
     if (!(acc instanceof Uint32Array))
       throw new SecAggError('BAD_INPUT', 'acc must be a Uint32Array');

@@ -63,6 +63,12 @@ function giveBackKernels(kernels: SimdKernels): void {
 /** +1 adds the mask, -1 subtracts it. */
 export type MaskSign = 1 | -1;
 
+/** One mask stream to apply: the AES-256 key of its keystream and whether it is added or subtracted. */
+export interface MaskStream {
+  key: Uint8Array;
+  sign: MaskSign;
+}
+
 function checkBytes(value: Uint8Array, length: number, what: string): void {
   if (!(value instanceof Uint8Array) || value.length !== length) {
     throw new SecAggError('BAD_INPUT', `${what} must be ${length} bytes`);
@@ -253,7 +259,7 @@ export class MaskAccumulator {
    * );
    */
   addStreams(
-    streams: ReadonlyArray<{ key: Uint8Array; sign: MaskSign }>,
+    streams: readonly MaskStream[],
     init?: (chunk: Uint32Array, start: number) => void,
     offset = 0,
   ): void {

@@ -28,6 +28,24 @@ function params(overrides: Partial<SecAggParams> = {}): SecAggParams {
   };
 }
 
+/** A deterministic stand-in for the CSPRNG (`randomBytes` option), so a round can be replayed. */
+function seeded(seed: number): (n: number) => Uint8Array {
+  let k = seed;
+  return (n) => {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) out[i] = Math.imul(++k, 2654435761) >>> 24;
+    return out;
+  };
+}
+
+/** Deterministic stochastic-rounding values (`quantizeRandom` option), the same in every replay. */
+function counter(): (out: Uint32Array) => void {
+  let k = 0;
+  return (out) => {
+    for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2246822519) >>> 0;
+  };
+}
+
 function randomInputs(n: number, m: number): Uint32Array[] {
   return Array.from({ length: n }, () => new Uint32Array(nacl.randomBytes(4 * m).buffer));
 }
@@ -85,13 +103,23 @@ function throughSharing(r: Round): { ads: Advertisement[]; shares: EncryptedShar
   return { ads, shares };
 }
 
-function throughMasking(r: Round, inputs: readonly Uint32Array[]): void {
+/**
+ * Runs advertise and share-keys, then the first `masking` sites (all by default) send their masked
+ * inputs; closes the collection and returns its consistency request (semi-malicious rounds).
+ */
+function throughMasking(
+  r: Round,
+  inputs: readonly Uint32Array[],
+  masking = r.clients.length,
+): ReturnType<SecAggServer['closeCollection']> {
   throughSharing(r);
   r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
-  r.clients.forEach((c, i) =>
-    r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
-  );
-  r.server.closeCollection();
+  r.clients
+    .slice(0, masking)
+    .forEach((c, i) =>
+      r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
+    );
+  return r.server.closeCollection();
 }
 
 function expectCode(f: () => unknown, code: SecAggErrorCode, message?: RegExp): SecAggError {
@@ -280,20 +308,6 @@ describe('a secure-aggregation round', () => {
   it('masks a weighted update exactly as maskInput(quantizeWeighted(...)) does, chunk by chunk and on workers', async () => {
     // Two replays of one round with the same randomness: one site quantizes and masks in one fused
     // pass, the other quantizes first; lengths straddle the CHUNK_ELEMENTS-element chunks.
-    const seeded = (seed: number) => {
-      let k = seed;
-      return (n: number): Uint8Array => {
-        const out = new Uint8Array(n);
-        for (let i = 0; i < n; i++) out[i] = Math.imul(++k, 2654435761) >>> 24;
-        return out;
-      };
-    };
-    const counter = (): ((out: Uint32Array) => void) => {
-      let k = 0;
-      return (out) => {
-        for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2246822519) >>> 0;
-      };
-    };
     const p = params({ threshold: 2, clip: 2 });
     const pool = new MaskWorkerPool(2);
     onTestFinished(() => pool.close());
@@ -354,20 +368,6 @@ describe('a secure-aggregation round', () => {
   });
 
   it('masks the same with masks precomputed after sharing keys, also when a neighbour did not share', async () => {
-    const seeded = (seed: number) => {
-      let k = seed;
-      return (n: number): Uint8Array => {
-        const out = new Uint8Array(n);
-        for (let i = 0; i < n; i++) out[i] = Math.imul(++k, 2654435761) >>> 24;
-        return out;
-      };
-    };
-    const counter = (): ((out: Uint32Array) => void) => {
-      let k = 0;
-      return (out) => {
-        for (let i = 0; i < out.length; i++) out[i] = Math.imul(++k, 2246822519) >>> 0;
-      };
-    };
     const p = params({ threshold: 3, clip: 2 });
     const pool = new MaskWorkerPool(1);
     onTestFinished(() => pool.close());
@@ -604,14 +604,7 @@ describe('attacks by the aggregator and by peers', () => {
   it('answers one unmask request only, revealing one kind of share per peer', () => {
     const r = makeRound(5, params({ threshold: 3 }));
     const inputs = randomInputs(5, 16);
-    throughSharing(r);
-    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
-    r.clients
-      .slice(0, 4)
-      .forEach((c, i) =>
-        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
-      );
-    r.server.closeCollection();
+    throughMasking(r, inputs, 4);
     const req = r.server.unmaskRequest('site-00');
     expect(req.dropped).toEqual(['site-04']);
     const resp = r.clients[0]?.unmask(req);
@@ -640,14 +633,7 @@ describe('attacks by the aggregator and by peers', () => {
   it('the aggregator refuses a response revealing the wrong kind of share, and bad shares', () => {
     const r = makeRound(5, params({ threshold: 3 }));
     const inputs = randomInputs(5, 16);
-    throughSharing(r);
-    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
-    r.clients
-      .slice(0, 4)
-      .forEach((c, i) =>
-        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
-      );
-    r.server.closeCollection();
+    throughMasking(r, inputs, 4);
     const resp = r.clients[0]?.unmask(r.server.unmaskRequest('site-00'));
     if (!resp) throw new Error('no response');
     const both = {
@@ -682,15 +668,8 @@ describe('attacks by the aggregator and by peers', () => {
     const p = params({ threshold: 3 });
     const r = makeRound(6, p, { vectorLength: 20 });
     const inputs = randomInputs(6, 20);
-    throughSharing(r);
-    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
     // site-05 drops before its masked input: its mask key is rebuilt from the 5 others' shares.
-    r.clients
-      .slice(0, 5)
-      .forEach((c, i) =>
-        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
-      );
-    r.server.closeCollection();
+    throughMasking(r, inputs, 5);
     const wrong = (share: string): string => {
       const bytes = fromBase64(share, 66);
       bytes[40] = (bytes[40] as number) ^ 0x5a; // still a field element, no longer the share
@@ -718,14 +697,7 @@ describe('attacks by the aggregator and by peers', () => {
     const p = params({ threshold: 3, threatModel: 'semi-malicious' });
     const r = makeRound(5, p);
     const inputs = randomInputs(5, 16);
-    throughSharing(r);
-    r.clients.forEach((c, i) => c.receiveShares(r.server.sharesFor(r.ids[i] as string)));
-    r.clients
-      .slice(0, 4)
-      .forEach((c, i) =>
-        r.server.addMaskedInput(r.ids[i] as string, c.maskInput(inputs[i] as Uint32Array)),
-      );
-    const consistency = r.server.closeCollection();
+    const consistency = throughMasking(r, inputs, 4);
     expect(consistency?.survivors).toEqual(['site-00', 'site-01', 'site-02', 'site-03']);
     expectCode(() => r.clients[0]?.unmask(r.server.consistencyRequest()), 'WRONG_STATE');
     r.clients

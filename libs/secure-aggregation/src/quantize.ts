@@ -250,23 +250,20 @@ export class ChunkQuantizer {
     // The SIMD kernels take pairs of coordinates; an odd last one and any chunk with a NaN or an
     // Infinity (redone to name the coordinate and throw) go through the JavaScript loop.
     const pairs = k ? Math.max(0, valuesEnd - start) & ~1 : 0;
-    if (k && pairs > 0 && this.quantizePairs(k, start, pairs)) {
-      out.set(new Uint32Array(k.memory.buffer, Q_DST, pairs));
-      // The odd last coordinate (random[pairs] is its random value).
-      quantizeRange(
-        this.values,
-        this.weight,
-        clip,
-        scale,
-        random.subarray(pairs),
-        out,
-        start + pairs,
-        valuesEnd,
-        start,
-      );
-    } else {
-      quantizeRange(this.values, this.weight, clip, scale, random, out, start, valuesEnd, start);
-    }
+    const done = k && pairs > 0 && this.quantizePairs(k, start, pairs) ? pairs : 0;
+    if (k && done > 0) out.set(new Uint32Array(k.memory.buffer, Q_DST, done));
+    // The rest (random[done] is the random value of coordinate start + done).
+    quantizeRange(
+      this.values,
+      this.weight,
+      clip,
+      scale,
+      random.subarray(done),
+      out,
+      start + done,
+      valuesEnd,
+      start,
+    );
     if (end > n && this.appendTheWeight) {
       // The appended weight coordinate, rounded with its own random value like any other.
       const j = n - start;
