@@ -49,6 +49,32 @@ describe('X25519 (tweetnacl reference and node:crypto)', () => {
   });
 
   it.each(backends.map((b) => [b.name, b] as const))(
+    '%s generates fresh key pairs that agree like the exported secret key',
+    (_, backend) => {
+      const peer = nacl.box.keyPair();
+      const seen = new Set<string>();
+      for (let i = 0; i < 5; i++) {
+        const { secret, secretKey } = backend.x25519Generate(true);
+        expect(secretKey).toHaveLength(32);
+        const sk = secretKey as Uint8Array;
+        expect(secret.publicKey).toEqual(nacl.scalarMult.base(sk));
+        expect(secret.agree(peer.publicKey)).toEqual(nacl.scalarMult(sk, peer.publicKey));
+        expect(nacl.scalarMult(peer.secretKey, secret.publicKey)).toEqual(
+          secret.agree(peer.publicKey),
+        );
+        seen.add(toHex(sk));
+        const plain = backend.x25519Generate(false);
+        expect(plain.secretKey).toBeUndefined();
+        expect(plain.secret.publicKey).toHaveLength(32);
+        seen.add(toHex(plain.secret.publicKey));
+        secret.destroy();
+        expect(() => secret.agree(peer.publicKey)).toThrow();
+      }
+      expect(seen.size).toBe(10);
+    },
+  );
+
+  it.each(backends.map((b) => [b.name, b] as const))(
     '%s refuses low-order peer keys',
     (_, backend) => {
       const s = backend.x25519(nacl.randomBytes(32));

@@ -2,6 +2,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  generateKeyPairSync,
   sign as nodeSign,
   verify as nodeVerify,
   type KeyObject,
@@ -19,6 +20,13 @@ export interface X25519Secret {
   destroy(): void;
 }
 
+/** A fresh X25519 key pair from x25519Generate: the prepared secret and, when asked for, its bytes. */
+export interface GeneratedX25519 {
+  secret: X25519Secret;
+  /** The 32-byte secret key (for Shamir sharing); only with x25519Generate(true). The caller wipes it. */
+  secretKey?: Uint8Array;
+}
+
 /**
  * The asymmetric primitives of the protocol. Two implementations give byte-identical results:
  * tweetnacl (the portable reference) and node:crypto (OpenSSL; 10-40x faster, the default).
@@ -27,6 +35,13 @@ export interface CryptoBackend {
   readonly name: 'nacl' | 'node';
   /** Prepares a 32-byte X25519 secret key (clamped as RFC 7748 and nacl.scalarMult do). */
   x25519(secretKey: Uint8Array): X25519Secret;
+  /**
+   * A fresh X25519 key pair from the CSPRNG; with `exportSecret`, also the secret key bytes. Same as
+   * x25519(randomBytes(32)), and faster where the backend can generate keys itself (node:crypto:
+   * importing a raw secret goes through OpenSSL's PKCS#8 decoder, about 0.37 ms a key, against
+   * 0.04-0.08 ms to generate one).
+   */
+  x25519Generate(exportSecret: boolean): GeneratedX25519;
   /** Verifies a detached Ed25519 signature; false (never a throw) for any malformed input. */
   ed25519Verify(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean;
   /**
@@ -101,16 +116,26 @@ export const naclBackend: CryptoBackend = {
   x25519(secretKey) {
     checkSecret(secretKey);
     const sk = Uint8Array.from(secretKey);
+    let live = true;
     return {
       publicKey: nacl.scalarMult.base(sk),
       agree(peer) {
         checkPeer(peer);
+        if (!live) throw new SecAggError('WRONG_STATE', 'key destroyed');
         return checkShared(nacl.scalarMult(sk, peer));
       },
       destroy() {
         sk.fill(0);
+        live = false;
       },
     };
+  },
+  x25519Generate(exportSecret) {
+    const sk = nacl.randomBytes(32);
+    const secret = naclBackend.x25519(sk);
+    if (exportSecret) return { secret, secretKey: sk };
+    sk.fill(0);
+    return { secret };
   },
   ed25519Verify(message, signature, publicKey) {
     if (!wellFormedSignature(signature, publicKey)) return false;
@@ -168,34 +193,29 @@ export const nodeBackend: CryptoBackend = {
     const der = new Uint8Array(PKCS8_X25519.length + 32);
     der.set(PKCS8_X25519);
     der.set(secretKey, PKCS8_X25519.length);
-    let privateKey: KeyObject | undefined = createPrivateKey({
+    const privateKey = createPrivateKey({
       key: Buffer.from(der.buffer),
       format: 'der',
       type: 'pkcs8',
     });
     der.fill(0);
-    const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
-    const publicKey = new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url'));
-    return {
-      publicKey,
-      agree(peer) {
-        checkPeer(peer);
-        if (privateKey === undefined) throw new SecAggError('WRONG_STATE', 'key destroyed');
-        try {
-          const shared = diffieHellman({
-            privateKey,
-            publicKey: cached(x25519Peers, peer, 'X25519'),
-          });
-          return checkShared(new Uint8Array(shared.buffer, shared.byteOffset, shared.byteLength));
-        } catch (e) {
-          if (e instanceof SecAggError) throw e;
-          throw new SecAggError('BAD_KEY', 'X25519 agreement failed: the peer key has low order');
-        }
-      },
-      destroy() {
-        privateKey = undefined;
-      },
-    };
+    return nodeSecret(privateKey, createPublicKey(privateKey));
+  },
+  x25519Generate(exportSecret) {
+    const { privateKey, publicKey } = generateKeyPairSync('x25519');
+    const secret = nodeSecret(privateKey, publicKey);
+    if (!exportSecret) return { secret };
+    // PKCS#8 DER of an X25519 key: the 16-byte prefix above, then the 32 secret bytes.
+    const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+    try {
+      const prefix = der.subarray(0, PKCS8_X25519.length);
+      if (der.length !== PKCS8_X25519.length + 32 || !prefix.equals(PKCS8_X25519)) {
+        throw new SecAggError('BAD_KEY', 'unexpected PKCS#8 encoding of an X25519 key');
+      }
+      return { secret, secretKey: Uint8Array.from(der.subarray(PKCS8_X25519.length)) };
+    } finally {
+      der.fill(0);
+    }
   },
   ed25519Verify(message, signature, publicKey) {
     if (!wellFormedSignature(signature, publicKey)) return false;
@@ -216,6 +236,32 @@ export const nodeBackend: CryptoBackend = {
     return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
   },
 };
+
+/** An X25519Secret over an OpenSSL key pair. */
+function nodeSecret(key: KeyObject, pub: KeyObject): X25519Secret {
+  let privateKey: KeyObject | undefined = key;
+  const jwk = pub.export({ format: 'jwk' });
+  return {
+    publicKey: new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url')),
+    agree(peer) {
+      checkPeer(peer);
+      if (privateKey === undefined) throw new SecAggError('WRONG_STATE', 'key destroyed');
+      try {
+        const shared = diffieHellman({
+          privateKey,
+          publicKey: cached(x25519Peers, peer, 'X25519'),
+        });
+        return checkShared(new Uint8Array(shared.buffer, shared.byteOffset, shared.byteLength));
+      } catch (e) {
+        if (e instanceof SecAggError) throw e;
+        throw new SecAggError('BAD_KEY', 'X25519 agreement failed: the peer key has low order');
+      }
+    },
+    destroy() {
+      privateKey = undefined;
+    },
+  };
+}
 
 /**
  * The backend used when none is given: node:crypto.

@@ -104,6 +104,8 @@ export class SecAggClient {
   private readonly roster: ReadonlyMap<string, Uint8Array>;
   private readonly backend: CryptoBackend;
   private readonly random: (n: number) => Uint8Array;
+  /** Whether randomBytes was given (tests): keys then come from it, not from the backend. */
+  private readonly injectedRandom: boolean;
   private readonly quantizeRandom: ((out: Uint32Array) => void) | undefined;
   private readonly verifyAll: boolean;
   private identity: Uint8Array;
@@ -164,6 +166,7 @@ export class SecAggClient {
     this.identity = Uint8Array.from(sk);
     this.backend = options.backend ?? defaultBackend;
     this.random = options.randomBytes ?? randomBytes;
+    this.injectedRandom = options.randomBytes !== undefined;
     this.quantizeRandom = options.quantizeRandom;
     this.verifyAll = options.verify === 'all';
   }
@@ -195,12 +198,20 @@ export class SecAggClient {
   advertise(): Advertisement {
     this.expect('new', 'advertise');
     return this.guard(() => {
-      const encSk = this.random(32);
-      const maskSk = this.random(32);
-      this.encSecret = this.backend.x25519(encSk);
-      this.maskSecret = this.backend.x25519(maskSk);
-      this.maskSecretKey = maskSk;
-      encSk.fill(0);
+      if (this.injectedRandom) {
+        // Keys from the test's randomness, so a test can replay a round.
+        const encSk = this.random(32);
+        this.encSecret = this.backend.x25519(encSk);
+        encSk.fill(0);
+        this.maskSecretKey = this.random(32);
+        this.maskSecret = this.backend.x25519(this.maskSecretKey);
+      } else {
+        // Generated inside the backend (the mask key's bytes exported: they are Shamir-shared).
+        this.encSecret = this.backend.x25519Generate(false).secret;
+        const mask = this.backend.x25519Generate(true);
+        this.maskSecret = mask.secret;
+        this.maskSecretKey = mask.secretKey;
+      }
       const encPk = this.encSecret.publicKey;
       const maskPk = this.maskSecret.publicKey;
       const signature = this.backend.ed25519Sign(
