@@ -556,7 +556,9 @@ export class SecAggClient {
    * maskWeightedUpdate with the masks added on `pool`'s worker threads: the update is quantized here,
    * the keystream is expanded and added there (split by vector range), so this thread's event loop
    * stays free and its heap never sees the keystream. The same values as
-   * maskInput(quantizeWeighted(update, weight, params)), tested.
+   * maskInput(quantizeWeighted(update, weight, params)), tested. With precomputed masks
+   * (precomputeMasksOn) the update is quantized straight into them once they are expanded, so it
+   * must not change until the returned promise settles; NaN and Infinity are refused at the call.
    *
    * @example
    * const pool = new MaskWorkerPool(1); // one per site process, reused every round
@@ -568,23 +570,35 @@ export class SecAggClient {
     weight: number,
   ): Promise<Uint32Array> {
     this.expect('ready', 'maskWeightedUpdateOn');
-    // Quantized (NaN and Infinity refused) before any secret is used: the round can still go on.
+    // Checked (length, weight, NaN and Infinity) before any secret is used: the round can still go on.
     this.checkUpdateLength(update);
-    // Straight into memory the pool's workers share, which they then mask in place: no copies.
     const q = weightedQuantizer(update, weight, this.ctx.params, this.quantizeRandom);
-    const quantized = new Uint32Array(new SharedArrayBuffer(q.length * 4));
     try {
+      if (this.premask) {
+        // Quantized straight into the precomputed masks, once they are ready: no second vector.
+        assertFiniteValues(update);
+        return await this.addToPremask(pool, (masks) => q.quantizeAll(masks, true));
+      }
+      // Straight into memory the pool's workers share, which they then mask in place: no copies.
+      const quantized = new Uint32Array(new SharedArrayBuffer(q.length * 4));
       q.quantizeAll(quantized);
+      return await this.maskOn(pool, quantized);
     } finally {
       q.destroy();
     }
-    return this.maskOn(pool, quantized);
   }
 
   /** maskInput with the masks added on `pool`'s worker threads (see maskWeightedUpdateOn). */
   async maskInputOn(pool: MaskWorkerPool, quantized: Uint32Array): Promise<Uint32Array> {
     this.expect('ready', 'maskInputOn');
     this.checkQuantized(quantized);
+    if (this.premask) {
+      return this.addToPremask(pool, (masks) => {
+        for (let i = 0; i < masks.length; i++) {
+          masks[i] = ((masks[i] as number) + (quantized[i] as number)) >>> 0;
+        }
+      });
+    }
     const copy = new Uint32Array(new SharedArrayBuffer(quantized.byteLength));
     copy.set(quantized);
     return this.maskOn(pool, copy);
@@ -611,7 +625,6 @@ export class SecAggClient {
 
   /** Adds every mask to `vector` (owned by this call) on the pool; aborts the site on failure. */
   private async maskOn(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
-    if (this.premask) return this.addPremask(pool, vector);
     const streams = this.guard(() => this.takeStreams());
     try {
       await pool.applyStreams(vector, streams);
@@ -626,10 +639,14 @@ export class SecAggClient {
   }
 
   /**
-   * The precomputed masks plus `vector`, after taking out the pairwise masks of neighbours that did
-   * not share keys (each added with the opposite sign): the same as masking `vector` afresh.
+   * The precomputed masks, after taking out the pairwise masks of neighbours that did not share keys
+   * (each added with the opposite sign), with the input added by `addInput`: the same as masking the
+   * input afresh. Aborts the site on failure.
    */
-  private async addPremask(pool: MaskWorkerPool, vector: Uint32Array): Promise<Uint32Array> {
+  private async addToPremask(
+    pool: MaskWorkerPool,
+    addInput: (masks: Uint32Array) => void,
+  ): Promise<Uint32Array> {
     const premask = this.premask as Premask;
     this.premask = undefined;
     const corrections = this.guard(() => {
@@ -644,16 +661,13 @@ export class SecAggClient {
     try {
       masks = await premask.vector;
       if (corrections.length > 0) await pool.applyStreams(masks, corrections);
-      const a = new Int32Array(masks.buffer, masks.byteOffset, masks.length);
-      const b = new Int32Array(vector.buffer, vector.byteOffset, vector.length);
-      for (let i = 0; i < a.length; i++) a[i] = ((a[i] as number) + (b[i] as number)) | 0;
+      addInput(masks);
       return masks;
     } catch (e) {
       masks?.fill(0);
       this.abort();
       throw e;
     } finally {
-      vector.fill(0);
       wipeStreams(corrections);
     }
   }

@@ -384,22 +384,37 @@ describe('a secure-aggregation round', () => {
           randomFor: (i) => seeded(1000 * (i + 1)),
           quantizeRandomFor: () => counter(),
         });
-      const [plain, pre] = [replay(), replay()];
+      // The third replay adds an already quantized input (maskInputOn) to its precomputed masks.
+      const [plain, pre, preInput] = [replay(), replay(), replay()];
       const outs: Uint32Array[] = [];
-      for (const r of [plain, pre]) {
+      for (const r of [plain, pre, preInput]) {
         r.clients.forEach((c) => r.server.addAdvertisement(c.advertise()));
         const ads = r.server.closeAdvertising();
         const shares = r.clients.map((c) => c.shareKeys(ads));
-        if (r === pre) {
+        if (r !== plain) {
           r.clients[1]!.precomputeMasksOn(pool);
           expectCode(() => r.clients[1]!.precomputeMasksOn(pool), 'WRONG_STATE', /already/);
         }
         for (const i of sharing) r.server.addShares(r.ids[i]!, shares[i]!);
         r.server.closeSharing();
         for (const i of sharing) r.clients[i]!.receiveShares(r.server.sharesFor(r.ids[i]!));
-        outs.push(await r.clients[1]!.maskWeightedUpdateOn(pool, update, 0.5));
+        if (r === pre) {
+          // A NaN is refused before the masks are touched; the site then masks its good update.
+          const bad = Float32Array.from(update);
+          bad[length - 2] = NaN;
+          await expect(r.clients[1]!.maskWeightedUpdateOn(pool, bad, 0.5)).rejects.toThrow(
+            new RegExp(`coordinate ${length - 2} is NaN`),
+          );
+          expect(r.clients[1]!.state).toBe('ready');
+        }
+        outs.push(
+          r === preInput
+            ? await r.clients[1]!.maskInputOn(pool, quantizeWeighted(update, 0.5, p, counter()))
+            : await r.clients[1]!.maskWeightedUpdateOn(pool, update, 0.5),
+        );
       }
       expect(Buffer.from(outs[1]!.buffer).equals(Buffer.from(outs[0]!.buffer))).toBe(true);
+      expect(Buffer.from(outs[2]!.buffer).equals(Buffer.from(outs[0]!.buffer))).toBe(true);
       // And the round through the precomputed masks unmasks to the right sum.
       for (const i of sharing) {
         const id = pre.ids[i]!;

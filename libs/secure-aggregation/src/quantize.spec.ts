@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isSecAggError } from './errors';
 import {
   appendWeight,
+  assertFiniteValues,
   averageWeighted,
   checkHeadroom,
   chooseScale,
@@ -70,6 +71,32 @@ describe('quantization', () => {
         expect(dequantize(sum, p)[0]).toBeCloseTo((negative ? -clip : clip) * n, 6);
       }),
     );
+  });
+
+  it('finds the first NaN or Infinity of a float32 update, and passes every finite value', () => {
+    const edges = [
+      0, -0, 1, -1, 1.401298464324817e-45, 3.4028234663852886e38, -3.4028234663852886e38,
+    ];
+    for (const length of [1, 3, 4, 5, 9, 1000]) {
+      const xs = Float32Array.from({ length }, (_, i) => edges[i % edges.length]!);
+      expect(() => assertFiniteValues(xs)).not.toThrow();
+      for (const at of new Set([0, length >> 1, length - 1])) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const ys = Float32Array.from(xs);
+          ys[at] = bad;
+          if (at + 1 < length) ys[length - 1] = NaN; // a later one is not the one named
+          expect(() => assertFiniteValues(ys)).toThrow(`coordinate ${at} is ${bad}`);
+          // A view at an offset reads its own values only.
+          if (at + 1 < length) {
+            const after = new Float32Array(ys.buffer, 4 * at + 4);
+            expect(() => assertFiniteValues(after)).toThrow(
+              `coordinate ${after.length - 1} is NaN`,
+            );
+          }
+          if (at > 0) expect(() => assertFiniteValues(ys.subarray(0, at))).not.toThrow();
+        }
+      }
+    }
   });
 
   it('refuses parameters without headroom', () => {
@@ -156,6 +183,26 @@ describe('SIMD quantization', () => {
     expect(Buffer.from(quantizeWeighted(long, 0.3, p, counter(1)).buffer)).toEqual(
       Buffer.from(withoutSimd(() => quantizeWeighted(long, 0.3, p, counter(1))).buffer),
     );
+  });
+
+  it('adds into a vector mod 2^32 exactly what it would write (with and without SIMD)', () => {
+    const p = { clip: 1.5, scale: 2 ** 16 };
+    for (const length of [1, 2, 5, C - 1, C, C + 3, 3 * C + 6]) {
+      const update = Float32Array.from({ length }, (_, i) => Math.sin(i * 0.7) * 2);
+      const base = Uint32Array.from({ length: length + 1 }, (_, i) => Math.imul(i + 1, 2246822519));
+      const want = Uint32Array.from(base);
+      const q = quantizeWeighted(update, 0.7, p, counter(3));
+      for (let i = 0; i < want.length; i++) want[i] = (want[i]! + q[i]!) >>> 0;
+      for (const run of [<T>(f: () => T): T => f(), withoutSimd]) {
+        const got = Uint32Array.from(base);
+        run(() => {
+          const acc = weightedQuantizer(update, 0.7, p, counter(3));
+          acc.quantizeAll(got, true);
+          acc.destroy();
+        });
+        expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      }
+    }
   });
 
   it('names the first NaN or Infinity as the JavaScript loop does', () => {

