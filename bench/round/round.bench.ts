@@ -9,9 +9,15 @@
  * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
  * pre-generated random update and `round.evaluate` with fixed metrics. Under secure aggregation a
  * site masks as the client node does (masks expanded on one worker thread per site process as soon
- * as the site has shared its keys, the update quantized on its thread and added when the shares come
- * back). Each repetition is a run of one round; the first `--warmup` runs (which include the
- * one-off statistics phase) are not counted.
+ * as the site has shared its keys, the update quantized into them when the shares come back). Each
+ * repetition is a run of one round; the first `--warmup` runs of each mode (which include the
+ * one-off statistics phase, and in which V8 compiles the round's hot paths: the first rounds of a
+ * fresh process run up to 1.5x slower) are not counted.
+ *
+ * With `--secure both` (the default) the two modes run on one aggregator, their rounds interleaved
+ * (with, without, without, with, ...), each mode with its own federation and site processes: both
+ * see the same process, heap, database and machine state. (Measured one mode after the other, the
+ * mode that ran second found a warm process and came out 20-30% faster.)
  *
  * Besides wall time and phases it prints the CPU time per round of this process (aggregator, PGlite,
  * driver) and of all site processes together: on a machine with fewer cores than sites the sites'
@@ -71,10 +77,11 @@ Options:
   --sites N    synthetic sites, all selected every round (1-200, default 10)
   --params M   model parameters, approximately: an MLP (or a logistic model under 1002)
                is sized to about M (2-50000000, default 1000000)
-  --reps R     measured rounds (1-1000, default 5)
-  --warmup W   rounds run first and not counted (0-100, default 1)
-  --secure S   on | off | both (default both: the same rounds with and without secure
-               aggregation, side by side, and their ratio roundRatio = with / without)
+  --reps R     measured rounds of each mode (1-1000, default 9)
+  --warmup W   rounds of each mode run first and not counted (0-100, default 5)
+  --secure S   on | off | both (default both: rounds with and without secure aggregation
+               interleaved on one aggregator, and the ratio of their medians,
+               roundRatio = with / without)
   --site-processes P
                spread the synthetic sites over P processes (1-sites; default: the number of
                cores, at most --sites), as real sites mask on machines of their own
@@ -107,8 +114,8 @@ function parseOptions(argv: string[]): Options | 'help' {
       sites,
     ),
     params: intOption('params', values.params, 1_000_000, 2, 50_000_000),
-    reps: intOption('reps', values.reps, 5, 1, 1000),
-    warmup: intOption('warmup', values.warmup, 1, 0, 100),
+    reps: intOption('reps', values.reps, 9, 1, 1000),
+    warmup: intOption('warmup', values.warmup, 5, 0, 100),
     json: values.json,
     verbose: values.verbose,
     secure: ((): Options['secure'] => {
@@ -460,11 +467,7 @@ const SECURE_PHASES = [
 
 async function runDriver(opts: Options): Promise<void> {
   const modes = opts.secure === 'both' ? [false, true] : [opts.secure === 'on'];
-  const reports: Array<Awaited<ReturnType<typeof measure>>> = [];
-  for (const secure of modes) {
-    process.stderr.write(`--- ${secure ? 'with' : 'without'} secure aggregation ---\n`);
-    reports.push(await measure(opts, secure));
-  }
+  const reports = await measure(opts, modes);
   const median = (r: (typeof reports)[number]): number => r.summary.wallMs.median;
   const roundRatio = reports.length === 2 ? median(reports[1]!) / median(reports[0]!) : null;
   if (opts.json) {
@@ -486,7 +489,22 @@ async function runDriver(opts: Options): Promise<void> {
   }
 }
 
-async function measure(opts: Options, secureAggregation: boolean) {
+/** One federation of synthetic sites, with or without secure aggregation, ready to run rounds. */
+interface Mode {
+  secureAggregation: boolean;
+  siteBufferUtil: string;
+  /** Runs one round (one run of one round) and returns its figures. */
+  runRound(): Promise<RoundFigures>;
+  close(): Promise<void>;
+}
+
+/**
+ * Both modes on one aggregator, their rounds interleaved (with, without, without, with, ...): the two
+ * see the same process, heap, database and machine state, so neither is measured colder or on a
+ * quieter machine than the other. Each mode has its own federation and site processes (idle while
+ * the other mode runs).
+ */
+async function measure(opts: Options, modes: boolean[]) {
   const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   // Imported here, not at the top, so the site process does not load tfjs and NestJS.
   const { parameterCount } = await import('@confide/ml/spec');
@@ -496,159 +514,153 @@ async function measure(opts: Options, secureAggregation: boolean) {
   const { ApiClient } = await import('../../apps/cli/src/api-client');
 
   const agg = await startAggregator({ log: opts.verbose ? progress : undefined });
-  const sites: ChildProcess[] = [];
+  const started: Mode[] = [];
   try {
     const api = new ApiClient(agg.url, agg.initialAdminToken!);
-    const fed = await api.post<{ id: string; parameters: number }>('/api/v1/federations', {
-      name: `round-bench-${Date.now()}`,
-      modelSpec: spec,
-      minSites: opts.sites,
-      roundTimeoutSeconds: 600,
-      evaluationTimeoutSeconds: 120,
-      seed: 1,
-      secureAggregation: { enabled: secureAggregation },
-    });
-    const identities = Array.from({ length: opts.sites }, () => generateIdentity());
-    for (const [k, identity] of identities.entries()) {
-      const site = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/sites`, {
-        name: `site-${String(k + 1).padStart(3, '0')}`,
-        publicKey: identity.publicKey,
-      });
-      await api.post(`/api/v1/federations/${fed.id}/sites/${site.id}/approve`);
+    for (const secure of modes) {
+      started.push(await startMode(opts, agg, api, spec, parameters, secure));
     }
-
-    // Site processes: their stdout goes to our stderr so --json output stays one object.
-    const launcher = fileURLToPath(new URL('../../bin/run-ts.js', import.meta.url));
-    const P = opts.siteProcesses;
-    const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
-    // round -> what the processes that saw it end reported so far
-    const partial = new Map<number, { count: number; bytes: number; cpuMs: number }>();
-    let failure: ((e: Error) => void) | null = null;
-    const failed = new Promise<never>((_, reject) => (failure = reject));
-    failed.catch(() => undefined);
-    const readies: Array<Promise<string>> = [];
-    for (let p = 0; p < P; p++) {
-      const first = Math.floor((p * opts.sites) / P);
-      const last = Math.floor(((p + 1) * opts.sites) / P);
-      const child = fork(launcher, [fileURLToPath(import.meta.url)], {
-        env: { ...process.env, [ROLE_ENV]: 'sites' },
-        stdio: ['ignore', 2, 2, 'ipc'],
-      });
-      sites.push(child);
-      child.on('exit', (code) =>
-        failure?.(new Error(`site process ${p + 1} exited with code ${code}`)),
-      );
-      readies.push(
-        new Promise<string>((resolve) => {
-          child.on('message', (m: FromSites) => {
-            switch (m.type) {
-              case 'ready':
-                resolve(m.bufferutil);
-                break;
-              case 'round.end': {
-                const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
-                seen.count++;
-                seen.bytes += m.bytesToSites;
-                seen.cpuMs += m.cpuMs;
-                partial.set(m.round, seen);
-                if (seen.count === P) {
-                  partial.delete(m.round);
-                  ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
-                }
-                break;
-              }
-              case 'site.error':
-                progress(`site ${m.site}: ${m.code}: ${m.message}`);
-                if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
-                break;
-            }
-          });
-        }),
-      );
-      child.send({
-        type: 'setup',
-        wsUrl: agg.wsUrl,
-        federationId: fed.id,
-        identities: identities.slice(first, last),
-        first,
-        parameters,
-      } satisfies ToSites);
+    const measured = new Map<Mode, RoundFigures[]>(started.map((m) => [m, []]));
+    for (let rep = 0; rep < opts.warmup + opts.reps; rep++) {
+      // Alternate which mode goes first, so neither always follows the other.
+      const order = rep % 2 === 0 ? started : [...started].reverse();
+      for (const mode of order) {
+        const figures = await mode.runRound();
+        const warm = rep < opts.warmup;
+        if (!warm) measured.get(mode)!.push(figures);
+        progress(
+          `${warm ? 'warm-up' : `rep ${rep - opts.warmup + 1}/${opts.reps}`} ` +
+            `${mode.secureAggregation ? 'with' : 'without'} secure aggregation: round ` +
+            `${figures.round} ${fmt(figures.wallMs)} ms wall, ${fmt(figures.aggregatorMs)} ms ` +
+            `aggregator, ${fmt(figures.mbReceived)} MB in`,
+        );
+      }
     }
-    const siteBufferUtil = [...new Set(await Promise.race([Promise.all(readies), failed]))].join(
-      ' | ',
-    );
-
-    const total = opts.warmup + opts.reps;
-    const measured: RoundFigures[] = [];
-    for (let rep = 0; rep < total; rep++) {
-      const counterBefore = await bytesReceivedCounter(agg.url);
-      const end = new Promise<Extract<FromSites, { type: 'round.end' }>>((resolve) =>
-        ends.push(resolve),
-      );
-      const t0 = performance.now();
-      const cpu0 = process.cpuUsage();
-      const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
-        rounds: 1,
-      });
-      const ended = await Promise.race([end, failed, timeout(700_000, 'the round to end')]);
-      const wallMs = performance.now() - t0;
-      const cpu = process.cpuUsage(cpu0);
-      if (ended.outcome !== 'committed')
-        throw new Error(`round ${ended.round} ${ended.outcome}: ${ended.reason}`);
-      await waitForRunEnd(api, fed.id, run.id);
-      const counterAfter = await bytesReceivedCounter(agg.url);
-      const round = await api.get<RoundView>(`/api/v1/federations/${fed.id}/rounds/${ended.round}`);
-      const at = new Map(round.events.map((e) => [e.state, Date.parse(e.at)]));
-      const phasesMs = Object.fromEntries(
-        (secureAggregation ? SECURE_PHASES : PHASES).map(([from, to, name]) => [
-          name,
-          (at.get(to) ?? NaN) - (at.get(from) ?? NaN),
-        ]),
-      );
-      const mbReceived = (round.metrics?.bytesReceived ?? NaN) / MB;
-      const figures: RoundFigures = {
-        round: round.number,
-        wallMs,
-        aggregatorMs: round.durationMs ?? NaN,
-        mbReceived,
-        mbReceivedCounter: (counterAfter - counterBefore) / MB,
-        mbSent: ended.bytesToSites / MB,
-        mbPerS: mbReceived / (wallMs / 1000),
-        aggregatorCpuMs: (cpu.user + cpu.system) / 1000,
-        sitesCpuMs: ended.cpuMs,
-        phasesMs,
+    return started.map((mode) => {
+      const rounds = measured.get(mode)!;
+      return {
+        secureAggregation: mode.secureAggregation,
+        benchmark: 'round',
+        parameters: {
+          sites: opts.sites,
+          siteProcesses: opts.siteProcesses,
+          parameters,
+          modelSpec: spec,
+          reps: opts.reps,
+          warmup: opts.warmup,
+          interleaved: started.length > 1,
+          database: agg.db.description,
+        },
+        environment: {
+          node: process.version,
+          platform: `${process.platform} ${process.arch}`,
+          cpus: os.cpus().length,
+          cpuModel: os.cpus()[0]?.model ?? 'unknown',
+          bufferutil: { aggregator: bufferUtilState(), sites: mode.siteBufferUtil },
+        },
+        rounds,
+        summary: summarise(rounds),
       };
-      const warm = rep < opts.warmup;
-      if (!warm) measured.push(figures);
-      progress(
-        `${warm ? 'warm-up' : `rep ${rep - opts.warmup + 1}/${opts.reps}`}: round ${figures.round} ` +
-          `${fmt(wallMs)} ms wall, ${fmt(figures.aggregatorMs)} ms aggregator, ${fmt(mbReceived)} MB in`,
-      );
-    }
-
-    return {
-      secureAggregation,
-      benchmark: 'round',
-      parameters: {
-        sites: opts.sites,
-        siteProcesses: opts.siteProcesses,
-        parameters,
-        modelSpec: spec,
-        reps: opts.reps,
-        warmup: opts.warmup,
-        database: agg.db.description,
-      },
-      environment: {
-        node: process.version,
-        platform: `${process.platform} ${process.arch}`,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model ?? 'unknown',
-        bufferutil: { aggregator: bufferUtilState(), sites: siteBufferUtil },
-      },
-      rounds: measured,
-      summary: summarise(measured),
-    };
+    });
   } finally {
+    for (const mode of started) await mode.close();
+    await agg.close();
+  }
+}
+
+/** Creates the federation of one mode, enrolls its sites and starts their processes. */
+async function startMode(
+  opts: Options,
+  agg: { url: string; wsUrl: string },
+  api: {
+    get<T>(path: string): Promise<T>;
+    post<T>(path: string, body?: unknown): Promise<T>;
+  },
+  spec: ModelSpec,
+  parameters: number,
+  secureAggregation: boolean,
+): Promise<Mode> {
+  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+  const fed = await api.post<{ id: string; parameters: number }>('/api/v1/federations', {
+    name: `round-bench-${secureAggregation ? 'secure' : 'plain'}-${Date.now()}`,
+    modelSpec: spec,
+    minSites: opts.sites,
+    roundTimeoutSeconds: 600,
+    evaluationTimeoutSeconds: 120,
+    seed: 1,
+    secureAggregation: { enabled: secureAggregation },
+  });
+  const identities = Array.from({ length: opts.sites }, () => generateIdentity());
+  for (const [k, identity] of identities.entries()) {
+    const site = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/sites`, {
+      name: `site-${String(k + 1).padStart(3, '0')}`,
+      publicKey: identity.publicKey,
+    });
+    await api.post(`/api/v1/federations/${fed.id}/sites/${site.id}/approve`);
+  }
+
+  // Site processes: their stdout goes to our stderr so --json output stays one object.
+  const launcher = fileURLToPath(new URL('../../bin/run-ts.js', import.meta.url));
+  const P = opts.siteProcesses;
+  const sites: ChildProcess[] = [];
+  const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
+  // round -> what the processes that saw it end reported so far
+  const partial = new Map<number, { count: number; bytes: number; cpuMs: number }>();
+  let failure: ((e: Error) => void) | null = null;
+  const failed = new Promise<never>((_, reject) => (failure = reject));
+  failed.catch(() => undefined);
+  let closing = false;
+  const readies: Array<Promise<string>> = [];
+  for (let p = 0; p < P; p++) {
+    const first = Math.floor((p * opts.sites) / P);
+    const last = Math.floor(((p + 1) * opts.sites) / P);
+    const child = fork(launcher, [fileURLToPath(import.meta.url)], {
+      env: { ...process.env, [ROLE_ENV]: 'sites' },
+      stdio: ['ignore', 2, 2, 'ipc'],
+    });
+    sites.push(child);
+    child.on(
+      'exit',
+      (code) => !closing && failure?.(new Error(`site process ${p + 1} exited with code ${code}`)),
+    );
+    readies.push(
+      new Promise<string>((resolve) => {
+        child.on('message', (m: FromSites) => {
+          switch (m.type) {
+            case 'ready':
+              resolve(m.bufferutil);
+              break;
+            case 'round.end': {
+              const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
+              seen.count++;
+              seen.bytes += m.bytesToSites;
+              seen.cpuMs += m.cpuMs;
+              partial.set(m.round, seen);
+              if (seen.count === P) {
+                partial.delete(m.round);
+                ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
+              }
+              break;
+            }
+            case 'site.error':
+              progress(`site ${m.site}: ${m.code}: ${m.message}`);
+              if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
+              break;
+          }
+        });
+      }),
+    );
+    child.send({
+      type: 'setup',
+      wsUrl: agg.wsUrl,
+      federationId: fed.id,
+      identities: identities.slice(first, last),
+      first,
+      parameters,
+    } satisfies ToSites);
+  }
+  const close = async (): Promise<void> => {
+    closing = true;
     await Promise.all(
       sites.map(async (child) => {
         if (child.exitCode === null && child.connected) {
@@ -659,8 +671,55 @@ async function measure(opts: Options, secureAggregation: boolean) {
         child.kill();
       }),
     );
-    await agg.close();
+  };
+  let siteBufferUtil: string;
+  try {
+    siteBufferUtil = [...new Set(await Promise.race([Promise.all(readies), failed]))].join(' | ');
+  } catch (e) {
+    await close();
+    throw e;
   }
+
+  const runRound = async (): Promise<RoundFigures> => {
+    const counterBefore = await bytesReceivedCounter(agg.url);
+    const end = new Promise<Extract<FromSites, { type: 'round.end' }>>((resolve) =>
+      ends.push(resolve),
+    );
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+      rounds: 1,
+    });
+    const ended = await Promise.race([end, failed, timeout(700_000, 'the round to end')]);
+    const wallMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    if (ended.outcome !== 'committed')
+      throw new Error(`round ${ended.round} ${ended.outcome}: ${ended.reason}`);
+    await waitForRunEnd(api, fed.id, run.id);
+    const counterAfter = await bytesReceivedCounter(agg.url);
+    const round = await api.get<RoundView>(`/api/v1/federations/${fed.id}/rounds/${ended.round}`);
+    const at = new Map(round.events.map((e) => [e.state, Date.parse(e.at)]));
+    const phasesMs = Object.fromEntries(
+      (secureAggregation ? SECURE_PHASES : PHASES).map(([from, to, name]) => [
+        name,
+        (at.get(to) ?? NaN) - (at.get(from) ?? NaN),
+      ]),
+    );
+    const mbReceived = (round.metrics?.bytesReceived ?? NaN) / MB;
+    return {
+      round: round.number,
+      wallMs,
+      aggregatorMs: round.durationMs ?? NaN,
+      mbReceived,
+      mbReceivedCounter: (counterAfter - counterBefore) / MB,
+      mbSent: ended.bytesToSites / MB,
+      mbPerS: mbReceived / (wallMs / 1000),
+      aggregatorCpuMs: (cpu.user + cpu.system) / 1000,
+      sitesCpuMs: ended.cpuMs,
+      phasesMs,
+    };
+  };
+  return { secureAggregation, siteBufferUtil, runRound, close };
 }
 
 async function bytesReceivedCounter(url: string): Promise<number> {
@@ -736,7 +795,14 @@ function fmt(x: number): string {
 }
 
 function printTable(report: {
-  parameters: { sites: number; parameters: number; reps: number; warmup: number; database: string };
+  parameters: {
+    sites: number;
+    parameters: number;
+    reps: number;
+    warmup: number;
+    interleaved: boolean;
+    database: string;
+  };
   environment: {
     node: string;
     platform: string;
@@ -749,7 +815,8 @@ function printTable(report: {
   const { parameters: p, environment: e, summary: s } = report;
   const lines = [
     `round benchmark: ${p.sites} sites x ${p.parameters.toLocaleString('en-US')} parameters, ` +
-      `${p.reps} measured round(s) after ${p.warmup} warm-up, ${p.database}`,
+      `${p.reps} measured round(s) after ${p.warmup} warm-up` +
+      `${p.interleaved ? ', interleaved with the other mode' : ''}, ${p.database}`,
     `node ${e.node} on ${e.platform}, ${e.cpus} CPU(s) (${e.cpuModel})`,
     `bufferutil, aggregator process: ${e.bufferutil.aggregator}`,
     `bufferutil, site process: ${e.bufferutil.sites}`,

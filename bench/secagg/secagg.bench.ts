@@ -718,25 +718,13 @@ function expansion(cell: Cell): number {
  * by side in one run of bench/round (a real aggregator; synthetic sites that mask with SecAggClient):
  * median round time with / without.
  */
-async function measureRoundRatio(reps: number): Promise<number | null> {
+async function measureRoundRatio(): Promise<number | null> {
   const launcher = new URL('../../bin/run-ts.js', import.meta.url).pathname;
   const script = new URL('../round/round.bench.ts', import.meta.url).pathname;
   const out = await new Promise<string>((resolve, reject) =>
     execFile(
       process.execPath,
-      [
-        launcher,
-        script,
-        '--sites',
-        '10',
-        '--params',
-        '1000000',
-        '--reps',
-        String(reps),
-        '--secure',
-        'both',
-        '--json',
-      ],
+      [launcher, script, '--sites', '10', '--params', '1000000', '--secure', 'both', '--json'],
       { maxBuffer: 64 * 1024 * 1024 },
       (err, stdout) => (err ? reject(new Error(err.message)) : resolve(stdout)),
     ),
@@ -889,7 +877,7 @@ async function main(opts: Options): Promise<void> {
     process.stderr.write(
       'round ratio: 10 sites x 1M parameters over WebSockets, with and without secure aggregation...\n',
     );
-    const roundRatio = opts.quick ? null : await measureRoundRatio(3);
+    const roundRatio = opts.quick ? null : await measureRoundRatio();
     const report = { ...buildReport(rows, opts, performance.now() - started), roundRatio };
     if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
     else printTable(report, opts);
@@ -949,7 +937,8 @@ function buildReport(rows: readonly Row[], opts: Options, totalMs: number) {
     roundRatio: null as number | null,
     roundRatioNote:
       'median 10-site 1M-parameter round time with / without secure aggregation, measured by ' +
-      'bench/round/round.bench.ts --secure both in the same run (null with --quick); target <= 1.5',
+      'bench/round/round.bench.ts --secure both (rounds of the two modes interleaved on one ' +
+      'aggregator, 9 of each after 5 warm-up; null with --quick); target <= 1.5',
     paper: PAPER,
     targets: [
       target('complete graph, n=500, m=100K: site', 300, find('complete', 500, 0.1), 'site'),
