@@ -5,7 +5,9 @@ import {
   assertLength,
   decodeFrame,
   encodeFrame,
+  encodeFrameInPlace,
   ErrorCode,
+  FRAME_HEADER_ROOM,
   MAX_CONTROL_BYTES,
   ProtocolError,
 } from './index';
@@ -100,6 +102,43 @@ describe('binary frames', () => {
         ),
       ).toEqual(v);
     }
+  });
+
+  it('frame a vector in place with the bytes encodeFrame gives, touching only the room before it', () => {
+    for (const shared of [false, true]) {
+      for (let n = 0; n < 20; n++) {
+        const header = { v: 1, type: 'round.update', id: 'y'.repeat(n), round: 3 };
+        const length = 5 + n;
+        const bytes = FRAME_HEADER_ROOM + 4 * length + 8;
+        const buf = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+        new Uint8Array(buf).fill(0xab);
+        const v = new Uint32Array(buf, FRAME_HEADER_ROOM, length);
+        v.forEach((_, i) => (v[i] = Math.imul(i + 1, 2654435761) >>> 0));
+        const want = encodeFrame(header, v);
+        const frame = encodeFrameInPlace(header, v);
+        expect(Buffer.compare(frame, want)).toBe(0);
+        expect(frame.buffer).toBe(buf); // no copy of the vector
+        expect(frame.byteOffset + frame.length).toBe(FRAME_HEADER_ROOM + 4 * length);
+        const all = new Uint8Array(buf);
+        expect(all.subarray(0, frame.byteOffset).every((b) => b === 0xab)).toBe(true);
+        expect(all.subarray(FRAME_HEADER_ROOM + 4 * length).every((b) => b === 0xab)).toBe(true);
+        expect(Array.from(decodeFrame(frame, LIMIT).vector)).toEqual(Array.from(v));
+      }
+    }
+  });
+
+  it('frame a vector by copying when its header does not fit the room, and check the room', () => {
+    const buf = new ArrayBuffer(64 + 12);
+    const v = new Float32Array(buf, 64, 3).fill(1.5);
+    const big = { id: 'x'.repeat(100) };
+    const copied = encodeFrameInPlace(big, v, 64);
+    expect(copied.buffer).not.toBe(buf);
+    expect(Buffer.compare(copied, encodeFrame(big, v))).toBe(0);
+    expect(new Uint8Array(buf, 0, 64).every((b) => b === 0)).toBe(true); // room untouched
+    const small = { id: 'x' };
+    expect(encodeFrameInPlace(small, v, 64).buffer).toBe(buf);
+    expect(() => encodeFrameInPlace(small, v, 65)).toThrow(RangeError);
+    expect(() => encodeFrameInPlace(small, v, -1)).toThrow(RangeError);
   });
 
   it('decode from an unaligned view into a fresh, aligned vector that does not alias the input', () => {

@@ -26,16 +26,62 @@ const pad8 = (n: number): number => (n + 7) & ~7;
  * @example encodeFrame({ v: 1, type: 'round.update', id: 'x' }, new Float32Array([1, 2]))
  */
 export function encodeFrame(header: object, vector: Float32Array | Uint32Array): Buffer {
-  const dtype: FrameDType = vector instanceof Float32Array ? 'float32' : 'uint32';
-  const json = Buffer.from(JSON.stringify({ ...header, dtype, length: vector.length }), 'utf8');
+  const json = headerJson(header, vector);
   const payloadOffset = pad8(PREFIX + json.length);
   const out = Buffer.allocUnsafe(payloadOffset + vector.byteLength);
+  writeFrameHead(out, json, payloadOffset);
+  Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).copy(out, payloadOffset);
+  return out;
+}
+
+/**
+ * Bytes to leave free just before a vector that encodeFrameInPlace will frame: room for a header of
+ * up to 16 KiB (an update's header, receipt included, is well under 4 KiB).
+ */
+export const FRAME_HEADER_ROOM = 16 * 1024;
+
+/**
+ * encodeFrame without copying the vector (4 MB for 1M parameters): the prefix, header and padding
+ * are written into the bytes just before `vector` in its buffer, which the caller left free for
+ * this (FRAME_HEADER_ROOM of them, or `room`), and the frame is returned as a view of that buffer.
+ * Bytes of the buffer outside the room and the vector are not touched. Falls back to encodeFrame (a
+ * copy) when the header does not fit the room. Same bytes as encodeFrame.
+ *
+ * @example
+ * const buf = new ArrayBuffer(FRAME_HEADER_ROOM + 4 * n);
+ * const v = new Uint32Array(buf, FRAME_HEADER_ROOM, n); // ... fill v ...
+ * ws.send(encodeFrameInPlace(header, v));
+ */
+export function encodeFrameInPlace(
+  header: object,
+  vector: Float32Array | Uint32Array,
+  room: number = FRAME_HEADER_ROOM,
+): Buffer {
+  if (!Number.isSafeInteger(room) || room < 0 || room > vector.byteOffset) {
+    throw new RangeError(
+      `room must be an integer in [0, ${vector.byteOffset}] (bytes before the vector)`,
+    );
+  }
+  const json = headerJson(header, vector);
+  const payloadOffset = pad8(PREFIX + json.length);
+  if (payloadOffset > room) return encodeFrame(header, vector);
+  const start = vector.byteOffset - payloadOffset;
+  const out = Buffer.from(vector.buffer, start, payloadOffset + vector.byteLength);
+  writeFrameHead(out, json, payloadOffset);
+  return out;
+}
+
+function headerJson(header: object, vector: Float32Array | Uint32Array): Buffer {
+  const dtype: FrameDType = vector instanceof Float32Array ? 'float32' : 'uint32';
+  return Buffer.from(JSON.stringify({ ...header, dtype, length: vector.length }), 'utf8');
+}
+
+/** Writes the magic, the header length, the header and the zero padding before the payload. */
+function writeFrameHead(out: Buffer, json: Buffer, payloadOffset: number): void {
   out.writeUInt32LE(MAGIC, 0);
   out.writeUInt32LE(json.length, 4);
   json.copy(out, PREFIX);
   out.fill(0, PREFIX + json.length, payloadOffset);
-  Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).copy(out, payloadOffset);
-  return out;
 }
 
 /**

@@ -496,19 +496,28 @@ export class SecAggClient {
    * share keys (usually none) and add the input, so the expansion overlaps the key-share round trip
    * (and, where a site trains after sharing keys, its training). Same result as without, bit for bit.
    *
+   * With `reserveBefore`, that many free bytes precede the masked vector in its buffer, so the
+   * caller can frame it for sending without copying it (encodeFrameInPlace of @confide/protocol).
+   *
    * @example
-   * ws.send(client.shareKeys(ads)); client.precomputeMasksOn(pool);
-   * client.receiveShares(shares); ws.send(await client.maskWeightedUpdateOn(pool, update, w));
+   * ws.send(client.shareKeys(ads)); client.precomputeMasksOn(pool, { reserveBefore: FRAME_HEADER_ROOM });
+   * client.receiveShares(shares);
+   * ws.send(encodeFrameInPlace(header, await client.maskWeightedUpdateOn(pool, update, w)));
    */
-  precomputeMasksOn(pool: MaskWorkerPool): void {
+  precomputeMasksOn(pool: MaskWorkerPool, options: { reserveBefore?: number } = {}): void {
     if (this.current !== 'shared' && this.current !== 'ready')
       this.expect('shared', 'precomputeMasksOn');
     if (this.premask)
       throw new SecAggError('WRONG_STATE', 'the masks are being precomputed already');
+    const room = options.reserveBefore ?? 0;
+    if (!Number.isSafeInteger(room) || room < 0 || room % 8 !== 0 || room > 1 << 20) {
+      throw new SecAggError('BAD_INPUT', 'reserveBefore must be a multiple of 8 in [0, 2^20]');
+    }
     this.guard(() => {
       const peers = [...this.nbrs].sort(compareIds);
       const streams = this.streamsFor(peers, { self: true });
-      const vector = new Uint32Array(new SharedArrayBuffer(this.ctx.vectorLength * 4));
+      const length = this.ctx.vectorLength;
+      const vector = new Uint32Array(new SharedArrayBuffer(room + length * 4), room, length);
       const masks = pool
         .applyStreams(vector, streams)
         .then(
