@@ -9,7 +9,8 @@
  * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
  * pre-generated random update and `round.evaluate` with fixed metrics. Under secure aggregation a
  * site masks as the client node does (masks expanded on one worker thread per site process as soon
- * as the site has shared its keys, the update quantized into them when the shares come back). Each
+ * as the site has shared its keys, the update quantized into them when the shares come back, the
+ * frame header written in front of them). Each
  * repetition is a run of one round; the first `--warmup` runs of each mode (which include the
  * one-off statistics phase, and in which V8 compiles the round's hot paths: the first rounds of a
  * fresh process run up to 1.5x slower) are not counted.
@@ -43,6 +44,8 @@ import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli'
 import type { ModelSpec } from '@confide/ml/spec';
 import {
   encodeFrame,
+  encodeFrameInPlace,
+  FRAME_HEADER_ROOM,
   generateIdentity,
   PROTOCOL_VERSION,
   signLogin,
@@ -272,8 +275,9 @@ async function runSites(): Promise<void> {
                   ...ref,
                   shares: s!.client.shareKeys(m['advertisements'] as unknown[]),
                 });
-                // As the client node does: the masks expand while the shares go round.
-                s!.client.precomputeMasksOn(maskPool);
+                // As the client node does: the masks expand while the shares go round, with room
+                // before them for the frame header.
+                s!.client.precomputeMasksOn(maskPool, { reserveBefore: FRAME_HEADER_ROOM });
                 break;
               case 'secagg.deliver': {
                 // As the client node does: the masks are added on a worker thread.
@@ -289,7 +293,7 @@ async function runSites(): Promise<void> {
                       numExamples: 100 + k,
                       trainLoss: 0.5,
                     };
-                    ws.send(encodeFrame(header, masked), { binary: true });
+                    ws.send(encodeFrameInPlace(header, masked), { binary: true });
                   })
                   .catch((e: unknown) =>
                     send({

@@ -20,6 +20,8 @@ import {
   assertFinite,
   decodeFrame,
   encodeFrame,
+  encodeFrameInPlace,
+  FRAME_HEADER_ROOM,
   ErrorCode,
   MAX_CONTROL_BYTES,
   parameterLimit,
@@ -683,8 +685,9 @@ export class ClientNode {
             shares: s.client.shareKeys(msg.advertisements),
           });
           // The masks do not depend on the update: they expand on the mask worker while the shares
-          // go round (the update is added when they come back).
-          s.client.precomputeMasksOn(this.maskWorkers());
+          // go round (the update is added when they come back), with room before them to frame the
+          // masked update for sending without copying it.
+          s.client.precomputeMasksOn(this.maskWorkers(), { reserveBefore: FRAME_HEADER_ROOM });
           this.log(`round ${msg.round}: key shares sent; masks expanding`);
           return;
         case 'secagg.deliver': {
@@ -728,18 +731,20 @@ export class ClientNode {
           }
           // The round may have ended (or a new one begun) while the masks were being added.
           if (this.stopped || ws !== this.ws || this.secure !== s) return;
-          const frame = encodeFrame(
-            {
-              v: PROTOCOL_VERSION,
-              type: 'round.update',
-              id: randomUUID(),
-              ...ref,
-              numExamples: pending.numExamples,
-              trainLoss: pending.trainLoss,
-              ...(receipt ? { receipt } : {}),
-            },
-            masked,
-          );
+          const header = {
+            v: PROTOCOL_VERSION,
+            type: 'round.update',
+            id: randomUUID(),
+            ...ref,
+            numExamples: pending.numExamples,
+            trainLoss: pending.trainLoss,
+            ...(receipt ? { receipt } : {}),
+          };
+          // Precomputed masks leave room before the vector for the frame header (no 4 MB copy).
+          const frame =
+            masked.byteOffset >= FRAME_HEADER_ROOM
+              ? encodeFrameInPlace(header, masked)
+              : encodeFrame(header, masked);
           this.opts.onUpdate?.(pending.report);
           s.pending = null;
           if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
