@@ -207,5 +207,18 @@ describe('mask PRG', () => {
     expect(() => expandMaskInto(acc, new Uint8Array(32), sid, 'u', 1, -1)).toThrow(/offset/);
     expect(() => new MaskAccumulator(0)).toThrow(/length/);
     expect(() => new MaskAccumulator(3).addVector(new Uint32Array(4))).toThrow(/length 3/);
+    expect(() => new MaskAccumulator(3).readInto(new Uint32Array(4))).toThrow(/length 3/);
+  });
+
+  it('reads its value into memory the caller gives, shared memory included', () => {
+    for (const simd of [true, false]) {
+      const acc = new MaskAccumulator(CHUNK_ELEMENTS + 3, { simd });
+      acc.addMask(new Uint8Array(32).fill(5), new Uint8Array(32).fill(6), 'u', 1);
+      const out = new Uint32Array(new SharedArrayBuffer(4 * acc.length));
+      acc.readInto(out);
+      expect(Buffer.from(out.buffer).equals(Buffer.from(acc.read().buffer))).toBe(true);
+      expect(out.some((v) => v !== 0)).toBe(true);
+      acc.destroy();
+    }
   });
 });

@@ -338,9 +338,17 @@ export class MaskAccumulator {
   /** A copy of the current value. */
   read(): Uint32Array {
     const out = new Uint32Array(this.length);
+    this.readInto(out);
+    return out;
+  }
+
+  /** Copies the current value into `out` (of the same length), e.g. shared memory for a worker pool. */
+  readInto(out: Uint32Array): void {
+    if (!(out instanceof Uint32Array) || out.length !== this.length) {
+      throw new SecAggError('BAD_INPUT', `out must be a Uint32Array of length ${this.length}`);
+    }
     if (this.kernels === undefined) out.set(new Uint32Array(this.live().buffer));
     else out.set(new Uint32Array(this.kernels.memory.buffer, this.accOffset, this.length));
-    return out;
   }
 
   /** Zeroes all memory of this accumulator (the value and the keystream scratch). */

@@ -491,7 +491,9 @@ export class SecAggServer {
     try {
       const jobs: MaskJob[] = [];
       this.forEachMaskJob((job) => jobs.push(job));
-      const sum = acc.read();
+      // Straight into shared memory, which the workers unmask in place.
+      const sum = new Uint32Array(new SharedArrayBuffer(acc.length * 4));
+      acc.readInto(sum);
       try {
         await pool.applyStreams(sum, jobs);
       } finally {
