@@ -34,7 +34,7 @@ export const serverCommand: Command = {
       type: 'string',
       value: 'N',
       description:
-        'worker threads that expand the masks when unmasking a secure-aggregation sum (0: none; default: cores - 1, at least 1)',
+        'worker threads that expand the masks when unmasking a secure-aggregation sum (0: none; default: one per core)',
       env: 'CONFIDE_MASK_WORKERS',
     },
   },
