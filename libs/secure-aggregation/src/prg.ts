@@ -12,8 +12,10 @@ import { instantiateKernels, simdModule, type SimdKernels } from './simd';
  */
 
 /**
- * Elements per keystream chunk (32 KiB). Each `cipher.update` allocates its output, and V8 frees those
- * buffers only when it collects them, so the chunk size trades the per-call cost against the
+ * Elements per keystream chunk (32 KiB). Each `cipher.update` allocates its output (in Node 20 twice:
+ * a buffer one byte longer than the input, for the block size of 1, then a zero-filled exact copy;
+ * about half the cost of a call besides the AES itself), and V8 frees those buffers only when it
+ * collects them, so the chunk size trades the per-call cost against the
  * allocator: with 64 KiB chunks glibc keeps handing back fresh pages (tens of thousands of page
  * faults, 8-20 ms of system time per 40 MB of keystream), which is worst when two processes mask at
  * once, as sites beside the aggregator or two unmasking workers do (2-4x the CPU time of one alone);
