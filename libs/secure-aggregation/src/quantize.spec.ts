@@ -177,6 +177,21 @@ describe('SIMD quantization', () => {
       ),
       { numRuns: 300 },
     );
+    // Results at the ends of the int32 range the kernel handles (|q| up to 2^31 - 1), with the
+    // smallest and largest random values.
+    for (const p of [
+      { clip: 2 ** 31 - 1, scale: 1 },
+      { clip: 2 ** 15 - 2 ** -16, scale: 2 ** 16 },
+    ]) {
+      expect(weightedQuantizer([1], 1, p).simd).toBe(true);
+      const xs = Float64Array.of(p.clip, -p.clip, p.clip - 0.5, -p.clip + 0.25, 0.5, -0.5, 0, -0);
+      for (const fill of [0, 1, 0x7fffffff, 0x80000000, 0xffffffff]) {
+        const rnd = (out: Uint32Array): void => void out.fill(fill);
+        expect(Array.from(quantize(xs, p, rnd))).toEqual(
+          Array.from(withoutSimd(() => quantize(xs, p, rnd))),
+        );
+      }
+    }
     // Whole chunks and a chunk boundary, with the weight as the odd last coordinate.
     const long = Float32Array.from({ length: 40001 }, (_, i) => Math.sin(i) * 1.3);
     const p = { clip: 1, scale: 2 ** 16 };
