@@ -1,7 +1,7 @@
 /**
  * One aggregation round, end to end over loopback WebSockets, with synthetic sites and no training.
  *
- *   node bin/run-ts.js bench/round/round.bench.ts [--sites 10] [--params 1000000] [--reps 5] [--json]
+ *   node bin/run-ts.js bench/round/round.bench.ts [--sites 10] [--params 1000000] [--reps 9] [--json]
  *
  * The aggregator (NestJS, in-memory PGlite) runs in this process. The sites run in child processes
  * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop; one
@@ -16,7 +16,7 @@
  * fresh process run up to 1.5x slower) are not counted.
  *
  * With `--secure both` (the default) the two modes run on one aggregator, their rounds interleaved
- * (with, without, without, with, ...), each mode with its own federation and site processes: both
+ * (without, with, with, without, ...), each mode with its own federation and site processes: both
  * see the same process, heap, database and machine state. (Measured one mode after the other, the
  * mode that ran second found a warm process and came out 20-30% faster.)
  *
@@ -503,7 +503,7 @@ interface Mode {
 }
 
 /**
- * Both modes on one aggregator, their rounds interleaved (with, without, without, with, ...): the two
+ * Both modes on one aggregator, their rounds interleaved (without, with, with, without, ...): the two
  * see the same process, heap, database and machine state, so neither is measured colder or on a
  * quieter machine than the other. Each mode has its own federation and site processes (idle while
  * the other mode runs).
@@ -614,55 +614,6 @@ async function startMode(
   const failed = new Promise<never>((_, reject) => (failure = reject));
   failed.catch(() => undefined);
   let closing = false;
-  const readies: Array<Promise<string>> = [];
-  for (let p = 0; p < P; p++) {
-    const first = Math.floor((p * opts.sites) / P);
-    const last = Math.floor(((p + 1) * opts.sites) / P);
-    const child = fork(launcher, [fileURLToPath(import.meta.url)], {
-      env: { ...process.env, [ROLE_ENV]: 'sites' },
-      stdio: ['ignore', 2, 2, 'ipc'],
-    });
-    sites.push(child);
-    child.on(
-      'exit',
-      (code) => !closing && failure?.(new Error(`site process ${p + 1} exited with code ${code}`)),
-    );
-    readies.push(
-      new Promise<string>((resolve) => {
-        child.on('message', (m: FromSites) => {
-          switch (m.type) {
-            case 'ready':
-              resolve(m.bufferutil);
-              break;
-            case 'round.end': {
-              const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
-              seen.count++;
-              seen.bytes += m.bytesToSites;
-              seen.cpuMs += m.cpuMs;
-              partial.set(m.round, seen);
-              if (seen.count === P) {
-                partial.delete(m.round);
-                ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
-              }
-              break;
-            }
-            case 'site.error':
-              progress(`site ${m.site}: ${m.code}: ${m.message}`);
-              if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
-              break;
-          }
-        });
-      }),
-    );
-    child.send({
-      type: 'setup',
-      wsUrl: agg.wsUrl,
-      federationId: fed.id,
-      identities: identities.slice(first, last),
-      first,
-      parameters,
-    } satisfies ToSites);
-  }
   const close = async (): Promise<void> => {
     closing = true;
     await Promise.all(
@@ -676,10 +627,61 @@ async function startMode(
       }),
     );
   };
+  const readies: Array<Promise<string>> = [];
   let siteBufferUtil: string;
   try {
+    for (let p = 0; p < P; p++) {
+      const first = Math.floor((p * opts.sites) / P);
+      const last = Math.floor(((p + 1) * opts.sites) / P);
+      const child = fork(launcher, [fileURLToPath(import.meta.url)], {
+        env: { ...process.env, [ROLE_ENV]: 'sites' },
+        stdio: ['ignore', 2, 2, 'ipc'],
+      });
+      sites.push(child);
+      child.on(
+        'exit',
+        (code) =>
+          !closing && failure?.(new Error(`site process ${p + 1} exited with code ${code}`)),
+      );
+      readies.push(
+        new Promise<string>((resolve) => {
+          child.on('message', (m: FromSites) => {
+            switch (m.type) {
+              case 'ready':
+                resolve(m.bufferutil);
+                break;
+              case 'round.end': {
+                const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
+                seen.count++;
+                seen.bytes += m.bytesToSites;
+                seen.cpuMs += m.cpuMs;
+                partial.set(m.round, seen);
+                if (seen.count === P) {
+                  partial.delete(m.round);
+                  ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
+                }
+                break;
+              }
+              case 'site.error':
+                progress(`site ${m.site}: ${m.code}: ${m.message}`);
+                if (m.fatal) failure?.(new Error(`site ${m.site} failed: ${m.code}: ${m.message}`));
+                break;
+            }
+          });
+        }),
+      );
+      child.send({
+        type: 'setup',
+        wsUrl: agg.wsUrl,
+        federationId: fed.id,
+        identities: identities.slice(first, last),
+        first,
+        parameters,
+      } satisfies ToSites);
+    }
     siteBufferUtil = [...new Set(await Promise.race([Promise.all(readies), failed]))].join(' | ');
   } catch (e) {
+    // A process that would not start or set up: stop the ones that did.
     await close();
     throw e;
   }

@@ -63,7 +63,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       // the event loop waiting for them), and the event loop still gets its turns meanwhile. With
       // cores - 1 the unmask phase of bench/round (10 sites x 1M, 2 cores) took 54-58 ms against
       // 33-50 ms, the round 458-466 ms against 440-447 ms (three runs each).
-      maskWorkers: opts.maskWorkers ?? availableParallelism(),
+      maskWorkers: opts.maskWorkers ?? Math.min(256, availableParallelism()),
       log,
     };
     const app = await NestFactory.create(

@@ -722,6 +722,7 @@ export class ClientNode {
             const noise = sampleDiscreteGaussian(discreteGaussianSigma2, pending.update.length);
             for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
             masked = await s.client.maskInputOn(this.maskWorkers(), quantized);
+            quantized.fill(0); // this site's input and noise share, now inside the masked vector
           } else {
             masked = await s.client.maskWeightedUpdateOn(
               this.maskWorkers(),

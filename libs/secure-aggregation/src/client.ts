@@ -582,22 +582,30 @@ export class SecAggClient {
     // Checked (length, weight, NaN and Infinity) before any secret is used: the round can still go on.
     this.checkUpdateLength(update);
     const q = weightedQuantizer(update, weight, this.ctx.params, this.quantizeRandom);
-    try {
-      if (this.premask) {
+    if (this.premask) {
+      try {
         // Quantized straight into the precomputed masks, once they are ready: no second vector.
         assertFiniteValues(update);
         return await this.addToPremask(pool, (masks) => q.quantizeAll(masks, true));
+      } finally {
+        q.destroy();
       }
-      // Straight into memory the pool's workers share, which they then mask in place: no copies.
-      const quantized = new Uint32Array(new SharedArrayBuffer(q.length * 4));
-      q.quantizeAll(quantized);
-      return await this.maskOn(pool, quantized);
-    } finally {
-      q.destroy();
     }
+    // Straight into memory the pool's workers share, which they then mask in place: no copies.
+    const quantized = new Uint32Array(new SharedArrayBuffer(q.length * 4));
+    try {
+      q.quantizeAll(quantized);
+    } finally {
+      q.destroy(); // the quantizer's copy of the last chunk and its randomness, before masking
+    }
+    return this.maskOn(pool, quantized);
   }
 
-  /** maskInput with the masks added on `pool`'s worker threads (see maskWeightedUpdateOn). */
+  /**
+   * maskInput with the masks added on `pool`'s worker threads (see maskWeightedUpdateOn). With
+   * precomputed masks `quantized` is added to them once they are expanded, so it must not change
+   * (or be wiped) until the returned promise settles.
+   */
   async maskInputOn(pool: MaskWorkerPool, quantized: Uint32Array): Promise<Uint32Array> {
     this.expect('ready', 'maskInputOn');
     this.checkQuantized(quantized);
@@ -658,14 +666,21 @@ export class SecAggClient {
   ): Promise<Uint32Array> {
     const premask = this.premask as Premask;
     this.premask = undefined;
-    const corrections = this.guard(() => {
-      try {
-        const missing = premask.peers.filter((v) => !this.received.has(v));
-        return this.streamsFor(missing, { self: false, negate: true });
-      } finally {
-        this.consumeMaskSecrets();
-      }
-    });
+    let corrections: MaskStream[];
+    try {
+      corrections = this.guard(() => {
+        try {
+          const missing = premask.peers.filter((v) => !this.received.has(v));
+          return this.streamsFor(missing, { self: false, negate: true });
+        } finally {
+          this.consumeMaskSecrets();
+        }
+      });
+    } catch (e) {
+      // Aborted (secrets wiped); the precomputed masks too, once their expansion is done.
+      premask.vector.then((v) => v.fill(0)).catch(() => undefined);
+      throw e;
+    }
     let masks: Uint32Array | undefined;
     try {
       masks = await premask.vector;
