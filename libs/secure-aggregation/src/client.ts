@@ -665,22 +665,16 @@ export class SecAggClient {
     addInput: (masks: Uint32Array) => void,
   ): Promise<Uint32Array> {
     const premask = this.premask as Premask;
+    // A failure here aborts the site, which also zeroes the precomputed masks (still this.premask).
+    const corrections = this.guard(() => {
+      try {
+        const missing = premask.peers.filter((v) => !this.received.has(v));
+        return this.streamsFor(missing, { self: false, negate: true });
+      } finally {
+        this.consumeMaskSecrets();
+      }
+    });
     this.premask = undefined;
-    let corrections: MaskStream[];
-    try {
-      corrections = this.guard(() => {
-        try {
-          const missing = premask.peers.filter((v) => !this.received.has(v));
-          return this.streamsFor(missing, { self: false, negate: true });
-        } finally {
-          this.consumeMaskSecrets();
-        }
-      });
-    } catch (e) {
-      // Aborted (secrets wiped); the precomputed masks too, once their expansion is done.
-      premask.vector.then((v) => v.fill(0)).catch(() => undefined);
-      throw e;
-    }
     let masks: Uint32Array | undefined;
     try {
       masks = await premask.vector;

@@ -101,8 +101,8 @@ const TWO_52_BITS = [0, 0, 0, 0, 0, 0, 0x30, 0x43];
 
 /**
  * quantizeF32 / quantizeF64: (src, rnd, dst, n: i32, weight, clip, scale: f64) -> bad: i32. Per two
- * coordinates, as roundStochastic: x = value * weight; bad |= (x - x) != (x - x) (NaN exactly when x
- * is not finite); v = min(max(x, -clip), clip) * scale; f = floor(v);
+ * coordinates, as roundStochastic: x = value * weight; bad |= (x - x) != 0 (x - x is NaN exactly
+ * when x is not finite); v = min(max(x, -clip), clip) * scale; f = floor(v);
  * out = int32(f + floor((v - f) + r * 2^-32)). Two conversions go through float64 bit patterns, one
  * instruction each where the conversion opcodes take several: the uint32 r becomes a float64 as
  * (2^52 with r OR-ed into its low bits) - 2^52, and the integer-valued result t (|t| < 2^31) becomes
@@ -143,11 +143,10 @@ function quantizeKernel(float64: boolean): number[] {
     OP.loop, OP.void,
     // x = value * weight
     ...load, ...get(W), ...simd(SIMD.f64x2Mul), ...set(X),
-    // bad |= (x - x) != (x - x)
+    // bad |= (x - x) != 0, as quantize.ts tests x - x !== 0
     ...get(BAD),
     ...get(X), ...get(X), ...simd(SIMD.f64x2Sub),
-    ...get(X), ...get(X), ...simd(SIMD.f64x2Sub),
-    ...simd(SIMD.f64x2Ne), ...simd(SIMD.v128Or), ...set(BAD),
+    ...f64x2Const(0), ...simd(SIMD.f64x2Ne), ...simd(SIMD.v128Or), ...set(BAD),
     // v = min(max(x, -clip), clip) * scale; f = floor(v)
     ...get(X), ...get(NC), ...simd(SIMD.f64x2Pmax), ...get(C), ...simd(SIMD.f64x2Pmin),
     ...get(S), ...simd(SIMD.f64x2Mul), ...set(V),
