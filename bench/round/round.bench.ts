@@ -493,6 +493,11 @@ async function runDriver(opts: Options): Promise<void> {
   }
 }
 
+/** A progress line on stderr (stdout carries the table or the --json object). */
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
 /** One federation of synthetic sites, with or without secure aggregation, ready to run rounds. */
 interface Mode {
   secureAggregation: boolean;
@@ -509,7 +514,6 @@ interface Mode {
  * the other mode runs).
  */
 async function measure(opts: Options, modes: boolean[]) {
-  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   // Imported here, not at the top, so the site process does not load tfjs and NestJS.
   const { parameterCount } = await import('@confide/ml/spec');
   const { startAggregator } = await import('@confide/aggregator');
@@ -584,7 +588,6 @@ async function startMode(
   parameters: number,
   secureAggregation: boolean,
 ): Promise<Mode> {
-  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   const fed = await api.post<{ id: string; parameters: number }>('/api/v1/federations', {
     name: `round-bench-${secureAggregation ? 'secure' : 'plain'}-${Date.now()}`,
     modelSpec: spec,

@@ -167,22 +167,6 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     }, 60_000);
   });
 
-  /*
-   * What the aggregator stores must not reveal any single site's update. The masked vectors never
-   * reach the database (only their running sum exists, in memory), and a masked vector is
-   * indistinguishable from random, so there is nothing to search for it; what can be searched for is
-   * the update itself. We read back every column of every row of every table in the aggregator's
-   * database (tables listed from information_schema, so a table added later is covered too), as text
-   * with bytea as hex, and check:
-   *  (a) no value contains any site's update, nor its local weights (base + update, which give the
-   *      update away since the base is stored), as float32 bytes in hex or base64, or as the decimal
-   *      numbers JSON would hold;
-   *  (b) the only vector-shaped values (bytea, or numeric SQL/JSON arrays as long as the model) are
-   *      model versions, and each version is the initial model or base + the sample-weighted average
-   *      of the updates, far from base + any single update;
-   *  (c) the round and ledger tables hold no vector data at all.
-   * The search is shown to work by finding the stored new model's bytes the same way.
-   */
   it('shares keys while the sites train: the masks expand during training, not after it', async () => {
     const fed = await createFederation(api, {
       localEpochs: 40,
@@ -209,6 +193,22 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     expect(round!.state).toBe('committed');
   }, 120_000);
 
+  /*
+   * What the aggregator stores must not reveal any single site's update. The masked vectors never
+   * reach the database (only their running sum exists, in memory), and a masked vector is
+   * indistinguishable from random, so there is nothing to search for it; what can be searched for is
+   * the update itself. We read back every column of every row of every table in the aggregator's
+   * database (tables listed from information_schema, so a table added later is covered too), as text
+   * with bytea as hex, and check:
+   *  (a) no value contains any site's update, nor its local weights (base + update, which give the
+   *      update away since the base is stored), as float32 bytes in hex or base64, or as the decimal
+   *      numbers JSON would hold;
+   *  (b) the only vector-shaped values (bytea, or numeric SQL/JSON arrays as long as the model) are
+   *      model versions, and each version is the initial model or base + the sample-weighted average
+   *      of the updates, far from base + any single update;
+   *  (c) the round and ledger tables hold no vector data at all.
+   * The search is shown to work by finding the stored new model's bytes the same way.
+   */
   it('stores no individual update in any table, only model versions that are base + the average', async () => {
     // Record-level DP too, so the ledger tables hold rows for this round and are part of the scan.
     const spec: ModelSpec = { kind: 'mlp', inputDim: 30, hidden: [8], output: 'binary' };
