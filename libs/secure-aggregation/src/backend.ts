@@ -39,7 +39,7 @@ export interface CryptoBackend {
    * A fresh X25519 key pair from the CSPRNG; with `exportSecret`, also the secret key bytes. Same as
    * x25519(randomBytes(32)), and faster where the backend can generate keys itself (node:crypto:
    * importing a raw secret goes through OpenSSL's PKCS#8 decoder, about 0.37 ms a key, against
-   * 0.04-0.08 ms to generate one).
+   * 0.04-0.08 ms to generate one; bench/secagg/kernels.bench.ts).
    */
   x25519Generate(exportSecret: boolean): GeneratedX25519;
   /** Verifies a detached Ed25519 signature; false (never a throw) for any malformed input. */

@@ -392,7 +392,8 @@ export function assertFiniteValues(values: ArrayLike<number>): void {
 /**
  * Whether every float32 value is finite, from the bits: a value is NaN or infinite exactly when its
  * exponent bits (0x7f800000) are all set, and only then does adding 0x00800000 to them carry into the
- * sign bit. Four values a step, no branch: about 0.5 ns a value against 1.1-1.4 ns for `x - x`.
+ * sign bit. Four values a step, no branch: about 0.7 ns a value against 1.2 ns for `x - x`
+ * (bench/secagg/kernels.bench.ts).
  */
 function allFiniteF32(values: Float32Array): boolean {
   const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
