@@ -2,6 +2,7 @@ import { InitialSchema1763900000000 } from './1763900000000-initial-schema';
 import { PrivacyLedger1763900000200 } from './1763900000200-privacy-ledger';
 import { Schedules1763900000300 } from './1763900000300-schedules';
 import { LedgerIntegerNoise1763900000400 } from './1763900000400-ledger-integer-noise';
+import { LedgerReleaseKind1763900000500 } from './1763900000500-ledger-release-kind';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -9,4 +10,5 @@ export const MIGRATIONS = [
   PrivacyLedger1763900000200,
   Schedules1763900000300,
   LedgerIntegerNoise1763900000400,
+  LedgerReleaseKind1763900000500,
 ];

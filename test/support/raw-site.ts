@@ -27,7 +27,7 @@ export class RawSite {
   readonly received: Received[] = [];
   /** Resolves when the socket closes, with the close code and reason. */
   readonly closed: Promise<{ code: number; reason: string }>;
-  challenge!: { nonce: string; serverId: string };
+  challenge!: { nonce: string; serverId: string; serverKey: string };
   private readonly handlers: Array<(r: Received) => void> = [];
   private notify: Array<() => void> = [];
 
@@ -58,7 +58,11 @@ export class RawSite {
   static async connect(wsUrl: string, timeoutMs = 5000): Promise<RawSite> {
     const site = new RawSite(new WebSocket(wsUrl, { perMessageDeflate: false }));
     const c = await site.waitFor((r) => r.type === 'challenge', timeoutMs, 'the challenge');
-    site.challenge = { nonce: String(c.msg['nonce']), serverId: String(c.msg['serverId']) };
+    site.challenge = {
+      nonce: String(c.msg['nonce']),
+      serverId: String(c.msg['serverId']),
+      serverKey: String(c.msg['serverKey']),
+    };
     return site;
   }
 
@@ -96,7 +100,7 @@ export class RawSite {
     federationId: string,
     opts: { signWith?: IdentityKeyPair } = {},
   ): LoginMessage {
-    const { nonce, serverId } = this.challenge;
+    const { nonce, serverId, serverKey } = this.challenge;
     return {
       v: PROTOCOL_VERSION,
       id: randomUUID(),
@@ -104,7 +108,7 @@ export class RawSite {
       federationId,
       publicKey: identity.publicKey,
       nonce,
-      signature: signLogin(opts.signWith ?? identity, serverId, nonce, federationId),
+      signature: signLogin(opts.signWith ?? identity, serverId, nonce, federationId, serverKey),
       client: 'raw-test-site',
     };
   }

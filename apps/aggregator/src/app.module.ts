@@ -25,6 +25,7 @@ import { HealthController } from './observability/health.controller';
 import { MetricsService } from './observability/metrics.service';
 import { RoundEvents } from './rounds/round-events';
 import { RoundOrchestrator } from './rounds/round-orchestrator.service';
+import { RoundSumsService } from './rounds/round-sums.service';
 import { RoundRepository } from './rounds/round.repository';
 import { RoundsController } from './rounds/rounds.controller';
 import { ScheduleRepository } from './schedules/schedule.repository';
@@ -71,6 +72,7 @@ export class AppModule {
         SessionRegistry,
         MetricsService,
         RoundOrchestrator,
+        RoundSumsService,
         FlGateway,
         RoundEvents,
         LiveEventsService,

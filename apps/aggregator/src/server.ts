@@ -5,7 +5,9 @@ import { availableParallelism } from 'node:os';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
+import { ServerSigner, type IdentityKeyPair, generateIdentity } from '@confide/protocol';
 import { AuthService } from './auth/auth.service';
+import { loadOrCreateServerIdentity } from './identity/server-identity';
 import { systemClock, type AggregatorConfig, type Clock } from './common/tokens';
 import { configureApp } from './configure-app';
 import { openDatabase, type Database } from './database/database';
@@ -27,6 +29,13 @@ export interface AggregatorOptions {
   heartbeatMs?: number;
   /** Worker threads for unmasking (default: one per core; 0: none). */
   maskWorkers?: number;
+  /**
+   * The aggregator's Ed25519 identity. Default: the key file in `dataDir` (created on the first
+   * start, mode 0600); without a data directory a fresh key for this process only.
+   */
+  identity?: IdentityKeyPair;
+  /** Serve https and wss on the one port with this certificate (PEM) and its key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 /** A running aggregator. */
@@ -39,6 +48,11 @@ export interface RunningAggregator {
   /** ws://host:port/v1/fl */
   wsUrl: string;
   serverId: string;
+  /** The aggregator's identity public key (base64) and its fingerprint, which sites pin. */
+  serverKey: string;
+  serverKeyFingerprint: string;
+  /** Where the identity key lives, or null when it is held in memory only. */
+  serverKeyFile: string | null;
   /** The admin token created on the first start against this database, else null. */
   initialAdminToken: string | null;
   /** Issues an API token in-process (the demo and tests; operators use the REST API or the CLI). */
@@ -54,8 +68,19 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
     opts.database ?? (await openDatabase({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir }));
   try {
     const serverId = await ensureServerId(db);
+    let identity = opts.identity;
+    let serverKeyFile: string | null = null;
+    if (!identity && opts.dataDir) {
+      const loaded = await loadOrCreateServerIdentity(opts.dataDir);
+      identity = loaded.identity;
+      serverKeyFile = loaded.path;
+      if (loaded.created) log(`created the aggregator's identity key ${loaded.path}`);
+    }
+    const signer = new ServerSigner(identity ?? generateIdentity());
     const config: AggregatorConfig = {
       serverId,
+      signer,
+      tls: Boolean(opts.tls),
       reconnectGraceMs: opts.reconnectGraceMs ?? 5000,
       heartbeatMs: opts.heartbeatMs ?? 15_000,
       maxVectorElements: MAX_WS_PAYLOAD / 4 - 1024,
@@ -72,6 +97,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
         logger: ['error', 'warn'],
         bodyParser: true,
         abortOnError: false,
+        ...(opts.tls ? { httpsOptions: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
       },
     );
     configureApp(app, log);
@@ -79,7 +105,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
     const address = app.getHttpServer().address() as AddressInfo;
     const host =
       opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+    const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     const initialAdminToken = await app.get(AuthService).ensureInitialAdminToken();
     let closed = false;
     return {
@@ -89,6 +115,9 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       url,
       wsUrl: `${url.replace(/^http/, 'ws')}/v1/fl`,
       serverId,
+      serverKey: signer.publicKey,
+      serverKeyFingerprint: signer.fingerprint,
+      serverKeyFile,
       initialAdminToken,
       async createToken(role, label) {
         return (await app.get(AuthService).createToken(role, label, 'system')).token;

@@ -1,4 +1,5 @@
 import { bytesToFloat32, sha256Hex } from '@confide/protocol';
+import { Agent, type Dispatcher } from 'undici';
 
 /** An error answered by the aggregator's REST API, with its code and message. */
 export class ApiRequestError extends Error {
@@ -15,10 +16,14 @@ export class ApiRequestError extends Error {
 /** A thin client of the aggregator's REST API (`/api/v1`), used by the CLI, the demo and the tests. */
 export class ApiClient {
   readonly base: string;
+  /** Set when `ca` is given: global fetch takes no CA itself, only a dispatcher that has one. */
+  private readonly dispatcher: Dispatcher | undefined;
 
+  /** `options.ca`: a PEM bundle to trust instead of Node's default roots (`--ca FILE`). */
   constructor(
     server: string,
     private readonly token: string,
+    options?: { ca?: string },
   ) {
     let u: URL;
     try {
@@ -29,6 +34,7 @@ export class ApiClient {
     if (u.protocol === 'ws:') u.protocol = 'http:';
     if (u.protocol === 'wss:') u.protocol = 'https:';
     this.base = `${u.protocol}//${u.host}`;
+    this.dispatcher = options?.ca ? new Agent({ connect: { ca: options.ca } }) : undefined;
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -41,6 +47,7 @@ export class ApiClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
+        ...this.via(),
       });
     } catch (e) {
       throw this.unreachable(e);
@@ -61,6 +68,11 @@ export class ApiClient {
       );
     }
     return parsed as T;
+  }
+
+  /** The fetch option that routes a request through the `ca` dispatcher; `dispatcher` is Node's. */
+  private via(): RequestInit {
+    return this.dispatcher ? ({ dispatcher: this.dispatcher } as RequestInit) : {};
   }
 
   /** fetch() says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, bad port...) is its cause. */
@@ -91,7 +103,7 @@ export class ApiClient {
     try {
       res = await fetch(
         `${this.base}/api/v1/federations/${federationId}/models/${version}/weights`,
-        { headers: { authorization: `Bearer ${this.token}` } },
+        { headers: { authorization: `Bearer ${this.token}` }, ...this.via() },
       );
     } catch (e) {
       throw this.unreachable(e);

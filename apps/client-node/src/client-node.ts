@@ -1,15 +1,19 @@
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type * as tf from '@tensorflow/tfjs';
 import {
   buildModel,
+  evaluateForSum,
   evaluateModel,
+  evaluationSensitivity,
   featureStatsPartial,
   getModelWeights,
   MlError,
+  parameterCount,
   parseModelSpec,
   setModelWeights,
-  standardize,
+  statisticsSensitivity,
+  statisticsVector,
   trainModel,
   trainModelDpSgd,
   type Dataset,
@@ -21,20 +25,24 @@ import {
   decodeFrame,
   encodeFrame,
   encodeFrameInPlace,
-  FRAME_HEADER_ROOM,
   ErrorCode,
+  float32ToBytes,
+  FRAME_HEADER_ROOM,
+  fromBase64,
+  keyFingerprint,
   MAX_CONTROL_BYTES,
   parameterLimit,
   parseJsonText,
   parseServerMessage,
   PROTOCOL_VERSION,
   ProtocolError,
+  sha256Hex,
   signLogin,
   type IdentityKeyPair,
   type MessageOf,
   type RoundSecAgg,
   type ServerMessage,
-  fromBase64,
+  type SumKind,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
 import {
@@ -53,15 +61,22 @@ import {
   confideAccountant,
   createReceipt,
   projectNextRound,
-  recordLevelRelease,
   signReceipt,
-  siteLevelRelease,
   type LedgerEntry,
   type MechanismParams,
 } from '@confide/privacy-ledger';
+import { DEFAULT_POLICY, type SitePolicy } from './policy';
+import { checkRound, type RoundOffer } from './policy-check';
+import { memoryPinStore, parseServerKey, ServerTrust, type PinStore } from './server-trust';
+import { isLoopbackHost, socketOptions } from './transport';
+import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
+import { sumMechanism, updateMechanism, withinStatisticsShare } from './site-accounting';
+import { SiteSum } from './site-sum';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
+type StatsMsg = MessageOf<ServerMessage, 'stats.request'>;
+type Stage = 'statistics' | 'training' | 'evaluation';
 
 /** What one local round produced; handed to `onUpdate` observers (tests, the demo). */
 export interface LocalRoundResult {
@@ -73,17 +88,41 @@ export interface LocalRoundResult {
   trainLoss: number;
 }
 
+/** A round (or one of its sums) this node refused, and why. */
+export interface Refusal {
+  runId: string;
+  round: number;
+  stage: Stage;
+  /** A POLICY_ code, BUDGET_EXCEEDED, or the protocol code of what was wrong. */
+  code: string;
+  message: string;
+}
+
 /** Settings of a client node. */
 export interface ClientNodeOptions {
-  /** ws://host:port or http://host:port (the /v1/fl path is added when missing). */
+  /** ws(s)://host:port or http(s)://host:port (the /v1/fl path is added when missing). */
   server: string;
   federationId: string;
   identity: IdentityKeyPair;
-  /** The site's training data, raw (standardised with the federation's agreed statistics). */
+  /** The site's data, raw (standardised with the federation's agreed statistics, or its own). */
   data: Dataset;
-  /** Held-out data for evaluation; the training data when absent. */
+  /** Held-out data for evaluation; without it a stratified `evalFraction` of `data` is held out. */
   evalData?: Dataset;
-  /** Client-side update transforms (clipping, noise, masking), applied in order. */
+  /** The share of `data` held out for evaluation when there is no `evalData` (default 0.2). */
+  evalFraction?: number;
+  /** The seed of that held-out split, kept beside the site's key; random per process when absent. */
+  holdoutSeed?: number;
+  /** The site's privacy policy, enforced before every round touches its data (default policy). */
+  policy?: SitePolicy;
+  /** The aggregator's identity key or fingerprint (--server-key); pinned on first sight when absent. */
+  serverKey?: string;
+  /** Where pinned aggregator keys persist (a file beside the site's key); memory when absent. */
+  pins?: PinStore;
+  /** PEM bundle of the CAs that may sign the aggregator's TLS certificate (--ca). */
+  ca?: string;
+  /** Environment for proxy settings (HTTPS_PROXY, NO_PROXY); process.env when absent. */
+  env?: NodeJS.ProcessEnv;
+  /** Client-side update transforms applied before masking, in order. */
   transforms?: UpdateTransform[];
   log?: (line: string) => void;
   progress?: Progress;
@@ -92,7 +131,7 @@ export interface ClientNodeOptions {
   /** First reconnect delay in ms, doubled up to 30 s. */
   reconnectDelayMs?: number;
   onUpdate?: (r: LocalRoundResult) => void;
-  /** The site's own epsilon limit; the federation's announced limit when absent. */
+  /** The site's own epsilon limit; also requires DP of every round. */
   epsilonLimit?: number;
   /** Test and demo hook: vanish at this secure-aggregation stage (before sharing keys, before the masked input, before unmasking). */
   dropAt?: 'share' | 'mask' | 'unmask';
@@ -101,6 +140,8 @@ export interface ClientNodeOptions {
   onRoundEnd?: (m: MessageOf<ServerMessage, 'round.end'>) => void;
   /** Called once logged in (each time after a reconnect too). */
   onWelcome?: (m: MessageOf<ServerMessage, 'welcome'>) => void;
+  /** Called for every round or sum this node refuses. */
+  onRefused?: (r: Refusal) => void;
 }
 
 /** Durable storage of a site's local ledger. */
@@ -140,9 +181,22 @@ export function protocolUrl(server: string): string {
   return u.toString();
 }
 
+/** A refusal thrown inside a handler: the round is declined with this code. */
+class Refused extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /**
- * A site's runtime: logs in with its Ed25519 key, answers the aggregator's rounds by training locally,
- * and reconnects after a lost connection. Raw data never leaves this object; only updates and metrics do.
+ * A site's runtime: logs in with its Ed25519 key to an aggregator whose key it pinned, checks every
+ * round against its own policy before it touches its data, trains locally, and reconnects after a
+ * lost connection. Raw data never leaves this object; updates, statistics and metrics leave only
+ * inside secure sums (or in the clear where the site's policy allows it), noised and charged to its
+ * own ledger under DP.
  */
 export class ClientNode {
   private ws: WebSocket | null = null;
@@ -152,14 +206,21 @@ export class ClientNode {
   private attempt = 0;
   private queue: Promise<void> = Promise.resolve();
   private model: { spec: ModelSpec; model: tf.LayersModel } | null = null;
-  private standardized: { key: string; train: Dataset; eval: Dataset } | null = null;
+  private standardized: { key: string; train: Dataset; eval: Dataset | null } | null = null;
   private finish!: (err: NodeStopped | null) => void;
   private readonly finished: Promise<NodeStopped | null>;
   private readonly url: string;
+  private readonly tls: boolean;
   private readonly log: (line: string) => void;
   private readonly progress: Progress;
+  private readonly policy: SitePolicy;
+  private readonly trust: ServerTrust;
+  /** The rows this site trains on and the rows it evaluates on (never the same). */
+  private readonly split: { train: Dataset; eval: Dataset | null };
   /** The round this node last trained; a resent train message for it is answered from memory. */
   private lastSent: { runId: string; round: number; frame: Buffer } | null = null;
+  /** The rounds this node took part in, by run: a configuration for an earlier one is a replay. */
+  private readonly latestRound = new Map<string, number>();
   siteId: string | null = null;
   siteName: string | null = null;
   /** This site's own signed releases (its local ledger). */
@@ -174,17 +235,36 @@ export class ClientNode {
     pending: {
       update: Float32Array;
       numExamples: number;
+      /** Declared records over the round's public normaliser: this site's weight in the average. */
+      weight: number;
       trainLoss: number;
       mechanism: MechanismParams | null;
       train: TrainMsg;
       report: LocalRoundResult;
     } | null;
   } | null = null;
+  /** This site's statistics and evaluation sums in progress, by runId/round/kind. */
+  private readonly sums = new Map<string, SiteSum>();
 
   constructor(private readonly opts: ClientNodeOptions) {
     this.url = protocolUrl(opts.server);
+    this.tls = this.url.startsWith('wss:');
     this.log = opts.log ?? (() => undefined);
     this.progress = opts.progress ?? silentProgress;
+    this.policy = opts.policy ?? DEFAULT_POLICY;
+    this.trust = new ServerTrust(
+      opts.federationId,
+      this.url,
+      opts.serverKey ? parseServerKey(opts.serverKey) : null,
+      opts.pins ?? memoryPinStore(),
+      this.log,
+    );
+    this.split = splitSiteData(
+      opts.data,
+      opts.evalData,
+      opts.evalFraction ?? DEFAULT_EVAL_FRACTION,
+      opts.holdoutSeed ?? randomInt(0, 2 ** 31 - 1),
+    );
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -197,6 +277,20 @@ export class ClientNode {
         this.fatal('STOPPED', `cannot read the local privacy ledger: ${(e as Error).message}`);
         return;
       }
+      if (!this.tls) {
+        if (this.policy.requireTls) {
+          this.fatal(
+            ErrorCode.POLICY_TLS,
+            `POLICY_TLS: ${this.url} is plain ws://; this site's policy requires TLS (wss:// or https://)`,
+          );
+          return;
+        }
+        if (!isLoopbackHost(new URL(this.url).hostname)) {
+          this.log(
+            `WARNING: speaking plain ws:// to ${new URL(this.url).host}, which is not this machine: anyone on the path can read and delay this site's traffic (its masks and the aggregator's signatures still protect what it sends and is asked); use wss://`,
+          );
+        }
+      }
       this.connect();
     })();
     return this.finished;
@@ -205,6 +299,16 @@ export class ClientNode {
   /** The site's own ledger entries (copies). */
   ledgerEntries(): LedgerEntry[] {
     return [...this.localLedger];
+  }
+
+  /** The rows this node trains on and evaluates on (tests, the demo). */
+  get rows(): { train: number; eval: number } {
+    return { train: this.split.train.numRows, eval: this.split.eval?.numRows ?? 0 };
+  }
+
+  /** The aggregator key this node trusts, and whether it was given or pinned before (not first seen). */
+  get serverKey(): { publicKey: string | null; pinned: boolean } {
+    return { publicKey: this.trust.publicKey, pinned: this.trust.pinned };
   }
 
   /**
@@ -226,11 +330,9 @@ export class ClientNode {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.closeMaskWorkers();
+    this.release();
     this.ws?.close(1000, 'site stopping');
     this.ws = null;
-    this.model?.model.dispose();
-    this.model = null;
     this.finish(null);
   }
 
@@ -239,23 +341,41 @@ export class ClientNode {
     this.ws?.terminate();
   }
 
+  private release(): void {
+    this.closeMaskWorkers();
+    for (const s of this.sums.values()) s.destroy();
+    this.sums.clear();
+    this.secure?.client.destroy();
+    this.secure = null;
+    this.model?.model.dispose();
+    this.model = null;
+  }
+
   private fatal(code: ErrorCode | 'STOPPED', message: string): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.closeMaskWorkers();
+    this.release();
     this.ws?.close(1000);
     this.ws = null;
-    this.model?.model.dispose();
-    this.model = null;
     this.finish(new NodeStopped(code, message));
   }
 
   private connect(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(this.url, {
-      perMessageDeflate: false,
-      maxPayload: 1024 * 1024 * 1024,
-    });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.url, {
+        perMessageDeflate: false,
+        maxPayload: 1024 * 1024 * 1024,
+        ...socketOptions(this.url, {
+          ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}),
+          env: this.opts.env ?? process.env,
+        }),
+      });
+    } catch (e) {
+      this.fatal('STOPPED', `cannot connect to ${this.url}: ${(e as Error).message}`);
+      return;
+    }
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;
@@ -279,6 +399,7 @@ export class ClientNode {
       const s = this.secure;
       if (
         parsed.msg.type === 'secagg.advertisements' &&
+        parsed.msg.sum === 'update' &&
         s?.runId === parsed.msg.runId &&
         s.round === parsed.msg.round &&
         s.client.state === 'advertised'
@@ -320,23 +441,37 @@ export class ClientNode {
       ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
   }
 
+  /**
+   * Decodes a message and checks that the aggregator signed it with the pinned key (the challenge
+   * carries its own proof, checked when it is handled); anything else is dropped, so neither a relay
+   * nor a replay from another aggregator can configure a round.
+   */
   private parse(
     data: Buffer,
     isBinary: boolean,
   ): { msg: ServerMessage; vector: Float32Array | null } | null {
-    let msg: ServerMessage;
+    let raw: unknown;
     let vector: Float32Array | null = null;
+    let msg: ServerMessage;
     try {
       if (isBinary) {
         const frame = decodeFrame(data, parameterLimit);
         if (!(frame.vector instanceof Float32Array))
           throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'expected float32');
-        msg = parseServerMessage(frame.header);
+        raw = frame.header;
         vector = frame.vector;
       } else {
         if (data.length > MAX_CONTROL_BYTES) throw new ProtocolError(ErrorCode.FRAME_TOO_LARGE);
-        msg = parseServerMessage(parseJsonText(data.toString('utf8')));
+        raw = parseJsonText(data.toString('utf8'));
       }
+      const type = (raw as { type?: unknown } | null)?.type;
+      if (type !== 'challenge' && !this.trust.verify(raw as Record<string, unknown>)) {
+        throw new ProtocolError(
+          ErrorCode.BAD_SERVER_SIGNATURE,
+          `${String(type)} is not signed with the aggregator's pinned key`,
+        );
+      }
+      msg = parseServerMessage(raw);
     } catch (e) {
       this.log(`ignoring an invalid message from the aggregator: ${(e as Error).message}`);
       return null;
@@ -352,11 +487,19 @@ export class ClientNode {
     if (this.stopped || ws !== this.ws) return;
     switch (msg.type) {
       case 'challenge': {
+        try {
+          await this.trust.checkChallenge(msg);
+        } catch (e) {
+          const code = e instanceof ProtocolError ? e.code : ErrorCode.BAD_SERVER_SIGNATURE;
+          this.fatal(code, `${code}: ${(e as Error).message}`);
+          return;
+        }
         const signature = signLogin(
           this.opts.identity,
           msg.serverId,
           msg.nonce,
           this.opts.federationId,
+          msg.serverKey,
         );
         this.send(ws, {
           type: 'login',
@@ -364,15 +507,16 @@ export class ClientNode {
           publicKey: this.opts.identity.publicKey,
           nonce: msg.nonce,
           signature,
-          client: 'confide-node/0.1',
-          numExamples: this.opts.data.numRows,
+          client: 'confide-node/0.2',
         });
         return;
       }
       case 'welcome':
         this.siteId = msg.siteId;
         this.siteName = msg.siteName;
-        this.log(`${this.connectedOnce ? 'reconnected' : 'connected'} as site "${msg.siteName}"`);
+        this.log(
+          `${this.connectedOnce ? 'reconnected' : 'connected'} as site "${msg.siteName}" (aggregator key ${keyFingerprint(this.trust.publicKey!)}${this.trust.pinned ? '' : ', pinned on first use'})`,
+        );
         this.connectedOnce = true;
         this.opts.onWelcome?.(msg);
         return;
@@ -383,27 +527,21 @@ export class ClientNode {
           this.log(`aggregator reported ${msg.code}: ${msg.message}`);
         }
         return;
-      case 'stats.request': {
-        const part = featureStatsPartial(this.opts.data);
-        this.send(ws, {
-          type: 'stats.report',
-          count: part.count,
-          sum: part.sum,
-          sumSq: part.sumSq,
-        });
+      case 'stats.request':
+        await this.guarded(ws, msg, 'statistics', () => this.statistics(ws, msg));
         return;
-      }
       case 'round.train':
         await this.train(ws, msg, vector!);
         return;
       case 'round.evaluate':
-        await this.evaluate(ws, msg, vector!);
+        await this.guarded(ws, msg, 'evaluation', () => this.evaluate(ws, msg, vector!));
         return;
       case 'secagg.advertisements':
       case 'secagg.deliver':
       case 'secagg.consistency':
       case 'secagg.unmask':
-        await this.onSecure(ws, msg);
+        if (msg.sum === 'update') await this.onSecure(ws, msg);
+        else await this.sums.get(sumKey(msg.runId, msg.round, msg.sum))?.step(msg);
         return;
       case 'ledger.slot':
         return; // delivered directly to the waiting release, never queued
@@ -411,6 +549,12 @@ export class ClientNode {
         if (this.secure?.round === msg.round) {
           this.secure.client.destroy();
           this.secure = null;
+        }
+        for (const [key, sum] of this.sums) {
+          if (key.startsWith(`${msg.runId}/${msg.round}/`)) {
+            sum.destroy();
+            this.sums.delete(key);
+          }
         }
         this.log(
           msg.outcome === 'committed'
@@ -422,6 +566,83 @@ export class ClientNode {
     }
   }
 
+  /** Runs a handler; a refusal it throws declines the round's stage with its code. */
+  private async guarded(
+    ws: WebSocket,
+    msg: { runId: string; round: number },
+    stage: Stage,
+    handler: () => Promise<void>,
+  ): Promise<void> {
+    try {
+      await handler();
+    } catch (e) {
+      this.progress.done();
+      const code =
+        e instanceof Refused || e instanceof ProtocolError
+          ? e.code
+          : e instanceof MlError
+            ? ErrorCode.SCHEMA_MISMATCH
+            : ErrorCode.INTERNAL;
+      this.refuse(ws, msg, stage, code, (e as Error).message);
+    }
+  }
+
+  /** Logs and declines: `refused round N: CODE: why`; nothing derived from the data leaves. */
+  private refuse(
+    ws: WebSocket,
+    msg: { runId: string; round: number },
+    stage: Stage,
+    code: string,
+    reason: string,
+  ): void {
+    this.log(
+      `refused round ${msg.round}${stage === 'training' ? '' : ` (${stage})`}: ${code}: ${reason}`,
+    );
+    this.opts.onRefused?.({ runId: msg.runId, round: msg.round, stage, code, message: reason });
+    this.send(ws, {
+      type: 'round.decline',
+      runId: msg.runId,
+      round: msg.round,
+      stage,
+      code,
+      reason: reason.slice(0, 2000),
+    });
+  }
+
+  /**
+   * The site's own checks of a round configuration, before anything touches its data: fresh (not past
+   * its deadline, not an earlier round of the run), its policy, and DP whenever the site keeps a limit.
+   */
+  private admit(msg: { runId: string; round: number; deadline: string }, offer: RoundOffer): void {
+    const deadline = Date.parse(msg.deadline);
+    if (!(deadline > Date.now())) {
+      throw new Refused(
+        ErrorCode.STALE_CONFIGURATION,
+        `the configuration's deadline ${msg.deadline} has passed (a replayed or delayed message)`,
+      );
+    }
+    const latest = this.latestRound.get(msg.runId);
+    if (latest !== undefined && msg.round < latest) {
+      throw new Refused(
+        ErrorCode.STALE_CONFIGURATION,
+        `round ${msg.round} of run ${msg.runId} comes after round ${latest} (a replayed configuration)`,
+      );
+    }
+    const v = checkRound(this.policy, offer);
+    if (v) throw new Refused(v.code, v.message);
+    if (this.opts.epsilonLimit !== undefined && offer.privacy === null) {
+      throw new Refused(
+        ErrorCode.POLICY_DP_REQUIRED,
+        `this site keeps its own epsilon limit (${this.opts.epsilonLimit}); the ${offer.stage} round carries no differential privacy, so what it releases could not be charged`,
+      );
+    }
+  }
+
+  /** The epsilon limit this site enforces: its own (option or policy), else the federation's. */
+  private ownLimit(announced: number): number {
+    return this.opts.epsilonLimit ?? this.policy.dp?.epsilonLimit ?? announced;
+  }
+
   private modelFor(spec: ModelSpec): tf.LayersModel {
     if (this.model && JSON.stringify(this.model.spec) === JSON.stringify(spec))
       return this.model.model;
@@ -430,19 +651,138 @@ export class ClientNode {
     return this.model.model;
   }
 
-  private datasets(stats: TrainMsg['standardization']): { train: Dataset; eval: Dataset } {
+  private datasets(stats: TrainMsg['standardization']): { train: Dataset; eval: Dataset | null } {
     const key = JSON.stringify(stats);
     if (this.standardized?.key === key) return this.standardized;
-    const evalRaw = this.opts.evalData ?? this.opts.data;
-    const train = stats ? standardize(this.opts.data, stats) : this.opts.data;
-    const evalData = stats ? standardize(evalRaw, stats) : evalRaw;
-    this.standardized = { key, train, eval: evalData };
+    this.standardized = { key, ...standardizeSite(this.split, stats) };
     return this.standardized;
   }
 
-  private decline(ws: WebSocket, msg: TrainMsg, code: ErrorCode, reason: string): void {
-    this.log(`declining round ${msg.round}: ${reason}`);
-    this.send(ws, { type: 'round.decline', runId: msg.runId, round: msg.round, code, reason });
+  /** The record count this site reveals (weight, receipts): exact or a lower bound, per its policy. */
+  private declaredTrainRows(): number {
+    return declaredRows(this.split.train.numRows, this.policy.rowCount);
+  }
+
+  private async statistics(ws: WebSocket, msg: StatsMsg): Promise<void> {
+    const privacy = msg.privacy;
+    this.admit(msg, {
+      stage: 'statistics',
+      tls: this.tls,
+      secureAggregation: secAggOffer(msg.secureAggregation),
+      privacy: privacy
+        ? {
+            level: privacy.level,
+            noiseMultiplier: privacy.noiseMultiplier,
+            clipNorm: null,
+            delta: privacy.delta,
+          }
+        : null,
+    });
+    const train = this.split.train;
+    if (msg.features !== train.numFeatures) {
+      throw new Refused(
+        ErrorCode.SCHEMA_MISMATCH,
+        `the federation's data has ${msg.features} features, this site's has ${train.numFeatures}`,
+      );
+    }
+    if (!msg.secureAggregation) {
+      // The site's policy allows its own statistics in the clear (a plain federation).
+      const part = featureStatsPartial(train);
+      this.send(ws, { type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
+      return;
+    }
+    const perSite = privacy?.level === 'site';
+    const bounds = msg.featureBounds;
+    if (privacy && !bounds) {
+      throw new Refused(
+        ErrorCode.SCHEMA_MISMATCH,
+        'differentially private statistics need the federation to declare feature bounds',
+      );
+    }
+    let values = statisticsVector(train, { bounds, perSite });
+    let mechanism: MechanismParams | null = null;
+    if (privacy) {
+      const sensitivity = statisticsSensitivity(train.numFeatures, { perSite, bounds });
+      mechanism = sumMechanism('statistics', privacy, sensitivity);
+      this.checkSumBudget(mechanism, privacy);
+      values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
+    }
+    // Bound to the federation as the aggregator binds it (an update binds the model's hash).
+    const context = `statistics/${msg.federationId}`;
+    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, values, mechanism);
+  }
+
+  /** A statistics or evaluation release must fit the site's share for them and its whole limit. */
+  private checkSumBudget(
+    mechanism: MechanismParams,
+    privacy: NonNullable<StatsMsg['privacy']>,
+  ): void {
+    const limit = this.ownLimit(privacy.epsilonLimit);
+    const share = withinStatisticsShare(
+      this.ownHistory(),
+      mechanism,
+      privacy.statisticsShare,
+      limit,
+      privacy.delta,
+    );
+    if (!share.allowed) {
+      throw new Refused(
+        ErrorCode.BUDGET_EXCEEDED,
+        `this ${mechanism.release ?? 'update'} release would pass the share of the site's budget set aside for statistics and evaluation (zCDP ${share.spent.toPrecision(3)} spent of ${share.allowance.toPrecision(3)})`,
+      );
+    }
+    const projection = projectNextRound(
+      this.ownHistory(),
+      mechanism,
+      privacy.delta,
+      limit,
+      confideAccountant,
+    );
+    if (!projection.allowed) {
+      throw new Refused(
+        ErrorCode.BUDGET_EXCEEDED,
+        `this release would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
+      );
+    }
+  }
+
+  /** Starts this site's part in a statistics or evaluation sum. */
+  private openSum(
+    ws: WebSocket,
+    msg: { runId: string; round: number },
+    kind: 'statistics' | 'evaluation',
+    info: RoundSecAgg,
+    modelHash: string,
+    values: Float64Array,
+    mechanism: MechanismParams | null,
+  ): void {
+    const key = sumKey(msg.runId, msg.round, kind);
+    this.sums.get(key)?.destroy();
+    const sum = new SiteSum(
+      {
+        kind,
+        siteId: this.siteId!,
+        identitySecretKey: this.opts.identity.secretKey,
+        info,
+        runId: msg.runId,
+        round: msg.round,
+        modelHash,
+        minSurvivors: this.policy.minSitesPerSum,
+        sendJson: (m) => this.send(ws, m),
+        sendBinary: (frame) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
+        },
+        release: () =>
+          mechanism
+            ? this.signRelease(ws, { runId: msg.runId, round: msg.round, sum: kind }, mechanism)
+            : Promise.resolve(undefined),
+        log: this.log,
+      },
+      values,
+    );
+    this.sums.set(key, sum);
+    sum.start();
+    this.log(`round ${msg.round}: ${kind} sum joined`);
   }
 
   private async train(ws: WebSocket, msg: TrainMsg, global: Float32Array): Promise<void> {
@@ -452,61 +792,87 @@ export class ClientNode {
       return;
     }
     let spec: ModelSpec;
-    try {
-      spec = parseModelSpec(msg.modelSpec);
-    } catch (e) {
-      this.decline(
-        ws,
-        msg,
-        ErrorCode.SCHEMA_MISMATCH,
-        `the federation's model spec is invalid: ${(e as Error).message}`,
-      );
-      return;
-    }
-    if (spec.inputDim !== this.opts.data.numFeatures) {
-      this.decline(
-        ws,
-        msg,
-        ErrorCode.SCHEMA_MISMATCH,
-        `the model expects ${spec.inputDim} features, this site's data has ${this.opts.data.numFeatures}`,
-      );
-      return;
-    }
-    // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
     let mechanism: MechanismParams | null = null;
-    if (msg.privacy) {
-      mechanism = this.releaseMechanism(msg);
-      const limit = this.opts.epsilonLimit ?? msg.privacy.epsilonLimit;
-      const projection = projectNextRound(
-        this.ownHistory(),
-        mechanism,
-        msg.privacy.delta,
-        limit,
-        confideAccountant,
-      );
-      if (!projection.allowed) {
-        this.decline(
-          ws,
-          msg,
-          ErrorCode.BUDGET_EXCEEDED,
-          `this round would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
+    try {
+      if (sha256Hex(float32ToBytes(global)) !== msg.modelHash) {
+        throw new Refused(
+          ErrorCode.BAD_SERVER_SIGNATURE,
+          "the model's weights do not match the hash the aggregator signed",
         );
-        return;
       }
-    }
-    if (msg.secureAggregation) {
       try {
-        this.startSecure(ws, msg);
+        spec = parseModelSpec(msg.modelSpec);
       } catch (e) {
-        this.decline(
-          ws,
-          msg,
-          ErrorCode.SECAGG_REFUSED,
-          `cannot take part in secure aggregation: ${(e as Error).message}`,
+        throw new Refused(
+          ErrorCode.SCHEMA_MISMATCH,
+          `the federation's model spec is invalid: ${(e as Error).message}`,
         );
-        return;
       }
+      this.admit(msg, {
+        stage: 'training',
+        tls: this.tls,
+        secureAggregation: secAggOffer(msg.secureAggregation),
+        privacy: msg.privacy
+          ? {
+              level: msg.privacy.level,
+              noiseMultiplier: msg.privacy.noiseMultiplier,
+              clipNorm: msg.privacy.clipNorm,
+              delta: msg.privacy.delta,
+            }
+          : null,
+        model: { kind: spec.kind, parameters: parameterCount(spec) },
+      });
+      if (spec.inputDim !== this.split.train.numFeatures) {
+        throw new Refused(
+          ErrorCode.SCHEMA_MISMATCH,
+          `the model expects ${spec.inputDim} features, this site's data has ${this.split.train.numFeatures}`,
+        );
+      }
+      if (msg.privacy?.level === 'record' && (msg.privacy.siteSamplingRate ?? 1) !== 1) {
+        throw new Refused(
+          ErrorCode.POLICY_SAMPLING,
+          'site self-sampling is accounted at site level only; a record-level round must take every site',
+        );
+      }
+      // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
+      if (msg.privacy) {
+        mechanism = updateMechanism(msg, this.declaredTrainRows());
+        const limit = this.ownLimit(msg.privacy.epsilonLimit);
+        const projection = projectNextRound(
+          this.ownHistory(),
+          mechanism,
+          msg.privacy.delta,
+          limit,
+          confideAccountant,
+        );
+        if (!projection.allowed) {
+          throw new Refused(
+            ErrorCode.BUDGET_EXCEEDED,
+            `this round would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
+          );
+        }
+      }
+      if (msg.secureAggregation) {
+        try {
+          this.startSecure(ws, msg);
+        } catch (e) {
+          throw new Refused(
+            ErrorCode.SECAGG_REFUSED,
+            `cannot take part in secure aggregation: ${(e as Error).message}`,
+          );
+        }
+      }
+    } catch (e) {
+      this.refuse(
+        ws,
+        msg,
+        'training',
+        e instanceof Refused ? e.code : ErrorCode.INTERNAL,
+        (e as Error).message,
+      );
+      return;
     }
+    this.latestRound.set(msg.runId, msg.round);
     try {
       assertFinite(global, 'global model');
       const { train } = this.datasets(msg.standardization);
@@ -558,23 +924,27 @@ export class ClientNode {
       const local = getModelWeights(model);
       let rawUpdate = subtract(local, global);
       if (msg.privacy?.level === 'site') {
-        // DP-FedAvg: clip the whole update to C, add this site's share of the Gaussian noise so the sum
-        // of t honest shares carries standard deviation z*C. Under secure aggregation the share is drawn
-        // in the integer domain instead (a discrete Gaussian, after quantization), not here as well.
-        const t = msg.privacy.survivorsAssumed ?? 1;
+        // DP-FedAvg: clip the whole update to C. With self-sampling the site's own coin decides
+        // whether the update takes part; when it says no the site sends a zero update (and its noise),
+        // indistinguishable from taking part, so its amplification is earned. Without secure
+        // aggregation the aggregator sees this update alone: all of the noise, z*C, is added here.
+        // Under secure aggregation a share for the t survivors is added in the integer domain later.
         rawUpdate = clipL2(rawUpdate, msg.privacy.clipNorm).clipped;
+        const q = msg.privacy.siteSamplingRate ?? 1;
+        if (q < 1 && randomInt(0, 2 ** 32) / 2 ** 32 >= q) rawUpdate.fill(0);
         if (!msg.secureAggregation) {
           rawUpdate = addGaussianNoise(
             rawUpdate,
-            (msg.privacy.noiseMultiplier * msg.privacy.clipNorm) / Math.sqrt(t),
+            msg.privacy.noiseMultiplier * msg.privacy.clipNorm,
           );
         }
       }
+      const rows = this.declaredTrainRows();
       const update = await applyTransforms(rawUpdate, this.opts.transforms ?? [], {
         federationId: this.opts.federationId,
         runId: msg.runId,
         round: msg.round,
-        numExamples: result.numExamples,
+        numExamples: rows,
       });
       assertFinite(update, 'update');
       const report: LocalRoundResult = {
@@ -582,26 +952,37 @@ export class ClientNode {
         globalWeights: global,
         localWeights: local,
         update,
-        numExamples: result.numExamples,
+        numExamples: rows,
         trainLoss: result.loss,
       };
       if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
-        // Under secure aggregation the update waits for the key shares; it leaves masked.
+        // Under secure aggregation the update waits for the key shares; it leaves masked, its weight
+        // (declared records over the public normaliser) inside the masked vector.
         this.secure.pending = {
           update,
-          numExamples: result.numExamples,
+          numExamples: rows,
+          weight:
+            msg.privacy?.level === 'site'
+              ? 1
+              : Math.min(1, rows / this.secure.info.weightNormalizer),
           trainLoss: result.loss,
           mechanism,
           train: msg,
           report,
         };
         this.log(
-          `round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`,
+          `round ${msg.round}: trained on ${train.numRows} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`,
         );
         return;
       }
       // The release is signed and recorded in the site's own ledger before the update leaves.
-      const receipt = mechanism ? await this.signRelease(ws, msg, mechanism) : undefined;
+      const receipt = mechanism
+        ? await this.signRelease(
+            ws,
+            { runId: msg.runId, round: msg.round, sum: 'update' },
+            mechanism,
+          )
+        : undefined;
       if (this.stopped || ws !== this.ws) return;
       const frame = encodeFrame(
         {
@@ -610,7 +991,7 @@ export class ClientNode {
           id: randomUUID(),
           runId: msg.runId,
           round: msg.round,
-          numExamples: result.numExamples,
+          numExamples: rows,
           trainLoss: result.loss,
           ...(receipt ? { receipt } : {}),
         },
@@ -621,7 +1002,7 @@ export class ClientNode {
       this.opts.onUpdate?.(report);
       if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
       this.log(
-        `round ${msg.round}: trained on ${result.numExamples} rows, loss ${result.loss.toFixed(4)}, update sent`,
+        `round ${msg.round}: trained on ${train.numRows} rows, loss ${result.loss.toFixed(4)}, update sent`,
       );
     } catch (e) {
       this.progress.done();
@@ -631,7 +1012,7 @@ export class ClientNode {
           : e instanceof MlError
             ? ErrorCode.SCHEMA_MISMATCH
             : ErrorCode.INTERNAL;
-      this.decline(ws, msg, code, (e as Error).message);
+      this.refuse(ws, msg, 'training', code, (e as Error).message);
     }
   }
 
@@ -648,19 +1029,21 @@ export class ClientNode {
       modelHash: msg.modelHash,
       params: info.params as unknown as SecAggParams,
       vectorLength: info.vectorLength,
+      minSurvivors: this.policy.minSitesPerSum,
     });
     this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null };
     this.send(ws, {
       type: 'secagg.advertise',
       runId: msg.runId,
       round: msg.round,
+      sum: 'update',
       advertisement: client.advertise(),
     });
   }
 
   /**
-   * The secure-aggregation steps: share keys (as soon as the advertisements come, during training),
-   * then after training send the masked update, and unmask.
+   * The secure-aggregation steps of the update: share keys (as soon as the advertisements come,
+   * during training), then after training send the masked update, and unmask.
    */
   private async onSecure(
     ws: WebSocket,
@@ -674,7 +1057,7 @@ export class ClientNode {
       this.log(`ignoring ${msg.type} for a round this site is not in`);
       return;
     }
-    const ref = { runId: msg.runId, round: msg.round };
+    const ref = { runId: msg.runId, round: msg.round, sum: 'update' };
     try {
       switch (msg.type) {
         case 'secagg.advertisements':
@@ -704,19 +1087,22 @@ export class ClientNode {
             );
           }
           const receipt = pending.mechanism
-            ? await this.signRelease(ws, pending.train, pending.mechanism)
+            ? await this.signRelease(
+                ws,
+                ref as { runId: string; round: number; sum: SumKind },
+                pending.mechanism,
+              )
             : undefined;
           if (this.stopped || ws !== this.ws) return;
           const privacy = pending.train.privacy;
-          const weight =
-            privacy?.level === 'site' ? 1 : pending.numExamples / s.info.weightNormalizer;
           const params = s.info.params as unknown as SecAggParams;
           let masked: Uint32Array;
           if (privacy?.level === 'site') {
-            const quantized = quantizeWeighted(pending.update, Math.min(1, weight), params);
+            const quantized = quantizeWeighted(pending.update, pending.weight, params);
             // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
-            // of the variance the ledger's bound assumes (quantizedDdgMechanism).
-            const t = privacy.survivorsAssumed ?? params.threshold;
+            // sized for the round's threshold t of survivors (what its receipt accounts), not for
+            // a number of survivors the aggregator could inflate.
+            const t = params.threshold;
             const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
             const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
             const noise = sampleDiscreteGaussian(discreteGaussianSigma2, pending.update.length);
@@ -727,18 +1113,18 @@ export class ClientNode {
             masked = await s.client.maskWeightedUpdateOn(
               this.maskWorkers(),
               pending.update,
-              Math.min(1, weight),
+              pending.weight,
             );
           }
           // The round may have ended (or a new one begun) while the masks were being added.
           if (this.stopped || ws !== this.ws || this.secure !== s) return;
+          // No record count and no training loss in the clear: they would be this site's alone.
           const header = {
             v: PROTOCOL_VERSION,
             type: 'round.update',
             id: randomUUID(),
-            ...ref,
-            numExamples: pending.numExamples,
-            trainLoss: pending.trainLoss,
+            runId: msg.runId,
+            round: msg.round,
             ...(receipt ? { receipt } : {}),
           };
           // Precomputed masks leave room before the vector for the frame header (no 4 MB copy).
@@ -786,33 +1172,6 @@ export class ClientNode {
     return true;
   }
 
-  /**
-   * The mechanism of this site's release in a DP round. Site level under secure aggregation is the
-   * distributed discrete Gaussian this node adds after quantising with the round's scale, over the
-   * model's coordinates (the vector minus its weight coordinate), by the t survivors it assumes.
-   */
-  private releaseMechanism(msg: TrainMsg): MechanismParams {
-    const p = msg.privacy!;
-    const secure = msg.secureAggregation;
-    const params = secure?.params as unknown as SecAggParams | undefined;
-    return p.level === 'record'
-      ? recordLevelRelease({
-          batchSize: msg.train.batchSize,
-          epochs: msg.train.epochs,
-          numExamples: this.opts.data.numRows,
-          noiseMultiplier: p.noiseMultiplier,
-          clipNorm: p.clipNorm,
-        })
-      : siteLevelRelease({
-          siteSamplingRate: p.siteSamplingRate ?? 1,
-          noiseMultiplier: p.noiseMultiplier,
-          clipNorm: p.clipNorm,
-          survivorsAssumed: secure ? (p.survivorsAssumed ?? params!.threshold) : p.survivorsAssumed,
-          integerNoise:
-            secure && params ? { scale: params.scale, dimension: secure.vectorLength - 1 } : null,
-        });
-  }
-
   /** This site's earlier releases in this federation, from its own ledger. */
   private ownHistory(): LedgerEntry[] {
     return this.localLedger.filter(
@@ -825,7 +1184,7 @@ export class ClientNode {
   /** Asks for the ledger's next position, builds and signs the receipt, records it locally. */
   private async signRelease(
     ws: WebSocket,
-    msg: TrainMsg,
+    ref: { runId: string; round: number; sum: SumKind },
     mechanism: MechanismParams,
   ): Promise<LedgerEntry> {
     const requestId = randomUUID();
@@ -850,24 +1209,24 @@ export class ClientNode {
       };
       if (ws.readyState === WebSocket.OPEN) {
         ws.send(
-          JSON.stringify({
-            v: PROTOCOL_VERSION,
-            id: requestId,
-            type: 'ledger.reserve',
-            runId: msg.runId,
-            round: msg.round,
-          }),
+          JSON.stringify({ v: PROTOCOL_VERSION, id: requestId, type: 'ledger.reserve', ...ref }),
         );
       }
     });
-    const ownLimit = this.opts.epsilonLimit ?? slot.epsilonLimit;
+    if (slot.runId !== ref.runId || slot.round !== ref.round || slot.sum !== ref.sum) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
+      );
+    }
+    const ownLimit = this.ownLimit(slot.epsilonLimit);
     const body = createReceipt(
       {
         seq: slot.seq,
         federationId: this.opts.federationId,
         siteId: this.siteId!,
         siteName: this.siteName!,
-        round: msg.round,
+        round: ref.round,
         mechanism,
         delta: slot.delta,
         epsilonLimit: slot.epsilonLimit,
@@ -889,22 +1248,90 @@ export class ClientNode {
     return entry;
   }
 
+  /**
+   * Evaluates the round's new model on this site's held-out rows: its counts join a secure sum (noised
+   * and charged under DP), or, in a plain federation, its own metrics leave only if its policy says so.
+   */
   private async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {
-    if (!this.model || !this.standardized) return;
-    setModelWeights(this.model.model, weights);
-    const m = await evaluateModel(this.model.model, this.model.spec, this.standardized.eval);
-    this.send(ws, {
-      type: 'round.metrics',
-      runId: msg.runId,
-      round: msg.round,
-      modelVersionId: msg.modelVersionId,
-      metrics: {
-        loss: m.loss,
-        accuracy: m.accuracy,
-        auc: m.auc,
-        f1: m.f1,
-        numExamples: m.numExamples,
-      },
+    const privacy = msg.privacy;
+    this.admit(msg, {
+      stage: 'evaluation',
+      tls: this.tls,
+      secureAggregation: secAggOffer(msg.secureAggregation),
+      privacy: privacy
+        ? {
+            level: privacy.level,
+            noiseMultiplier: privacy.noiseMultiplier,
+            clipNorm: null,
+            delta: privacy.delta,
+          }
+        : null,
     });
+    if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
+      throw new Refused(
+        ErrorCode.BAD_SERVER_SIGNATURE,
+        "the model's weights do not match the hash the aggregator signed",
+      );
+    }
+    if (!this.model || !this.standardized || this.latestRound.get(msg.runId) !== msg.round) {
+      throw new Refused(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `this site did not train in round ${msg.round} of this run; nothing to evaluate`,
+      );
+    }
+    const evalRows = this.standardized.eval;
+    if (!evalRows || evalRows.numRows === 0) {
+      throw new Refused(
+        ErrorCode.SCHEMA_MISMATCH,
+        'this site holds no rows out for evaluation (too few rows, and no --eval-data)',
+      );
+    }
+    const { spec, model } = this.model;
+    setModelWeights(model, weights);
+    if (!msg.secureAggregation) {
+      const m = await evaluateModel(model, spec, evalRows);
+      this.send(ws, {
+        type: 'round.metrics',
+        runId: msg.runId,
+        round: msg.round,
+        modelVersionId: msg.modelVersionId,
+        metrics: {
+          loss: m.loss,
+          accuracy: m.accuracy,
+          auc: m.auc,
+          f1: m.f1,
+          numExamples: m.numExamples,
+        },
+      });
+      return;
+    }
+    const perSite = privacy?.level === 'site';
+    let values = await evaluateForSum(model, spec, evalRows, msg.evaluation, { perSite });
+    let mechanism: MechanismParams | null = null;
+    if (privacy) {
+      const sensitivity = evaluationSensitivity(msg.evaluation, { perSite });
+      mechanism = sumMechanism('evaluation', privacy, sensitivity);
+      this.checkSumBudget(mechanism, privacy);
+      values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
+    }
+    this.openSum(ws, msg, 'evaluation', msg.secureAggregation, msg.modelHash, values, mechanism);
   }
+}
+
+function sumKey(runId: string, round: number, kind: string): string {
+  return `${runId}/${round}/${kind}`;
+}
+
+/** What the site's policy needs to know of a round's secure aggregation. */
+function secAggOffer(info: RoundSecAgg | null): RoundOffer['secureAggregation'] {
+  if (!info) return null;
+  const p = info.params as Partial<SecAggParams>;
+  return {
+    sites: info.roster.length,
+    // Passed on as announced: the policy check refuses a graph it does not know.
+    graph: p.graph as 'complete' | 'harary',
+    ...(p.k !== undefined ? { k: p.k } : {}),
+    threshold: Number(p.threshold),
+    threatModel: p.threatModel as 'semi-honest' | 'semi-malicious',
+  };
 }

@@ -48,6 +48,8 @@ export {
   type NoiseSearch,
   type PrivacyInput,
 } from './accountant';
+/** Budget shares through zCDP: `shareNoiseMultiplier({ epsilon: 1, delta: 1e-5, share: 0.1, releases: 11 })`. */
+export { gaussianZcdp, shareNoiseMultiplier, zcdpOfBudget } from './budget-share';
 /** PLD accounting: `new PldAccountant().compose({ q, sigma, steps }).getEpsilon(1e-5)`. */
 export { PldAccountant, pldEpsilon, type GaussianEvent, type PldOptions } from './pld';
 /** Special functions the accountants use: `logErfc(30)`, `logNdtr(-40)`. */

@@ -7,6 +7,7 @@ export * from './spec';
 export { buildModel, getModelWeights, setModelWeights } from './model';
 export { evaluateModel, predictScores, trainModel, type TrainOptions } from './train';
 export { trainModelDpSgd, type DpSgdOptions, type DpSgdResult } from './dp-sgd';
+export { evaluateForSum } from './secure-evaluation';
 export {
   PROBABILITY_EPSILON,
   accuracy,

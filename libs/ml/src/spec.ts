@@ -22,3 +22,18 @@ export {
   type FeatureStatsPartial,
 } from './standardize';
 export { seededRandom } from './random';
+export {
+  statisticsFromSum,
+  statisticsSensitivity,
+  statisticsVector,
+  type FeatureBounds,
+  type StatisticsOptions,
+} from './secure-stats';
+export {
+  evaluationLayoutFor,
+  evaluationSensitivity,
+  evaluationVector,
+  evaluationVectorLength,
+  metricsFromEvaluationSum,
+  type EvaluationLayout,
+} from './secure-metrics';

@@ -3,7 +3,7 @@ import { canonicalJson, fromCanonicalBase64, isIsoInstant } from './canonical';
 import { type LedgerEntry, validateLedgerEntry } from './entry';
 import { LedgerError, LedgerErrorCode } from './errors';
 import { type Fail, failWith, inRange, record, text } from './fields';
-import { noiseOf, validateOrders } from './mechanism';
+import { noiseOf, releaseOf, validateOrders } from './mechanism';
 
 /** The version tag of the export format. */
 export const LEDGER_EXPORT_FORMAT = 'confide-ledger/1';
@@ -168,6 +168,7 @@ const CSV_COLUMNS = [
   'noise',
   'quantizationScale',
   'dimension',
+  'release',
   'delta',
   'cumulativeEpsilon',
   'epsilonLimit',
@@ -206,6 +207,7 @@ export function ledgerToCsv(entries: readonly LedgerEntry[]): string {
       noise: noiseOf(m),
       quantizationScale: m.quantizationScale === undefined ? '' : String(m.quantizationScale),
       dimension: m.dimension === undefined ? '' : String(m.dimension),
+      release: releaseOf(m),
       delta: String(e.delta),
       cumulativeEpsilon: String(e.cumulativeEpsilon),
       epsilonLimit: String(e.epsilonLimit),

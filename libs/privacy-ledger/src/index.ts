@@ -12,6 +12,8 @@ export {
   type NoiseKind,
   noiseOf,
   ordersFingerprint,
+  releaseOf,
+  type ReleaseKind,
   type ProtectionLevel,
   scaleRdp,
   validateMechanism,
@@ -63,4 +65,4 @@ export {
   serializeLocalEntry,
 } from './formats';
 export { confideAccountant } from './accountant';
-export { recordLevelRelease, siteLevelRelease } from './release';
+export { recordLevelRelease, siteLevelRelease, sumRelease } from './release';

@@ -12,6 +12,12 @@ export type ProtectionLevel = 'record' | 'site';
  */
 export type NoiseKind = 'gaussian' | 'distributed-discrete-gaussian';
 
+/**
+ * What a release made public: the site's model update (the default, absent from the record), or the
+ * sums of its feature statistics or evaluation counts, each a Gaussian mechanism of its own.
+ */
+export type ReleaseKind = 'update' | 'statistics' | 'evaluation';
+
 /** One release's DP mechanism, as recorded in its ledger entry. */
 export interface MechanismParams {
   level: ProtectionLevel;
@@ -38,6 +44,20 @@ export interface MechanismParams {
   quantizationScale?: number;
   /** Distributed discrete Gaussian only: d, the number of noised coordinates (model parameters). */
   dimension?: number;
+  /**
+   * 'statistics' or 'evaluation' for a release of summed statistics or evaluation counts (then
+   * clipNorm is the L2 sensitivity of the summed vector, one step, q = 1). Absent for an update
+   * release, so that entries written before this field existed keep their hash; never 'update'.
+   */
+  release?: 'statistics' | 'evaluation';
+}
+
+/**
+ * What a recorded mechanism released, 'update' when the entry has no `release` field.
+ * @example releaseOf(entry.mechanism) // 'evaluation'
+ */
+export function releaseOf(m: Pick<MechanismParams, 'release'>): ReleaseKind {
+  return m.release ?? 'update';
 }
 
 /**
@@ -72,6 +92,7 @@ const MECHANISM_KEYS = [
   'noise',
   'quantizationScale',
   'dimension',
+  'release',
 ] as const;
 
 /** The fields recorded only with the distributed discrete Gaussian. */
@@ -107,6 +128,18 @@ export function validateMechanism(x: unknown, path = 'mechanism'): MechanismPara
       survivors === null ? null : integer(survivors, `${path}.survivorsAssumed`, fail, 1),
     accountant: 'rdp',
   };
+  if (m.release !== undefined) {
+    if (m.release !== 'statistics' && m.release !== 'evaluation') {
+      fail(`${path}.release`, "must be 'statistics' or 'evaluation', or absent for an update");
+    }
+    if (m.noise !== undefined) {
+      fail(`${path}.noise`, 'statistics and evaluation releases carry the continuous Gaussian');
+    }
+    if (base.steps !== 1 || base.samplingRate !== 1) {
+      fail(`${path}.steps`, 'a statistics or evaluation release is one unsampled step (q = 1)');
+    }
+    base.release = m.release;
+  }
   // An undefined member is absent (JSON has none; canonicalJson refuses them, so none is kept).
   if (m.noise === undefined) {
     for (const k of DDG_KEYS) {

@@ -55,3 +55,27 @@ export function siteLevelRelease(p: {
     dimension: p.integerNoise.dimension,
   };
 }
+
+/**
+ * The mechanism of a statistics or evaluation release: the site's summed vector, of L2 sensitivity
+ * `sensitivity`, released once with Gaussian noise of standard deviation noiseMultiplier x sensitivity
+ * (each site adds all of it itself, so no assumption about other sites is made).
+ * @example sumRelease({ release: 'evaluation', level: 'record', noiseMultiplier: 40, sensitivity: Math.sqrt(3) })
+ */
+export function sumRelease(p: {
+  release: 'statistics' | 'evaluation';
+  level: 'record' | 'site';
+  noiseMultiplier: number;
+  sensitivity: number;
+}): MechanismParams {
+  return {
+    level: p.level,
+    samplingRate: 1,
+    noiseMultiplier: p.noiseMultiplier,
+    steps: 1,
+    clipNorm: p.sensitivity,
+    survivorsAssumed: null,
+    accountant: 'rdp',
+    release: p.release,
+  };
+}

@@ -27,6 +27,28 @@ export enum ErrorCode {
   SECAGG_REFUSED = 'SECAGG_REFUSED',
   TIMEOUT = 'TIMEOUT',
   INTERNAL = 'INTERNAL',
+  /** The aggregator's identity key is not the one this site pinned or was given. */
+  SERVER_KEY_MISMATCH = 'SERVER_KEY_MISMATCH',
+  /** A message from the aggregator is unsigned or its signature does not verify with the pinned key. */
+  BAD_SERVER_SIGNATURE = 'BAD_SERVER_SIGNATURE',
+  /** A round configuration is stale (its deadline passed) or replays an earlier round. */
+  STALE_CONFIGURATION = 'STALE_CONFIGURATION',
+  POLICY_TLS = 'POLICY_TLS',
+  POLICY_SECURE_AGGREGATION = 'POLICY_SECURE_AGGREGATION',
+  POLICY_THREAT_MODEL = 'POLICY_THREAT_MODEL',
+  POLICY_GRAPH = 'POLICY_GRAPH',
+  POLICY_THRESHOLD = 'POLICY_THRESHOLD',
+  POLICY_MIN_SITES_PER_SUM = 'POLICY_MIN_SITES_PER_SUM',
+  POLICY_DP_REQUIRED = 'POLICY_DP_REQUIRED',
+  POLICY_DP_LEVEL = 'POLICY_DP_LEVEL',
+  POLICY_NOISE = 'POLICY_NOISE',
+  POLICY_CLIP = 'POLICY_CLIP',
+  POLICY_DELTA = 'POLICY_DELTA',
+  POLICY_EPSILON_LIMIT = 'POLICY_EPSILON_LIMIT',
+  POLICY_MODEL_KIND = 'POLICY_MODEL_KIND',
+  POLICY_MODEL_SIZE = 'POLICY_MODEL_SIZE',
+  POLICY_REVEAL_OWN_METRICS = 'POLICY_REVEAL_OWN_METRICS',
+  POLICY_SAMPLING = 'POLICY_SAMPLING',
 }
 
 /** What each code means, for people reading logs, CLI output and API errors. */
@@ -55,6 +77,31 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.SECAGG_REFUSED]: 'a secure-aggregation message was refused',
   [ErrorCode.TIMEOUT]: 'the peer did not answer in time',
   [ErrorCode.INTERNAL]: 'internal error',
+  [ErrorCode.SERVER_KEY_MISMATCH]:
+    "the aggregator's identity key is not the one this site pinned; refusing to talk to it",
+  [ErrorCode.BAD_SERVER_SIGNATURE]:
+    "the message is not signed with the aggregator's pinned identity key",
+  [ErrorCode.STALE_CONFIGURATION]:
+    'the round configuration is stale (past its deadline) or replays an earlier round',
+  [ErrorCode.POLICY_TLS]: "the site's policy requires TLS to the aggregator",
+  [ErrorCode.POLICY_SECURE_AGGREGATION]: "the site's policy requires secure aggregation",
+  [ErrorCode.POLICY_THREAT_MODEL]:
+    "the round's threat model is weaker than the site's policy allows",
+  [ErrorCode.POLICY_GRAPH]: "the round's neighbour graph is weaker than the site's policy allows",
+  [ErrorCode.POLICY_THRESHOLD]: "the round's Shamir threshold is below the site's policy minimum",
+  [ErrorCode.POLICY_MIN_SITES_PER_SUM]:
+    "a sum the site would contribute to could hold fewer sites than its policy's minimum",
+  [ErrorCode.POLICY_DP_REQUIRED]: "the site's policy requires differential privacy",
+  [ErrorCode.POLICY_DP_LEVEL]: "the round's DP level is not the one the site's policy requires",
+  [ErrorCode.POLICY_NOISE]: "the round's noise multiplier is below the site's policy minimum",
+  [ErrorCode.POLICY_CLIP]: "the round's clip norm is above the site's policy maximum",
+  [ErrorCode.POLICY_DELTA]: "the round's delta is above the site's policy delta",
+  [ErrorCode.POLICY_EPSILON_LIMIT]: "the release would pass the site's own epsilon limit",
+  [ErrorCode.POLICY_MODEL_KIND]: "the model's kind is not one the site's policy accepts",
+  [ErrorCode.POLICY_MODEL_SIZE]: 'the model has more parameters than the site accepts',
+  [ErrorCode.POLICY_REVEAL_OWN_METRICS]:
+    "the site's policy does not reveal its own metrics outside a secure sum",
+  [ErrorCode.POLICY_SAMPLING]: "the round's sampling settings are not ones the site can account",
 };
 
 /** Codes after which the aggregator closes the connection: retrying the same thing cannot succeed. */
@@ -68,6 +115,7 @@ export const FATAL_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.UNKNOWN_FEDERATION,
   ErrorCode.UNSUPPORTED_VERSION,
   ErrorCode.DUPLICATE_CONNECTION,
+  ErrorCode.SERVER_KEY_MISMATCH,
 ]);
 
 /** An error with a protocol code; `message` says what happened and what to do. */

@@ -71,9 +71,21 @@ export function encodeFrameInPlace(
   return out;
 }
 
-function headerJson(header: object, vector: Float32Array | Uint32Array): Buffer {
+/**
+ * The header a frame of `vector` carries: the envelope with the payload's dtype and length (what a
+ * signature over the header must cover).
+ * @example frameHeader({ v: 2, type: 'round.train', id: 'x' }, new Float32Array(3)) // { ..., dtype: 'float32', length: 3 }
+ */
+export function frameHeader(
+  header: object,
+  vector: Float32Array | Uint32Array,
+): Record<string, unknown> {
   const dtype: FrameDType = vector instanceof Float32Array ? 'float32' : 'uint32';
-  return Buffer.from(JSON.stringify({ ...header, dtype, length: vector.length }), 'utf8');
+  return { ...header, dtype, length: vector.length };
+}
+
+function headerJson(header: object, vector: Float32Array | Uint32Array): Buffer {
+  return Buffer.from(JSON.stringify(frameHeader(header, vector)), 'utf8');
 }
 
 /** Writes the magic, the header length, the header and the zero padding before the payload. */

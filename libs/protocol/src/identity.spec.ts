@@ -16,6 +16,7 @@ import {
 const SERVER = 'confide-7a1c';
 const NONCE = toBase64(new Uint8Array(32).fill(7));
 const FED = '6f1d2a90-1b7e-4c3a-9d0e-2f4b5c6d7e8f';
+const SERVER_KEY = seededIdentity(9).publicKey;
 
 /** A fixed key, so the signature's base64 is known to hold '+' and '/' (for the URL-safe case). */
 function seededIdentity(seed: number): IdentityKeyPair {
@@ -25,39 +26,41 @@ function seededIdentity(seed: number): IdentityKeyPair {
 
 describe('login signatures', () => {
   const site = seededIdentity(1);
-  const signature = signLogin(site, SERVER, NONCE, FED);
+  const signature = signLogin(site, SERVER, NONCE, FED, SERVER_KEY);
 
   it('are deterministic Ed25519 signatures in padded base64', () => {
     expect(signature).toMatch(/^[A-Za-z0-9+/]{86}==$/);
     expect(signature).toMatch(/[+/]/);
-    expect(signLogin(site, SERVER, NONCE, FED)).toBe(signature);
+    expect(signLogin(site, SERVER, NONCE, FED, SERVER_KEY)).toBe(signature);
   });
 
   it('verify for the key, server, nonce and federation they were made for', () => {
-    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED)).toBe(true);
+    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED, SERVER_KEY)).toBe(true);
   });
 
   it('fail for another nonce', () => {
     const other = toBase64(new Uint8Array(32).fill(8));
-    expect(verifyLogin(site.publicKey, signature, SERVER, other, FED)).toBe(false);
+    expect(verifyLogin(site.publicKey, signature, SERVER, other, FED, SERVER_KEY)).toBe(false);
   });
 
   it('fail for another server id', () => {
-    expect(verifyLogin(site.publicKey, signature, 'confide-other', NONCE, FED)).toBe(false);
-  });
-
-  it('fail for another federation', () => {
-    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED.replace(/f$/, 'e'))).toBe(
+    expect(verifyLogin(site.publicKey, signature, 'confide-other', NONCE, FED, SERVER_KEY)).toBe(
       false,
     );
   });
 
+  it('fail for another federation', () => {
+    expect(
+      verifyLogin(site.publicKey, signature, SERVER, NONCE, FED.replace(/f$/, 'e'), SERVER_KEY),
+    ).toBe(false);
+  });
+
   it("fail with another site's key, either way round", () => {
     const intruder = generateIdentity();
-    expect(verifyLogin(intruder.publicKey, signature, SERVER, NONCE, FED)).toBe(false);
+    expect(verifyLogin(intruder.publicKey, signature, SERVER, NONCE, FED, SERVER_KEY)).toBe(false);
     // The intruder signs but claims the site's key: the signed bytes name the intruder's key.
-    const forged = signLogin(intruder, SERVER, NONCE, FED);
-    expect(verifyLogin(site.publicKey, forged, SERVER, NONCE, FED)).toBe(false);
+    const forged = signLogin(intruder, SERVER, NONCE, FED, SERVER_KEY);
+    expect(verifyLogin(site.publicKey, forged, SERVER, NONCE, FED, SERVER_KEY)).toBe(false);
   });
 
   it('fail when any one bit of the signature is flipped', () => {
@@ -66,7 +69,9 @@ describe('login signatures', () => {
       fc.property(fc.integer({ min: 0, max: 64 * 8 - 1 }), (bit) => {
         const flipped = Uint8Array.from(sig);
         flipped[bit >> 3] = flipped[bit >> 3]! ^ (1 << (bit & 7));
-        expect(verifyLogin(site.publicKey, toBase64(flipped), SERVER, NONCE, FED)).toBe(false);
+        expect(verifyLogin(site.publicKey, toBase64(flipped), SERVER, NONCE, FED, SERVER_KEY)).toBe(
+          false,
+        );
       }),
       { numRuns: 64 },
     );
@@ -84,17 +89,17 @@ describe('login signatures', () => {
     ['the secret key as public key', null, site.secretKey],
   ])('return false, never throw, for %s', (_what, badSig, badKey) => {
     expect(() =>
-      verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED),
+      verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED, SERVER_KEY),
     ).not.toThrow();
-    expect(verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED)).toBe(
-      false,
-    );
+    expect(
+      verifyLogin(badKey ?? site.publicKey, badSig ?? signature, SERVER, NONCE, FED, SERVER_KEY),
+    ).toBe(false);
   });
 
   it('return false for arbitrary strings as key and signature', () => {
     fc.assert(
       fc.property(fc.string(), fc.string(), (key, sig) => {
-        expect(verifyLogin(key, sig, SERVER, NONCE, FED)).toBe(false);
+        expect(verifyLogin(key, sig, SERVER, NONCE, FED, SERVER_KEY)).toBe(false);
       }),
       { numRuns: 200 },
     );
@@ -106,14 +111,19 @@ describe('login signatures', () => {
     const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
     const i = ALPHABET.indexOf(signature[last]!);
     const respelled = `${signature.slice(0, last)}${ALPHABET[i ^ 1]}==`;
-    expect(verifyLogin(site.publicKey, respelled, SERVER, NONCE, FED)).toBe(false);
+    expect(verifyLogin(site.publicKey, respelled, SERVER, NONCE, FED, SERVER_KEY)).toBe(false);
   });
 
-  it('bind the four values with separators, so shifting text between them changes the bytes', () => {
-    const a = loginChallengeBytes('s', 'ab', 'c', 'k');
-    const b = loginChallengeBytes('s', 'a', 'bc', 'k');
+  it('bind the five values with separators, so shifting text between them changes the bytes', () => {
+    const a = loginChallengeBytes('s', 'ab', 'c', 'k', 'K');
+    const b = loginChallengeBytes('s', 'a', 'bc', 'k', 'K');
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(false);
-    expect(new TextDecoder().decode(a)).toBe('confide/login/v1\ns\nab\nc\nk');
+    expect(new TextDecoder().decode(a)).toBe('confide/login/v2\ns\nK\nab\nc\nk');
+  });
+
+  it("fail for another server key (a signature made for one aggregator's key is useless with another)", () => {
+    const other = seededIdentity(10).publicKey;
+    expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED, other)).toBe(false);
   });
 });
 

@@ -14,17 +14,19 @@ export function generateIdentity(): IdentityKeyPair {
 }
 
 /**
- * The exact bytes a site signs to log in: bound to the server's id, this connection's nonce, the federation
- * and the key itself, so a signature is useless on another server, connection or federation.
+ * The exact bytes a site signs to log in: bound to the server's id and identity key (the one the
+ * site pinned), this connection's nonce, the federation and the site's key itself, so a signature is
+ * useless on another server, connection or federation.
  */
 export function loginChallengeBytes(
   serverId: string,
   nonce: string,
   federationId: string,
   publicKey: string,
+  serverKey: string,
 ): Uint8Array {
   return new TextEncoder().encode(
-    ['confide/login/v1', serverId, nonce, federationId, publicKey].join('\n'),
+    ['confide/login/v2', serverId, serverKey, nonce, federationId, publicKey].join('\n'),
   );
 }
 
@@ -34,8 +36,9 @@ export function signLogin(
   serverId: string,
   nonce: string,
   federationId: string,
+  serverKey: string,
 ): string {
-  const msg = loginChallengeBytes(serverId, nonce, federationId, identity.publicKey);
+  const msg = loginChallengeBytes(serverId, nonce, federationId, identity.publicKey, serverKey);
   return toBase64(
     nacl.sign.detached(msg, fromBase64(identity.secretKey, nacl.sign.secretKeyLength)),
   );
@@ -48,12 +51,13 @@ export function verifyLogin(
   serverId: string,
   nonce: string,
   federationId: string,
+  serverKey: string,
 ): boolean {
   try {
     const pk = fromBase64(publicKey, nacl.sign.publicKeyLength);
     const sig = fromBase64(signature, nacl.sign.signatureLength);
     return nacl.sign.detached.verify(
-      loginChallengeBytes(serverId, nonce, federationId, publicKey),
+      loginChallengeBytes(serverId, nonce, federationId, publicKey, serverKey),
       sig,
       pk,
     );

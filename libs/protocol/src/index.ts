@@ -4,3 +4,4 @@ export * from './messages';
 export * from './validate';
 export * from './frames';
 export * from './identity';
+export * from './server-identity';

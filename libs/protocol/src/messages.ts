@@ -1,7 +1,10 @@
 import { z } from 'zod';
 
-/** The protocol version spoken by this build; a peer with another major version is refused. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version spoken by this build; a peer with another major version is refused. Version 2:
+ * the aggregator signs every message (`sig`), statistics and evaluation travel as secure sums.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Largest JSON control message (and binary frame header) accepted, in bytes: room for per-feature statistics of ~40k features. */
 export const MAX_CONTROL_BYTES = 1024 * 1024;
@@ -11,6 +14,14 @@ const b64 = z.string().min(1).max(4096);
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 
 const base = { v: z.literal(PROTOCOL_VERSION), id };
+/** Every server message carries the aggregator's Ed25519 signature (checked by the node, not here). */
+const signed = { ...base, sig: b64.optional() };
+
+/** The secure sums of a round: feature statistics, the training update, evaluation counts. */
+export const SUM_KINDS = ['statistics', 'update', 'evaluation'] as const;
+/** Which secure sum of a round a secure-aggregation message belongs to. */
+export type SumKind = (typeof SUM_KINDS)[number];
+const sumKind = z.enum(SUM_KINDS);
 
 export const metricsSchema = z.object({
   loss: finite,
@@ -39,10 +50,15 @@ export const roundPrivacySchema = z.object({
   delta: finite.refine((x) => x > 0 && x < 1, 'must be in (0, 1)'),
   /** The budget the aggregator holds for this site. */
   epsilonLimit: finite.refine((x) => x > 0, 'must be positive'),
-  /** Site level: sampled sites / approved sites this round. */
+  /**
+   * Site level: the rate of each site's own coin (Poisson self-sampling); 1 when every site takes
+   * part. A site charges this rate only because its own CSPRNG decides its participation.
+   */
   siteSamplingRate: finite.refine((x) => x > 0 && x <= 1, 'must be in (0, 1]').nullable(),
   /** Site level with secure aggregation: honest survivors the noise shares assume. */
   survivorsAssumed: z.number().int().positive().nullable(),
+  /** The share of each site's budget set aside for statistics and evaluation releases. */
+  statisticsShare: finite.refine((x) => x >= 0 && x < 1, 'must be in [0, 1)').optional(),
 });
 /** DP settings of a round. */
 export type RoundPrivacy = z.infer<typeof roundPrivacySchema>;
@@ -65,22 +81,48 @@ export const standardizationSchema = z.object({
   std: z.array(finite),
 });
 
+/** Per-feature bounds a federation declares in its data schema; sites clip their rows to them. */
+export const featureBoundsSchema = z.object({
+  lo: z.array(finite).max(100_000),
+  hi: z.array(finite).max(100_000),
+});
+
+/** The DP settings of a statistics or evaluation release: a Gaussian mechanism on the site's sums. */
+export const sumPrivacySchema = z.object({
+  level: z.enum(['record', 'site']),
+  noiseMultiplier: finite.refine((x) => x > 0, 'must be positive'),
+  delta: finite.refine((x) => x > 0 && x < 1, 'must be in (0, 1)'),
+  epsilonLimit: finite.refine((x) => x > 0, 'must be positive'),
+  statisticsShare: finite.refine((x) => x >= 0 && x < 1, 'must be in [0, 1)'),
+});
+/** DP settings of a statistics or evaluation sum. */
+export type SumPrivacy = z.infer<typeof sumPrivacySchema>;
+
+/** How a site lays out its evaluation counts (see libs/ml secure-metrics). */
+export const evaluationLayoutSchema = z.object({
+  classes: z.number().int().min(2).max(1000),
+  bins: z.number().int().min(0).max(1000),
+  lossClip: finite.refine((x) => x > 0 && x <= 1e6, 'must be in (0, 1e6]'),
+});
+
 // ---- server -> site ----
 export const challengeSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('challenge'),
   nonce: b64,
   serverId: id,
+  /** The aggregator's Ed25519 identity public key; `sig` is its signature over challengeBytes. */
+  serverKey: b64,
 });
 export const welcomeSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('welcome'),
   siteId: id,
   siteName: z.string(),
   federationId: id,
 });
 export const errorSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('error'),
   code: z.string(),
   message: z.string(),
@@ -88,12 +130,21 @@ export const errorSchema = z.object({
   fatal: z.boolean(),
 });
 export const statsRequestSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('stats.request'),
+  runId: id,
+  round: z.number().int().positive(),
+  federationId: id,
   features: z.number().int().positive(),
+  /** The secure sum the statistics travel in; null in a plain federation (sent in the clear). */
+  secureAggregation: roundSecAggSchema.nullable(),
+  /** With DP the statistics are a release of their own, clipped to `featureBounds`. */
+  privacy: sumPrivacySchema.nullable(),
+  featureBounds: featureBoundsSchema.nullable(),
+  deadline: z.string(),
 });
 export const roundTrainSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('round.train'),
   runId: id,
   round: z.number().int().positive(),
@@ -107,36 +158,35 @@ export const roundTrainSchema = z.object({
   secureAggregation: roundSecAggSchema.nullable(),
   deadline: z.string(),
 });
-const roundRef = { runId: id, round: z.number().int().positive() };
+const roundRef = { runId: id, round: z.number().int().positive(), sum: sumKind };
 export const secaggAdvertisementsSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('secagg.advertisements'),
   ...roundRef,
   advertisements: z.array(z.unknown()),
 });
 export const secaggDeliverSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('secagg.deliver'),
   ...roundRef,
   shares: z.array(z.unknown()),
 });
 export const secaggConsistencySchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('secagg.consistency'),
   ...roundRef,
   request: z.unknown(),
 });
 export const secaggUnmaskSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('secagg.unmask'),
   ...roundRef,
   request: z.unknown(),
 });
 export const ledgerSlotSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('ledger.slot'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
   seq: z.number().int().positive(),
   prevHash: z.string().regex(/^[0-9a-f]{64}$/),
   createdAt: z.string(),
@@ -144,15 +194,21 @@ export const ledgerSlotSchema = z.object({
   delta: finite,
 });
 export const roundEvaluateSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('round.evaluate'),
   runId: id,
   round: z.number().int().positive(),
+  federationId: id,
   modelVersionId: id,
   modelHash: z.string(),
+  /** The secure sum the evaluation counts travel in; null in a plain federation. */
+  secureAggregation: roundSecAggSchema.nullable(),
+  privacy: sumPrivacySchema.nullable(),
+  evaluation: evaluationLayoutSchema,
+  deadline: z.string(),
 });
 export const roundEndSchema = z.object({
-  ...base,
+  ...signed,
   type: z.literal('round.end'),
   runId: id,
   round: z.number().int().positive(),
@@ -169,8 +225,6 @@ export const loginSchema = z.object({
   nonce: b64,
   signature: b64,
   client: z.string().max(200),
-  /** The site's number of training records (record-level DP projections need it). */
-  numExamples: z.number().int().positive().optional(),
 });
 export const statsReportSchema = z.object({
   ...base,
@@ -184,44 +238,48 @@ export const roundUpdateSchema = z.object({
   type: z.literal('round.update'),
   runId: id,
   round: z.number().int().positive(),
-  numExamples: z.number().int().positive(),
-  trainLoss: finite,
+  /** Plain rounds only: under secure aggregation the weight travels inside the masked vector. */
+  numExamples: z.number().int().positive().optional(),
+  trainLoss: finite.optional(),
   /** The signed privacy receipt of this release (DP federations); validated by the ledger. */
   receipt: z.unknown().optional(),
 });
 export const secaggAdvertiseSchema = z.object({
   ...base,
   type: z.literal('secagg.advertise'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
   advertisement: z.unknown(),
 });
 export const secaggSharesSchema = z.object({
   ...base,
   type: z.literal('secagg.shares'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
   shares: z.array(z.unknown()),
+});
+/** A masked statistics or evaluation vector (uint32 binary frame); the update has round.update. */
+export const secaggMaskedSchema = z.object({
+  ...base,
+  type: z.literal('secagg.masked'),
+  ...roundRef,
+  /** The signed privacy receipt of this release (DP federations); validated by the ledger. */
+  receipt: z.unknown().optional(),
 });
 export const secaggSignatureSchema = z.object({
   ...base,
   type: z.literal('secagg.signature'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
   signature: z.unknown(),
 });
 export const secaggUnmaskResponseSchema = z.object({
   ...base,
   type: z.literal('secagg.unmasked'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
   response: z.unknown(),
 });
 export const ledgerReserveSchema = z.object({
   ...base,
   type: z.literal('ledger.reserve'),
-  runId: id,
-  round: z.number().int().positive(),
+  ...roundRef,
 });
 export const roundMetricsSchema = z.object({
   ...base,
@@ -236,7 +294,9 @@ export const roundDeclineSchema = z.object({
   type: z.literal('round.decline'),
   runId: id,
   round: z.number().int().positive(),
-  code: z.string(),
+  /** What the site declines: the round's statistics, its training (default) or its evaluation. */
+  stage: z.enum(['statistics', 'training', 'evaluation']).default('training'),
+  code: z.string().max(100),
   reason: z.string().max(2000),
 });
 
@@ -263,6 +323,7 @@ export const siteMessageSchema = z.discriminatedUnion('type', [
   ledgerReserveSchema,
   secaggAdvertiseSchema,
   secaggSharesSchema,
+  secaggMaskedSchema,
   secaggSignatureSchema,
   secaggUnmaskResponseSchema,
 ]);
@@ -279,6 +340,7 @@ export const BINARY_TYPES: ReadonlySet<string> = new Set([
   'round.train',
   'round.evaluate',
   'round.update',
+  'secagg.masked',
 ]);
 
 export const SITE_MESSAGE_TYPES: ReadonlySet<string> = new Set(

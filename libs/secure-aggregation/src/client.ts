@@ -82,6 +82,14 @@ export interface SecAggClientOptions {
    * advertisement is verified by the sites that use its keys.
    */
   verify?: 'neighbours' | 'all';
+  /**
+   * The fewest sites whose inputs a sum this site helps unmask may hold, itself included: its own
+   * floor on the crowd its input hides in, above the threshold the federation agreed. confirmSurvivors
+   * and unmask refuse (TOO_FEW_SURVIVORS, round aborted) below max(minSurvivors, threshold). An
+   * integer in [1, maxSites]; default the threshold. In a semi-honest Harary round a site sees only
+   * its neighbours, so at most k + 1 there.
+   */
+  minSurvivors?: number;
 }
 
 /**
@@ -108,6 +116,8 @@ export class SecAggClient {
   private readonly injectedRandom: boolean;
   private readonly quantizeRandom: ((out: Uint32Array) => void) | undefined;
   private readonly verifyAll: boolean;
+  /** max(minSurvivors, threshold): the fewest inputs a sum this site unmasks may hold. */
+  private readonly survivorFloor: number;
   private identity: Uint8Array;
   private current: ClientState = 'new';
 
@@ -169,6 +179,7 @@ export class SecAggClient {
     this.injectedRandom = options.randomBytes !== undefined;
     this.quantizeRandom = options.quantizeRandom;
     this.verifyAll = options.verify === 'all';
+    this.survivorFloor = survivorFloorOf(this.ctx.params, options.minSurvivors);
   }
 
   /** The current state. */
@@ -692,7 +703,8 @@ export class SecAggClient {
 
   /**
    * Round 3 (semi-malicious only): signs the aggregator's list of sites whose masked input arrived,
-   * after checking it is a list of this round's sites of at least threshold, this site included.
+   * after checking it is a list of this round's sites, this site included, at least
+   * max(minSurvivors, threshold) long.
    */
   confirmSurvivors(request: unknown): SurvivorSignature {
     this.expect('masked', 'confirmSurvivors');
@@ -717,12 +729,7 @@ export class SecAggClient {
           'this site sent its masked input but is not listed',
         );
       }
-      if (survivors.length < this.ctx.params.threshold) {
-        throw new SecAggError(
-          'TOO_FEW_SURVIVORS',
-          `${survivors.length} survivors; the threshold is ${this.ctx.params.threshold}`,
-        );
-      }
+      this.checkSurvivorFloor(survivors.length, 'survivors');
       const signature = this.backend.ed25519Sign(
         survivorsBytes(this.sid as Uint8Array, survivors),
         this.identity,
@@ -740,9 +747,10 @@ export class SecAggClient {
   /**
    * Round 4: answers the aggregator's unmask request once. Refuses (and aborts) a request whose lists
    * overlap, name non-neighbours, disagree with the neighbours that shared keys, leave out this site,
-   * are shorter than the threshold, or (semi-malicious) disagree with the signed survivor list. Reveals
-   * the self-mask share of every alive site and the mask-key share of every dropped neighbour, never
-   * both for one site; a second request is refused with REPEATED_UNMASK.
+   * are shorter than the threshold, name fewer survivors than max(minSurvivors, threshold) (the alive
+   * list; semi-malicious: the signed survivor list), or (semi-malicious) disagree with the signed
+   * survivor list. Reveals the self-mask share of every alive site and the mask-key share of every
+   * dropped neighbour, never both for one site; a second request is refused with REPEATED_UNMASK.
    */
   unmask(request: unknown): UnmaskResponse {
     if (this.current === 'unmasked') {
@@ -792,7 +800,14 @@ export class SecAggClient {
           `${req.alive.length} alive sites; the threshold is ${t}`,
         );
       }
-      if (malicious) this.checkConsistency(req.survivors, req.signatures, alive, req.dropped);
+      // Semi-malicious requests name every survivor (signed, checked against alive and dropped);
+      // semi-honest ones only this site's neighbours, a lower bound on the inputs in the sum.
+      if (malicious) {
+        this.checkConsistency(req.survivors, req.signatures, alive, req.dropped);
+        this.checkSurvivorFloor((req.survivors as string[]).length, 'survivors');
+      } else {
+        this.checkSurvivorFloor(req.alive.length, 'alive sites');
+      }
 
       const selfMaskShares: RevealedShare[] = [];
       const maskKeyShares: RevealedShare[] = [];
@@ -888,6 +903,18 @@ export class SecAggClient {
     }
   }
 
+  /** Refuses to help reveal a sum of fewer inputs than this site's floor. */
+  private checkSurvivorFloor(count: number, what: string): void {
+    if (count >= this.survivorFloor) return;
+    const t = this.ctx.params.threshold;
+    throw new SecAggError(
+      'TOO_FEW_SURVIVORS',
+      count < t
+        ? `${count} ${what}; the threshold is ${t}`
+        : `${count} ${what}; this site requires at least ${this.survivorFloor} (minSurvivors)`,
+    );
+  }
+
   private checkSession(sessionId: string, code: SecAggErrorCode = 'SESSION_MISMATCH'): void {
     if (!bytesEqual(fromBase64(sessionId, 32, 'sessionId'), this.sid as Uint8Array)) {
       throw new SecAggError(code, 'the message belongs to another session (round, run or key set)');
@@ -931,6 +958,29 @@ export class SecAggClient {
     this.premask?.vector.then((v) => v.fill(0)).catch(() => undefined);
     this.premask = undefined;
   }
+}
+
+/**
+ * max(minSurvivors, threshold), after checking minSurvivors is an integer in [1, maxSites] that a
+ * request can meet: a semi-honest Harary request lists at most the k + 1 sites of this site's
+ * neighbourhood, so a higher floor would refuse every round.
+ */
+function survivorFloorOf(params: Readonly<SecAggParams>, minSurvivors: number | undefined): number {
+  if (minSurvivors === undefined) return params.threshold;
+  if (!Number.isSafeInteger(minSurvivors) || minSurvivors < 1 || minSurvivors > params.maxSites) {
+    throw new SecAggError(
+      'BAD_INPUT',
+      `minSurvivors must be an integer in [1, maxSites = ${params.maxSites}]`,
+    );
+  }
+  const neighboursOnly = params.graph === 'harary' && params.threatModel === 'semi-honest';
+  if (neighboursOnly && minSurvivors > (params.k as number) + 1) {
+    throw new SecAggError(
+      'BAD_INPUT',
+      `minSurvivors ${minSurvivors} exceeds the k + 1 = ${(params.k as number) + 1} sites a semi-honest Harary round shows a site: every round would be refused (the semi-malicious model names every survivor)`,
+    );
+  }
+  return Math.max(minSurvivors, params.threshold);
 }
 
 /** Masks expanded before the input exists: their sum (once expanded) and the neighbours it covers. */

@@ -53,7 +53,8 @@ export const SECAGG_ERROR_MESSAGES: { readonly [K in SecAggErrorCode]: string } 
   INCONSISTENT_LISTS: 'the alive and dropped lists do not match what this site knows of the round',
   CONSISTENCY_FAILED: 'the signed survivor lists are missing, invalid or disagree',
   REPEATED_UNMASK: 'this site already answered an unmask request in this round',
-  TOO_FEW_SURVIVORS: 'fewer sites than the threshold survive: the round cannot complete',
+  TOO_FEW_SURVIVORS:
+    "fewer sites survive than the threshold or a site's own floor (minSurvivors): the round cannot complete",
   BAD_SHARE: 'a reconstructed secret is inconsistent with the advertised key or the field',
   BAD_RESPONSE: 'the unmask response does not answer the request',
   NON_FINITE_INPUT: 'the update contains NaN or Infinity',

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   chooseGraphParameters,
   graphPermutation,
+  hararyRequirements,
   hararyRing,
   neighbourhoods,
   neighboursOf,
@@ -188,5 +189,73 @@ describe('chooseGraphParameters', () => {
     expect(() => chooseGraphParameters(1, { dropoutRate: 0, threatModel: 'semi-honest' })).toThrow(
       /n must/,
     );
+  });
+});
+
+describe('hararyRequirements', () => {
+  // The rows of chooseGraphParameters' documented table: n, delta, semi-honest k, t, semi-malicious k, t.
+  const table: [number, number, number, number, number, number][] = [
+    [100, 0.05, 12, 6, 16, 11],
+    [100, 0.1, 16, 6, 26, 16],
+    [500, 0.05, 28, 16, 44, 31],
+    [500, 0.1, 32, 17, 66, 44],
+    [500, 0.3, 58, 20, 212, 119],
+    [1000, 0.05, 30, 17, 52, 37],
+    [1000, 0.1, 36, 19, 78, 52],
+    [1000, 0.3, 66, 23, 314, 179],
+    [10000, 0.05, 34, 20, 62, 44],
+    [10000, 0.1, 42, 22, 96, 64],
+  ];
+
+  it('accepts every documented (k, t) and asks for exactly t, since dropouts do not move t1', () => {
+    for (const [n, , k, t, mk, mt] of table) {
+      expect(hararyRequirements(n, k, { threatModel: 'semi-honest' })).toEqual({
+        connected: true,
+        minThreshold: t,
+      });
+      expect(hararyRequirements(n, mk, { threatModel: 'semi-malicious' })).toEqual({
+        connected: true,
+        minThreshold: mt,
+      });
+    }
+  });
+
+  it('agrees with chooseGraphParameters for any n and dropout rate', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 65, max: 3000 }),
+        fc.double({ min: 0, max: 0.3, noNaN: true }),
+        fc.constantFrom('semi-honest' as const, 'semi-malicious' as const),
+        (n, dropoutRate, threatModel) => {
+          const p = chooseGraphParameters(n, { dropoutRate, threatModel });
+          fc.pre(p.graph === 'harary');
+          expect(hararyRequirements(n, p.k, { threatModel })).toEqual({
+            connected: true,
+            minThreshold: p.t,
+          });
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('finds a degree too small to keep the honest sites connected', () => {
+    expect(hararyRequirements(1000, 2, { threatModel: 'semi-honest' }).connected).toBe(false);
+    expect(hararyRequirements(1000, 2, { threatModel: 'semi-honest', adversarialRate: 0 })).toEqual(
+      { connected: true, minThreshold: 2 },
+    );
+  });
+
+  it('asks for a larger threshold when more sites may collude', () => {
+    const low = hararyRequirements(1000, 36, { threatModel: 'semi-honest', adversarialRate: 0.01 });
+    const high = hararyRequirements(1000, 36, { threatModel: 'semi-honest', adversarialRate: 0.2 });
+    expect(high.minThreshold).toBeGreaterThan(low.minThreshold);
+  });
+
+  it('refuses a degree that is odd, below 2 or not below n - 1', () => {
+    for (const k of [3, 0, 999, 1000]) {
+      expect(() => hararyRequirements(1000, k, { threatModel: 'semi-honest' })).toThrow(/degree/);
+    }
+    expect(() => hararyRequirements(3, 2, { threatModel: 'semi-honest' })).toThrow(/n must/);
   });
 });

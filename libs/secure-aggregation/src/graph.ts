@@ -201,6 +201,96 @@ function hypergeometric(population: number, marked: number, draws: number, x: nu
   );
 }
 
+/** Keeps floating-point rounding from tipping a bound the insecure way. */
+const TINY = 1e-14;
+
+/**
+ * Condition 1 of Bell et al. 2020 for H(k, n): disconnecting the honest survivors needs two k/2-runs
+ * of `bad` (adversarial or dropped) sites in the ring; true when that happens with probability below
+ * `securityPerEvent` (union bound over pairs of gaps).
+ */
+function honestSurvivorsConnected(
+  n: number,
+  k: number,
+  bad: number,
+  securityPerEvent: number,
+): boolean {
+  if (k > bad) return true;
+  const logGapPairs = Math.log(n) + Math.log(n - k - 1) - Math.log(2);
+  const logAllBad =
+    logFactorial(bad) + logFactorial(n - k) - logFactorial(n) - logFactorial(bad - k);
+  return logGapPairs + logAllBad < Math.log(securityPerEvent);
+}
+
+/**
+ * Condition 2 of Bell et al. 2020: t1, the largest a with P[adversarial neighbours >= a] above
+ * `securityPerEvent` / n (hypergeometric), with the semi-malicious adjustment; a threshold of t1 + 1
+ * or more keeps a site's secrets from its corrupt neighbours.
+ */
+function corruptNeighbourBound(
+  n: number,
+  k: number,
+  adversarial: number,
+  securityPerEvent: number,
+  malicious: boolean,
+): number {
+  let t1 = -1;
+  let tail = 0;
+  for (let a = k; a >= 0; a--) {
+    tail += hypergeometric(n, adversarial, k, a);
+    if (tail > securityPerEvent / n) {
+      t1 = a;
+      break;
+    }
+  }
+  return malicious ? Math.ceil((t1 + k - 1.25) / 2) : t1;
+}
+
+/**
+ * What a Harary graph H(k, n) announced by the aggregator must satisfy, recomputed by a site with
+ * conditions 1 and 2 of chooseGraphParameters: `connected` (condition 1 with no dropouts, the most
+ * lenient case: only adversarial sites are bad) and `minThreshold` = max(t1 + 1, 2), the smallest
+ * Shamir threshold that keeps a site's secrets from its corrupt neighbours. chooseGraphParameters
+ * picks the same t1, so its t always equals minThreshold for its k.
+ *
+ * @example
+ * hararyRequirements(1000, 30, { threatModel: 'semi-honest' }); // { connected: true, minThreshold: 17 }
+ */
+export function hararyRequirements(
+  n: number,
+  k: number,
+  req: { threatModel: ThreatModel; adversarialRate?: number; securityBits?: number },
+): { connected: boolean; minThreshold: number } {
+  const gamma = req.adversarialRate ?? 0.05;
+  const sigma = req.securityBits ?? 40;
+  if (!Number.isSafeInteger(n) || n < 4 || n > 1_000_000) {
+    throw new SecAggError('BAD_PARAMS', 'n must be an integer in [4, 1000000]');
+  }
+  if (!Number.isSafeInteger(k) || k < 2 || k % 2 !== 0 || k >= n - 1) {
+    throw new SecAggError('BAD_PARAMS', 'Harary degree k must be an even integer in [2, n - 2]');
+  }
+  if (typeof gamma !== 'number' || !(gamma >= 0 && gamma < 1)) {
+    throw new SecAggError('BAD_PARAMS', 'adversarialRate must be in [0, 1)');
+  }
+  if (!(sigma > 0)) throw new SecAggError('BAD_PARAMS', 'bits must be positive');
+  if (req.threatModel !== 'semi-honest' && req.threatModel !== 'semi-malicious') {
+    throw new SecAggError('BAD_PARAMS', "threatModel must be 'semi-honest' or 'semi-malicious'");
+  }
+  const adversarial = Math.floor((gamma + TINY) * n);
+  const securityPerEvent = Math.pow(2, -(sigma + 1));
+  const t1 = corruptNeighbourBound(
+    n,
+    k,
+    adversarial,
+    securityPerEvent,
+    req.threatModel === 'semi-malicious',
+  );
+  return {
+    connected: honestSurvivorsConnected(n, k, adversarial, securityPerEvent),
+    minThreshold: Math.max(t1 + 1, 2),
+  };
+}
+
 /**
  * The graph, degree k and threshold t for n sites, after Bell et al. 2020 ("Secure Single-Server
  * Aggregation with (Poly)Logarithmic Overhead", CCS), with the search of their parameter finder:
@@ -258,11 +348,10 @@ export function chooseGraphParameters(n: number, req: GraphRequirements): GraphP
     throw new SecAggError('BAD_PARAMS', "threatModel must be 'semi-honest' or 'semi-malicious'");
   }
   const malicious = req.threatModel === 'semi-malicious';
-  const tiny = 1e-14; // keeps floating-point rounding from tipping a bound the insecure way
   const complete = (): GraphParameters => {
-    const adversarial = Math.ceil(gamma * n - tiny);
+    const adversarial = Math.ceil(gamma * n - TINY);
     const t = malicious ? Math.floor((n + adversarial) / 2) + 1 : Math.floor(n / 2) + 1;
-    const survivors = Math.ceil((1 - delta) * n - tiny);
+    const survivors = Math.ceil((1 - delta) * n - TINY);
     if (t > survivors) {
       throw new SecAggError(
         'BAD_PARAMS',
@@ -273,29 +362,13 @@ export function chooseGraphParameters(n: number, req: GraphRequirements): GraphP
   };
   if (n <= completeUpTo) return complete();
 
-  const adversarial = Math.floor((gamma + tiny) * n);
-  const bad = adversarial + Math.floor((delta + tiny) * n);
-  const surviving = Math.ceil((1 - delta - tiny) * n);
+  const adversarial = Math.floor((gamma + TINY) * n);
+  const bad = adversarial + Math.floor((delta + TINY) * n);
+  const surviving = Math.ceil((1 - delta - TINY) * n);
   const securityPerEvent = Math.pow(2, -(sigma + 1));
   for (let k = 2; k < n - 1; k += 2) {
-    // 1. Disconnection of the honest survivors needs two k/2-runs of bad sites in the ring.
-    if (k <= bad) {
-      const logGapPairs = Math.log(n) + Math.log(n - k - 1) - Math.log(2);
-      const logAllBad =
-        logFactorial(bad) + logFactorial(n - k) - logFactorial(n) - logFactorial(bad - k);
-      if (logGapPairs + logAllBad >= Math.log(securityPerEvent)) continue;
-    }
-    // 2. t1: too many corrupt neighbours only with probability <= 2^-(sigma+1) / n.
-    let t1 = -1;
-    let tail = 0;
-    for (let a = k; a >= 0; a--) {
-      tail += hypergeometric(n, adversarial, k, a);
-      if (tail > securityPerEvent / n) {
-        t1 = a;
-        break;
-      }
-    }
-    if (malicious) t1 = Math.ceil((t1 + k - 1.25) / 2);
+    if (!honestSurvivorsConnected(n, k, bad, securityPerEvent)) continue;
+    const t1 = corruptNeighbourBound(n, k, adversarial, securityPerEvent, malicious);
     // 3. t2: too few surviving neighbours only with probability <= 2^-eta / n.
     let t2 = 0;
     let below = 0;

@@ -54,8 +54,24 @@ export {
   averageWeighted,
   type QuantizationParams,
 } from './quantize';
+// Exact sums of reals, in a round with clip FIXED_POINT_CLIP and scale FIXED_POINT_SCALE, e.g.
+// each site client.maskInput(encodeFixedPoint(stats)); then decodeFixedPointSum(server.finish()).
+export {
+  encodeFixedPoint,
+  decodeFixedPointSum,
+  FIXED_POINT_LIMBS,
+  FIXED_POINT_MAX_SITES,
+  FIXED_POINT_FRACTION_BITS,
+  FIXED_POINT_CLIP,
+  FIXED_POINT_SCALE,
+  WIDE_FIXED_POINT_LIMBS,
+  encodeWideFixedPoint,
+  decodeWideFixedPointSum,
+  type FixedPointOptions,
+} from './fixed-point';
 export {
   chooseGraphParameters,
+  hararyRequirements,
   neighbourhoods,
   neighboursOf,
   graphPermutation,

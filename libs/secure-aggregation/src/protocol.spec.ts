@@ -66,6 +66,7 @@ function makeRound(
     backendFor?: (i: number) => CryptoBackend;
     randomFor?: (i: number) => ((k: number) => Uint8Array) | undefined;
     quantizeRandomFor?: (i: number) => ((out: Uint32Array) => void) | undefined;
+    minSurvivorsFor?: (i: number) => number | undefined;
   } = {},
 ): Round {
   const ids = NAMES.slice(0, n);
@@ -81,6 +82,7 @@ function makeRound(
   const clients = ids.map((siteId, i) => {
     const random = opts.randomFor?.(i);
     const quantizeRandom = opts.quantizeRandomFor?.(i);
+    const minSurvivors = opts.minSurvivorsFor?.(i);
     return new SecAggClient({
       ...common,
       siteId,
@@ -88,6 +90,7 @@ function makeRound(
       backend: opts.backendFor?.(i) ?? nodeBackend,
       ...(random ? { randomBytes: random } : {}),
       ...(quantizeRandom ? { quantizeRandom } : {}),
+      ...(minSurvivors !== undefined ? { minSurvivors } : {}),
     });
   });
   return { ids, clients, server: new SecAggServer(common), roster };
@@ -608,6 +611,118 @@ describe('attacks by the aggregator and by peers', () => {
           sessionId: toBase64(new Uint8Array(32)),
         }),
       'SESSION_MISMATCH',
+    );
+  });
+
+  it("refuses an unmask request naming fewer survivors than the site's minSurvivors, and reveals nothing", () => {
+    const r = makeRound(6, params({ threshold: 3 }), { minSurvivorsFor: () => 5 });
+    throughMasking(r, randomInputs(6, 16));
+    // Above the threshold, below the site's floor: the aggregator would learn a sum of 4 inputs.
+    const req = r.server.unmaskRequest('site-00');
+    const lying = {
+      ...req,
+      alive: ['site-00', 'site-01', 'site-02', 'site-03'],
+      dropped: ['site-04', 'site-05'],
+    };
+    expectCode(
+      () => r.clients[0]?.unmask(lying),
+      'TOO_FEW_SURVIVORS',
+      /4 alive sites; this site requires at least 5 \(minSurvivors\)/,
+    );
+    expect(r.clients[0]?.state).toBe('aborted');
+    expect(r.clients[0]?.revealed().size).toBe(0);
+    expectCode(() => r.clients[0]?.unmask(req), 'ABORTED');
+    // The honest request names all 6: answered.
+    expect(r.clients[1]?.unmask(r.server.unmaskRequest('site-01')).selfMaskShares).toHaveLength(6);
+  });
+
+  it("completes a round whose survivors just meet every site's minSurvivors, in both threat models", () => {
+    for (const threatModel of ['semi-honest', 'semi-malicious'] as const) {
+      const r = makeRound(5, params({ threshold: 3, threatModel }), { minSurvivorsFor: () => 4 });
+      const inputs = randomInputs(5, 16);
+      const consistency = throughMasking(r, inputs, 4);
+      if (consistency) {
+        r.clients
+          .slice(0, 4)
+          .forEach((c) => r.server.addSurvivorSignature(c.confirmSurvivors(consistency)));
+        r.server.closeConsistency();
+      }
+      r.clients
+        .slice(0, 4)
+        .forEach((c, i) =>
+          r.server.addUnmaskResponse(c.unmask(r.server.unmaskRequest(r.ids[i] as string))),
+        );
+      expect(r.server.finish()).toEqual(sumOf(inputs, [0, 1, 2, 3]));
+    }
+  });
+
+  it('every survivor refuses to unmask when one site dropped and minSurvivors is n', () => {
+    const inputs = randomInputs(5, 16);
+    const honest = makeRound(5, params({ threshold: 3 }), { minSurvivorsFor: () => 5 });
+    throughMasking(honest, inputs, 4);
+    honest.clients.slice(0, 4).forEach((c, i) => {
+      expectCode(
+        () => c.unmask(honest.server.unmaskRequest(honest.ids[i] as string)),
+        'TOO_FEW_SURVIVORS',
+        /4 alive sites; this site requires at least 5/,
+      );
+      expect(c.state).toBe('aborted');
+      expect(c.revealed().size).toBe(0);
+    });
+    // Semi-malicious: refused already at the consistency round, before anything is signed.
+    const signed = makeRound(5, params({ threshold: 3, threatModel: 'semi-malicious' }), {
+      minSurvivorsFor: () => 5,
+    });
+    const consistency = throughMasking(signed, inputs, 4);
+    signed.clients.slice(0, 4).forEach((c) => {
+      expectCode(
+        () => c.confirmSurvivors(consistency),
+        'TOO_FEW_SURVIVORS',
+        /4 survivors; this site requires at least 5/,
+      );
+      expect(c.state).toBe('aborted');
+    });
+    // And a survivor list that leaves the site itself out is refused too.
+    const other = makeRound(5, params({ threshold: 3, threatModel: 'semi-malicious' }));
+    const req = throughMasking(other, inputs);
+    expectCode(
+      () =>
+        other.clients[0]?.confirmSurvivors({
+          ...req,
+          survivors: req?.survivors.filter((id) => id !== 'site-00'),
+        }),
+      'INCONSISTENT_LISTS',
+      /not listed/,
+    );
+    expect(other.clients[0]?.state).toBe('aborted');
+  });
+
+  it('refuses a minSurvivors no request could meet, and keeps the threshold as the floor below it', () => {
+    for (const bad of [0, 2.5, 65, NaN]) {
+      expectCode(() => makeRound(4, params(), { minSurvivorsFor: () => bad }), 'BAD_INPUT');
+    }
+    // A semi-honest Harary request shows a site its k + 1 neighbourhood only.
+    const harary = params({ graph: 'harary', k: 4, threshold: 3 });
+    expectCode(
+      () => makeRound(10, harary, { minSurvivorsFor: () => 6 }),
+      'BAD_INPUT',
+      /k \+ 1 = 5/,
+    );
+    makeRound(10, harary, { minSurvivorsFor: () => 5 });
+    makeRound(10, { ...harary, threatModel: 'semi-malicious' }, { minSurvivorsFor: () => 10 });
+    // minSurvivors below the threshold changes nothing: the threshold still applies.
+    const r = makeRound(5, params({ threshold: 3 }), { minSurvivorsFor: () => 1 });
+    throughMasking(r, randomInputs(5, 16));
+    const req = r.server.unmaskRequest('site-00');
+    expectCode(
+      () =>
+        r.clients[0]?.unmask({
+          ...req,
+          alive: ['site-00', 'site-01'],
+          dropped: ['site-02', 'site-03', 'site-04'],
+        }),
+      'TOO_FEW_SURVIVORS',
+      /2 alive sites; the threshold is 3/,
     );
   });
 

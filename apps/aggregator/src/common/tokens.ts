@@ -1,3 +1,5 @@
+import type { ServerSigner } from '@confide/protocol';
+
 /** Injection tokens for the aggregator's edges: configuration, database, clock. */
 export const CONFIG = Symbol('AggregatorConfig');
 export const DATABASE = Symbol('Database');
@@ -7,6 +9,10 @@ export const CLOCK = Symbol('Clock');
 export interface AggregatorConfig {
   /** Stable id the sites' login signatures are bound to. */
   serverId: string;
+  /** The aggregator's Ed25519 identity: signs the challenge and every message sent to a site. */
+  signer: ServerSigner;
+  /** Whether the aggregator serves TLS itself (https and wss). */
+  tls: boolean;
   /** Grace after a site's disconnect before it counts as dropped from the round, in ms. */
   reconnectGraceMs: number;
   /** Websocket heartbeat interval in ms. */

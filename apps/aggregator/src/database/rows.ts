@@ -23,6 +23,10 @@ export type DpConfig =
       delta: number;
       /** Default per-site budget, set on each site's privacy_budget row at enrolment. */
       epsilonLimit: number;
+      /** The share of each site's budget for statistics and evaluation releases (absent: 0.1). */
+      statisticsShare?: number;
+      /** Noise multiplier of each statistics and evaluation release (absent on older federations). */
+      statisticsNoiseMultiplier?: number;
     };
 
 /** A federation's secure-aggregation settings. */
@@ -39,6 +43,12 @@ export interface SecAggConfig {
 /** A federation's stored settings. */
 export interface FederationConfig {
   dp?: DpConfig;
+  /** Per-feature bounds of the sites' data, public (DP statistics clip rows to them). */
+  featureBounds?: { lo: number[]; hi: number[] } | null;
+  /** Federated statistics (a secure-sum pre-round) or each site's own; absent: federated. */
+  standardization?: 'federated' | 'local';
+  /** Poisson self-sampling rate of each site (site-level DP); absent: 1. */
+  samplingFraction?: number;
   secureAggregation?: SecAggConfig;
   minSites: number;
   roundTimeoutMs: number;

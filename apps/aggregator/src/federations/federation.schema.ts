@@ -44,10 +44,39 @@ export const createFederationSchema = z
             clipNorm: z.number().gt(0).max(1e6),
             delta: z.number().gt(0).lt(1).default(1e-5),
             epsilonLimit: z.number().gt(0).max(1e6),
+            /** The share of each site's budget for statistics and evaluation releases. */
+            statisticsShare: z.number().gt(0).lt(1).default(0.1),
+            /** How many evaluation releases that share is planned for (sets their noise). */
+            evaluationRounds: z.number().int().min(1).max(100_000).default(10),
+            /** Noise multiplier of each statistics/evaluation release; derived from the share when absent. */
+            statisticsNoiseMultiplier: z.number().gt(0).max(1e6).optional(),
           })
           .strict(),
       ])
       .default({ level: 'none' }),
+    /** The data every site holds: per-feature bounds, public, which DP statistics are clipped to. */
+    dataSchema: z
+      .object({
+        featureBounds: z
+          .object({
+            lo: z.array(z.number().finite()).min(1).max(100_000),
+            hi: z.array(z.number().finite()).min(1).max(100_000),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
+    /**
+     * 'federated': statistics agreed in a pre-round (a secure sum); 'local': each site standardises
+     * with its own. Default: federated, except under DP without featureBounds.
+     */
+    standardization: z.enum(['federated', 'local']).optional(),
+    /** Poisson self-sampling: each site's own coin decides whether it takes part (site-level DP). */
+    sampling: z
+      .object({ fraction: z.number().gt(0).max(1).default(1) })
+      .strict()
+      .default({ fraction: 1 }),
     secureAggregation: z
       .object({
         enabled: z.boolean().default(true),
@@ -102,10 +131,26 @@ export const createFederationOpenApi = {
         "secure aggregation (on by default): { enabled, threshold?, graph: 'auto' | 'complete' | 'harary', k?, threatModel: 'semi-honest' | 'semi-malicious', clip, dropoutRate }",
       example: { enabled: true, graph: 'auto', threatModel: 'semi-honest' },
     },
+    dataSchema: {
+      type: 'object',
+      description:
+        'public facts about the sites\' data: { featureBounds: { lo: number[], hi: number[] } } (one per feature; DP statistics clip rows to them)',
+    },
+    standardization: {
+      type: 'string',
+      enum: ['federated', 'local'],
+      description:
+        'federated: statistics agreed in a secure-sum pre-round; local: each site uses its own (default: federated, local under DP without featureBounds)',
+    },
+    sampling: {
+      type: 'object',
+      description:
+        'Poisson self-sampling of sites, { fraction } (default 1): each site flips its own coin; site-level DP only',
+    },
     dp: {
       type: 'object',
       description:
-        "differential privacy: { level: 'none' } (default) or { level: 'record' | 'site', noiseMultiplier, clipNorm, delta (default 1e-5), epsilonLimit (each site's default budget) }",
+        "differential privacy: { level: 'none' } (default) or { level: 'record' | 'site', noiseMultiplier, clipNorm, delta (default 1e-5), epsilonLimit (each site's default budget), statisticsShare (default 0.1), evaluationRounds (default 10), statisticsNoiseMultiplier? }",
       example: { level: 'record', noiseMultiplier: 1.1, clipNorm: 1, delta: 1e-5, epsilonLimit: 1 },
     },
   },

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { initialWeights, MlError, parameterCount, parseModelSpec } from '@confide/ml/spec';
+import { shareNoiseMultiplier } from '@confide/differential-privacy';
 import { FederationRepository } from './federation.repository';
 import { createFederationSchema } from './federation.schema';
 import { ModelVersionRepository } from '../models/model-version.repository';
@@ -38,6 +39,44 @@ export class FederationsService {
         'invalid modelSpec: more than 50M parameters is not supported',
       );
     }
+    const bounds = input.dataSchema.featureBounds ?? null;
+    if (bounds) {
+      if (bounds.lo.length !== spec.inputDim || bounds.hi.length !== spec.inputDim) {
+        throw new ApiError(
+          'VALIDATION_FAILED',
+          `dataSchema.featureBounds needs ${spec.inputDim} lo and hi values (one per model input); got ${bounds.lo.length} and ${bounds.hi.length}`,
+        );
+      }
+      const bad = bounds.lo.findIndex((lo, j) => !(lo < bounds.hi[j]!));
+      if (bad >= 0) {
+        throw new ApiError(
+          'VALIDATION_FAILED',
+          `dataSchema.featureBounds: feature ${bad} has lo ${bounds.lo[bad]} >= hi ${bounds.hi[bad]}`,
+        );
+      }
+    }
+    const dpOn = input.dp.level !== 'none';
+    const standardization = input.standardization ?? (dpOn && !bounds ? 'local' : 'federated');
+    if (dpOn && standardization === 'federated') {
+      if (!bounds) {
+        throw new ApiError(
+          'VALIDATION_FAILED',
+          'federated standardisation under differential privacy needs dataSchema.featureBounds (the statistics are a release whose sensitivity the bounds fix); declare them or use standardization: "local"',
+        );
+      }
+      if (!input.secureAggregation.enabled) {
+        throw new ApiError(
+          'VALIDATION_FAILED',
+          'federated standardisation under differential privacy runs as a secure sum: enable secure aggregation or use standardization: "local"',
+        );
+      }
+    }
+    if (input.sampling.fraction < 1 && (input.dp.level !== 'site')) {
+      throw new ApiError(
+        'VALIDATION_FAILED',
+        'sampling.fraction below 1 is Poisson self-sampling for site-level DP (dp.level "site"); other federations take every connected site',
+      );
+    }
     if (await this.federations.findByName(input.name)) {
       throw new ApiError('CONFLICT', `a federation named "${input.name}" already exists`);
     }
@@ -52,8 +91,29 @@ export class FederationsService {
         optimizer: input.optimizer,
       },
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
-      dp: input.dp,
+      dp:
+        input.dp.level === 'none'
+          ? input.dp
+          : {
+              level: input.dp.level,
+              noiseMultiplier: input.dp.noiseMultiplier,
+              clipNorm: input.dp.clipNorm,
+              delta: input.dp.delta,
+              epsilonLimit: input.dp.epsilonLimit,
+              statisticsShare: input.dp.statisticsShare,
+              statisticsNoiseMultiplier:
+                input.dp.statisticsNoiseMultiplier ??
+                shareNoiseMultiplier({
+                  epsilon: input.dp.epsilonLimit,
+                  delta: input.dp.delta,
+                  share: input.dp.statisticsShare,
+                  releases: input.dp.evaluationRounds + (standardization === 'federated' ? 1 : 0),
+                }),
+            },
       secureAggregation: input.secureAggregation,
+      featureBounds: bounds,
+      standardization,
+      samplingFraction: input.sampling.fraction,
     };
     const weights = initialWeights(spec, config.seed);
     return this.db.transaction(async (em) => {

@@ -18,6 +18,7 @@ import {
   ProtocolError,
   parseJsonText,
   parseSiteMessage,
+  challengeBytes,
   toBase64,
   verifyLogin,
   type SiteMessage,
@@ -52,6 +53,11 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
   /** Nonces already answered: a login that reuses one is refused as a replay. */
   private readonly usedNonces = new Set<string>();
   private heartbeat: NodeJS.Timeout | null = null;
+  /**
+   * Signatures of messages sent to many sites as one object (a round's advertisements, its end):
+   * signed once, not once per recipient.
+   */
+  private readonly signatures = new WeakMap<object, string>();
 
   constructor(
     @Inject(CONFIG) private readonly config: AggregatorConfig,
@@ -84,11 +90,14 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
       void this.onMessage(conn, buf, isBinary).catch((e: unknown) => this.fail(conn, e, undefined));
     });
     ws.on('error', () => undefined);
+    const signer = this.config.signer;
     this.send(conn, {
       type: 'challenge',
       id: randomUUID(),
       nonce: conn.nonce,
       serverId: this.config.serverId,
+      serverKey: signer.publicKey,
+      sig: signer.signBytes(challengeBytes(this.config.serverId, conn.nonce, signer.publicKey)),
     });
   }
 
@@ -183,7 +192,17 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
           `no site with this public key is enrolled in federation "${fed.name}"; ask an administrator to enrol it`,
         );
       }
-      if (!verifyLogin(msg.publicKey, msg.signature, this.config.serverId, msg.nonce, fed.id)) {
+      const serverKey = this.config.signer.publicKey;
+      if (
+        !verifyLogin(
+          msg.publicKey,
+          msg.signature,
+          this.config.serverId,
+          msg.nonce,
+          fed.id,
+          serverKey,
+        )
+      ) {
         throw new ProtocolError(ErrorCode.BAD_SIGNATURE);
       }
       if (site.status === 'revoked') throw new ProtocolError(ErrorCode.SITE_REVOKED);
@@ -194,8 +213,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         siteId: site.id,
         siteName: site.name,
         federationId: fed.id,
-        ...(msg.numExamples !== undefined ? { numExamples: msg.numExamples } : {}),
-        sendJson: (m) => this.send(conn, m as Record<string, unknown>),
+        sendJson: (m) => this.sendShared(conn, m),
         sendBinary: (frame) => {
           if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true });
         },
@@ -254,9 +272,25 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     });
   }
 
+  /** Sends a message of this connection's own, signed with the aggregator's key (`sig`). */
   private send(conn: Connection, body: Record<string, unknown>): void {
     if (conn.ws.readyState !== conn.ws.OPEN) return;
-    conn.ws.send(JSON.stringify({ v: PROTOCOL_VERSION, ...body }));
+    const msg = { v: PROTOCOL_VERSION, ...body };
+    conn.ws.send(JSON.stringify('sig' in body ? msg : this.config.signer.sign(msg)));
+  }
+
+  /**
+   * Sends a message object that may go to many sites unchanged (it carries its own `v`): its
+   * signature is computed once per object.
+   */
+  private sendShared(conn: Connection, message: object): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    let sig = this.signatures.get(message);
+    if (sig === undefined) {
+      sig = this.config.signer.sign(message).sig;
+      this.signatures.set(message, sig);
+    }
+    conn.ws.send(JSON.stringify({ ...message, sig }));
   }
 
   private ensureHeartbeat(): void {

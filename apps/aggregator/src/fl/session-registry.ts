@@ -8,8 +8,7 @@ export interface SiteSession {
   readonly siteId: string;
   readonly siteName: string;
   readonly federationId: string;
-  /** Training records the site announced at login (record-level DP projections). */
-  readonly numExamples?: number;
+  /** Sends a JSON message (with its `v`), signed by the aggregator; one object may go to many sites. */
   sendJson(message: object): void;
   /** Sends an already-encoded binary frame (encoded once, sent to many). */
   sendBinary(frame: Buffer): void;

@@ -16,7 +16,7 @@ export interface BudgetRow {
 
 const ENTRY_COLUMNS = `federation_id, seq, site_id, site_name, round, level, sampling_rate, noise_multiplier, steps,
   clip_norm, survivors_assumed, accountant, rdp, orders_hash, delta, cumulative_epsilon, epsilon_limit, created_at,
-  site_public_key, prev_hash, hash, signature, noise, quantization_scale, dimension`;
+  site_public_key, prev_hash, hash, signature, noise, quantization_scale, dimension, release`;
 
 /**
  * Rebuilds the ledger entry exactly as it was signed from its row. A row without `noise` is a
@@ -25,6 +25,7 @@ const ENTRY_COLUMNS = `federation_id, seq, site_id, site_name, round, level, sam
  */
 export function ledgerEntryFromRow(r: Record<string, unknown>): LedgerEntry {
   const noise = (r['noise'] as string | null | undefined) ?? null;
+  const release = (r['release'] as string | null | undefined) ?? null;
   return {
     seq: r['seq'] as number,
     federationId: r['federation_id'] as string,
@@ -46,6 +47,7 @@ export function ledgerEntryFromRow(r: Record<string, unknown>): LedgerEntry {
             quantizationScale: r['quantization_scale'] as number,
             dimension: r['dimension'] as number,
           }),
+      ...(release === null ? {} : { release: release as 'statistics' | 'evaluation' }),
     },
     rdp: (r['rdp'] as number[]).map(Number),
     ordersHash: r['orders_hash'] as string,
@@ -67,7 +69,7 @@ export class LedgerRepository {
 
   async insert(em: EntityManager, e: LedgerEntry): Promise<void> {
     await em.query(
-      `INSERT INTO ledger_entry (${ENTRY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`,
+      `INSERT INTO ledger_entry (${ENTRY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)`,
       [
         e.federationId,
         e.seq,
@@ -94,6 +96,7 @@ export class LedgerRepository {
         e.mechanism.noise ?? null,
         e.mechanism.quantizationScale ?? null,
         e.mechanism.dimension ?? null,
+        e.mechanism.release ?? null,
       ],
     );
   }

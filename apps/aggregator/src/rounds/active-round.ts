@@ -5,6 +5,7 @@ import { Signal } from '../common/signal';
 import type { FederationRow, Participant, RoundRow } from '../database/rows';
 import type { LedgerSlot } from '../privacy/ledger.service';
 import type { SecAggServer } from '@confide/secure-aggregation';
+import type { SecureSum } from './secure-sum';
 
 /** Phases in which a round accepts site messages. */
 export type RoundPhase =
@@ -41,6 +42,10 @@ export class ActiveRound {
   bytesReceived = 0;
   newModelVersionId: string | null = null;
 
+  /** The statistics or evaluation sum running now, if any. */
+  sum: SecureSum | null = null;
+  /** Sites that declined to evaluate in the clear (their policy keeps their metrics to themselves). */
+  readonly evaluationDeclined = new Set<string>();
   /** The secure-aggregation server of this round, while it runs. */
   secagg: SecAggServer | null = null;
   secaggSummary: { threshold: number; graph: string; k?: number; sites: number } | null = null;
@@ -78,6 +83,13 @@ export class ActiveRound {
     return [...this.participants.values()];
   }
 
+  /** Whether a site can still answer: connected, or disconnected for less than the grace. */
+  reachable(siteId: string, now: number, graceMs: number, connected: boolean): boolean {
+    if (connected) return true;
+    const since = this.disconnectedAt.get(siteId);
+    return since !== undefined && now - since < graceMs;
+  }
+
   /** A participant that may still answer: selected, and connected or within its reconnect grace. */
   isPending(
     siteId: string,
@@ -88,8 +100,6 @@ export class ActiveRound {
   ): boolean {
     const p = this.participants.get(siteId);
     if (!p || p.status !== waitingFor) return false;
-    if (connected) return true;
-    const since = this.disconnectedAt.get(siteId);
-    return since !== undefined && now - since < graceMs;
+    return this.reachable(siteId, now, graceMs, connected);
   }
 }

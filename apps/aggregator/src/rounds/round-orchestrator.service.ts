@@ -5,7 +5,7 @@ import {
   type OnApplicationBootstrap,
   type OnModuleDestroy,
 } from '@nestjs/common';
-import { combineFeatureStats, parameterCount } from '@confide/ml/spec';
+import { combineFeatureStats, evaluationLayoutFor, parameterCount } from '@confide/ml/spec';
 import { createStrategy, PlainSumCollector } from '@confide/federated';
 import {
   assertFinite,
@@ -31,6 +31,9 @@ import type { AggregateSum } from '@confide/federated';
 import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
 import { secureQuantization } from './secure-quantization';
+import { roundGraph, roundThreshold } from './secagg-params';
+import { activeDp, DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
+import type { SumPort } from './secure-sum';
 
 /** A round's secure-aggregation state machine and what the sites are told about it. */
 interface SecureSetup {
@@ -46,11 +49,26 @@ import { RoundEvents } from './round-events';
 import { RoundRepository } from './round.repository';
 import { waitFor } from '../common/signal';
 import { CLOCK, CONFIG, type AggregatorConfig, type Clock } from '../common/tokens';
-import type { FederationRow, Participant, RoundMetrics, RunRow } from '../database/rows';
+import type {
+  FederationRow,
+  FeatureStatsRow,
+  Participant,
+  RoundMetrics,
+  RunRow,
+} from '../database/rows';
 import { FederationRepository } from '../federations/federation.repository';
 import { ModelVersionRepository } from '../models/model-version.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { MetricsService } from '../observability/metrics.service';
+
+/** Site messages that name the secure sum of the round they belong to. */
+const SUM_STEPS: ReadonlySet<string> = new Set([
+  'secagg.advertise',
+  'secagg.shares',
+  'secagg.signature',
+  'secagg.unmasked',
+  'ledger.reserve',
+]);
 
 /** Thrown inside a run loop when the aggregator is shutting down: leave the round for the next start. */
 class Stopped extends Error {}
@@ -96,6 +114,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     @Inject(LedgerService) private readonly ledger: LedgerService,
     @Inject(LedgerRepository) private readonly ledgerRepo: LedgerRepository,
     @Inject(SiteRepository) private readonly siteRepo: SiteRepository,
+    @Inject(RoundSumsService) private readonly sums: RoundSumsService,
   ) {
     sessions.onConnect((s) => this.onSiteConnected(s));
     sessions.onDisconnect((s) => this.onSiteDisconnected(s));
@@ -271,24 +290,28 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       // 1b. Privacy budgets: a site whose projected epsilon would pass its limit is skipped.
       const dp = fed.config.dp ?? { level: 'none' as const };
       if (dp.level !== 'none') {
-        const approved = (await this.siteRepo.list(fed.id)).filter(
-          (s) => s.status === 'approved',
-        ).length;
-        active.survivorsAssumed = Math.min(cfg.minSites, selected.length);
+        // Under secure aggregation the sum can only be unmasked with t survivors, so site-level noise
+        // shares are sized for t (the round's threshold); without it each site adds all of the noise.
+        active.survivorsAssumed =
+          dp.level === 'site' && cfg.secureAggregation?.enabled
+            ? roundThreshold(fed, selected.length)
+            : null;
+        // Site level: only each site's own coin earns amplification (Poisson self-sampling).
+        active.siteSamplingRate = dp.level === 'site' ? (cfg.samplingFraction ?? 1) : 1;
         // Under secure aggregation, site-level noise is the distributed discrete Gaussian, whose bound
         // depends on the round's quantisation scale: projected with the scale for all the selected
         // sites, which is at most the one the round will use with the sites that pass (see
         // secureQuantization), so the projection never under-states the spend.
         const integerNoise =
           dp.level === 'site' && cfg.secureAggregation?.enabled
-            ? integerNoiseFor(fed, selected.length, active.survivorsAssumed)
+            ? integerNoiseFor(fed, selected.length, active.survivorsAssumed ?? 1)
             : null;
         for (const s of selected) {
           const history = await this.ledgerRepo.siteEntries(fed.id, s.siteId);
           const mechanism = nextRelease(
             fed,
             history,
-            s.numExamples,
+            undefined,
             active.survivorsAssumed,
             integerNoise ?? undefined,
           );
@@ -304,7 +327,6 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           }
         }
         const eligible = active.participantList().filter((x) => x.status === 'selected');
-        active.siteSamplingRate = Math.min(1, eligible.length / Math.max(1, approved));
         if (eligible.length < cfg.minSites) {
           const skipped = active
             .participantList()
@@ -317,15 +339,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         }
       }
 
-      // 2. Federated standardisation statistics, once per federation.
+      // 2. Federated standardisation statistics, once per federation: a secure sum under secure
+      // aggregation (the aggregator learns only the sites' total), in the clear otherwise.
       let stats = fed.featureStats;
-      if (!stats) {
-        stats = await this.collectFeatureStats(loop, fed, active, deadline);
-        if (!stats) {
-          return await abort(
-            `only ${active.stats.size} site(s) reported feature statistics; the federation needs minSites=${cfg.minSites}`,
-          );
-        }
+      if (!stats && (cfg.standardization ?? 'federated') === 'federated') {
+        const got = cfg.secureAggregation?.enabled
+          ? await this.sums.statistics(active, this.sumPort(loop, active), deadline)
+          : await this.collectFeatureStats(loop, fed, active, deadline);
+        if (typeof got === 'string') return await abort(got);
+        stats = got;
       }
 
       // 3. Training: send the global model, collect updates.
@@ -361,7 +383,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           participants: active.participantList(),
         }),
       );
-      active.trainFrame = encodeFrame(
+      active.trainFrame = this.config.signer.frame(
         {
           v: PROTOCOL_VERSION,
           type: 'round.train',
@@ -373,7 +395,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           modelHash: baseVersion?.hash ?? '',
           modelSpec: fed.modelSpec,
           train: cfg.train,
-          standardization: { mean: stats.mean, std: stats.std },
+          // null: each site standardises with its own statistics (standardization 'local').
+          standardization: stats ? { mean: stats.mean, std: stats.std } : null,
           privacy:
             dp.level === 'none'
               ? null
@@ -385,6 +408,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
                   epsilonLimit: dp.epsilonLimit,
                   siteSamplingRate: dp.level === 'site' ? active.siteSamplingRate : null,
                   survivorsAssumed: dp.level === 'site' ? active.survivorsAssumed : null,
+                  statisticsShare: dp.statisticsShare ?? DEFAULT_STATISTICS_SHARE,
                 },
           secureAggregation: secagg?.info ?? null,
           deadline: new Date(deadline).toISOString(),
@@ -424,6 +448,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
 
       // 4. Aggregation: the strategy's server step on the aggregate, stored as a new model version.
       active.phase = 'closing';
+      // Poisson self-sampling: every site sends (a zero update when its coin said no, so nobody learns
+      // who took part); DP-FedAvg's estimator divides by the expected number of sampled sites.
+      if (active.siteSamplingRate < 1) {
+        aggregate = { ...aggregate, totalWeight: aggregate.totalWeight * active.siteSamplingRate };
+      }
       const next = createStrategy(fed.strategy).serverStep(global, aggregate);
       assertFinite(next, 'aggregated model');
       const trainLoss =
@@ -441,6 +470,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             }
           : null,
       };
+      let newVersion: { id: string; hash: string } | null = null;
       active.row = await this.rounds.transaction(async (em) => {
         const version = await this.models.insert(em, {
           federationId: fed.id,
@@ -450,18 +480,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         });
         active.newModelVersionId = version.id;
         this.latestWeights.set(fed.id, { versionId: version.id, weights: next });
-        active.evaluateFrame = encodeFrame(
-          {
-            v: PROTOCOL_VERSION,
-            type: 'round.evaluate',
-            id: randomUUID(),
-            runId: loop.runId,
-            round: row.number,
-            modelVersionId: version.id,
-            modelHash: version.hash,
-          },
-          next,
-        );
+        newVersion = version;
         return this.rounds.transition(em, row.id, 'aggregated', {
           modelVersionId: version.id,
           participants: active.participantList(),
@@ -469,21 +488,52 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         });
       });
 
-      // 5. Evaluation on the sites' held-out data.
+      // 5. Evaluation on the sites' held-out data: a secure sum of their counts under secure
+      // aggregation, else the metrics sites that reveal their own send in the clear.
       active.phase = 'evaluating';
-      for (const p of active.participants.values()) {
-        if (p.status === 'submitted')
-          this.sessions.get(p.siteId)?.sendBinary(active.evaluateFrame!);
-      }
       const evalDeadline = this.clock.now().getTime() + cfg.evaluationTimeoutMs;
-      await this.until(
-        loop,
-        active.signal,
-        () => this.nonePending(active, 'submitted'),
-        evalDeadline,
-      );
+      let evaluation: RoundMetrics['evaluation'] = null;
+      if (cfg.secureAggregation?.enabled) {
+        const got = await this.sums.evaluation(
+          active,
+          this.sumPort(loop, active),
+          next,
+          newVersion!,
+          evalDeadline,
+        );
+        if (typeof got === 'string') this.config.log(`round ${row.number}: no evaluation: ${got}`);
+        else evaluation = got;
+      } else {
+        active.evaluateFrame = this.config.signer.frame(
+          {
+            v: PROTOCOL_VERSION,
+            type: 'round.evaluate',
+            id: randomUUID(),
+            runId: loop.runId,
+            round: row.number,
+            federationId: fed.id,
+            modelVersionId: newVersion!.id,
+            modelHash: newVersion!.hash,
+            secureAggregation: null,
+            privacy: null,
+            evaluation: evaluationLayoutFor(fed.modelSpec),
+            deadline: new Date(evalDeadline).toISOString(),
+          },
+          next,
+        );
+        for (const p of active.participants.values()) {
+          if (p.status === 'submitted')
+            this.sessions.get(p.siteId)?.sendBinary(active.evaluateFrame);
+        }
+        await this.until(
+          loop,
+          active.signal,
+          () => this.nonePending(active, 'submitted'),
+          evalDeadline,
+        );
+        evaluation = weightedMetrics([...active.evaluations.values()]);
+      }
       active.phase = 'closing';
-      const evaluation = weightedMetrics([...active.evaluations.values()]);
       const metrics: RoundMetrics = {
         ...partialMetrics,
         evaluation,
@@ -524,19 +574,27 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     active.slots.delete(siteId);
   }
 
+  /** Feature statistics in the clear, in a federation without secure aggregation (and without DP). */
   private async collectFeatureStats(
     loop: RunLoop,
     fed: FederationRow,
     active: ActiveRound,
     deadline: number,
-  ): Promise<FederationRow['featureStats']> {
+  ): Promise<FeatureStatsRow | string> {
     const inputDim = fed.modelSpec.inputDim;
     active.phase = 'stats';
     const msg = {
       v: PROTOCOL_VERSION,
       type: 'stats.request',
       id: randomUUID(),
+      runId: loop.runId,
+      round: active.number,
+      federationId: fed.id,
       features: inputDim,
+      secureAggregation: null,
+      privacy: null,
+      featureBounds: fed.config.featureBounds ?? null,
+      deadline: new Date(deadline).toISOString(),
     };
     active.statsRequest = msg;
     for (const siteId of active.participants.keys()) this.sessions.get(siteId)?.sendJson(msg);
@@ -549,7 +607,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         ),
       deadline,
     );
-    if (active.stats.size < fed.config.minSites) return null;
+    if (active.stats.size < fed.config.minSites) {
+      return `only ${active.stats.size} site(s) reported feature statistics; the federation needs minSites=${fed.config.minSites}`;
+    }
     const combined = combineFeatureStats([...active.stats.values()]);
     const stats = {
       mean: combined.mean,
@@ -559,6 +619,26 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     };
     await this.federations.setFeatureStats(fed.id, stats);
     return stats;
+  }
+
+  /** What a statistics or evaluation sum needs of the round it runs in. */
+  private sumPort(loop: RunLoop, active: ActiveRound): SumPort {
+    return {
+      send: (siteId, message) => this.sessions.get(siteId)?.sendJson(message),
+      until: (ready, deadline) => this.until(loop, active.signal, ready, deadline),
+      reachable: (siteId) =>
+        active.reachable(
+          siteId,
+          this.clock.now().getTime(),
+          this.config.reconnectGraceMs,
+          this.sessions.isConnected(siteId),
+        ),
+      unmask: (server) => this.unmaskSum(server, active.sum?.info.vectorLength ?? 0),
+      changed: () => {
+        this.live.round(active);
+        active.signal.notify();
+      },
+    };
   }
 
   private pendingForStats(active: ActiveRound, siteId: string): boolean {
@@ -572,9 +652,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   private nonePending(active: ActiveRound, waitingFor: Participant['status']): boolean {
-    // Waiting for evaluations, a site that already reported its metrics is done.
+    // Waiting for evaluations, a site that reported its metrics or declined to is done.
     const done =
-      waitingFor === 'submitted' ? new Set(active.evaluations.keys()) : new Set<string>();
+      waitingFor === 'submitted'
+        ? new Set([...active.evaluations.keys(), ...active.evaluationDeclined])
+        : new Set<string>();
     return this.nonePendingIn(active, waitingFor, done);
   }
 
@@ -664,34 +746,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     siteDp: { noiseMultiplier: number; clipNorm: number } | null,
   ): Promise<SecureSetup> {
     const sa = fed.config.secureAggregation!;
-    // Weighted averaging under masking needs every weight up front (as a share of the public total).
-    for (const p of active.participantList()) {
-      if (
-        p.status === 'selected' &&
-        fed.config.dp?.level !== 'site' &&
-        this.sessions.get(p.siteId)?.numExamples === undefined
-      ) {
-        p.status = 'skipped';
-        p.detail =
-          'the site did not announce its number of training records at login, which secure aggregation needs';
-      }
-    }
     const chosen = active.participantList().filter((p) => p.status === 'selected');
     const n = chosen.length;
-    if (n < 2) throw new Error(`it needs at least 2 sites; ${n} selected`);
-    let graph: 'complete' | 'harary' = 'complete';
-    let k: number | undefined;
-    let t = sa.threshold ?? Math.max(2, Math.floor(n / 2) + 1);
-    if (sa.graph === 'harary' || (sa.graph === 'auto' && n > 64)) {
-      const g = chooseGraphParameters(n, {
-        dropoutRate: sa.dropoutRate,
-        threatModel: sa.threatModel,
-      });
-      graph = g.graph;
-      k = g.graph === 'harary' ? (sa.k ?? g.k) : undefined;
-      t = sa.threshold ?? g.t;
-    }
-    if (t > n) throw new Error(`threshold ${t} is larger than the ${n} selected sites`);
+    const { threshold: t, graph, k } = roundGraph(fed, n);
+    // Site-level noise shares are sized for the t survivors a sum needs (what each site assumes too).
+    if (fed.config.dp?.level === 'site') active.survivorsAssumed = t;
     // Site-level DP noise is added after quantization, inside the clip's headroom.
     const { clip, scale } = secureQuantization(sa.clip, siteDp, n, active.survivorsAssumed ?? t);
     const params: SecAggParams = {
@@ -708,10 +767,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       siteId: p.siteId,
       publicKey: sites.get(p.siteId)!.publicKey,
     }));
+    // A public divisor, never a site's own count (which would leave the site in the clear): the
+    // federation's total from its statistics sum, else a fixed power of two. Sites weigh themselves
+    // by their record count over it, capped at 1; site-level DP weighs every site 1.
     const weightNormalizer =
-      fed.config.dp?.level === 'site'
-        ? 1
-        : chosen.reduce((a, p) => a + (this.sessions.get(p.siteId)?.numExamples ?? 1), 0);
+      fed.config.dp?.level === 'site' ? 1 : Math.max(1, fed.featureStats?.count ?? 2 ** 20);
     const vectorLength = active.expectedLength + 1;
     const server = new SecAggServer({
       params,
@@ -755,6 +815,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       id: randomUUID(),
       runId: active.runId,
       round: active.number,
+      sum: 'update',
       ...body,
     });
     try {
@@ -766,8 +827,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         'dropped',
         'no key advertisement (dropped before sharing keys)',
       );
-      const ads = server.closeAdvertising();
-      send('advertised', () => envelope('secagg.advertisements', { advertisements: ads }));
+      // One message object for every site: the gateway signs it once.
+      const ads = envelope('secagg.advertisements', { advertisements: server.closeAdvertising() });
+      send('advertised', () => ads);
       // Round 1: encrypted Shamir shares, routed to their recipients.
       active.phase = 'sharing';
       await persist('sharing');
@@ -794,7 +856,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       if (consistency) {
         // Round 3 (semi-malicious): every survivor signs the survivor list.
         active.phase = 'consistency';
-        send('submitted', () => envelope('secagg.consistency', { request: consistency }));
+        const request = envelope('secagg.consistency', { request: consistency });
+        send('submitted', () => request);
         await this.until(
           loop,
           active.signal,
@@ -926,6 +989,17 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       );
     }
     active.bytesReceived += bytes;
+    // The statistics and evaluation sums have their own state machine.
+    if (
+      msg.type === 'secagg.masked' ||
+      (SUM_STEPS.has(msg.type) && (msg as { sum?: string }).sum !== 'update') ||
+      (msg.type === 'round.decline' && msg.stage !== 'training' && active.sum)
+    ) {
+      await this.sums.handle(active, session, msg, vector);
+      this.live.round(active);
+      active.signal.notify();
+      return;
+    }
     switch (msg.type) {
       case 'stats.report': {
         if (active.phase !== 'stats' || active.stats.has(session.siteId)) {
@@ -982,12 +1056,17 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             active.slots.delete(session.siteId);
             const site = await this.siteRepo.findById(active.federationId, session.siteId);
             await this.ledger.acceptReceipt(slot, site!, msg.receipt, (m) => {
+              // Record level: q is the site's own (batch / its records, or a lower bound on them,
+              // which over-charges); the round fixes everything else.
               const want =
                 dpCfg.level === 'record'
                   ? recordLevelRelease({
                       batchSize: active.fed.config.train.batchSize,
                       epochs: active.fed.config.train.epochs,
-                      numExamples: msg.numExamples,
+                      numExamples: Math.max(
+                        1,
+                        Math.round(active.fed.config.train.batchSize / m.samplingRate),
+                      ),
                       noiseMultiplier: dpCfg.noiseMultiplier,
                       clipNorm: dpCfg.clipNorm,
                     })
@@ -1023,14 +1102,24 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
           }
         } else {
+          if (msg.numExamples === undefined && dpCfg.level !== 'site') {
+            p.status = 'rejected';
+            p.detail = 'a plain update must say how many records it was trained on (its weight)';
+            this.releaseSlot(active, session.siteId);
+            active.signal.notify();
+            throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, p.detail);
+          }
           // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
-          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples;
+          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples!;
           active.collector!.add({ siteId: session.siteId, delta: vector as Float32Array, weight });
         }
-        active.trainLossSum += msg.trainLoss * msg.numExamples;
-        active.trainWeightSum += msg.numExamples;
+        // Plain rounds only: under secure aggregation a site's count and loss stay inside its masks.
+        if (msg.numExamples !== undefined && msg.trainLoss !== undefined) {
+          active.trainLossSum += msg.trainLoss * msg.numExamples;
+          active.trainWeightSum += msg.numExamples;
+          p.numExamples = msg.numExamples;
+        }
         p.status = 'submitted';
-        p.numExamples = msg.numExamples;
         break;
       }
       case 'secagg.advertise':
@@ -1123,6 +1212,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           id: randomUUID(),
           runId: active.runId,
           round: active.number,
+          sum: 'update',
           seq: slot.seq,
           prevHash: slot.prevHash,
           createdAt: slot.createdAt,
@@ -1147,11 +1237,20 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         break;
       }
       case 'round.decline': {
+        if (msg.stage === 'evaluation') {
+          // In the clear: a site whose policy keeps its metrics to itself says so and is done.
+          if (active.phase !== 'evaluating' || p.status !== 'submitted') {
+            throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no evaluation to decline now');
+          }
+          active.evaluationDeclined.add(session.siteId);
+          p.detail = `evaluation declined: ${msg.code}: ${msg.reason}`;
+          break;
+        }
         if (p.status !== 'selected') {
           throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'nothing to decline now');
         }
         p.status = 'declined';
-        p.detail = `${msg.code}: ${msg.reason}`;
+        p.detail = `${msg.code}${msg.stage === 'statistics' ? ' (statistics)' : ''}: ${msg.reason}`;
         this.releaseSlot(active, session.siteId);
         break;
       }
@@ -1165,16 +1264,24 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     if (!active) return;
     active.disconnectedAt.delete(session.siteId);
     const p = active.participants.get(session.siteId);
-    // Resume within the round: a participant that reconnects gets the round's work again.
+    // Resume within the round: a participant that reconnects gets the round's work again. A secure
+    // sum it already joined does not resume (its round keys are gone with the old connection).
+    const offered = !active.sum || active.sum.sites.get(session.siteId)?.state === 'offered';
     if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
       session.sendBinary(active.trainFrame);
-    } else if (p?.status === 'submitted' && active.phase === 'evaluating' && active.evaluateFrame) {
+    } else if (
+      p?.status === 'submitted' &&
+      active.phase === 'evaluating' &&
+      active.evaluateFrame &&
+      offered
+    ) {
       session.sendBinary(active.evaluateFrame);
     } else if (
       p?.status === 'selected' &&
       active.phase === 'stats' &&
       active.statsRequest &&
-      !active.stats.has(session.siteId)
+      !active.stats.has(session.siteId) &&
+      offered
     ) {
       session.sendJson(active.statsRequest);
     }

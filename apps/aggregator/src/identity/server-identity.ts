@@ -1,0 +1,55 @@
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import nacl from 'tweetnacl';
+import { fromBase64, generateIdentity, toBase64, type IdentityKeyPair } from '@confide/protocol';
+
+/** The aggregator's identity key inside its data directory. */
+export const SERVER_KEY_FILE = 'server-identity.key';
+
+/**
+ * The aggregator's Ed25519 identity, created on the first start in `dir` (the secret key alone,
+ * base64, mode 0600; the public key is derived from it). Sites pin the public key: every message that
+ * configures a round is signed with it. A key file readable by others is refused, as a site's is.
+ */
+export async function loadOrCreateServerIdentity(
+  dir: string,
+): Promise<{ identity: IdentityKeyPair; path: string; created: boolean }> {
+  const path = join(dir, SERVER_KEY_FILE);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  let created = false;
+  try {
+    const fresh = generateIdentity();
+    // 'wx': never an existing file, never through a symlink; created 0600 from the start.
+    await writeFile(path, `${fresh.secretKey}\n`, { mode: 0o600, flag: 'wx' });
+    await chmod(path, 0o600);
+    created = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const mode = (await stat(path)).mode & 0o777;
+  if (mode & 0o077) {
+    throw new Error(
+      `${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 ${path} and restart`,
+    );
+  }
+  return {
+    identity: identityFromSecret((await readFile(path, 'utf8')).trim(), path),
+    path,
+    created,
+  };
+}
+
+/** The key pair of a base64 Ed25519 secret key (tweetnacl's 64-byte form). */
+export function identityFromSecret(secretKey: string, source: string): IdentityKeyPair {
+  let secret: Uint8Array;
+  try {
+    secret = fromBase64(secretKey, nacl.sign.secretKeyLength);
+  } catch (e) {
+    throw new Error(`${source} does not hold an Ed25519 secret key: ${(e as Error).message}`);
+  }
+  const kp = nacl.sign.keyPair.fromSeed(secret.subarray(0, 32));
+  if (!Buffer.from(kp.secretKey).equals(Buffer.from(secret))) {
+    throw new Error(`${source} holds an inconsistent Ed25519 key (public half does not match)`);
+  }
+  return { publicKey: toBase64(kp.publicKey), secretKey };
+}

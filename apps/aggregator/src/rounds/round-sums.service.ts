@@ -1,0 +1,349 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  evaluationLayoutFor,
+  evaluationSensitivity,
+  evaluationVectorLength,
+  metricsFromEvaluationSum,
+  statisticsFromSum,
+  statisticsSensitivity,
+} from '@confide/ml/spec';
+import {
+  encodeFrame,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type RoundSecAgg,
+  type SiteMessage,
+  type SumPrivacy,
+} from '@confide/protocol';
+import { canonicalJson, sumRelease } from '@confide/privacy-ledger';
+import { decodeWideFixedPointSum } from '@confide/secure-aggregation';
+import { CONFIG, type AggregatorConfig } from '../common/tokens';
+import type { FederationRow, FeatureStatsRow, RoundMetrics } from '../database/rows';
+import { LedgerService, type ActiveDp } from '../privacy/ledger.service';
+import { SiteRepository } from '../sites/site.repository';
+import { SessionRegistry, type SiteSession } from '../fl/session-registry';
+import { FederationRepository } from '../federations/federation.repository';
+import type { ActiveRound } from './active-round';
+import { sumParams } from './secagg-params';
+import { SecureSum, type SumKind, type SumPort } from './secure-sum';
+
+/** The default share of each site's budget for statistics and evaluation releases. */
+export const DEFAULT_STATISTICS_SHARE = 0.1;
+
+/**
+ * The statistics and evaluation of a round as secure sums: what each site sends is masked, so the
+ * aggregator learns only totals over the sites that took part (DESIGN section 4). Under DP each
+ * site's vector is a release of its own, clipped to the federation's feature bounds, noised by the
+ * site and charged to the ledger with the site's signed receipt.
+ */
+@Injectable()
+export class RoundSumsService {
+  constructor(
+    @Inject(CONFIG) private readonly config: AggregatorConfig,
+    @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
+    @Inject(SiteRepository) private readonly sites: SiteRepository,
+    @Inject(LedgerService) private readonly ledger: LedgerService,
+    @Inject(FederationRepository) private readonly federations: FederationRepository,
+  ) {}
+
+  /**
+   * The federation's feature statistics from a secure sum over the round's selected sites; stored
+   * with the federation. A string says why there are none (the round aborts with it).
+   */
+  async statistics(
+    active: ActiveRound,
+    port: SumPort,
+    deadline: number,
+  ): Promise<FeatureStatsRow | string> {
+    const fed = active.fed;
+    const d = fed.modelSpec.inputDim;
+    const bounds = fed.config.featureBounds ?? null;
+    const dp = activeDp(fed);
+    const perSite = dp?.level === 'site';
+    const roster = active.participantList().filter((p) => p.status === 'selected');
+    let sum: SecureSum;
+    try {
+      // Wide fixed point (two numbers a value): raw sums of squares have no bound.
+      sum = await this.open(
+        active,
+        'statistics',
+        roster,
+        (1 + 2 * d) * 2,
+        statisticsContext(fed.id),
+        () => (dp && bounds ? statisticsSensitivity(d, { perSite, bounds }) : null),
+      );
+    } catch (e) {
+      return `the statistics sum cannot start: ${(e as Error).message}`;
+    }
+    const request = {
+      v: PROTOCOL_VERSION,
+      type: 'stats.request',
+      id: randomUUID(),
+      runId: active.runId,
+      round: active.number,
+      federationId: fed.id,
+      features: d,
+      secureAggregation: sum.info,
+      privacy: dp ? sumPrivacy(dp) : null,
+      featureBounds: bounds,
+      deadline: new Date(deadline).toISOString(),
+    };
+    active.phase = 'stats';
+    active.statsRequest = request;
+    for (const p of roster) this.sessions.get(p.siteId)?.sendJson(request);
+    const result = await this.runSum(active, sum, port, deadline, (s) =>
+      decodeWideFixedPointSum(s),
+    );
+    if ('abort' in result) return result.abort;
+    if (result.contributors.length < fed.config.minSites) {
+      return `only ${result.contributors.length} site(s) took part in the statistics sum; the federation needs minSites=${fed.config.minSites}`;
+    }
+    const st = statisticsFromSum(result.values, { bounds, perSite, features: d });
+    const stats: FeatureStatsRow = {
+      mean: st.mean,
+      std: st.std,
+      sites: result.contributors.length,
+      count: st.count,
+    };
+    await this.federations.setFeatureStats(fed.id, stats);
+    return stats;
+  }
+
+  /**
+   * The held-out metrics of a round's new model from a secure sum over the sites whose updates it
+   * holds; null when fewer than two of them can take part. The round's participants that counted
+   * are marked evaluated.
+   */
+  async evaluation(
+    active: ActiveRound,
+    port: SumPort,
+    weights: Float32Array,
+    version: { id: string; hash: string },
+    deadline: number,
+  ): Promise<RoundMetrics['evaluation'] | string> {
+    const fed = active.fed;
+    const layout = evaluationLayoutFor(fed.modelSpec);
+    const dp = activeDp(fed);
+    const perSite = dp?.level === 'site';
+    const roster = active
+      .participantList()
+      .filter((p) => p.status === 'submitted' && this.sessions.isConnected(p.siteId));
+    if (roster.length < 2) return null;
+    let sum: SecureSum;
+    try {
+      sum = await this.open(
+        active,
+        'evaluation',
+        roster,
+        evaluationVectorLength(layout),
+        version.hash,
+        () => (dp ? evaluationSensitivity(layout, { perSite }) : null),
+      );
+    } catch (e) {
+      return `the evaluation sum cannot start: ${(e as Error).message}`;
+    }
+    const frame = this.config.signer.frame(
+      {
+        v: PROTOCOL_VERSION,
+        type: 'round.evaluate',
+        id: randomUUID(),
+        runId: active.runId,
+        round: active.number,
+        federationId: fed.id,
+        modelVersionId: version.id,
+        modelHash: version.hash,
+        secureAggregation: sum.info,
+        privacy: dp ? sumPrivacy(dp) : null,
+        evaluation: layout,
+        deadline: new Date(deadline).toISOString(),
+      },
+      weights,
+    );
+    active.evaluateFrame = frame;
+    for (const p of roster) this.sessions.get(p.siteId)?.sendBinary(frame);
+    const result = await this.runSum(active, sum, port, deadline);
+    if ('abort' in result) return result.abort;
+    for (const id of result.contributors) {
+      const p = active.participants.get(id);
+      if (p?.status === 'submitted') p.status = 'evaluated';
+    }
+    const m = metricsFromEvaluationSum(
+      result.values,
+      layout,
+      perSite ? { sites: result.contributors.length } : {},
+    );
+    return { ...m, sites: result.contributors.length };
+  }
+
+  /** Builds a sum over `roster`, with the ledger check of each receipt under DP. */
+  private async open(
+    active: ActiveRound,
+    kind: SumKind,
+    roster: ReadonlyArray<{ siteId: string }>,
+    values: number,
+    modelHash: string,
+    sensitivity: () => number | null,
+  ): Promise<SecureSum> {
+    const fed = active.fed;
+    const { params, vectorLength } = sumParams(fed, roster.length, values);
+    const keys = new Map((await this.sites.list(fed.id)).map((s) => [s.id, s.publicKey]));
+    const info: RoundSecAgg = {
+      params: { ...params },
+      roster: roster.map((p) => ({ siteId: p.siteId, publicKey: keys.get(p.siteId)! })),
+      weightNormalizer: 1,
+      vectorLength,
+    };
+    const dp = activeDp(fed);
+    const delta = sensitivity();
+    const accept =
+      dp && delta !== null
+        ? async (
+            siteId: string,
+            slot: Parameters<LedgerService['acceptReceipt']>[0],
+            receipt: unknown,
+          ) => {
+            const site = await this.sites.findById(fed.id, siteId);
+            const want = sumRelease({
+              release: kind,
+              level: dp.level,
+              noiseMultiplier: statisticsNoise(dp),
+              sensitivity: delta,
+            });
+            await this.ledger.acceptReceipt(slot, site!, receipt, (m) =>
+              canonicalJson(m) === canonicalJson(want)
+                ? null
+                : `the receipt's mechanism ${canonicalJson(m)} is not this ${kind} release's ${canonicalJson(want)}`,
+            );
+          }
+        : null;
+    return new SecureSum(kind, active.runId, active.number, info, modelHash, accept);
+  }
+
+  private async runSum(
+    active: ActiveRound,
+    sum: SecureSum,
+    port: SumPort,
+    deadline: number,
+    decode?: (s: Uint32Array) => Float64Array,
+  ): ReturnType<SecureSum['run']> {
+    active.sum = sum;
+    try {
+      return await sum.run(port, deadline, decode);
+    } finally {
+      active.sum = null;
+      for (const s of sum.states()) {
+        const p = active.participants.get(s.siteId);
+        if (p && s.state !== 'submitted' && s.detail) {
+          const note = `${sum.kind}: ${s.detail}`;
+          p.detail = p.detail ? `${p.detail}; ${note}` : note;
+        }
+      }
+    }
+  }
+
+  /**
+   * Routes a site message of a statistics or evaluation sum: its secure-aggregation steps, the
+   * ledger position for its receipt, and declines. Throws ProtocolError on a bad one.
+   */
+  async handle(
+    active: ActiveRound,
+    session: SiteSession,
+    msg: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+  ): Promise<void> {
+    const sum = active.sum;
+    const kind = 'sum' in msg ? msg.sum : msg.type === 'round.decline' ? msg.stage : null;
+    if (!sum || sum.kind !== kind) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `no ${String(kind)} sum is running; ${msg.type} was not expected`,
+      );
+    }
+    switch (msg.type) {
+      case 'round.decline':
+        sum.decline(session.siteId, `${msg.code}: ${msg.reason}`);
+        return;
+      case 'ledger.reserve': {
+        if (!activeDp(active.fed) || !sum.canReserve(session.siteId)) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `no privacy receipt is expected from this site in the ${sum.kind} sum now`,
+          );
+        }
+        const site = await this.sites.findById(active.federationId, session.siteId);
+        const slot = await this.ledger.reserve(active.fed, site!, active.number);
+        if (
+          active.sum !== sum ||
+          !sum.canReserve(session.siteId) ||
+          !this.sessions.isConnected(session.siteId)
+        ) {
+          slot.release();
+          return;
+        }
+        sum.slots.set(session.siteId, slot);
+        session.sendJson({
+          v: PROTOCOL_VERSION,
+          type: 'ledger.slot',
+          id: randomUUID(),
+          runId: active.runId,
+          round: active.number,
+          sum: sum.kind,
+          seq: slot.seq,
+          prevHash: slot.prevHash,
+          createdAt: slot.createdAt,
+          epsilonLimit: slot.epsilonLimit,
+          delta: slot.delta,
+        });
+        return;
+      }
+      case 'secagg.advertise':
+      case 'secagg.shares':
+      case 'secagg.masked':
+      case 'secagg.signature':
+      case 'secagg.unmasked':
+        await sum.handle(session.siteId, msg, vector);
+        return;
+      default:
+        throw new ProtocolError(
+          ErrorCode.UNEXPECTED_MESSAGE,
+          `${msg.type} is not part of the ${sum.kind} sum`,
+        );
+    }
+  }
+}
+
+/**
+ * What a statistics sum binds its session to where an update binds the model's hash: the federation
+ * (with the run, the round and the tensor id 'statistics', no two sums share keys).
+ */
+export function statisticsContext(federationId: string): string {
+  return `statistics/${federationId}`;
+}
+
+/** A federation's DP settings when DP is on, else null. */
+export function activeDp(fed: FederationRow): ActiveDp | null {
+  const dp = fed.config.dp;
+  return dp && dp.level !== 'none' ? dp : null;
+}
+
+/** The noise multiplier of a federation's statistics and evaluation releases. */
+export function statisticsNoise(dp: ActiveDp): number {
+  if (dp.statisticsNoiseMultiplier === undefined) {
+    // Federations created before statistics became releases: their sums are noised like an update.
+    return dp.noiseMultiplier;
+  }
+  return dp.statisticsNoiseMultiplier;
+}
+
+/** What a site needs to noise, account and sign a statistics or evaluation release. */
+function sumPrivacy(dp: ActiveDp): SumPrivacy {
+  return {
+    level: dp.level,
+    noiseMultiplier: statisticsNoise(dp),
+    delta: dp.delta,
+    epsilonLimit: dp.epsilonLimit,
+    statisticsShare: dp.statisticsShare ?? DEFAULT_STATISTICS_SHARE,
+  };
+}

@@ -1,0 +1,299 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type RoundSecAgg,
+  type SiteMessage,
+} from '@confide/protocol';
+import {
+  decodeFixedPointSum,
+  fromBase64,
+  isSecAggError,
+  SecAggServer,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
+import type { LedgerSlot } from '../privacy/ledger.service';
+
+/** The secure sums a round runs besides the update: feature statistics and evaluation counts. */
+export type SumKind = 'statistics' | 'evaluation';
+
+/** Where a site stands in one secure sum. */
+export type SumSiteState =
+  'offered' | 'advertised' | 'shared' | 'submitted' | 'dropped' | 'declined' | 'rejected';
+
+/** What a secure sum needs from the round around it. */
+export interface SumPort {
+  /** Sends a JSON message to a site (the gateway signs it); one object may go to many sites. */
+  send(siteId: string, message: object): void;
+  /** Waits until `ready()` holds, the deadline passes or the round stops; false on the deadline. */
+  until(ready: () => boolean, deadline: number): Promise<boolean>;
+  /** Whether a site can still answer: connected, or within its reconnect grace. */
+  reachable(siteId: string): boolean;
+  /** The unmasked sum (worker threads for large jobs). */
+  unmask(server: SecAggServer): Promise<Uint32Array>;
+  /** Called after every change, so waiters re-check and live views refresh. */
+  changed(): void;
+}
+
+/** A finished secure sum: the element-wise sum of the inputs, and whose inputs it holds. */
+export interface SumResult {
+  values: Float64Array;
+  contributors: string[];
+}
+
+/** Site messages that belong to a statistics or evaluation sum. */
+type SumMessage = Extract<
+  SiteMessage,
+  {
+    type:
+      | 'secagg.advertise'
+      | 'secagg.shares'
+      | 'secagg.masked'
+      | 'secagg.signature'
+      | 'secagg.unmasked';
+  }
+>;
+
+/**
+ * One secure sum of small real-valued vectors (a round's feature statistics, or its evaluation
+ * counts): the SecAgg+ stages over the offered sites, inputs in fixed point (encodeFixedPoint), so
+ * the aggregator learns the sum over the surviving sites and nothing else. With DP each input
+ * carries its site's signed receipt, checked by `acceptRelease` before the input is added.
+ */
+export class SecureSum {
+  phase: 'advertising' | 'sharing' | 'collecting' | 'consistency' | 'unmasking' | 'done' =
+    'advertising';
+  readonly sites = new Map<string, { state: SumSiteState; detail?: string }>();
+  /** Ledger positions held for this sum's receipts (DP federations). */
+  readonly slots = new Map<string, LedgerSlot>();
+  private readonly confirmed = new Set<string>();
+  private readonly unmasked = new Set<string>();
+  private readonly server: SecAggServer;
+
+  constructor(
+    readonly kind: SumKind,
+    readonly runId: string,
+    readonly round: number,
+    readonly info: RoundSecAgg,
+    modelHash: string,
+    private readonly acceptRelease:
+      ((siteId: string, slot: LedgerSlot, receipt: unknown) => Promise<void>) | null = null,
+  ) {
+    this.server = new SecAggServer({
+      params: info.params as unknown as SecAggParams,
+      roster: new Map(info.roster.map((r) => [r.siteId, fromBase64(r.publicKey, 32)])),
+      runId,
+      round,
+      modelHash,
+      vectorLength: info.vectorLength,
+      tensorId: kind,
+    });
+    for (const r of info.roster) this.sites.set(r.siteId, { state: 'offered' });
+  }
+
+  /** The sites whose input made it into the sum, and what happened to the others. */
+  states(): Array<{ siteId: string; state: SumSiteState; detail?: string }> {
+    return [...this.sites].map(([siteId, s]) => ({ siteId, ...s }));
+  }
+
+  /**
+   * Runs the stages after the sites were offered the sum (they answer with their advertisements);
+   * returns the sum, or why there is none.
+   */
+  async run(
+    port: SumPort,
+    deadline: number,
+    decode: (sum: Uint32Array) => Float64Array = decodeFixedPointSum,
+  ): Promise<SumResult | { abort: string }> {
+    const envelope = (type: string, body: object): object => ({
+      v: PROTOCOL_VERSION,
+      type,
+      id: randomUUID(),
+      runId: this.runId,
+      round: this.round,
+      sum: this.kind,
+      ...body,
+    });
+    const waitFor = (state: SumSiteState, done: ReadonlySet<string> = new Set()) =>
+      port.until(
+        () =>
+          [...this.sites].every(
+            ([id, s]) => s.state !== state || done.has(id) || !port.reachable(id),
+          ),
+        deadline,
+      );
+    const dropUnanswered = (state: SumSiteState, detail: string): void => {
+      for (const s of this.sites.values()) {
+        if (s.state === state) {
+          s.state = 'dropped';
+          s.detail = detail;
+        }
+      }
+    };
+    const sendTo = (state: SumSiteState, message: (siteId: string) => object): void => {
+      for (const [id, s] of this.sites) if (s.state === state) port.send(id, message(id));
+    };
+    try {
+      await waitFor('offered');
+      dropUnanswered('offered', `no key advertisement for the ${this.kind} sum`);
+      const ads = envelope('secagg.advertisements', {
+        advertisements: this.server.closeAdvertising(),
+      });
+      sendTo('advertised', () => ads);
+      this.phase = 'sharing';
+      port.changed();
+      await waitFor('advertised');
+      dropUnanswered('advertised', `no key shares for the ${this.kind} sum`);
+      this.server.closeSharing();
+      sendTo('shared', (id) => envelope('secagg.deliver', { shares: this.server.sharesFor(id) }));
+      this.phase = 'collecting';
+      port.changed();
+      await waitFor('shared');
+      dropUnanswered('shared', `no masked input for the ${this.kind} sum`);
+      const consistency = this.server.closeCollection();
+      if (consistency) {
+        this.phase = 'consistency';
+        const msg = envelope('secagg.consistency', { request: consistency });
+        sendTo('submitted', () => msg);
+        await waitFor('submitted', this.confirmed);
+        this.server.closeConsistency();
+      }
+      this.phase = 'unmasking';
+      sendTo('submitted', (id) =>
+        envelope('secagg.unmask', { request: this.server.unmaskRequest(id) }),
+      );
+      port.changed();
+      await waitFor('submitted', this.unmasked);
+      const sum = await port.unmask(this.server);
+      return { values: decode(sum), contributors: this.server.survivors() };
+    } catch (e) {
+      return {
+        abort: isSecAggError(e)
+          ? `the ${this.kind} sum: ${e.message}`
+          : `the ${this.kind} sum failed: ${(e as Error).message}`,
+      };
+    } finally {
+      this.phase = 'done';
+      for (const slot of this.slots.values()) slot.release();
+      this.slots.clear();
+      this.server.destroy();
+      port.changed();
+    }
+  }
+
+  /** Whether `siteId` may reserve a ledger position for its receipt now. */
+  canReserve(siteId: string): boolean {
+    return (
+      this.phase === 'collecting' &&
+      this.sites.get(siteId)?.state === 'shared' &&
+      !this.slots.has(siteId)
+    );
+  }
+
+  /** A site declines the sum (its policy or budget refused it). */
+  decline(siteId: string, reason: string): void {
+    const s = this.sites.get(siteId);
+    if (!s || s.state === 'submitted') {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `nothing to decline in the ${this.kind} sum now`,
+      );
+    }
+    s.state = 'declined';
+    s.detail = reason;
+    this.slots.get(siteId)?.release();
+    this.slots.delete(siteId);
+  }
+
+  /** Handles one site message of this sum; throws ProtocolError on a bad one. */
+  async handle(
+    siteId: string,
+    msg: SumMessage,
+    vector: Uint32Array | Float32Array | null,
+  ): Promise<void> {
+    const s = this.sites.get(siteId);
+    const expected = {
+      'secagg.advertise': ['advertising', 'offered'],
+      'secagg.shares': ['sharing', 'advertised'],
+      'secagg.masked': ['collecting', 'shared'],
+      'secagg.signature': ['consistency', 'submitted'],
+      'secagg.unmasked': ['unmasking', 'submitted'],
+    }[msg.type];
+    if (!s || this.phase !== expected[0] || s.state !== expected[1]) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `${msg.type} is not expected from this site in the ${this.kind} sum now (${this.phase}, ${s?.state ?? 'not offered'})`,
+      );
+    }
+    try {
+      switch (msg.type) {
+        case 'secagg.advertise':
+          if ((msg.advertisement as { siteId?: unknown } | null)?.siteId !== siteId) {
+            throw new Error('the advertisement names another site');
+          }
+          this.server.addAdvertisement(msg.advertisement);
+          s.state = 'advertised';
+          break;
+        case 'secagg.shares':
+          this.server.addShares(siteId, msg.shares);
+          s.state = 'shared';
+          break;
+        case 'secagg.masked': {
+          if (!(vector instanceof Uint32Array)) {
+            throw new ProtocolError(
+              ErrorCode.MALFORMED_MESSAGE,
+              'secagg.masked must carry the masked uint32 vector',
+            );
+          }
+          if (this.acceptRelease) {
+            // The release is charged to the ledger (signed by the site) before its input is used.
+            const slot = this.slots.get(siteId);
+            if (!slot) {
+              throw new ProtocolError(
+                ErrorCode.RECEIPT_INVALID,
+                'a differentially private sum needs a signed receipt: send ledger.reserve first',
+              );
+            }
+            this.slots.delete(siteId);
+            await this.acceptRelease(siteId, slot, msg.receipt);
+            if (this.phase !== 'collecting' || s.state !== 'shared') return; // moved on meanwhile
+          }
+          this.server.addMaskedInput(siteId, vector);
+          s.state = 'submitted';
+          break;
+        }
+        case 'secagg.signature':
+          if (
+            (msg.signature as { siteId?: unknown } | null)?.siteId !== siteId ||
+            this.confirmed.has(siteId)
+          ) {
+            throw new Error('the signature is not this site’s, or came twice');
+          }
+          this.server.addSurvivorSignature(msg.signature);
+          this.confirmed.add(siteId);
+          break;
+        case 'secagg.unmasked':
+          if (
+            (msg.response as { siteId?: unknown } | null)?.siteId !== siteId ||
+            this.unmasked.has(siteId)
+          ) {
+            throw new Error('the unmask response is not this site’s, or came twice');
+          }
+          this.server.addUnmaskResponse(msg.response);
+          this.unmasked.add(siteId);
+          break;
+      }
+    } catch (e) {
+      if (msg.type === 'secagg.masked') {
+        // A bad input (or receipt) costs its sender its place in the sum, never the sum itself.
+        s.state = 'rejected';
+        s.detail = (e as Error).message;
+        this.slots.get(siteId)?.release();
+        this.slots.delete(siteId);
+      }
+      if (e instanceof ProtocolError) throw e;
+      throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
+    }
+  }
+}

@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import {
+  encodeFrame,
+  fromBase64,
+  PROTOCOL_VERSION,
+  type MessageOf,
+  type RoundSecAgg,
+  type ServerMessage,
+} from '@confide/protocol';
+import {
+  encodeFixedPoint,
+  encodeWideFixedPoint,
+  SecAggClient,
+  type SecAggParams,
+} from '@confide/secure-aggregation';
+import type { LedgerEntry } from '@confide/privacy-ledger';
+
+type SumStep = MessageOf<
+  ServerMessage,
+  'secagg.advertisements' | 'secagg.deliver' | 'secagg.consistency' | 'secagg.unmask'
+>;
+
+/** What a site's part in a statistics or evaluation sum needs from the node. */
+export interface SiteSumOptions {
+  kind: 'statistics' | 'evaluation';
+  siteId: string;
+  identitySecretKey: string;
+  info: RoundSecAgg;
+  runId: string;
+  round: number;
+  modelHash: string;
+  /** The fewest sites this site lets a sum it contributes to hold (its policy's minSitesPerSum). */
+  minSurvivors: number;
+  sendJson(msg: Record<string, unknown>): void;
+  sendBinary(frame: Buffer): void;
+  /** Signs and records the release's receipt before the masked input leaves (DP), else undefined. */
+  release(): Promise<LedgerEntry | undefined>;
+  log(line: string): void;
+}
+
+/**
+ * A site's side of one statistics or evaluation sum: its vector in fixed point (wide for
+ * statistics, whose sums of squares have no bound), masked with SecAgg+ so the aggregator only ever
+ * sees it inside the sum of at least `minSurvivors` sites. The vector is held in memory until masked,
+ * then wiped.
+ */
+export class SiteSum {
+  private readonly client: SecAggClient;
+  private input: Uint32Array;
+
+  constructor(
+    private readonly o: SiteSumOptions,
+    values: Float64Array,
+  ) {
+    this.input = o.kind === 'statistics' ? encodeWideFixedPoint(values) : encodeFixedPoint(values);
+    values.fill(0);
+    if (this.input.length !== o.info.vectorLength) {
+      this.input.fill(0);
+      throw new Error(
+        `the ${o.kind} sum expects ${o.info.vectorLength} coordinates, this site's vector has ${this.input.length}`,
+      );
+    }
+    this.client = new SecAggClient({
+      siteId: o.siteId,
+      identitySecretKey: fromBase64(o.identitySecretKey, 64),
+      roster: new Map(o.info.roster.map((r) => [r.siteId, fromBase64(r.publicKey, 32)])),
+      runId: o.runId,
+      round: o.round,
+      modelHash: o.modelHash,
+      params: o.info.params as unknown as SecAggParams,
+      vectorLength: o.info.vectorLength,
+      tensorId: o.kind,
+      minSurvivors: o.minSurvivors,
+    });
+  }
+
+  get kind(): 'statistics' | 'evaluation' {
+    return this.o.kind;
+  }
+
+  private ref(): Record<string, unknown> {
+    return { runId: this.o.runId, round: this.o.round, sum: this.o.kind };
+  }
+
+  /** Advertises this site's round keys. */
+  start(): void {
+    this.o.sendJson({
+      type: 'secagg.advertise',
+      ...this.ref(),
+      advertisement: this.client.advertise(),
+    });
+  }
+
+  /** One step of the sum; a step the protocol refuses aborts this site's part (secrets wiped). */
+  async step(msg: SumStep): Promise<void> {
+    try {
+      switch (msg.type) {
+        case 'secagg.advertisements':
+          this.o.sendJson({
+            type: 'secagg.shares',
+            ...this.ref(),
+            shares: this.client.shareKeys(msg.advertisements),
+          });
+          return;
+        case 'secagg.deliver': {
+          this.client.receiveShares(msg.shares);
+          const receipt = await this.o.release();
+          const masked = this.client.maskInput(this.input);
+          this.input.fill(0);
+          this.o.sendBinary(
+            encodeFrame(
+              {
+                v: PROTOCOL_VERSION,
+                type: 'secagg.masked',
+                id: randomUUID(),
+                ...this.ref(),
+                ...(receipt ? { receipt } : {}),
+              },
+              masked,
+            ),
+          );
+          this.o.log(`round ${this.o.round}: masked ${this.o.kind} sent`);
+          return;
+        }
+        case 'secagg.consistency':
+          this.o.sendJson({
+            type: 'secagg.signature',
+            ...this.ref(),
+            signature: this.client.confirmSurvivors(msg.request),
+          });
+          return;
+        case 'secagg.unmask':
+          this.o.sendJson({
+            type: 'secagg.unmasked',
+            ...this.ref(),
+            response: this.client.unmask(msg.request),
+          });
+          this.destroy();
+          return;
+      }
+    } catch (e) {
+      this.o.log(
+        `round ${this.o.round}: ${this.o.kind} sum step ${msg.type} refused: ${(e as Error).message}`,
+      );
+      this.client.abort();
+      this.input.fill(0);
+    }
+  }
+
+  /** Wipes the round's secrets and this site's input. */
+  destroy(): void {
+    this.client.destroy();
+    this.input.fill(0);
+  }
+}
