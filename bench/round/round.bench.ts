@@ -6,12 +6,13 @@
  * The aggregator (NestJS, in-memory PGlite) runs in this process. The sites run in child processes
  * (raw `ws` clients, so their masking and copying does not share the aggregator's event loop; one
  * per core by default, as real sites mask on machines of their own, in parallel): they
- * log in, answer `stats.request` with unit statistics, answer `round.train` at once with a
- * pre-generated random update and `round.evaluate` with fixed metrics. Under secure aggregation a
- * site masks as the client node does (masks expanded on one worker thread per site process as soon
- * as the site has shared its keys, the update quantized into them when the shares come back, the
- * frame header written in front of them). Each
- * repetition is a run of one round; the first `--warmup` runs of each mode (which include the
+ * log in, check the aggregator's signature on every message, answer `stats.request` with unit
+ * statistics, answer `round.train` at once with a pre-generated random update and `round.evaluate`
+ * with fixed metrics. Under secure aggregation a site masks as the client node does (masks expanded
+ * on one worker thread per site process as soon as the site has shared its keys, the update
+ * quantized into them when the shares come back, the frame header written in front of them), and
+ * its statistics and evaluation counts join secure sums as the client node's SiteSum runs them.
+ * Each repetition is a run of one round; the first `--warmup` runs of each mode (which include the
  * one-off statistics phase, and in which V8 compiles the round's hot paths: the first rounds of a
  * fresh process run up to 1.5x slower) are not counted.
  *
@@ -41,16 +42,20 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
-import type { ModelSpec } from '@confide/ml/spec';
+import { evaluationVector, type EvaluationLayout, type ModelSpec } from '@confide/ml/spec';
 import {
+  challengeBytes,
   encodeFrame,
   encodeFrameInPlace,
   FRAME_HEADER_ROOM,
   generateIdentity,
   PROTOCOL_VERSION,
   signLogin,
+  verifyServerBytes,
+  verifyServerMessage,
   type IdentityKeyPair,
 } from '@confide/protocol';
+import { SiteSum } from '../../apps/client-node/src/site-sum';
 
 const ROLE_ENV = 'CONFIDE_BENCH_ROLE';
 const MB = 1e6;
@@ -74,7 +79,8 @@ interface Options {
 const USAGE = `Usage: node bin/run-ts.js bench/round/round.bench.ts [options]
 
 Measures one FedAvg round (train, aggregate, evaluate, commit) with synthetic sites over loopback
-WebSockets against an aggregator with in-memory PGlite. No training: sites answer at once.
+WebSockets against an aggregator with in-memory PGlite. No training: sites answer at once. Under
+secure aggregation the one-off feature statistics and every evaluation are secure sums too.
 
 Options:
   --sites N    synthetic sites, all selected every round (1-200, default 10)
@@ -146,10 +152,18 @@ interface SiteSetup {
   wsUrl: string;
   federationId: string;
   identities: IdentityKeyPair[];
-  /** The index of identities[0] among all sites (site k sends numExamples 100 + k). */
+  /** The index of identities[0] among all sites (site k trains on 100 + k records). */
   first: number;
   parameters: number;
 }
+/** The parts of a round the sites time themselves: the aggregator records no round state for them. */
+type SitePhase = 'statistics' | 'evaluation';
+/** Epoch ms from the first site receiving a part's request to the last site sending its last answer. */
+interface Span {
+  start: number;
+  end: number;
+}
+type Spans = Partial<Record<SitePhase, Span>>;
 type ToSites = SiteSetup | { type: 'close' };
 type FromSites =
   | { type: 'ready'; bufferutil: string }
@@ -161,11 +175,53 @@ type FromSites =
       bytesToSites: number;
       /** CPU time of this site process (all its threads) since the previous round ended. */
       cpuMs: number;
+      spans: Spans;
     }
   | { type: 'site.error'; site: number; code: string; message: string; fatal: boolean };
 
+/** The spans of two site processes as one: the earlier start, the later end. */
+function mergeSpans(a: Spans, b: Spans): Spans {
+  const out: Spans = { ...a };
+  for (const phase of ['statistics', 'evaluation'] as const) {
+    const x = a[phase];
+    const y = b[phase];
+    if (x && y) out[phase] = { start: Math.min(x.start, y.start), end: Math.max(x.end, y.end) };
+    else if (y) out[phase] = y;
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------------
 // The synthetic sites (child process)
+
+/** A site's statistics vector [rows, sums, sums of squares]: 100 rows of mean 0, variance 1. */
+function unitStatistics(features: number): Float64Array {
+  const v = new Float64Array(1 + 2 * features);
+  v[0] = 100;
+  v.fill(100, 1 + features);
+  return v;
+}
+
+/** A site's evaluation counts: 20 held-out rows, 16 of them predicted right. */
+function fixedEvaluation(layout: EvaluationLayout): Float64Array {
+  const rows = 20;
+  const k = layout.classes;
+  const scores = new Float64Array(rows * k);
+  const labels = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const label = i % k;
+    const predicted = i < 16 ? label : (label + 1) % k;
+    labels[i] = label;
+    for (let c = 0; c < k; c++) scores[i * k + c] = c === predicted ? 0.7 : 0.3 / (k - 1);
+  }
+  return evaluationVector(scores, labels, layout, { perSite: false });
+}
+
+/** A site's part in a statistics or evaluation sum, and what it sent and logged. */
+interface SumPart {
+  sum: SiteSum;
+  tally: { answers: number; lastLog: string };
+}
 
 async function runSites(): Promise<void> {
   const send = (m: FromSites): void => void process.send!(m);
@@ -181,12 +237,27 @@ async function runSites(): Promise<void> {
     return u;
   });
   const ended = new Map<number, number>();
+  const spans = new Map<number, Spans>();
   const maskPool = new MaskWorkerPool(1);
   const siteIds: string[] = [];
+  const serverKeys: string[] = [];
   const secure: Array<{ client: SecAggClient; weight: number } | undefined> = [];
+  const sums = setup.identities.map(() => new Map<SitePhase, SumPart>());
   let bytesToSites = 0;
   let cpuMark = process.cpuUsage();
   const sockets: WebSocket[] = [];
+
+  const now = (): number => performance.timeOrigin + performance.now();
+  const began = (round: number, phase: SitePhase): void => {
+    const s = spans.get(round) ?? {};
+    spans.set(round, s);
+    const t = now();
+    s[phase] ??= { start: t, end: t };
+  };
+  const answered = (round: number, phase: SitePhase): void => {
+    const span = spans.get(round)?.[phase];
+    if (span) span.end = Math.max(span.end, now());
+  };
 
   const headerOf = (data: Buffer): Record<string, unknown> => {
     // Only the header is needed; the payload (the global model) is not decoded.
@@ -206,6 +277,76 @@ async function runSites(): Promise<void> {
           sockets.push(ws);
           const json = (m: Record<string, unknown>): void =>
             ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...m }));
+          const fail = (code: string, message: string): void =>
+            send({ type: 'site.error', site: k, code, message, fatal: true });
+          // As the client node does, every message after the challenge must carry the signature of
+          // the key the challenge proved (frames: their header; the payload's hash is not checked,
+          // as the payload is not decoded).
+          const signed = (m: Record<string, unknown>): boolean => {
+            if (verifyServerMessage(serverKeys[local] ?? '', m)) return true;
+            fail('BAD_SERVER_SIGNATURE', `${String(m['type'])} is not signed by the aggregator`);
+            return false;
+          };
+          // Statistics and evaluation sums run as the client node runs them (SiteSum).
+          const joinSum = (
+            phase: SitePhase,
+            m: Record<string, unknown>,
+            info: RoundSecAgg,
+            modelHash: string,
+            values: Float64Array,
+          ): void => {
+            const round = Number(m['round']);
+            const tally = { answers: 0, lastLog: '' };
+            sums[local]!.get(phase)?.sum.destroy();
+            try {
+              const sum = new SiteSum(
+                {
+                  kind: phase,
+                  siteId: siteIds[local]!,
+                  identitySecretKey: identity.secretKey,
+                  info,
+                  runId: String(m['runId']),
+                  round,
+                  modelHash,
+                  // The protocol's own floor; a real site's policy may ask for more survivors.
+                  minSurvivors: (info.params as unknown as SecAggParams).threshold,
+                  sendJson: (msg) => {
+                    tally.answers++;
+                    json(msg);
+                    if (msg['type'] === 'secagg.unmasked') answered(round, phase);
+                  },
+                  sendBinary: (frame) => {
+                    tally.answers++;
+                    ws.send(frame, { binary: true });
+                  },
+                  release: () => Promise.resolve(undefined),
+                  log: (line) => (tally.lastLog = line),
+                },
+                values,
+              );
+              sums[local]!.set(phase, { sum, tally });
+              sum.start();
+            } catch (e) {
+              fail('SUM_FAILED', `cannot join the ${phase} sum: ${(e as Error).message}`);
+            }
+          };
+          const stepSum = (m: Record<string, unknown>): void => {
+            const phase = m['sum'] as SitePhase;
+            const part = sums[local]!.get(phase);
+            if (!part) {
+              fail('SUM_FAILED', `${String(m['type'])} for a ${phase} sum this site is not in`);
+              return;
+            }
+            const before = part.tally.answers;
+            part.sum.step(m as unknown as Parameters<SiteSum['step']>[0]).then(
+              () => {
+                // Every step is answered; one SiteSum refused (and logged) is not.
+                if (part.tally.answers === before) fail('SUM_REFUSED', part.tally.lastLog);
+                else if (m['type'] === 'secagg.unmask') sums[local]!.delete(phase);
+              },
+              (e: unknown) => fail('SUM_FAILED', String(e)),
+            );
+          };
           ws.on('error', reject);
           ws.on('close', (code, reason) => {
             if (code !== 1000 && code !== 1005) {
@@ -222,9 +363,10 @@ async function runSites(): Promise<void> {
             bytesToSites += data.length;
             if (isBinary) {
               const h = headerOf(data);
-              if (h['type'] === 'round.train' && h['secureAggregation']) {
+              if (!signed(h)) return;
+              const info = h['secureAggregation'] as RoundSecAgg | null;
+              if (h['type'] === 'round.train' && info) {
                 // Secure aggregation: advertise now; the masked update goes out once shares arrive.
-                const info = h['secureAggregation'] as RoundSecAgg;
                 secure[local]?.client.destroy();
                 const client = new SecAggClient({
                   siteId: siteIds[local]!,
@@ -236,11 +378,13 @@ async function runSites(): Promise<void> {
                   params: info.params as unknown as SecAggParams,
                   vectorLength: info.vectorLength,
                 });
-                secure[local] = { client, weight: (100 + k) / info.weightNormalizer };
+                // The weight (records over the round's public normaliser) travels masked.
+                secure[local] = { client, weight: Math.min(1, (100 + k) / info.weightNormalizer) };
                 json({
                   type: 'secagg.advertise',
                   runId: h['runId'],
                   round: h['round'],
+                  sum: 'update',
                   advertisement: client.advertise(),
                 });
               } else if (h['type'] === 'round.train') {
@@ -255,17 +399,51 @@ async function runSites(): Promise<void> {
                 };
                 ws.send(encodeFrame(header, updates[local]!), { binary: true });
               } else if (h['type'] === 'round.evaluate') {
-                json({
-                  type: 'round.metrics',
-                  runId: h['runId'],
-                  round: h['round'],
-                  modelVersionId: h['modelVersionId'],
-                  metrics: { loss: 0.5, accuracy: 0.8, auc: 0.85, f1: 0.7, numExamples: 20 },
-                });
+                const round = Number(h['round']);
+                began(round, 'evaluation');
+                if (info) {
+                  const layout = h['evaluation'] as EvaluationLayout;
+                  joinSum('evaluation', h, info, String(h['modelHash']), fixedEvaluation(layout));
+                } else {
+                  json({
+                    type: 'round.metrics',
+                    runId: h['runId'],
+                    round: h['round'],
+                    modelVersionId: h['modelVersionId'],
+                    metrics: { loss: 0.5, accuracy: 0.8, auc: 0.85, f1: 0.7, numExamples: 20 },
+                  });
+                  answered(round, 'evaluation');
+                }
               }
               return;
             }
             const m = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+            if (m['type'] === 'challenge') {
+              const serverKey = String(m['serverKey']);
+              const serverId = String(m['serverId']);
+              const nonce = String(m['nonce']);
+              if (
+                !verifyServerBytes(serverKey, challengeBytes(serverId, nonce, serverKey), m['sig'])
+              ) {
+                fail('BAD_SERVER_SIGNATURE', 'the challenge is not signed by the key it announces');
+                return;
+              }
+              serverKeys[local] = serverKey;
+              json({
+                type: 'login',
+                federationId: setup.federationId,
+                publicKey: identity.publicKey,
+                nonce,
+                signature: signLogin(identity, serverId, nonce, setup.federationId, serverKey),
+                client: 'confide-round-bench',
+              });
+              return;
+            }
+            if (!signed(m)) return;
+            if (String(m['type']).startsWith('secagg.') && m['sum'] !== 'update') {
+              stepSum(m);
+              return;
+            }
             const s = secure[local];
             const ref = { runId: m['runId'], round: m['round'] };
             switch (m['type']) {
@@ -273,6 +451,7 @@ async function runSites(): Promise<void> {
                 json({
                   type: 'secagg.shares',
                   ...ref,
+                  sum: 'update',
                   shares: s!.client.shareKeys(m['advertisements'] as unknown[]),
                 });
                 // As the client node does: the masks expand while the shares go round, with room
@@ -280,7 +459,8 @@ async function runSites(): Promise<void> {
                 s!.client.precomputeMasksOn(maskPool, { reserveBefore: FRAME_HEADER_ROOM });
                 break;
               case 'secagg.deliver': {
-                // As the client node does: the masks are added on a worker thread.
+                // As the client node does: the masks are added on a worker thread; the record count
+                // and the training loss stay inside the masked vector.
                 s!.client.receiveShares(m['shares'] as unknown[]);
                 s!.client
                   .maskWeightedUpdateOn(maskPool, updates[local]!, s!.weight)
@@ -290,42 +470,21 @@ async function runSites(): Promise<void> {
                       type: 'round.update',
                       id: randomUUID(),
                       ...ref,
-                      numExamples: 100 + k,
-                      trainLoss: 0.5,
                     };
                     ws.send(encodeFrameInPlace(header, masked), { binary: true });
                   })
-                  .catch((e: unknown) =>
-                    send({
-                      type: 'site.error',
-                      site: k,
-                      code: 'MASK_FAILED',
-                      message: String(e),
-                      fatal: true,
-                    }),
-                  );
+                  .catch((e: unknown) => fail('MASK_FAILED', String(e)));
                 break;
               }
               case 'secagg.unmask':
-                json({ type: 'secagg.unmasked', ...ref, response: s!.client.unmask(m['request']) });
+                json({
+                  type: 'secagg.unmasked',
+                  ...ref,
+                  sum: 'update',
+                  response: s!.client.unmask(m['request']),
+                });
                 s!.client.destroy();
                 secure[local] = undefined;
-                break;
-              case 'challenge':
-                json({
-                  type: 'login',
-                  federationId: setup.federationId,
-                  publicKey: identity.publicKey,
-                  nonce: m['nonce'],
-                  signature: signLogin(
-                    identity,
-                    String(m['serverId']),
-                    String(m['nonce']),
-                    setup.federationId,
-                  ),
-                  client: 'confide-round-bench',
-                  numExamples: 100 + k,
-                });
                 break;
               case 'welcome':
                 siteIds[local] = String(m['siteId']);
@@ -333,16 +492,28 @@ async function runSites(): Promise<void> {
                 break;
               case 'stats.request': {
                 // 100 rows of mean 0 and variance 1 per feature.
+                const round = Number(m['round']);
                 const d = Number(m['features']);
-                json({
-                  type: 'stats.report',
-                  count: 100,
-                  sum: new Array<number>(d).fill(0),
-                  sumSq: new Array<number>(d).fill(100),
-                });
+                const info = m['secureAggregation'] as RoundSecAgg | null;
+                began(round, 'statistics');
+                if (info) {
+                  // Bound to the federation as the client node binds it.
+                  const context = `statistics/${String(m['federationId'])}`;
+                  joinSum('statistics', m, info, context, unitStatistics(d));
+                } else {
+                  json({
+                    type: 'stats.report',
+                    count: 100,
+                    sum: new Array<number>(d).fill(0),
+                    sumSq: new Array<number>(d).fill(100),
+                  });
+                  answered(round, 'statistics');
+                }
                 break;
               }
               case 'round.end': {
+                for (const part of sums[local]!.values()) part.sum.destroy();
+                sums[local]!.clear();
                 const round = Number(m['round']);
                 const seen = (ended.get(round) ?? 0) + 1;
                 ended.set(round, seen);
@@ -358,7 +529,9 @@ async function runSites(): Promise<void> {
                       cpuMark = process.cpuUsage();
                       return (c.user + c.system) / 1000;
                     })(),
+                    spans: spans.get(round) ?? {},
                   });
+                  spans.delete(round);
                   bytesToSites = 0;
                 }
                 break;
@@ -437,6 +610,10 @@ interface RoundFigures {
   /** CPU time of all site processes during the round (real sites would each use their own). */
   sitesCpuMs: number;
   phasesMs: Record<string, number>;
+  /** The feature statistics, timed at the sites (see Span); NaN in a round without them. */
+  statisticsMs: number;
+  /** The evaluation, timed at the sites (see Span); NaN in a round without one. */
+  evaluationMs: number;
 }
 
 interface RoundView {
@@ -468,6 +645,15 @@ const SECURE_PHASES = [
   ['aggregated', 'evaluated', 'store+evaluate'],
   ['evaluated', 'committed', 'commit'],
 ] as const;
+/**
+ * The phase each part the sites time falls in: the statistics (once per federation) between
+ * 'scheduled' and the next transition, the evaluation before 'evaluated'; both are secure sums under
+ * secure aggregation.
+ */
+const SITE_PHASE_IN: Readonly<Record<string, SitePhase>> = {
+  'select+load+encode': 'statistics',
+  'store+evaluate': 'evaluation',
+};
 
 async function runDriver(opts: Options): Promise<void> {
   const modes = opts.secure === 'both' ? [false, true] : [opts.secure === 'on'];
@@ -529,6 +715,8 @@ async function measure(opts: Options, modes: boolean[]) {
       started.push(await startMode(opts, agg, api, spec, parameters, secure));
     }
     const measured = new Map<Mode, RoundFigures[]>(started.map((m) => [m, []]));
+    // The federation's first round, warm-up or not: the only one with the statistics.
+    const firstRound = new Map<Mode, RoundFigures>();
     for (let rep = 0; rep < opts.warmup + opts.reps; rep++) {
       // Alternate which mode goes first, so neither always follows the other.
       const order = rep % 2 === 0 ? started : [...started].reverse();
@@ -536,6 +724,7 @@ async function measure(opts: Options, modes: boolean[]) {
         const figures = await mode.runRound();
         const warm = rep < opts.warmup;
         if (!warm) measured.get(mode)!.push(figures);
+        if (rep === 0) firstRound.set(mode, figures);
         progress(
           `${warm ? 'warm-up' : `rep ${rep - opts.warmup + 1}/${opts.reps}`} ` +
             `${mode.secureAggregation ? 'with' : 'without'} secure aggregation: round ` +
@@ -568,6 +757,7 @@ async function measure(opts: Options, modes: boolean[]) {
         },
         rounds,
         summary: summarise(rounds),
+        statisticsMs: firstRound.get(mode)?.statisticsMs ?? NaN,
       };
     });
   } finally {
@@ -612,7 +802,7 @@ async function startMode(
   const sites: ChildProcess[] = [];
   const ends: Array<(m: Extract<FromSites, { type: 'round.end' }>) => void> = [];
   // round -> what the processes that saw it end reported so far
-  const partial = new Map<number, { count: number; bytes: number; cpuMs: number }>();
+  const partial = new Map<number, { count: number; bytes: number; cpuMs: number; spans: Spans }>();
   let failure: ((e: Error) => void) | null = null;
   const failed = new Promise<never>((_, reject) => (failure = reject));
   failed.catch(() => undefined);
@@ -654,14 +844,20 @@ async function startMode(
                 resolve(m.bufferutil);
                 break;
               case 'round.end': {
-                const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0 };
+                const seen = partial.get(m.round) ?? { count: 0, bytes: 0, cpuMs: 0, spans: {} };
                 seen.count++;
                 seen.bytes += m.bytesToSites;
                 seen.cpuMs += m.cpuMs;
+                seen.spans = mergeSpans(seen.spans, m.spans);
                 partial.set(m.round, seen);
                 if (seen.count === P) {
                   partial.delete(m.round);
-                  ends.shift()?.({ ...m, bytesToSites: seen.bytes, cpuMs: seen.cpuMs });
+                  ends.shift()?.({
+                    ...m,
+                    bytesToSites: seen.bytes,
+                    cpuMs: seen.cpuMs,
+                    spans: seen.spans,
+                  });
                 }
                 break;
               }
@@ -726,9 +922,15 @@ async function startMode(
       aggregatorCpuMs: (cpu.user + cpu.system) / 1000,
       sitesCpuMs: ended.cpuMs,
       phasesMs,
+      statisticsMs: spanMs(ended.spans.statistics),
+      evaluationMs: spanMs(ended.spans.evaluation),
     };
   };
   return { secureAggregation, siteBufferUtil, runRound, close };
+}
+
+function spanMs(span: Span | undefined): number {
+  return span ? span.end - span.start : NaN;
 }
 
 async function bytesReceivedCounter(url: string): Promise<number> {
@@ -789,6 +991,7 @@ function summarise(rounds: RoundFigures[]) {
     mbPerS: of((r) => r.mbPerS),
     aggregatorCpuMs: of((r) => r.aggregatorCpuMs),
     sitesCpuMs: of((r) => r.sitesCpuMs),
+    evaluationMs: of((r) => r.evaluationMs),
     phasesMs: Object.fromEntries(
       Object.keys(rounds[0]?.phasesMs ?? {}).map((name) => [
         name,
@@ -804,6 +1007,8 @@ function fmt(x: number): string {
 }
 
 function printTable(report: {
+  secureAggregation: boolean;
+  statisticsMs: number;
   parameters: {
     sites: number;
     parameters: number;
@@ -822,6 +1027,14 @@ function printTable(report: {
   summary: ReturnType<typeof summarise>;
 }): void {
   const { parameters: p, environment: e, summary: s } = report;
+  const how = report.secureAggregation ? 'sum' : 'in the clear';
+  const siteRows: Record<SitePhase, [string, Stat]> = {
+    statistics: [
+      `    of which statistics ${how}, first round only (ms)`,
+      { median: report.statisticsMs, min: report.statisticsMs },
+    ],
+    evaluation: [`    of which evaluation ${how} (ms)`, s.evaluationMs],
+  };
   const lines = [
     `round benchmark: ${p.sites} sites x ${p.parameters.toLocaleString('en-US')} parameters, ` +
       `${p.reps} measured round(s) after ${p.warmup} warm-up` +
@@ -834,7 +1047,10 @@ function printTable(report: {
   const rows: Array<[string, Stat]> = [
     ['wall time, run start to committed (ms)', s.wallMs],
     ['aggregator round duration (ms)', s.aggregatorMs],
-    ...Object.entries(s.phasesMs).map(([name, st]): [string, Stat] => [`  phase ${name} (ms)`, st]),
+    ...Object.entries(s.phasesMs).flatMap(([name, st]): Array<[string, Stat]> => {
+      const inside = SITE_PHASE_IN[name];
+      return [[`  phase ${name} (ms)`, st], ...(inside ? [siteRows[inside]] : [])];
+    }),
     ['received by aggregator, round (MB)', s.mbReceived],
     ['received by aggregator, socket counter (MB)', s.mbReceivedCounter],
     ['sent to sites (MB)', s.mbSent],
@@ -850,6 +1066,9 @@ function printTable(report: {
   lines.push(
     '',
     "MB = 10^6 bytes. Phases: time between the round's recorded transitions (transaction starts).",
+    'Statistics, evaluation: from the first site receiving the request to the last site sending its last',
+    "  answer (stats.report, round.metrics; a secure sum: secagg.unmasked), by the sites' clocks. The",
+    '  statistics run once per federation, in its first round (a warm-up round unless --warmup 0).',
     `CPU: user + system time per round; the sites share this machine's ${os.availableParallelism()} cores with the aggregator.`,
   );
   process.stdout.write(`${lines.join('\n')}\n`);

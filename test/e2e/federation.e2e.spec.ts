@@ -32,11 +32,12 @@ describe(`a federation of three sites over real WebSockets (${databaseKind})`, (
     const sites: TestSite[] = await enrolSites(api, fed.id, 3);
     const updates = new Map<string, LocalRoundResult[]>();
     const nodes = await Promise.all(
-      sites.map((s) =>
-        startNode(agg, fed.id, s, {
+      sites.map(async (s) => ({
+        site: s,
+        ...(await startNode(agg, fed.id, s, {
           onUpdate: (r) => updates.set(s.name, [...(updates.get(s.name) ?? []), r]),
-        }),
-      ),
+        })),
+      })),
     );
     const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, { rounds: 2 });
     const ended = await waitForRun(api, fed.id, run.id);
@@ -54,7 +55,13 @@ describe(`a federation of three sites over real WebSockets (${databaseKind})`, (
     expect(rounds.map((r) => r.state)).toEqual(['committed', 'committed']);
     expect(rounds[1]!.baseModelVersionId).toBe(rounds[0]!.modelVersionId);
     expect(rounds[1]!.metrics.evaluation.sites).toBe(3);
-    expect(rounds[1]!.metrics.evaluation.numExamples).toBe(569);
+    // Evaluated on the rows each site held out (20% of its shard, stratified), never on training rows.
+    const held = nodes.reduce((a, n) => a + n.node.rows.eval, 0);
+    expect(held).toBeGreaterThan(0.18 * 569);
+    expect(nodes.every((n) => n.node.rows.train + n.node.rows.eval === n.site.data.numRows)).toBe(
+      true,
+    );
+    expect(rounds[1]!.metrics.evaluation.numExamples).toBe(held);
 
     for (const [i, round] of rounds.entries()) {
       // Independently: each site's local weights after training, weighted by its row count.

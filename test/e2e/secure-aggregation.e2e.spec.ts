@@ -2,13 +2,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parameterCount, subsetRows, type ModelSpec } from '@confide/ml';
 import { bytesToFloat32 } from '@confide/protocol';
 import { clipL2 } from '@confide/differential-privacy';
-import { selectBackend, type ClientNodeOptions, type LocalRoundResult } from '@confide/client-node';
+import {
+  parsePolicy,
+  selectBackend,
+  type ClientNodeOptions,
+  type LocalRoundResult,
+} from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import { ApiRequestError, type ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind } from '../support/database';
 import {
   createFederation,
   enrolSites,
+  featureBounds,
   startNode,
   testAggregator,
   waitUntil,
@@ -213,10 +219,12 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     // Record-level DP too, so the ledger tables hold rows for this round and are part of the scan.
     const spec: ModelSpec = { kind: 'mlp', inputDim: 30, hidden: [8], output: 'binary' };
     const L = parameterCount(spec);
+    // Feature bounds: the statistics are a secure sum too, and their total sets the weights' normaliser.
     const fed = await createFederation(api, {
       modelSpec: spec,
       localEpochs: 1,
       dp: { level: 'record', noiseMultiplier: 3, clipNorm: 1, delta: 1e-5, epsilonLimit: 50 },
+      dataSchema: { featureBounds: await featureBounds() },
     });
     const sites = await enrolSites(api, fed.id, 3);
     const reports = await startNodes(fed.id, sites);
@@ -287,7 +295,7 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     }
   }, 60_000);
 
-  it('runs record-level DP under secure aggregation with a verifiable ledger entry per contributor', async () => {
+  it('runs record-level DP under secure aggregation with a verifiable ledger entry per contributor and release', async () => {
     const fed = await createFederation(api, {
       localEpochs: 1,
       batchSize: 64,
@@ -302,13 +310,20 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     expect(round!.state).toBe('committed');
     expect(round!.metrics!.secureAggregation).toMatchObject({ sites: 3, dropped: 0 });
     const ledger = await api.get<{
-      entries: Array<{ siteId: string; round: number; mechanism: { level: string } }>;
+      entries: Array<{
+        siteId: string;
+        round: number;
+        mechanism: { level: string; release?: string; samplingRate: number };
+      }>;
       total: number;
     }>(`/api/v1/federations/${fed.id}/ledger?pageSize=1000`);
-    expect(ledger.total).toBe(3);
-    expect(new Set(ledger.entries.map((e) => e.siteId))).toEqual(
-      new Set(sites.map((s) => s.siteId)),
-    );
+    // Each site's update and its evaluation counts are releases (no statistics: without feature
+    // bounds a DP federation standardises locally).
+    expect(ledger.total).toBe(6);
+    for (const release of [undefined, 'evaluation']) {
+      const of = ledger.entries.filter((e) => e.mechanism.release === release);
+      expect(new Set(of.map((e) => e.siteId))).toEqual(new Set(sites.map((s) => s.siteId)));
+    }
     for (const e of ledger.entries)
       expect(e).toMatchObject({ round: 1, mechanism: { level: 'record' } });
     const report = await api.post<{ ok: boolean; discrepancies: unknown[] }>(
@@ -375,7 +390,8 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
         s.data,
         Array.from({ length: 40 }, (_, i) => i),
       );
-    await startNodes(fed.id, sites);
+    // Two sites: their policies must allow a sum of two (the default asks for three).
+    await startNodes(fed.id, sites, () => ({ policy: parsePolicy({ minSitesPerSum: 2 }) }));
     expect(await runRounds(fed.id, 1, 240_000)).toMatchObject({
       status: 'completed',
       roundsDone: 1,

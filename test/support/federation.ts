@@ -72,6 +72,28 @@ export function createFederation(
   });
 }
 
+/**
+ * Per-feature bounds for the breast-cancer data, declared as a federation's data schema would (a
+ * margin around the data's range): DP federations with bounds standardise from a secure sum.
+ */
+export async function featureBounds(): Promise<{ lo: number[]; hi: number[] }> {
+  const data = await loadCsv(DATASET, { label: 'diagnosis' });
+  const d = data.numFeatures;
+  const lo = new Array<number>(d).fill(Infinity);
+  const hi = new Array<number>(d).fill(-Infinity);
+  for (let r = 0; r < data.numRows; r++) {
+    for (let j = 0; j < d; j++) {
+      const x = data.features[r * d + j]!;
+      lo[j] = Math.min(lo[j]!, x);
+      hi[j] = Math.max(hi[j]!, x);
+    }
+  }
+  return {
+    lo: lo.map((x, j) => x - 0.1 * (hi[j]! - x)),
+    hi: hi.map((x, j) => x + 0.1 * (x - lo[j]!)),
+  };
+}
+
 export interface TestSite {
   name: string;
   identity: IdentityKeyPair;

@@ -4,7 +4,27 @@ export {
   protocolUrl,
   type ClientNodeOptions,
   type LocalRoundResult,
+  type Refusal,
 } from './client-node';
+export {
+  DEFAULT_POLICY,
+  describePolicy,
+  loadPolicyFile,
+  parsePolicy,
+  PolicyError,
+  policyJson,
+  type SitePolicy,
+} from './policy';
+export { checkRound, type PolicyViolation, type RoundOffer } from './policy-check';
+export {
+  filePinStore,
+  KNOWN_SERVERS_FILE,
+  memoryPinStore,
+  parseServerKey,
+  type PinStore,
+} from './server-trust';
+export { DEFAULT_EVAL_FRACTION, HOLDOUT_SEED_FILE, holdoutSeed } from './site-data';
+export { isLoopbackHost, socketOptions } from './transport';
 export {
   createIdentityFiles,
   loadIdentity,

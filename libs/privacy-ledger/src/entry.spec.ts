@@ -12,7 +12,9 @@ import {
   LedgerErrorCode,
   type LedgerEntryBody,
   ordersFingerprint,
+  releaseOf,
   signReceipt,
+  sumRelease,
   validateMechanism,
   verifyReceipt,
 } from './index';
@@ -298,6 +300,55 @@ describe('mechanism parameters', () => {
   ])('refuse %s without the distributed discrete Gaussian', (_name, overrides) => {
     expect(messageOf(() => validateMechanism({ ...mechanism(), ...overrides }))).toMatch(
       /is recorded only with noise 'distributed-discrete-gaussian'/,
+    );
+  });
+});
+
+describe('statistics and evaluation releases', () => {
+  const evaluation = sumRelease({
+    release: 'evaluation',
+    level: 'record',
+    noiseMultiplier: 50,
+    sensitivity: Math.sqrt(3),
+  });
+
+  it('record their kind, one unsampled step, and the sum’s sensitivity as the clip norm', () => {
+    expect(validateMechanism(evaluation)).toEqual({
+      level: 'record',
+      samplingRate: 1,
+      noiseMultiplier: 50,
+      steps: 1,
+      clipNorm: Math.sqrt(3),
+      survivorsAssumed: null,
+      accountant: 'rdp',
+      release: 'evaluation',
+    });
+    expect(releaseOf(evaluation)).toBe('evaluation');
+    expect(releaseOf(mechanism())).toBe('update');
+  });
+
+  it('leave update mechanisms as they were (no release member, same hash)', () => {
+    expect(Object.keys(validateMechanism(mechanism()))).not.toContain('release');
+  });
+
+  it.each([
+    ["an explicit 'update' (absent is the update's only encoding)", { release: 'update' }],
+    ['another kind', { release: 'gradients' }],
+    ['more than one step', { steps: 2 }],
+    ['subsampling', { samplingRate: 0.5 }],
+    [
+      'the distributed discrete Gaussian',
+      {
+        level: 'site',
+        survivorsAssumed: 3,
+        noise: 'distributed-discrete-gaussian',
+        quantizationScale: 1024,
+        dimension: 10,
+      },
+    ],
+  ])('refuse a sum release with %s', (_name, overrides) => {
+    expect(codeOf(() => validateMechanism({ ...evaluation, ...overrides }))).toBe(
+      LedgerErrorCode.INVALID_MECHANISM,
     );
   });
 });

@@ -142,7 +142,7 @@ describe('CSV', () => {
     expect(rows.at(-1)).toBe('');
     expect(rows[0]).toBe(
       'seq,federationId,siteId,siteName,round,level,samplingRate,noiseMultiplier,steps,clipNorm,' +
-        'survivorsAssumed,accountant,noise,quantizationScale,dimension,delta,cumulativeEpsilon,' +
+        'survivorsAssumed,accountant,noise,quantizationScale,dimension,release,delta,cumulativeEpsilon,' +
         'epsilonLimit,createdAt,ordersHash,rdp,' +
         'prevHash,hash,signature,sitePublicKey',
     );
@@ -151,8 +151,8 @@ describe('CSV', () => {
   it('flattens the mechanism and quotes the RDP curve as a JSON cell', () => {
     const first = ledger[0]!;
     expect(rows[1]).toContain(`,"[${first.rdp.join(',')}]",`);
-    expect(rows[1]).toContain(',site,1,1.1,1,1,,rdp,gaussian,,,0.00001,');
-    expect(rows[2]).toContain(',site,1,1.1,1,1,2,rdp,gaussian,,,');
+    expect(rows[1]).toContain(',site,1,1.1,1,1,,rdp,gaussian,,,update,0.00001,');
+    expect(rows[2]).toContain(',site,1,1.1,1,1,2,rdp,gaussian,,,update,');
   });
 
   it('flattens a distributed discrete Gaussian with its scale and dimension', () => {
@@ -170,7 +170,7 @@ describe('CSV', () => {
     ]);
     const row = ledgerToCsv([ddg!]).split('\r\n')[1]!;
     expect(row).toContain(
-      ',site,1,1.1,1,1,3,rdp,distributed-discrete-gaussian,1048576,513,0.00001,',
+      ',site,1,1.1,1,1,3,rdp,distributed-discrete-gaussian,1048576,513,update,0.00001,',
     );
   });
 

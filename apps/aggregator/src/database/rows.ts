@@ -47,6 +47,8 @@ export interface FederationConfig {
   featureBounds?: { lo: number[]; hi: number[] } | null;
   /** Federated statistics (a secure-sum pre-round) or each site's own; absent: federated. */
   standardization?: 'federated' | 'local';
+  /** Whether sites evaluate each new model (absent: yes). */
+  evaluation?: boolean;
   /** Poisson self-sampling rate of each site (site-level DP); absent: 1. */
   samplingFraction?: number;
   secureAggregation?: SecAggConfig;

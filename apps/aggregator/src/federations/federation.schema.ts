@@ -72,6 +72,14 @@ export const createFederationSchema = z
      * with its own. Default: federated, except under DP without featureBounds.
      */
     standardization: z.enum(['federated', 'local']).optional(),
+    /**
+     * Federated evaluation of each new model on the sites' held-out rows (a secure sum of counts; under
+     * DP a release charged to every site's budget, so an admin may turn it off).
+     */
+    evaluation: z
+      .object({ enabled: z.boolean().default(true) })
+      .strict()
+      .default({ enabled: true }),
     /** Poisson self-sampling: each site's own coin decides whether it takes part (site-level DP). */
     sampling: z
       .object({ fraction: z.number().gt(0).max(1).default(1) })
@@ -134,13 +142,18 @@ export const createFederationOpenApi = {
     dataSchema: {
       type: 'object',
       description:
-        'public facts about the sites\' data: { featureBounds: { lo: number[], hi: number[] } } (one per feature; DP statistics clip rows to them)',
+        "public facts about the sites' data: { featureBounds: { lo: number[], hi: number[] } } (one per feature; DP statistics clip rows to them)",
     },
     standardization: {
       type: 'string',
       enum: ['federated', 'local'],
       description:
         'federated: statistics agreed in a secure-sum pre-round; local: each site uses its own (default: federated, local under DP without featureBounds)',
+    },
+    evaluation: {
+      type: 'object',
+      description:
+        "federated evaluation of each new model on the sites' held-out rows, { enabled } (default true; under DP each evaluation is a charged release)",
     },
     sampling: {
       type: 'object',

@@ -71,7 +71,7 @@ export class FederationsService {
         );
       }
     }
-    if (input.sampling.fraction < 1 && (input.dp.level !== 'site')) {
+    if (input.sampling.fraction < 1 && input.dp.level !== 'site') {
       throw new ApiError(
         'VALIDATION_FAILED',
         'sampling.fraction below 1 is Poisson self-sampling for site-level DP (dp.level "site"); other federations take every connected site',
@@ -107,13 +107,16 @@ export class FederationsService {
                   epsilon: input.dp.epsilonLimit,
                   delta: input.dp.delta,
                   share: input.dp.statisticsShare,
-                  releases: input.dp.evaluationRounds + (standardization === 'federated' ? 1 : 0),
+                  releases:
+                    (input.evaluation.enabled ? input.dp.evaluationRounds : 0) +
+                      (standardization === 'federated' ? 1 : 0) || 1,
                 }),
             },
       secureAggregation: input.secureAggregation,
       featureBounds: bounds,
       standardization,
       samplingFraction: input.sampling.fraction,
+      evaluation: input.evaluation.enabled,
     };
     const weights = initialWeights(spec, config.seed);
     return this.db.transaction(async (em) => {

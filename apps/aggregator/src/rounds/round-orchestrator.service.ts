@@ -98,6 +98,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   private readonly loops = new Map<string, RunLoop>();
   /** The latest model of each federation, kept so a round does not re-read what the last one wrote. */
   private readonly latestWeights = new Map<string, { versionId: string; weights: Float32Array }>();
+  /** Each federation's total record count from its last secure sum, the next weight normaliser. */
+  private readonly totalRecords = new Map<string, number>();
   private shuttingDown = false;
   /** Worker threads for large unmasking jobs, started on first use (config.maskWorkers). */
   private maskPool: MaskWorkerPool | null = null;
@@ -367,6 +369,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             active,
             baseVersion?.hash ?? '',
             dp.level === 'site' ? dp : null,
+            stats?.count ?? null,
           );
         } catch (e) {
           return await abort(`secure aggregation cannot start: ${(e as Error).message}`);
@@ -493,7 +496,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       active.phase = 'evaluating';
       const evalDeadline = this.clock.now().getTime() + cfg.evaluationTimeoutMs;
       let evaluation: RoundMetrics['evaluation'] = null;
-      if (cfg.secureAggregation?.enabled) {
+      if (cfg.evaluation === false) {
+        // The federation does not evaluate (under DP an evaluation would be a charged release).
+      } else if (cfg.secureAggregation?.enabled) {
         const got = await this.sums.evaluation(
           active,
           this.sumPort(loop, active),
@@ -744,6 +749,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     active: ActiveRound,
     modelHash: string,
     siteDp: { noiseMultiplier: number; clipNorm: number } | null,
+    totalRecords: number | null,
   ): Promise<SecureSetup> {
     const sa = fed.config.secureAggregation!;
     const chosen = active.participantList().filter((p) => p.status === 'selected');
@@ -768,10 +774,13 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       publicKey: sites.get(p.siteId)!.publicKey,
     }));
     // A public divisor, never a site's own count (which would leave the site in the clear): the
-    // federation's total from its statistics sum, else a fixed power of two. Sites weigh themselves
+    // sites' total from the statistics sum or the last round's sum, else a fixed power of two
+    // (coarser: the weights are then small against the quantisation step). Sites weigh themselves
     // by their record count over it, capped at 1; site-level DP weighs every site 1.
     const weightNormalizer =
-      fed.config.dp?.level === 'site' ? 1 : Math.max(1, fed.featureStats?.count ?? 2 ** 20);
+      fed.config.dp?.level === 'site'
+        ? 1
+        : Math.max(1, totalRecords ?? this.totalRecords.get(fed.id) ?? 2 ** 20);
     const vectorLength = active.expectedLength + 1;
     const server = new SecAggServer({
       params,
@@ -902,6 +911,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             "vanished before unmasking; its input was unmasked from its neighbours' shares";
           active.lateDrops++;
         }
+      }
+      if (active.fed.config.dp?.level !== 'site') {
+        // The sites' total record count, a sum the round reveals anyway: the next round's normaliser.
+        const records = Math.round(values[L]! * setup.info.weightNormalizer);
+        if (records >= 1) this.totalRecords.set(active.federationId, records);
       }
       return {
         aggregate: { sum: values.subarray(0, L), totalWeight: values[L]!, contributors },
