@@ -7,13 +7,15 @@ import { datasetToCsv, parseCsv, partitionIid } from '@confide/ml';
 import { cliEnv, runCli, runCliJson, spawnCli, type CliProcess } from '../support/cli';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import { DATASET, waitUntil } from '../support/federation';
+import { createThrowawayCa } from '../../apps/cli/src/tls-ca';
 
 type Site = { id: string; name: string; status: string; fingerprint: string };
 type Round = { number: number; state: string; reason: string | null };
 
 /**
- * The path a user takes, with real processes only: `confide server`, the admin commands, two
- * `confide node join` sites; rounds, a model download, a revocation and clean shutdowns.
+ * The path a user takes, with real processes only: `confide server` over TLS with a private CA, the
+ * admin commands, two `confide node join` sites that pin the aggregator's key and run with their own
+ * policy; rounds, a model download, a revocation and clean shutdowns.
  */
 describe(`the confide CLI end to end: server, admin and two sites as processes (${databaseKind})`, () => {
   const children: CliProcess[] = [];
@@ -38,10 +40,31 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  it('serves a federation: rounds commit, the model downloads, a revoked site exits, all stop cleanly', async () => {
+  it('serves a federation over TLS: rounds commit, the model downloads, a revoked site exits, all stop cleanly', async () => {
+    // A private CA and the aggregator's certificate, as an operator would make them.
+    const tls = await createThrowawayCa({ hostnames: ['localhost'] });
+    const [caFile, certFile, keyFile] = ['ca.pem', 'cert.pem', 'key.pem'].map((f) => join(tmp, f));
+    await writeFile(caFile!, tls.caCertPem);
+    await writeFile(certFile!, tls.certPem);
+    await writeFile(keyFile!, tls.keyPem, { mode: 0o600 });
+    // The sites' policy: TLS required, and a sum of two sites allowed (there are two of them).
+    const policyFile = join(tmp, 'site-policy.json');
+    await writeFile(policyFile, JSON.stringify({ requireTls: true, minSitesPerSum: 2 }));
     // The server on a free port, with its own database; the first start prints the admin token on stdout.
     const server = spawn(
-      ['server', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, 'db')],
+      [
+        'server',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--data-dir',
+        join(tmp, 'db'),
+        '--tls-cert',
+        certFile!,
+        '--tls-key',
+        keyFile!,
+      ],
       cliEnv({ DATABASE_URL: db.url }),
     );
     // While it starts: two site identities and two shards of the data, as the sites would make them.
@@ -56,14 +79,16 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
     );
 
     const [, url] = await server.waitForOutput(
-      /Confide aggregator listening on (http:\/\/127\.0\.0\.1:\d+)\n/,
+      /Confide aggregator listening on (https:\/\/127\.0\.0\.1:\d+)\n/,
       60_000,
     );
+    const [, fingerprint] = await server.waitForOutput(/identity: +([0-9a-f]{16}) /, 5000);
     const [, token] = await server.waitForOutput(/^(\S+)\n/, 5000, 'stdout');
     expect(server.stderr).toContain('First start: an admin token was created');
     expect(server.stderr).toContain(db.url ? 'postgres' : 'PGlite');
 
-    const env = cliEnv({ CONFIDE_SERVER: url!, CONFIDE_TOKEN: token! });
+    // The admin CLI trusts the private CA (--ca, here through its environment variable).
+    const env = cliEnv({ CONFIDE_SERVER: url!, CONFIDE_TOKEN: token!, CONFIDE_CA: caFile! });
     const fed = await runCliJson<{ id: string; parameters: number }>(
       [
         'admin',
@@ -131,6 +156,10 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
         join(tmp, 'site1.csv'),
         '--label',
         'diagnosis',
+        '--server-key',
+        fingerprint!,
+        '--policy',
+        policyFile,
       ],
       fedEnv,
     );
@@ -145,6 +174,10 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
         join(tmp, 'site2.csv'),
         '--label',
         'diagnosis',
+        '--server-key',
+        fingerprint!,
+        '--policy',
+        policyFile,
       ],
       fedEnv,
     );
@@ -152,6 +185,12 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
       join1.waitForOutput(/connected as site "hospital-1"/, 60_000),
       join2.waitForOutput(/connected as site "hospital-2"/, 60_000),
     ]);
+    for (const j of [join1, join2]) {
+      // The effective policy is printed at start, and the key given was the one presented (no pin warning).
+      expect(j.stderr).toContain('TLS: required');
+      expect(j.stderr).toContain(`aggregator key ${fingerprint!})`);
+      expect(j.stderr).not.toContain('WARNING');
+    }
 
     const run = await runCliJson<{ id: string }>(
       ['admin', 'rounds', 'start', '--rounds', '2', '--json'],

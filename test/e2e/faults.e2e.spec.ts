@@ -6,7 +6,7 @@ import {
   MAX_CONTROL_BYTES,
   parseServerMessage,
 } from '@confide/protocol';
-import { NodeStopped, type ClientNode } from '@confide/client-node';
+import { NodeStopped, parsePolicy, type ClientNode } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import type { ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind } from '../support/database';
@@ -30,6 +30,15 @@ const RUN_TIMEOUT = 20_000;
  * aggregation, which is on by default, are covered in secure-aggregation.e2e.spec.ts.
  */
 const PLAIN = { secureAggregation: { enabled: false } };
+/**
+ * The policy of this file's client nodes: these federations run without secure aggregation (so a raw
+ * site can send a bad update), and their sites agree to that and to reveal their own metrics.
+ */
+const OPEN_POLICY = parsePolicy({
+  secureAggregation: { required: false },
+  revealOwnMetrics: true,
+  minSitesPerSum: 2,
+});
 
 describe(`site protocol faults against a real aggregator (${databaseKind})`, () => {
   let env: Awaited<ReturnType<typeof testAggregator>>;
@@ -63,7 +72,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     site: TestSite,
     extra: Parameters<typeof startNode>[3] = {},
   ): Promise<Awaited<ReturnType<typeof startNode>>> {
-    const n = await startNode(agg, fedId, site, extra);
+    const n = await startNode(agg, fedId, site, { policy: OPEN_POLICY, ...extra });
     cleanup.push(() => n.node.stop());
     return n;
   }
@@ -381,8 +390,7 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     it('asks a site that reconnects during the feature-statistics phase for its statistics again', async () => {
       const fedId = (await createFederation(api, { minSites: 2, ...PLAIN })).id;
       const sites = await enrolSites(api, fedId, 3);
-      await node(fedId, sites[0]!);
-      await node(fedId, sites[1]!);
+      const nodes = [await node(fedId, sites[0]!), await node(fedId, sites[1]!)];
       // Connection 1 receives the statistics request and drops without answering.
       const first = await connect();
       first.onMessage((r) => {
@@ -427,7 +435,9 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       const fed = await api.get<{ featureStats: { sites: number; count: number } }>(
         `/api/v1/federations/${fedId}`,
       );
-      expect(fed.featureStats).toMatchObject({ sites: 3, count: 569 });
+      // The nodes report their training rows (their held-out rows are not part of the statistics).
+      const count = nodes.reduce((a, n) => a + n.node.rows.train, 0) + sites[2]!.data.numRows;
+      expect(fed.featureStats).toMatchObject({ sites: 3, count });
       const [round] = await listRounds(api, fedId);
       expect(statusByName(round!)).toEqual({
         'hospital-1': 'evaluated',

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningAggregator } from '@confide/aggregator';
-import type { ClientNode } from '@confide/client-node';
+import { parsePolicy, type ClientNode } from '@confide/client-node';
 import type { ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind } from '../support/database';
 import {
@@ -100,7 +100,9 @@ describe(`live federation events over server-sent events (${databaseKind})`, () 
       { event: 'sites', data: expect.objectContaining({ connectedSiteIds: [] }) },
     ]);
 
-    for (const s of sites) nodes.push((await startNode(agg, fedId, s)).node);
+    // Two sites: their policies allow secure sums of two.
+    const policy = parsePolicy({ minSitesPerSum: 2 });
+    for (const s of sites) nodes.push((await startNode(agg, fedId, s, { policy })).node);
     await waitUntil(
       () => stream.events.filter((e) => e.event === 'sites' && e.data.connected).length === 2,
       5000,

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { confideAccountant, verifyLedger, type LedgerEntry } from '@confide/privacy-ledger';
+import {
+  confideAccountant,
+  releaseOf,
+  verifyLedger,
+  type LedgerEntry,
+} from '@confide/privacy-ledger';
 import { databaseKind } from '../support/database';
 import {
   createFederation,
@@ -18,7 +23,7 @@ describe(`record-level DP with the epsilon ledger (${databaseKind})`, () => {
     await env.close();
   });
 
-  it('charges every release to the ledger, signed by the site, and skips sites whose budget is spent', async () => {
+  it('charges every release (updates and evaluations) to the ledger, signed by the site, and skips sites whose budget is spent', async () => {
     const { agg, api } = env;
     const fed = await createFederation(api, {
       localEpochs: 1,
@@ -45,16 +50,23 @@ describe(`record-level DP with the epsilon ledger (${databaseKind})`, () => {
         releases: number;
       }>;
     }>(`/api/v1/federations/${fed.id}/privacy`);
+    const ledger = await api.get<{ entries: LedgerEntry[]; total: number }>(
+      `/api/v1/federations/${fed.id}/ledger?pageSize=1000`,
+    );
+    // Each round a site released its update and then, inside a secure sum, its evaluation counts:
+    // both are charged (no statistics: without feature bounds a DP federation standardises locally).
+    const kinds = (siteName: string) =>
+      ledger.entries.filter((e) => e.siteName === siteName).map((e) => releaseOf(e.mechanism));
     for (const s of privacy.sites) {
       expect(s.epsilon).toBeGreaterThan(0);
       expect(s.epsilon).toBeLessThanOrEqual(2.0);
       expect(s.roundsLeft).toBe(0);
-      expect(s.releases).toBe(ended.roundsDone);
+      expect(s.releases).toBe(kinds(s.name).length);
+      expect(kinds(s.name).filter((k) => k === 'update')).toHaveLength(ended.roundsDone);
+      expect(kinds(s.name).filter((k) => k === 'evaluation')).toHaveLength(ended.roundsDone);
+      expect(kinds(s.name)).not.toContain('statistics');
     }
-    const ledger = await api.get<{ entries: LedgerEntry[]; total: number }>(
-      `/api/v1/federations/${fed.id}/ledger?pageSize=1000`,
-    );
-    expect(ledger.total).toBe(3 * ended.roundsDone);
+    expect(ledger.total).toBe(2 * 3 * ended.roundsDone);
     const report = await api.post<{ ok: boolean; discrepancies: unknown[] }>(
       `/api/v1/federations/${fed.id}/ledger/verify`,
     );

@@ -7,7 +7,8 @@ import {
   type AggregatorOptions,
   type RunningAggregator,
 } from '@confide/aggregator';
-import type { ClientNode } from '@confide/client-node';
+import { parsePolicy, type ClientNode } from '@confide/client-node';
+import { generateIdentity } from '@confide/protocol';
 import { ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import {
@@ -45,9 +46,13 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
   const before = new Map<string, string>();
   let heldRound: number;
 
+  // One aggregator identity for both processes (its key file in the data directory on PGlite; on
+  // Postgres there is none), so the key the sites pinned holds after the restart.
+  const identity = generateIdentity();
   const options = (): AggregatorOptions => ({
     databaseUrl: db.url,
     dataDir,
+    identity,
     // Long enough that closing the first process cannot let the held round finish on its own.
     reconnectGraceMs: 2000,
   });
@@ -69,7 +74,19 @@ describe(`an aggregator restarted mid-round (${databaseKind})`, () => {
 
     // Run 1: one committed round with two client nodes.
     for (const s of sites.slice(0, 2))
-      nodes.push((await startNode(first, fedId, s, { reconnectDelayMs: 50 })).node);
+      nodes.push(
+        (
+          await startNode(first, fedId, s, {
+            reconnectDelayMs: 50,
+            // A plain federation (see above), which these sites' policies allow, revealing their metrics.
+            policy: parsePolicy({
+              secureAggregation: { required: false },
+              revealOwnMetrics: true,
+              minSitesPerSum: 2,
+            }),
+          })
+        ).node,
+      );
     const run1 = await api.post<{ id: string }>(`/api/v1/federations/${fedId}/runs`, { rounds: 1 });
     expect(await waitForRun(api, fedId, run1.id, 20_000)).toMatchObject({
       status: 'completed',

@@ -3,7 +3,7 @@ import { adminCommands, apiFailure } from './commands/admin';
 import { auditCommands } from './commands/audit';
 import { dbCommands } from './commands/db';
 import { demoCommand } from './commands/demo';
-import { nodeJoinCommand, nodeKeysCommand } from './commands/node';
+import { nodeJoinCommand, nodeKeysCommand, nodePolicyCommand } from './commands/node';
 import { privacyCommands } from './commands/privacy';
 import { serverCommand } from './commands/server';
 
@@ -13,6 +13,7 @@ export const COMMANDS: Command[] = [
   serverCommand,
   nodeKeysCommand,
   nodeJoinCommand,
+  nodePolicyCommand,
   ...adminCommands,
   ...auditCommands,
   ...dbCommands,
@@ -20,7 +21,7 @@ export const COMMANDS: Command[] = [
 ];
 
 const GROUPS: Record<string, string> = {
-  node: 'run a site: create keys, join a federation',
+  node: 'run a site: create keys, check its privacy policy, join a federation',
   admin: 'manage federations, sites, rounds and tokens over the REST API',
   db: 'database migrations',
   audit: 'verify and export the epsilon ledger',

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ApiClient } from '../api-client';
+import { caOption, readCaOption } from '../ca-option';
 import {
   choiceOption,
   CliError,
@@ -27,6 +28,7 @@ const connection: Record<string, OptionSpec> = {
     required: true,
     env: 'CONFIDE_TOKEN',
   },
+  ...caOption,
   json: { type: 'boolean', description: 'print the API response as JSON' },
 };
 const federationOpt: Record<string, OptionSpec> = {
@@ -40,7 +42,8 @@ const federationOpt: Record<string, OptionSpec> = {
 };
 
 function client(opts: ParsedOptions): ApiClient {
-  return new ApiClient(str(opts, 'server'), str(opts, 'token'));
+  const ca = readCaOption(opts);
+  return new ApiClient(str(opts, 'server'), str(opts, 'token'), ca ? { ca } : {});
 }
 
 function print(

@@ -11,6 +11,7 @@ import {
   type VerificationReport,
 } from '@confide/privacy-ledger';
 import { ApiClient } from '../api-client';
+import { caOption, readCaOption } from '../ca-option';
 import {
   CliError,
   str,
@@ -22,7 +23,7 @@ import {
 
 /** Where the ledger to verify comes from: the REST API, the database (read-only), or an export file. */
 export type LedgerSource =
-  | { kind: 'server'; server: string; token: string; federationId: string }
+  | { kind: 'server'; server: string; token: string; federationId: string; ca?: string }
   | { kind: 'database'; databaseUrl: string; federationId: string }
   | { kind: 'file'; path: string };
 
@@ -30,7 +31,7 @@ export type LedgerSource =
 export async function loadLedger(source: LedgerSource): Promise<LedgerExport> {
   switch (source.kind) {
     case 'server': {
-      const api = new ApiClient(source.server, source.token);
+      const api = new ApiClient(source.server, source.token, source.ca ? { ca: source.ca } : {});
       return parseLedgerExport(
         await api.get<unknown>(`/api/v1/federations/${source.federationId}/ledger/export`),
       );
@@ -127,6 +128,7 @@ const sourceOptions: Record<string, OptionSpec> = {
     description: 'aggregator URL (with --token and --federation)',
     env: 'CONFIDE_SERVER',
   },
+  ...caOption,
   token: {
     type: 'string',
     value: 'TOKEN',
@@ -166,7 +168,8 @@ function sourceOf(opts: ParsedOptions): LedgerSource {
     throw new UsageError('give --server URL --token TOKEN, --database-url URL, or --export FILE');
   const token = opts['token'] as string | undefined;
   if (!token) throw new UsageError('--token is required with --server (or set CONFIDE_TOKEN)');
-  return { kind: 'server', server, token, federationId };
+  const ca = readCaOption(opts);
+  return { kind: 'server', server, token, federationId, ...(ca ? { ca } : {}) };
 }
 
 export const auditCommands: Command[] = [

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Dataset, Metrics, ModelSpec } from '@confide/ml';
-import type { ClientNode, BackendPreference } from '@confide/client-node';
+import type { ClientNode, BackendPreference, SitePolicy } from '@confide/client-node';
 import { generateIdentity } from '@confide/protocol';
-import { findNoiseMultiplier } from '@confide/differential-privacy';
+import { computeEpsilon, shareNoiseMultiplier } from '@confide/differential-privacy';
+import { createThrowawayCa } from '../tls-ca';
 import { auditVerify } from './audit';
 import { ApiClient } from '../api-client';
 import { choiceOption, CliError, numberOption, UsageError, type Command } from '../command';
@@ -88,6 +89,10 @@ export interface DemoReport {
     }>;
   };
   ledger: { entries: number; verified: boolean; discrepancies: number };
+  /** The policy every demo site enforced (the default one, or one that allows plain rounds). */
+  policy: unknown;
+  /** How the sites reached the aggregator: TLS with a throwaway CA, its key given to them. */
+  transport: { tls: boolean; serverKeyPinned: boolean; serverKey: string };
   secureAggregation: {
     enabled: boolean;
     threshold: number | null;
@@ -124,7 +129,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       trainModel,
     },
     { startAggregator },
-    { ClientNode, selectBackend },
+    { ClientNode, DEFAULT_POLICY, parsePolicy, policyJson, selectBackend },
   ] = await Promise.all([
     import('@confide/ml'),
     import('@confide/aggregator'),
@@ -145,26 +150,54 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   o.log(`tfjs backend: ${backend.backend}`);
 
   const tmp = o.dataDir || o.databaseUrl ? null : await mkdtemp(join(tmpdir(), 'confide-demo-'));
+  // TLS with a throwaway CA the demo's sites and admin client trust explicitly; each site is given
+  // the aggregator's identity key rather than pinning the first key it sees.
+  const tls = await createThrowawayCa({ hostnames: ['localhost'] });
   const agg = await startAggregator({
     port: 0,
     databaseUrl: o.databaseUrl ?? undefined,
     dataDir: o.dataDir ?? tmp ?? undefined,
+    tls: { cert: tls.certPem, key: tls.keyPem },
   });
   const nodes: ClientNode[] = [];
   try {
-    o.log(`aggregator on ${agg.url} (${agg.db.description})`);
+    o.log(
+      `aggregator on ${agg.url} (${agg.db.description}); TLS with a throwaway CA (${tls.caFingerprint.slice(0, 23)}...), identity key ${agg.serverKeyFingerprint}`,
+    );
     const token = agg.initialAdminToken ?? (await agg.createToken('admin', 'demo'));
-    const api = new ApiClient(agg.url, token);
+    const api = new ApiClient(agg.url, token, { ca: tls.caCertPem });
+    // The sites' policy: the default one, unless an option lowers protection, which the policy must
+    // then allow (a site decides that, not the aggregator): said out loud.
+    let policy: SitePolicy = DEFAULT_POLICY;
+    if (!o.secureAggregation) {
+      policy = parsePolicy({ secureAggregation: { required: false }, revealOwnMetrics: true });
+      o.log(
+        'WARNING: --no-secure-aggregation: the aggregator sees each site’s update; the demo sites run a policy that allows it (secureAggregation.required false) and reveal their own metrics',
+      );
+    } else if (o.sites < DEFAULT_POLICY.minSitesPerSum) {
+      policy = parsePolicy({ minSitesPerSum: o.sites });
+      o.log(
+        `WARNING: --sites ${o.sites}: a secure sum over ${o.sites} sites reveals more than the default policy's ${DEFAULT_POLICY.minSitesPerSum}; the demo sites run a policy that allows sums of ${o.sites}`,
+      );
+    }
     const spec: ModelSpec = o.model ?? { kind: 'logistic', inputDim: all.numFeatures };
     // Calibrate the noise so that every site's whole run stays within its budget (a little under it).
     let dpBody: Record<string, unknown> = { level: 'none' };
     let noiseMultiplier: number | null = null;
     if (o.dp.level !== 'none') {
+      // Each round's evaluation counts are a release too (the default share of the budget, 10%).
+      const statisticsNoiseMultiplier = shareNoiseMultiplier({
+        epsilon: o.dp.epsilonLimit,
+        delta: o.dp.delta,
+        share: DEMO_STATISTICS_SHARE,
+        releases: o.rounds,
+      });
       noiseMultiplier =
         o.dp.noiseMultiplier ??
         calibrateNoise(
           o,
           shards.map((s) => s.numRows),
+          statisticsNoiseMultiplier,
         );
       dpBody = {
         level: o.dp.level,
@@ -172,9 +205,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         clipNorm: o.dp.clipNorm,
         delta: o.dp.delta,
         epsilonLimit: o.dp.epsilonLimit,
+        statisticsShare: DEMO_STATISTICS_SHARE,
+        evaluationRounds: o.rounds,
+        statisticsNoiseMultiplier,
       };
       o.log(
-        `differential privacy: ${o.dp.level} level, noise multiplier ${noiseMultiplier.toFixed(3)}, clip ${o.dp.clipNorm}, each site's budget epsilon ${o.dp.epsilonLimit} at delta ${o.dp.delta}`,
+        `differential privacy: ${o.dp.level} level, noise multiplier ${noiseMultiplier.toFixed(3)}, clip ${o.dp.clipNorm}, each site's budget epsilon ${o.dp.epsilonLimit} at delta ${o.dp.delta} (evaluation sums noised with multiplier ${statisticsNoiseMultiplier.toFixed(1)}, charged too)`,
       );
     }
     const fed = await api.post<{ id: string; featureStats: unknown }>('/api/v1/federations', {
@@ -209,6 +245,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         identity,
         data: shards[i]!,
         evalData: evalShards[i]!,
+        policy,
+        serverKey: agg.serverKey,
+        ca: tls.caCertPem,
         onWelcome: () => ready(),
         reconnectDelayMs: 200,
         onUpdate: (u) =>
@@ -254,12 +293,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       ]);
       for (const r of rounds) {
         if (r.number <= reports.length || r.state !== 'committed') continue;
-        if (!testStd) {
-          const f = await api.get<{ featureStats: { mean: number[]; std: number[] } }>(
-            `/api/v1/federations/${fed.id}`,
-          );
-          testStd = standardize(test, f.featureStats);
-        }
+        testStd ??= standardize(test, await statsOf(api, fed.id, train));
         const { weights } = await api.modelWeights(fed.id, r.modelVersionId);
         setModelWeights(model, weights);
         // The aggregator's average against the plain average of the same updates, computed here.
@@ -321,7 +355,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 
     // The baseline: the same model and initial weights, trained centrally on the pooled training data
     // for as many epochs as each site trained in total.
-    const pooled = standardize(concatDatasets(shards), await statsOf(api, fed.id));
+    const pooled = standardize(concatDatasets(shards), await statsOf(api, fed.id, train));
     const central = buildModel(spec);
     setModelWeights(central, initialWeights(spec, o.seed));
     const epochs = o.rounds * o.epochs;
@@ -350,6 +384,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       server: agg.url,
       token,
       federationId: fed.id,
+      ca: tls.caCertPem,
     });
     if (privacy.level !== 'none') {
       o.log(
@@ -394,6 +429,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         verified: verification.ok,
         discrepancies: verification.discrepancies.length,
       },
+      policy: policyJson(policy),
+      transport: {
+        tls: agg.url.startsWith('https:'),
+        serverKeyPinned: nodes.every((n) => n.serverKey.pinned),
+        serverKey: agg.serverKeyFingerprint,
+      },
       secureAggregation: {
         enabled: o.secureAggregation,
         threshold: secure?.threshold ?? null,
@@ -411,29 +452,68 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   }
 }
 
+/** The share of each site's budget the demo sets aside for its evaluation releases. */
+const DEMO_STATISTICS_SHARE = 0.1;
+
 /**
  * The smallest noise multiplier with which every site's planned run (rounds x local steps at its own
- * sampling rate) stays within 97% of its budget.
+ * sampling rate, plus one evaluation release a round at `evalNoise`) stays within 97% of its budget,
+ * composed as the ledger composes it.
  */
-function calibrateNoise(o: DemoOptions, siteRows: number[]): number {
+function calibrateNoise(o: DemoOptions, siteRows: number[], evalNoise: number): number {
   if (o.dp.level === 'none') return 0;
-  const target = 0.97 * o.dp.epsilonLimit;
+  const dp = o.dp;
+  const target = 0.97 * dp.epsilonLimit;
   let z = 0;
-  for (const n of o.dp.level === 'record' ? siteRows : [1]) {
-    const q = o.dp.level === 'record' ? Math.min(1, o.batchSize / n) : 1;
-    const steps = o.dp.level === 'record' ? o.rounds * o.epochs * Math.round(1 / q) : o.rounds;
-    z = Math.max(
-      z,
-      findNoiseMultiplier({ targetEpsilon: target, delta: o.dp.delta, q, steps }).noiseMultiplier,
-    );
+  for (const n of dp.level === 'record' ? siteRows : [1]) {
+    const q = dp.level === 'record' ? Math.min(1, o.batchSize / n) : 1;
+    const steps = dp.level === 'record' ? o.rounds * o.epochs * Math.round(1 / q) : o.rounds;
+    const epsilon = (sigma: number): number =>
+      computeEpsilon(
+        {
+          history: [
+            { q, sigma, steps },
+            { q: 1, sigma: evalNoise, steps: o.rounds },
+          ],
+        },
+        dp.delta,
+      ).epsilon;
+    let lo = 0.01;
+    let hi = 1;
+    while (epsilon(hi) > target) {
+      hi *= 2;
+      if (hi > 1e6) {
+        throw new CliError(
+          `no noise multiplier keeps ${o.rounds} rounds within epsilon ${dp.epsilonLimit}: ask for fewer rounds or a larger budget`,
+        );
+      }
+    }
+    for (let i = 0; i < 60; i++) {
+      const mid = (lo + hi) / 2;
+      if (epsilon(mid) > target) lo = mid;
+      else hi = mid;
+    }
+    z = Math.max(z, hi);
   }
   return z;
 }
 
-async function statsOf(api: ApiClient, id: string): Promise<{ mean: number[]; std: number[] }> {
-  return (
-    await api.get<{ featureStats: { mean: number[]; std: number[] } }>(`/api/v1/federations/${id}`)
-  ).featureStats;
+/**
+ * The statistics the demo standardises its own held-out test set with: the federation's, or, when it
+ * standardises locally (DP without feature bounds), those of the pooled training rows, which any site
+ * with an IID shard approximates.
+ */
+async function statsOf(
+  api: ApiClient,
+  id: string,
+  train: Dataset,
+): Promise<{ mean: number[]; std: number[] }> {
+  const { featureStats } = await api.get<{
+    featureStats: { mean: number[]; std: number[] } | null;
+  }>(`/api/v1/federations/${id}`);
+  if (featureStats) return featureStats;
+  const { combineFeatureStats, featureStatsPartial } = await import('@confide/ml');
+  return combineFeatureStats([featureStatsPartial(train)]);
 }
 
 export const demoCommand: Command = {
@@ -445,7 +525,12 @@ export const demoCommand: Command = {
     'stratified 20% test set, runs --rounds FedAvg rounds, prints a line per round, and trains the same\n' +
     'model centrally on the pooled training data as the baseline.',
   options: {
-    sites: { type: 'string', value: 'N', description: 'number of sites', default: '3' },
+    sites: {
+      type: 'string',
+      value: 'N',
+      description: 'number of sites (4 with --drop-site-at)',
+      default: '3',
+    },
     rounds: { type: 'string', value: 'N', description: 'number of rounds', default: '10' },
     partition: { type: 'string', value: 'KIND', description: 'iid|dirichlet', default: 'iid' },
     alpha: {
@@ -520,7 +605,7 @@ export const demoCommand: Command = {
       type: 'string',
       value: 'STAGE',
       description:
-        'make hospital-1 vanish in round 1: sharing (before sharing keys), collecting (before its masked input) or unmasking (before unmasking)',
+        'make hospital-1 vanish in round 1: sharing (before sharing keys), collecting (before its masked input) or unmasking (before unmasking); runs 4 sites',
     },
     model: {
       type: 'string',
@@ -564,8 +649,24 @@ export const demoCommand: Command = {
     const data = dataArg === demoCommand.options['data']!.default ? DEFAULT_DATA : resolve(dataArg);
     const json = Boolean(opts['json']);
     const dpOn = !opts['no-dp'];
+    const dropSiteAt =
+      choiceOption(opts, 'drop-site-at', ['sharing', 'collecting', 'unmasking'] as const) ?? null;
+    // Dropping a site needs 4, so that the sum left after the drop still holds the 3 sites the
+    // default site policy asks for.
+    const sitesGiven = opts['sites'] !== demoCommand.options['sites']!.default;
+    const sites = numberOption(opts, 'sites', { integer: true, min: 1, max: 100 })!;
+    if (dropSiteAt && sitesGiven && sites < 4) {
+      throw new UsageError(
+        `--drop-site-at needs at least 4 sites (the sum after the drop must hold the 3 the default site policy asks for); got --sites ${sites}`,
+      );
+    }
+    if (sites < 2 && !opts['no-secure-aggregation']) {
+      throw new UsageError(
+        'secure aggregation needs at least 2 sites: give --sites 2 or more, or --no-secure-aggregation',
+      );
+    }
     const report = await runDemo({
-      sites: numberOption(opts, 'sites', { integer: true, min: 1, max: 100 })!,
+      sites: dropSiteAt && !sitesGiven ? 4 : sites,
       rounds: numberOption(opts, 'rounds', { integer: true, min: 1, max: 10_000 })!,
       partition,
       alpha: numberOption(opts, 'alpha', { min: 0.001, max: 1000 })!,
@@ -590,8 +691,7 @@ export const demoCommand: Command = {
         : { level: 'none' },
       model,
       secureAggregation: !opts['no-secure-aggregation'],
-      dropSiteAt:
-        choiceOption(opts, 'drop-site-at', ['sharing', 'collecting', 'unmasking'] as const) ?? null,
+      dropSiteAt,
       backend: choiceOption(opts, 'backend', [
         'auto',
         'tfjs-node-gpu',

@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { BackendPreference } from '@confide/client-node';
 import { choiceOption, CliError, numberOption, str, type Command } from '../command';
+import { caOption, readCaOption } from '../ca-option';
 
 const DEFAULT_KEY_DIR = '.confide/node';
 
@@ -53,9 +54,15 @@ export const nodeJoinCommand: Command = {
   summary: 'Join a federation and train on local data when rounds run',
   description:
     'Connects to the aggregator, logs in with the site key, and serves rounds until stopped (Ctrl-C):\n' +
-    'trains locally on --data, sends only the model update, evaluates new models on --eval-data.\n' +
+    'checks every round against the site policy (--policy; defaults below) before it touches the data,\n' +
+    'trains locally on --data and sends only the masked update; statistics and evaluation counts leave\n' +
+    'only inside secure sums. Evaluates on --eval-data, or on a stratified --eval-fraction of --data held\n' +
+    'out with a seed kept in --key-dir (never on rows it trained on).\n' +
+    "The aggregator's identity key is pinned per federation in --key-dir/known-servers.json: give it with\n" +
+    '--server-key (the fingerprint `confide server` prints), or the first connection pins what it sees.\n' +
     'Reconnects after a lost connection; exits with a clear message if the site is revoked.\n' +
-    'GPU: sites with CUDA can `npm install @tensorflow/tfjs-node-gpu` and pass --backend tfjs-node-gpu.',
+    'Honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY. GPU: sites with CUDA can\n' +
+    '`npm install @tensorflow/tfjs-node-gpu` and pass --backend tfjs-node-gpu.',
   options: {
     server: {
       type: 'string',
@@ -86,8 +93,29 @@ export const nodeJoinCommand: Command = {
     'eval-data': {
       type: 'string',
       value: 'FILE.csv',
-      description: 'held-out evaluation data (same columns); default: --data',
+      description: 'held-out evaluation data (same columns); default: --eval-fraction of --data',
     },
+    'eval-fraction': {
+      type: 'string',
+      value: 'F',
+      description: 'share of --data held out for evaluation when there is no --eval-data',
+      default: '0.2',
+    },
+    policy: {
+      type: 'string',
+      value: 'FILE.json',
+      description:
+        "the site's privacy policy (schema: docs/schemas/site-policy.schema.json); default: the built-in policy",
+      env: 'CONFIDE_POLICY',
+    },
+    'server-key': {
+      type: 'string',
+      value: 'KEY|FINGERPRINT',
+      description:
+        "the aggregator's identity key or its fingerprint; a different key is refused (default: pin on first use)",
+      env: 'CONFIDE_SERVER_KEY',
+    },
+    ...caOption,
     'key-dir': {
       type: 'string',
       value: 'DIR',
@@ -108,9 +136,15 @@ export const nodeJoinCommand: Command = {
         "this site's own privacy budget, enforced locally (default: the limit the federation announces)",
     },
     quiet: { type: 'boolean', description: 'no progress bars' },
+    json: {
+      type: 'boolean',
+      description:
+        'print one JSON line per event on stdout (start with the effective policy and transport, connected, refused, round); messages go to stderr',
+    },
   },
   examples: [
-    'confide node join --server wss://fl.example.org --federation 3f0c... --data site.csv --label diagnosis',
+    'confide node join --server wss://fl.example.org --federation 3f0c... --data site.csv --label diagnosis --server-key 3f9a0c1b2d4e5f60',
+    'confide node join ... --policy site-policy.json --ca /etc/confide/ca.pem',
   ],
   async run(opts, _pos, io) {
     const backendPref = choiceOption(opts, 'backend', [
@@ -122,12 +156,50 @@ export const nodeJoinCommand: Command = {
     ] as const) as BackendPreference;
     // Loaded here, not at the top: tfjs takes a second to load and the other commands do not need it.
     const [
-      { ClientNode, loadIdentity, progressBar, selectBackend, fileLedgerStore, LEDGER_FILE },
+      {
+        ClientNode,
+        describePolicy,
+        DEFAULT_POLICY,
+        fileLedgerStore,
+        filePinStore,
+        holdoutSeed,
+        KNOWN_SERVERS_FILE,
+        LEDGER_FILE,
+        loadIdentity,
+        loadPolicyFile,
+        parseServerKey,
+        PolicyError,
+        policyJson,
+        progressBar,
+        selectBackend,
+      },
       { loadCsv },
     ] = await Promise.all([import('@confide/client-node'), import('@confide/ml')]);
+    const json = Boolean(opts['json']);
+    const emit = (event: Record<string, unknown>): void => {
+      if (json) io.out(JSON.stringify({ at: new Date().toISOString(), ...event }));
+    };
+    const policyFile = opts['policy'] as string | undefined;
+    let policy;
+    try {
+      policy = policyFile ? await loadPolicyFile(resolve(policyFile)) : DEFAULT_POLICY;
+    } catch (e) {
+      if (e instanceof PolicyError) throw new CliError(`${e.code}: ${e.message}`, 2);
+      throw new CliError((e as Error).message, 2);
+    }
+    const serverKey = opts['server-key'] as string | undefined;
+    if (serverKey !== undefined) {
+      try {
+        parseServerKey(serverKey);
+      } catch (e) {
+        throw new CliError((e as Error).message, 2);
+      }
+    }
+    const ca = readCaOption(opts);
     const keyDir = resolve(str(opts, 'key-dir'));
     const identity = await loadIdentity(keyDir);
     const epsilonLimit = numberOption(opts, 'epsilon-limit', { min: 1e-9 });
+    const evalFraction = numberOption(opts, 'eval-fraction', { min: 0.01, max: 0.9 })!;
     const label = str(opts, 'label');
     const data = await loadCsv(resolve(str(opts, 'data')), { label });
     const evalData = opts['eval-data']
@@ -135,24 +207,97 @@ export const nodeJoinCommand: Command = {
       : undefined;
     const backend = await selectBackend(backendPref, (m) => io.err(m));
     io.err(
-      `tfjs backend: ${backend.backend} (${backend.detail}); ${data.numRows} training rows, ${data.numFeatures} features`,
+      `tfjs backend: ${backend.backend} (${backend.detail}); ${data.numRows} rows, ${data.numFeatures} features`,
     );
+    io.err(`site policy (${policyFile ?? 'built-in defaults'}):`);
+    for (const line of describePolicy(policy)) io.err(`  ${line}`);
+    const server = str(opts, 'server');
+    const federationId = str(opts, 'federation');
     const node = new ClientNode({
-      server: str(opts, 'server'),
-      federationId: str(opts, 'federation'),
+      server,
+      federationId,
       identity,
       data,
       evalData,
+      evalFraction,
+      holdoutSeed: await holdoutSeed(keyDir),
+      policy,
+      ...(serverKey !== undefined ? { serverKey } : {}),
+      pins: filePinStore(join(keyDir, KNOWN_SERVERS_FILE)),
+      ...(ca !== undefined ? { ca } : {}),
       ...(epsilonLimit !== undefined ? { epsilonLimit } : {}),
       ledgerStore: fileLedgerStore(join(keyDir, LEDGER_FILE)),
       log: (line) => io.err(line),
-      progress: opts['quiet'] ? undefined : progressBar(process.stderr),
+      progress: opts['quiet'] || json ? undefined : progressBar(process.stderr),
+      onWelcome: (m) =>
+        emit({
+          event: 'connected',
+          site: m.siteName,
+          siteId: m.siteId,
+          serverKey: node.serverKey.publicKey,
+          serverKeyPinned: node.serverKey.pinned,
+        }),
+      onRefused: (r) => emit({ event: 'refused', ...r }),
+      onRoundEnd: (m) =>
+        emit({ event: 'round', round: m.round, outcome: m.outcome, reason: m.reason }),
     });
+    emit({
+      event: 'start',
+      federationId,
+      server,
+      policy: policyJson(policy),
+      transport: {
+        tls: /^(wss|https):/.test(server),
+        serverKeyGiven: serverKey !== undefined,
+      },
+      rows: node.rows,
+    });
+    io.err(
+      `rows: ${node.rows.train} to train on, ${node.rows.eval} held out for evaluation${evalData ? ' (--eval-data)' : ` (${evalFraction * 100}% of --data)`}`,
+    );
     process.once('SIGINT', () => node.stop());
     process.once('SIGTERM', () => node.stop());
     const stopped = await node.run();
-    if (stopped) throw new CliError(`stopped: ${stopped.message}`);
+    if (stopped) {
+      emit({ event: 'stopped', code: stopped.code, message: stopped.message });
+      throw new CliError(`stopped: ${stopped.message}`);
+    }
+    emit({ event: 'stopped', code: null });
     io.err('stopped');
+    return 0;
+  },
+};
+
+export const nodePolicyCommand: Command = {
+  path: ['node', 'policy'],
+  summary: 'Check a site privacy policy file and print the effective policy',
+  description:
+    'Reads --policy (JSON, schema docs/schemas/site-policy.schema.json), fills in the defaults and prints\n' +
+    'the policy a node would enforce; with no file, the built-in defaults. A bad policy gets a named\n' +
+    'error (POLICY_UNKNOWN_FIELD, POLICY_OUT_OF_RANGE, POLICY_CONTRADICTION, ...) and exit code 2.',
+  options: {
+    policy: {
+      type: 'string',
+      value: 'FILE.json',
+      description: 'the policy file (default: none, the built-in defaults)',
+      env: 'CONFIDE_POLICY',
+    },
+    json: { type: 'boolean', description: 'print the effective policy as JSON' },
+  },
+  examples: ['confide node policy --policy site-policy.json', 'confide node policy --json'],
+  async run(opts, _pos, io) {
+    const { DEFAULT_POLICY, describePolicy, loadPolicyFile, policyJson, PolicyError } =
+      await import('@confide/client-node');
+    const file = opts['policy'] as string | undefined;
+    let policy;
+    try {
+      policy = file ? await loadPolicyFile(resolve(file)) : DEFAULT_POLICY;
+    } catch (e) {
+      if (e instanceof PolicyError) throw new CliError(`${e.code}: ${e.message}`, 2);
+      throw new CliError((e as Error).message, 2);
+    }
+    if (opts['json']) io.out(JSON.stringify(policyJson(policy), null, 2));
+    else for (const line of describePolicy(policy)) io.out(line);
     return 0;
   },
 };
