@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { generateIdentity } from '@confide/protocol';
 import { loadCsv, partitionIid } from '@confide/ml';
 import type { RunningAggregator } from '@confide/aggregator';
-import type { ClientNode } from '@confide/client-node';
+import { parsePolicy, type ClientNode } from '@confide/client-node';
 import { databaseKind } from '../support/database';
 import { describeWithBrowser, launchChromium, screenshotPath } from '../support/browser';
 import { DATASET, startNode, testAggregator, type TestSite } from '../support/federation';
@@ -84,6 +84,8 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Federations', level: 1 }).waitFor();
     expect(await page.getByTestId('role').textContent()).toBe('admin');
+    // The aggregator's identity key, which sites pin, is shown to its admins.
+    expect(await page.getByTestId('server-key').textContent()).toContain(agg.serverKeyFingerprint);
     await page.getByText('No federations yet.').waitFor();
     await shot(page, '02-federations-empty');
 
@@ -147,7 +149,9 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
     await shot(page, '05-sites-approved');
 
     // Real client nodes log in: the connection column turns live, pushed by the server.
-    for (const s of sites) nodes.push((await startNode(agg, fedId, s)).node);
+    // Two sites: their policies allow secure sums of two.
+    const policy = parsePolicy({ minSitesPerSum: 2 });
+    for (const s of sites) nodes.push((await startNode(agg, fedId, s, { policy })).node);
     for (const s of sites) {
       await expect
         .poll(() => row(s.name).getByTestId('connection').textContent())
@@ -334,14 +338,16 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
       await page.goto(`${agg.url}/#/federations/${fedId}/ledger`);
       await page.getByRole('heading', { name: 'Epsilon ledger' }).waitFor();
       const rows = page.locator('table[aria-label="Ledger entries"] tbody tr');
-      await expect.poll(() => rows.count()).toBe(4); // 2 sites x 2 rounds
-      expect(await page.locator('.pager').textContent()).toContain('Entries 1–4 of 4');
+      // 2 sites x 2 rounds x (the update, and the evaluation counts inside a secure sum)
+      await expect.poll(() => rows.count()).toBe(8);
+      expect(await page.locator('.pager').textContent()).toContain('Entries 1–8 of 8');
+      expect(await page.locator('td.mechanism[data-release="evaluation"]').count()).toBe(4);
       await shot(page, '30-ledger');
 
       await page.getByLabel('Site', { exact: true }).selectOption({ label: 'hospital-2' });
       await page.getByLabel('Round', { exact: true }).fill('2');
       await page.getByRole('button', { name: 'Apply filters' }).click();
-      await expect.poll(() => rows.count()).toBe(1);
+      await expect.poll(() => rows.count()).toBe(2);
       expect(await rows.first().locator('td').nth(1).textContent()).toBe('hospital-2');
       expect(page.url()).toMatch(/ledger\?site=[0-9a-f-]{36}&round=2$/);
 
@@ -361,7 +367,7 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
       expect(download.suggestedFilename()).toBe(`ledger-${fedName}.csv`);
       const path = await download.path();
       const csv = (await import('node:fs')).readFileSync(path, 'utf8').trim().split('\n');
-      expect(csv).toHaveLength(2); // header + the one filtered entry
+      expect(csv).toHaveLength(3); // header + the two filtered entries
       expect(pageErrors).toEqual([]);
     }, 60_000);
   });

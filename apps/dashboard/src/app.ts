@@ -108,6 +108,17 @@ export function startApp(root: HTMLElement): void {
     header.hidden = false;
     fill(
       userBox,
+      me.server
+        ? h(
+            'span',
+            {
+              class: 'server-key',
+              'data-testid': 'server-key',
+              title: `the aggregator's identity key, which sites pin (confide node join --server-key ${me.server.fingerprint}): ${me.server.publicKey}`,
+            },
+            `key ${me.server.fingerprint}${me.server.tls ? '' : ' (no TLS)'}`,
+          )
+        : '',
       h('span', { class: `role role-${me.role}`, 'data-testid': 'role' }, me.role),
       h('span', { class: 'label', title: `token ${me.tokenId}` }, me.label),
       h('button', { type: 'button', class: 'link', onClick: () => signOut() }, 'Sign out'),

@@ -6,6 +6,8 @@ export interface Me {
   role: Role;
   tokenId: string;
   label: string;
+  /** The aggregator's identity key, which sites pin (give them its fingerprint). */
+  server?: { publicKey: string; fingerprint: string; tls: boolean };
 }
 
 export type ModelSpec =
@@ -148,6 +150,8 @@ export interface LedgerEntry {
     noise?: 'distributed-discrete-gaussian';
     quantizationScale?: number;
     dimension?: number;
+    /** Absent for a model update; a release of summed statistics or evaluation counts otherwise. */
+    release?: 'statistics' | 'evaluation';
   };
   cumulativeEpsilon: number;
   epsilonLimit: number;

@@ -307,9 +307,9 @@ describe.each(SIDES)('parsing a $side message', ({ parse, examples, other }) => 
   );
 
   it('checks the version before the type, so a future peer learns it is too new', () => {
-    expect(protocolErrorOf(() => parse({ v: PROTOCOL_VERSION + 1, type: 'from.the.future' })).code).toBe(
-      ErrorCode.UNSUPPORTED_VERSION,
-    );
+    expect(
+      protocolErrorOf(() => parse({ v: PROTOCOL_VERSION + 1, type: 'from.the.future' })).code,
+    ).toBe(ErrorCode.UNSUPPORTED_VERSION);
   });
 
   it.each(['round.bogus', '', 42, undefined, 'LOGIN', '__proto__', 'toString'])(

@@ -10,7 +10,6 @@ import { createStrategy, PlainSumCollector } from '@confide/federated';
 import {
   assertFinite,
   assertLength,
-  encodeFrame,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -19,7 +18,6 @@ import {
 } from '@confide/protocol';
 import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
 import {
-  chooseGraphParameters,
   dequantize,
   fromBase64,
   isSecAggError,
@@ -32,7 +30,7 @@ import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
 import { secureQuantization } from './secure-quantization';
 import { roundGraph, roundThreshold } from './secagg-params';
-import { activeDp, DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
+import { DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
 import type { SumPort } from './secure-sum';
 
 /** A round's secure-aggregation state machine and what the sites are told about it. */

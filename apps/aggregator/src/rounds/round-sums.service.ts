@@ -9,7 +9,6 @@ import {
   statisticsSensitivity,
 } from '@confide/ml/spec';
 import {
-  encodeFrame,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -305,7 +304,10 @@ export class RoundSumsService {
       case 'secagg.unmasked':
         await sum.handle(session.siteId, msg, vector);
         return;
-      default:
+      case 'login':
+      case 'round.metrics':
+      case 'round.update':
+      case 'stats.report':
         throw new ProtocolError(
           ErrorCode.UNEXPECTED_MESSAGE,
           `${msg.type} is not part of the ${sum.kind} sum`,

@@ -260,8 +260,9 @@ function entryRow(e: LedgerEntry): HTMLElement {
     h('td', { class: 'num' }, String(e.round)),
     h(
       'td',
-      { class: 'mechanism' },
-      `${m.level}: z=${num(m.noiseMultiplier)}, q=${num(m.samplingRate)}, steps=${m.steps}, C=${num(m.clipNorm)}`,
+      { class: 'mechanism', 'data-release': m.release ?? 'update' },
+      m.release ? h('span', { class: 'release' }, `${m.release} sum, `) : '',
+      `${m.level}: z=${num(m.noiseMultiplier)}, q=${num(m.samplingRate)}, steps=${m.steps}, ${m.release ? 'sensitivity' : 'C'}=${num(m.clipNorm)}`,
       m.survivorsAssumed ? `, t=${m.survivorsAssumed}` : '',
       m.noise === 'distributed-discrete-gaussian'
         ? h(
