@@ -18,6 +18,9 @@ interface DemoJson {
     sites: Array<{ site: string; epsilon: number; limit: number }>;
   } | null;
   ledger?: { entries: number; verified: boolean } | null;
+  policy: { secureAggregation: { required: boolean }; minSitesPerSum: number };
+  transport: { tls: boolean; serverKeyPinned: boolean };
+  secureAggregation: { enabled: boolean; droppedSites: number };
 }
 
 describe(`confide demo as a process (${databaseKind})`, () => {
@@ -30,7 +33,7 @@ describe(`confide demo as a process (${databaseKind})`, () => {
   });
 
   /** Runs `confide demo ...args` on a fresh database; expects exit 0 and exactly one JSON object on stdout. */
-  async function demo(...args: string[]): Promise<DemoJson> {
+  async function demo(...args: string[]): Promise<DemoJson & { stderr: string }> {
     const db = await freshDatabaseUrl();
     databases.push(db);
     const p = spawnCli(['demo', ...args], cliEnv({ DATABASE_URL: db.url }));
@@ -49,10 +52,13 @@ describe(`confide demo as a process (${databaseKind})`, () => {
         accuracy: expect.any(Number),
         auc: expect.any(Number),
         loss: expect.any(Number),
-        sites: 3,
+        sites: args.includes('--drop-site-at') && i === 0 ? 3 : expect.any(Number),
         durationMs: expect.any(Number),
       });
     }
+    // Over TLS with a throwaway CA; every site was given the aggregator's key, none pinned blindly.
+    expect(report.transport).toMatchObject({ tls: true, serverKeyPinned: true });
+    expect(p.stderr).not.toContain('pinned the aggregator key');
     expect(report.final.accuracy).toBe(report.rounds[2]!['accuracy']);
     expect(report.centralized).toMatchObject({
       accuracy: expect.any(Number),
@@ -61,7 +67,7 @@ describe(`confide demo as a process (${databaseKind})`, () => {
       epochs: expect.any(Number),
     });
     expect(p.stderr).toMatch(/round {2}3\/3 {2}accuracy/);
-    return report;
+    return { ...report, stderr: p.stderr };
   }
 
   it.concurrent(
@@ -70,6 +76,11 @@ describe(`confide demo as a process (${databaseKind})`, () => {
       const report = await demo('--rounds', '3', '--json', '--no-dp');
       expect(report.final.accuracy).toBeGreaterThanOrEqual(0.93);
       expect(report.centralized.epochs).toBe(6);
+      // The sites ran the default policy: secure aggregation required, sums of at least 3 sites.
+      expect(report.policy).toMatchObject({
+        secureAggregation: { required: true },
+        minSitesPerSum: 3,
+      });
     },
     120_000,
   );
@@ -84,6 +95,36 @@ describe(`confide demo as a process (${databaseKind})`, () => {
       expect(report.ledger).toMatchObject({ verified: true });
       // Noisier than without DP (3 rounds at epsilon 1), but far better than chance (63% benign).
       expect(report.final.accuracy).toBeGreaterThanOrEqual(0.85);
+      // Every round charged the update and the evaluation counts of each site.
+      expect(report.ledger!.entries).toBe(3 * 3 * 2);
+    },
+    120_000,
+  );
+
+  it.concurrent(
+    '--drop-site-at collecting runs 4 sites, so the sum left after the drop still holds the 3 the policy asks for',
+    async () => {
+      const report = await demo(
+        '--rounds',
+        '3',
+        '--json',
+        '--no-dp',
+        '--drop-site-at',
+        'collecting',
+      );
+      expect(report.secureAggregation).toMatchObject({ enabled: true, droppedSites: 1 });
+      expect(report.rounds[0]!['sites']).toBe(3);
+      expect(report.stderr).toContain('4 sites enrolled');
+    },
+    120_000,
+  );
+
+  it.concurrent(
+    '--no-secure-aggregation gives the sites a policy that allows it, and says so',
+    async () => {
+      const report = await demo('--rounds', '3', '--json', '--no-dp', '--no-secure-aggregation');
+      expect(report.policy).toMatchObject({ secureAggregation: { required: false } });
+      expect(report.stderr).toContain('WARNING: --no-secure-aggregation');
     },
     120_000,
   );

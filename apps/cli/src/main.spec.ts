@@ -63,6 +63,39 @@ describe('confide (in-process)', () => {
     },
   );
 
+  it('"node policy" prints the built-in policy, and --json the effective policy as JSON', async () => {
+    const r = await cli('node', 'policy');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('secure sums: at least 3 sites');
+    const j = await cli('node', 'policy', '--json');
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      secureAggregation: { required: true },
+      minSitesPerSum: 3,
+      dp: null,
+      revealOwnMetrics: false,
+    });
+  });
+
+  it.each([
+    ['an unknown field', { minSitesPerSom: 3 }, 'POLICY_UNKNOWN_FIELD'],
+    ['a limit out of range', { minSitesPerSum: 1 }, 'POLICY_OUT_OF_RANGE'],
+    [
+      'contradictory rules',
+      { secureAggregation: { minThreatModel: 'semi-malicious', adversarialRate: 0.4 } },
+      'POLICY_CONTRADICTION',
+    ],
+  ])('"node policy" refuses %s with its named error, exit 2, no stack', async (_w, doc, code) => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(await mkdtemp(join(tmpdir(), 'confide-policy-')), 'policy.json');
+    await writeFile(file, JSON.stringify(doc));
+    const r = await cli('node', 'policy', '--policy', file);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(code);
+    expect(r.stderr).not.toMatch(STACK_LINE);
+  });
+
   it('an unknown command exits 2 naming it', async () => {
     const r = await cli('frobnicate');
     expect(r.code).toBe(2);
