@@ -24,7 +24,7 @@ EXPOSE 8080
 
 # Only meaningful for `server`; compose disables it for the site containers.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=40s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.CONFIDE_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const p = process.env.CONFIDE_PORT || 8080; const get = (s) => fetch(s + '://127.0.0.1:' + p + '/health'); get('https').catch(() => get('http')).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 ENTRYPOINT ["node", "bin/confide.js"]
 CMD ["server", "--port", "8080", "--data-dir", "/data"]

@@ -11,6 +11,7 @@ import {
 import type { RunningAggregator } from '@confide/aggregator';
 import { ApiRequestError, type ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind } from '../support/database';
+import { dumpDatabase, longestNumberArray } from '../support/database-dump';
 import {
   createFederation,
   enrolSites,
@@ -231,6 +232,12 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
     const local = sites.map((s) => reports.get(s.name)![0]!);
 
+    // The statistics were a release too: one charged entry per site, besides its update's.
+    const releases = await api.get<{ entries: Array<{ mechanism: { release?: string } }> }>(
+      `/api/v1/federations/${fed.id}/ledger?pageSize=1000`,
+    );
+    expect(releases.entries.filter((e) => e.mechanism.release === 'statistics')).toHaveLength(3);
+
     const dump = await dumpDatabase(agg);
     for (const t of ['model_version', 'round', 'round_event', 'ledger_entry', 'training_run']) {
       expect(dump.tables).toContain(t);
@@ -304,7 +311,10 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
       dp: { level: 'record', noiseMultiplier: 3, clipNorm: 1, delta: 1e-5, epsilonLimit: 5 },
     });
     const sites = await enrolSites(api, fed.id, 3);
-    await startNodes(fed.id, sites);
+    // The first site declares a power-of-two lower bound on its records, not their number.
+    await startNodes(fed.id, sites, (i) =>
+      i === 0 ? { policy: parsePolicy({ rowCount: 'lowerBound' }) } : {},
+    );
     expect(await runRounds(fed.id)).toMatchObject({ status: 'completed', roundsDone: 1 });
     const [round] = await listRounds(api, fed.id);
     expect(round!.state).toBe('committed');
@@ -326,6 +336,12 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     }
     for (const e of ledger.entries)
       expect(e).toMatchObject({ round: 1, mechanism: { level: 'record' } });
+    // Its receipt's q is batch / 128 (a 190-row shard, 152 left after the hold-out): the aggregator
+    // accepted the over-charge; the others' q is batch / their exact training rows.
+    const update = (siteId: string) =>
+      ledger.entries.find((e) => e.siteId === siteId && e.mechanism.release === undefined)!;
+    expect(update(sites[0]!.siteId).mechanism.samplingRate).toBe(64 / 128);
+    expect(update(sites[1]!.siteId).mechanism.samplingRate).not.toBe(64 / 128);
     const report = await api.post<{ ok: boolean; discrepancies: unknown[] }>(
       `/api/v1/federations/${fed.id}/ledger/verify`,
     );
@@ -372,6 +388,40 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     expect(sd).toBeGreaterThan(0.8 * sigma);
     expect(sd).toBeLessThan(1.2 * sigma);
   }, 60_000);
+
+  it('self-sampling: every offered site signs the subsampled mechanism, whatever its own coin said', async () => {
+    const fed = await createFederation(api, {
+      localEpochs: 1,
+      dp: { level: 'site', noiseMultiplier: 1, clipNorm: 1, delta: 1e-5, epsilonLimit: 50 },
+      sampling: { fraction: 0.5 },
+      evaluation: { enabled: false },
+    });
+    const sites = await enrolSites(api, fed.id, 3);
+    await startNodes(fed.id, sites);
+    expect(await runRounds(fed.id, 2)).toMatchObject({ status: 'completed', roundsDone: 2 });
+    const ledger = await api.get<{
+      entries: Array<{ siteId: string; round: number; mechanism: { samplingRate: number } }>;
+    }>(`/api/v1/federations/${fed.id}/ledger?pageSize=1000`);
+    // 3 sites x 2 rounds: every site charged q = 0.5 in every round it was offered.
+    expect(ledger.entries).toHaveLength(6);
+    for (const e of ledger.entries) expect(e.mechanism.samplingRate).toBe(0.5);
+    const rounds = await listRounds(api, fed.id);
+    for (const r of rounds) {
+      // Every site sent (a zero update when its coin said no): nobody can tell who took part.
+      expect(r.participants.map((p) => p.status)).toEqual(['submitted', 'submitted', 'submitted']);
+    }
+  }, 60_000);
+
+  it('refuses self-sampling outside site-level DP, naming why', async () => {
+    const err = await createFederation(api, { sampling: { fraction: 0.5 } }).then(
+      () => null,
+      (e: unknown) => e as ApiRequestError,
+    );
+    expect(err).toBeInstanceOf(ApiRequestError);
+    expect(err!.message).toMatch(
+      /sampling\.fraction below 1 is Poisson self-sampling for site-level DP/,
+    );
+  });
 
   it('secure-aggregates a model of over 10M parameters', async () => {
     const spec: ModelSpec = { kind: 'mlp', inputDim: 30, hidden: [3150, 3150], output: 'binary' };
@@ -426,71 +476,4 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let k = 0; k < a.length; k++) m = Math.max(m, Math.abs(a[k]! - b[k]!));
   return m;
-}
-
-/** One stored value: a non-null column of a row, as text (bytea as hex). */
-interface StoredValue {
-  table: string;
-  column: string;
-  type: string;
-  text: string;
-}
-
-/** Every column of every row of every table in the aggregator's database, as text. */
-async function dumpDatabase(
-  agg: RunningAggregator,
-): Promise<{ tables: string[]; values: StoredValue[] }> {
-  const q = (sql: string, params: unknown[] = []): Promise<Array<Record<string, unknown>>> =>
-    agg.db.manager.query(sql, params);
-  const tables = (
-    await q(
-      `SELECT table_name FROM information_schema.tables
-        WHERE table_catalog = current_database() AND table_schema = 'public'
-          AND table_type = 'BASE TABLE'
-        ORDER BY table_name`,
-    )
-  ).map((r) => String(r['table_name']));
-  const values: StoredValue[] = [];
-  for (const table of tables) {
-    const cols = (
-      await q(
-        `SELECT column_name, data_type FROM information_schema.columns
-          WHERE table_catalog = current_database() AND table_schema = 'public' AND table_name = $1
-          ORDER BY ordinal_position`,
-        [table],
-      )
-    ).map((c) => ({ name: String(c['column_name']), type: String(c['data_type']) }));
-    const select = cols
-      .map((c, i) =>
-        c.type === 'bytea' ? `encode("${c.name}", 'hex') AS c${i}` : `"${c.name}"::text AS c${i}`,
-      )
-      .join(', ');
-    for (const row of await q(`SELECT ${select} FROM "${table}"`)) {
-      cols.forEach((c, i) => {
-        // Every column is selected as ::text, so the value is a string or null.
-        const text = row[`c${i}`] as string | null | undefined;
-        if (text !== null && text !== undefined) {
-          values.push({ table, column: c.name, type: c.type, text });
-        }
-      });
-    }
-  }
-  return { tables, values };
-}
-
-/** The length of the longest array of numbers in a SQL array or JSON value (0 when none). */
-function longestNumberArray(v: StoredValue): number {
-  if (v.type === 'ARRAY') return v.text.replace(/^\{|\}$/g, '').split(',').length;
-  if (v.type !== 'jsonb' && v.type !== 'json') return 0;
-  let longest = 0;
-  const walk = (x: unknown): void => {
-    if (Array.isArray(x)) {
-      if (x.every((e) => typeof e === 'number')) longest = Math.max(longest, x.length);
-      x.forEach(walk);
-    } else if (x !== null && typeof x === 'object') {
-      Object.values(x).forEach(walk);
-    }
-  };
-  walk(JSON.parse(v.text));
-  return longest;
 }

@@ -6,6 +6,7 @@ import { demoCommand } from './commands/demo';
 import { nodeJoinCommand, nodeKeysCommand, nodePolicyCommand } from './commands/node';
 import { privacyCommands } from './commands/privacy';
 import { serverCommand } from './commands/server';
+import { tlsCreateCommand } from './commands/tls';
 
 /** Every command of `confide`. */
 export const COMMANDS: Command[] = [
@@ -18,6 +19,7 @@ export const COMMANDS: Command[] = [
   ...auditCommands,
   ...dbCommands,
   ...privacyCommands,
+  tlsCreateCommand,
 ];
 
 const GROUPS: Record<string, string> = {
@@ -26,6 +28,7 @@ const GROUPS: Record<string, string> = {
   db: 'database migrations',
   audit: 'verify and export the epsilon ledger',
   privacy: 'differential privacy: epsilon of a plan, noise for a budget',
+  tls: 'TLS material for the aggregator: a private CA and a certificate',
 };
 
 function topHelp(): string {

@@ -34,7 +34,7 @@ function train(over: Partial<TrainMsg> = {}): TrainMsg {
     secureAggregation: null,
     deadline: '2030-01-01T00:00:00.000Z',
     ...over,
-  } as TrainMsg;
+  };
 }
 
 describe("a site's own accounting of its update release", () => {

@@ -159,6 +159,28 @@ export const adminCommands: Command[] = [
         description:
           'secure aggregation settings, e.g. \'{"enabled":true,"threatModel":"semi-malicious"}\' (default: on)',
       },
+      'data-schema': {
+        type: 'string',
+        value: 'JSON|@FILE',
+        description:
+          'public facts about the sites\' data: \'{"featureBounds":{"lo":[...],"hi":[...]}}\' (DP statistics clip to them)',
+      },
+      standardization: {
+        type: 'string',
+        value: 'MODE',
+        description:
+          'federated (a statistics sum) | local (each site its own); default: federated, local under DP without feature bounds',
+      },
+      'sampling-fraction': {
+        type: 'string',
+        value: 'Q',
+        description: 'Poisson self-sampling rate of each site (site-level DP only; default 1)',
+      },
+      'no-evaluation': {
+        type: 'boolean',
+        description:
+          'do not evaluate new models on the sites (under DP each evaluation is charged)',
+      },
     },
     async (opts, _p, io) => {
       const modelText = str(opts, 'model');
@@ -185,6 +207,19 @@ export const adminCommands: Command[] = [
         ...(seed === undefined ? {} : { seed }),
         ...jsonOption(opts, 'dp'),
         ...jsonOption(opts, 'secure-aggregation', 'secureAggregation'),
+        ...(await jsonOrFileOption(opts, 'data-schema', 'dataSchema')),
+        ...(opts['standardization'] !== undefined
+          ? {
+              standardization: choiceOption(opts, 'standardization', [
+                'federated',
+                'local',
+              ] as const),
+            }
+          : {}),
+        ...(opts['sampling-fraction'] !== undefined
+          ? { sampling: { fraction: numberOption(opts, 'sampling-fraction', { min: 0, max: 1 }) } }
+          : {}),
+        ...(opts['no-evaluation'] ? { evaluation: { enabled: false } } : {}),
       });
       print(opts, io, f, () => f.id);
       if (!opts['json']) io.err(`Created federation "${f.name}" (${f.parameters} parameters).`);
@@ -443,6 +478,29 @@ export const adminCommands: Command[] = [
 ];
 
 /** `{ [key]: parsed JSON }` for a JSON-valued option, `{}` when absent; a usage error when not JSON. */
+/** A JSON option that may name a file (`@file.json`) instead. */
+async function jsonOrFileOption(
+  opts: ParsedOptions,
+  name: string,
+  key: string,
+): Promise<Record<string, unknown>> {
+  const raw = opts[name];
+  if (typeof raw !== 'string') return {};
+  let text = raw;
+  if (raw.startsWith('@')) {
+    try {
+      text = await readFile(resolve(raw.slice(1)), 'utf8');
+    } catch (e) {
+      throw new UsageError(`--${name} ${raw}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    return { [key]: JSON.parse(text) as unknown };
+  } catch (e) {
+    throw new UsageError(`--${name} must be JSON or @file.json: ${(e as Error).message}`);
+  }
+}
+
 function jsonOption(opts: ParsedOptions, name: string, key = name): Record<string, unknown> {
   const raw = opts[name];
   if (raw === undefined) return {};
