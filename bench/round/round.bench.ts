@@ -34,7 +34,7 @@ import {
 } from '@confide/secure-aggregation';
 import type { RoundSecAgg } from '@confide/protocol';
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
@@ -320,6 +320,7 @@ async function runSites(): Promise<void> {
                     ws.send(frame, { binary: true });
                   },
                   release: () => Promise.resolve(undefined),
+                  refuse: (step, e) => fail('SUM_REFUSED', `${step}: ${(e as Error).message}`),
                   log: (line) => (tally.lastLog = line),
                 },
                 values,
@@ -434,6 +435,7 @@ async function runSites(): Promise<void> {
                 federationId: setup.federationId,
                 publicKey: identity.publicKey,
                 nonce,
+                clientNonce: randomBytes(32).toString('base64'),
                 signature: signLogin(identity, serverId, nonce, setup.federationId, serverKey),
                 client: 'confide-round-bench',
               });

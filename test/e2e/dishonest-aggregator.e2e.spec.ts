@@ -255,7 +255,98 @@ describe('a site against a dishonest aggregator', () => {
     });
     const kind = await refusalOf(a, { secureAggregation: secAgg(a, 4) });
     expect(kind.code).toBe(ErrorCode.POLICY_MODEL_KIND);
-    nothingLeft(kind.frames);
+    node!.stop();
+    await agg!.close();
+    const b = await connect({
+      policy: parsePolicy({ models: { kinds: ['logistic'], maxParameters: 10 } }),
+    });
+    const size = await refusalOf(b, { secureAggregation: secAgg(b, 4) });
+    expect(size.code).toBe(ErrorCode.POLICY_MODEL_SIZE);
+    expect(size.reason).toContain('31 parameters');
+    nothingLeft([...kind.frames, ...size.frames]);
+  });
+
+  it('measures its epsilon at its own delta, never at a larger one the aggregator asks for (POLICY_DELTA)', async () => {
+    // The same mechanism costs far less epsilon at delta 0.5: a limit measured there means little.
+    const a = await connect({ epsilonLimit: 1 });
+    const r = await refusalOf(a, {
+      secureAggregation: secAgg(a, 4),
+      privacy: { ...DP_ROUND, delta: 0.5 },
+    });
+    expect(r.code).toBe(ErrorCode.POLICY_DELTA);
+    nothingLeft(r.frames);
+  });
+
+  it('refuses its statistics in the clear under DP, even where its policy allows plain rounds', async () => {
+    const a = await connect({ policy: parsePolicy({ secureAggregation: { required: false } }) });
+    const from = a.received.length;
+    a.send({
+      type: 'stats.request',
+      runId: 'run-1',
+      round: 1,
+      federationId: a.fedId,
+      features: 30,
+      secureAggregation: null,
+      privacy: {
+        level: 'record',
+        noiseMultiplier: 50,
+        delta: 1e-5,
+        epsilonLimit: 10,
+        statisticsShare: 0.1,
+      },
+      featureBounds: null,
+      deadline: new Date(Date.now() + 60_000).toISOString(),
+    });
+    const decline = await a.waitFor(
+      (f) => f.type === 'round.decline' && a.received.indexOf(f) >= from,
+      10_000,
+      'the decline',
+    );
+    expect(decline.msg).toMatchObject({
+      stage: 'statistics',
+      code: ErrorCode.POLICY_SECURE_AGGREGATION,
+    });
+    nothingLeft(await a.quietFor(200, from));
+  });
+
+  it('lets statistics and evaluation spend no more of its budget than its own share, whatever share is announced', async () => {
+    const a = await connect({ epsilonLimit: 1 });
+    const request = (round: number, noiseMultiplier: number) => ({
+      type: 'stats.request',
+      runId: 'run-1',
+      round,
+      federationId: a.fedId,
+      features: 30,
+      secureAggregation: { ...secAgg(a, 4), vectorLength: 61 * 8 },
+      // The aggregator announces that 90% of the budget may go to statistics and evaluation.
+      privacy: {
+        level: 'record',
+        noiseMultiplier,
+        delta: 1e-5,
+        epsilonLimit: 1,
+        statisticsShare: 0.9,
+      },
+      featureBounds: { lo: new Array<number>(30).fill(-1e4), hi: new Array<number>(30).fill(1e4) },
+      deadline: new Date(Date.now() + 60_000).toISOString(),
+    });
+    // zCDP 1/(2*10^2) = 0.005: within 90% of epsilon 1's 0.0206, not within the site's own 10%.
+    let from = a.received.length;
+    a.send(request(1, 10));
+    const decline = await a.waitFor(
+      (f) => f.type === 'round.decline' && a.received.indexOf(f) >= from,
+      10_000,
+      'the decline',
+    );
+    expect(decline.msg).toMatchObject({ stage: 'statistics', code: ErrorCode.BUDGET_EXCEEDED });
+    expect(String(decline.msg['reason'])).toMatch(/share of the site's budget/);
+    // With noise 40 (zCDP 0.0003) it fits its own share: it joins the sum.
+    from = a.received.length;
+    a.send(request(2, 40));
+    await a.waitFor(
+      (f) => f.type === 'secagg.advertise' && a.received.indexOf(f) >= from,
+      10_000,
+      'its advertisement',
+    );
   });
 
   it('ignores an unsigned round configuration, or one re-signed with another key', async () => {
@@ -397,6 +488,7 @@ describe('a site against a dishonest aggregator', () => {
     expect(reserve.msg).toMatchObject({ runId: 'run-1', round: 1, sum: 'update' });
     a.send({
       type: 'ledger.slot',
+      refId: reserve.msg['id'],
       runId: 'run-1',
       round: 1,
       sum: 'update',
@@ -407,6 +499,9 @@ describe('a site against a dishonest aggregator', () => {
       delta: 1e-5,
     });
     const update = await a.waitFor((f) => f.type === 'round.update', 10_000, 'the update');
+    // Nothing else in the clear: no record count (every site weighs 1), no unnoised training loss.
+    expect(update.msg).not.toHaveProperty('numExamples');
+    expect(update.msg).not.toHaveProperty('trainLoss');
     const receipt = update.msg['receipt'] as LedgerEntry;
     // Its receipt records the mechanism it ran: its own coin's rate, no survivors sharing the noise.
     expect(receipt.mechanism).toMatchObject({
@@ -474,7 +569,7 @@ describe('a site against a dishonest aggregator', () => {
       for (const f of fakes)
         server.addMaskedInput(f.siteId, f.maskWeightedUpdate(new Float32Array(31), 0.5));
       server.closeCollection();
-      return { honest: server.unmaskRequest(a.siteId!), fakes, ref };
+      return { honest: server.unmaskRequest(a.siteId!), fakes, ref, header };
     }
 
     it('answers an honest unmask request (the harness runs the real protocol)', async () => {
@@ -487,19 +582,42 @@ describe('a site against a dishonest aggregator', () => {
 
     it('refuses to unmask a sum the aggregator says holds fewer sites than its policy minimum (lying about who participates)', async () => {
       const a = await connect();
-      const { honest, fakes, ref } = await toUnmasking(a);
-      // The aggregator claims two of its sites dropped: the sum it would unmask holds only two sites.
+      // Three sites, threshold 2: the aggregator claims one of its sites dropped. The protocol could
+      // unmask the two left (t = 2), but the site's policy wants at least 3 in any sum.
+      const { honest, fakes, ref } = await toUnmasking(a, 2);
+      expect(honest.alive).toHaveLength(3);
       const lie = {
         sessionId: honest.sessionId,
         alive: [a.siteId!, fakes[0]!.siteId].sort(),
-        dropped: [fakes[1]!.siteId, fakes[2]!.siteId].sort(),
+        dropped: [fakes[1]!.siteId],
       };
       const from = a.received.length;
       a.send({ type: 'secagg.unmask', ...ref, request: lie });
-      expect(await a.quietFor(1000, from)).toEqual([]);
-      expect(logs.some((l) => l.includes('TOO_FEW_SURVIVORS') || /survivor|alive/.test(l))).toBe(
-        true,
+      const decline = await a.waitFor(
+        (f) => f.type === 'round.decline' && a.received.indexOf(f) >= from,
+        10_000,
+        'the refusal',
       );
+      expect(decline.msg['code']).toBe(ErrorCode.SECAGG_REFUSED);
+      expect(String(decline.msg['reason'])).toContain('TOO_FEW_SURVIVORS');
+      // Nothing else: no shares revealed.
+      expect((await a.quietFor(500, from)).map((f) => f.type)).toEqual(['round.decline']);
+    });
+
+    it('never puts the same values into a second secure sum without DP (POLICY_REPEATED_RELEASE)', async () => {
+      const a = await connect();
+      const { header } = await toUnmasking(a);
+      // The same round configuration again: a second sum of the same update, which subtracted from
+      // the first (with this site declared dropped) would give its update.
+      const from = a.received.length;
+      a.sendFrame(header, weights());
+      const decline = await a.waitFor(
+        (f) => f.type === 'round.decline' && a.received.indexOf(f) >= from,
+        10_000,
+        'the refusal',
+      );
+      expect(decline.msg['code']).toBe(ErrorCode.POLICY_REPEATED_RELEASE);
+      nothingLeft(await a.quietFor(300, from));
     });
 
     it('refuses to reveal both kinds of share of one site', async () => {
@@ -513,10 +631,12 @@ describe('a site against a dishonest aggregator', () => {
       };
       const from = a.received.length;
       a.send({ type: 'secagg.unmask', ...ref, request: both });
-      expect(await a.quietFor(1000, from)).toEqual([]);
       // And the honest request after it is refused too: the round's secrets were wiped.
       a.send({ type: 'secagg.unmask', ...ref, request: honest });
-      expect(await a.quietFor(1000, from)).toEqual([]);
+      const sent = await a.quietFor(1000, from);
+      expect(sent.map((f) => f.type)).not.toContain('secagg.unmasked');
+      expect(sent[0]).toMatchObject({ type: 'round.decline' });
+      expect(String(sent[0]!.msg['reason'])).toMatch(/both|disjoint|INCONSISTENT/i);
     });
   });
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import {
   decodeFrame,
@@ -108,6 +108,7 @@ export class RawSite {
       federationId,
       publicKey: identity.publicKey,
       nonce,
+      clientNonce: randomBytes(32).toString('base64'),
       signature: signLogin(opts.signWith ?? identity, serverId, nonce, federationId, serverKey),
       client: 'raw-test-site',
     };

@@ -100,6 +100,7 @@ export class ScriptedAggregator {
             siteId: this.siteId,
             siteName: this.siteName,
             federationId: String(m['federationId']),
+            clientNonce: String(m['clientNonce']),
           });
         }
       }

@@ -1,4 +1,4 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type * as tf from '@tensorflow/tfjs';
 import {
@@ -31,6 +31,7 @@ import {
   fromBase64,
   keyFingerprint,
   MAX_CONTROL_BYTES,
+  toBase64,
   parameterLimit,
   parseJsonText,
   parseServerMessage,
@@ -52,6 +53,7 @@ import {
   sampleDiscreteGaussian,
 } from '@confide/differential-privacy';
 import {
+  isSecAggError,
   MaskWorkerPool,
   quantizeWeighted,
   SecAggClient,
@@ -72,6 +74,7 @@ import { isLoopbackHost, socketOptions } from './transport';
 import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
 import { sumMechanism, updateMechanism, withinStatisticsShare } from './site-accounting';
 import { SiteSum } from './site-sum';
+import { memoryContributionStore, type ContributionStore } from './contributions';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
@@ -137,6 +140,8 @@ export interface ClientNodeOptions {
   dropAt?: 'share' | 'mask' | 'unmask';
   /** Where the site's signed receipts persist (a file beside its key); memory only when absent. */
   ledgerStore?: LocalLedgerStore;
+  /** What the site put into secure sums without DP (a file beside its key); memory when absent. */
+  contributions?: ContributionStore;
   onRoundEnd?: (m: MessageOf<ServerMessage, 'round.end'>) => void;
   /** Called once logged in (each time after a reconnect too). */
   onWelcome?: (m: MessageOf<ServerMessage, 'welcome'>) => void;
@@ -180,6 +185,11 @@ export function protocolUrl(server: string): string {
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/fl';
   return u.toString();
 }
+
+/** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
+const DEFAULT_SITE_DELTA = 1e-5;
+/** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
+const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
 
 /** A refusal thrown inside a handler: the round is declined with this code. */
 class Refused extends Error {
@@ -232,6 +242,8 @@ export class ClientNode {
     runId: string;
     round: number;
     info: RoundSecAgg;
+    /** Recorded before the masked update leaves (no DP: its values go into one sum only). */
+    contribution: string | null;
     pending: {
       update: Float32Array;
       numExamples: number;
@@ -245,6 +257,11 @@ export class ClientNode {
   } | null = null;
   /** This site's statistics and evaluation sums in progress, by runId/round/kind. */
   private readonly sums = new Map<string, SiteSum>();
+  /** Releases admitted but not yet signed: every projection counts them as spent. */
+  private readonly pending = new Map<string, MechanismParams>();
+  private readonly contributions: ContributionStore;
+  /** The nonce of this connection's login, which the aggregator's signed welcome must echo. */
+  private clientNonce: string | null = null;
 
   constructor(private readonly opts: ClientNodeOptions) {
     this.url = protocolUrl(opts.server);
@@ -265,6 +282,7 @@ export class ClientNode {
       opts.evalFraction ?? DEFAULT_EVAL_FRACTION,
       opts.holdoutSeed ?? randomInt(0, 2 ** 31 - 1),
     );
+    this.contributions = opts.contributions ?? memoryContributionStore();
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -273,6 +291,7 @@ export class ClientNode {
     void (async () => {
       try {
         if (this.opts.ledgerStore) this.localLedger.push(...(await this.opts.ledgerStore.load()));
+        await this.contributions.load();
       } catch (e) {
         this.fatal('STOPPED', `cannot read the local privacy ledger: ${(e as Error).message}`);
         return;
@@ -383,15 +402,14 @@ export class ClientNode {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const parsed = this.parse(data, isBinary);
       if (!parsed) return;
-      // A ledger slot answers a request made from inside a queued handler: deliver it at once.
-      if (
-        parsed.msg.type === 'ledger.slot' ||
-        (parsed.msg.type === 'error' &&
-          parsed.msg.refId &&
-          this.slotWaiter?.requestId === parsed.msg.refId)
-      ) {
-        this.slotWaiter?.settle(parsed.msg);
-        return;
+      // A ledger slot answers a request made from inside a queued handler: deliver it at once, to
+      // the request it names.
+      if (parsed.msg.type === 'ledger.slot' || parsed.msg.type === 'error') {
+        if (parsed.msg.refId !== undefined && this.slotWaiter?.requestId === parsed.msg.refId) {
+          this.slotWaiter.settle(parsed.msg);
+          return;
+        }
+        if (parsed.msg.type === 'ledger.slot') return; // an answer to no pending request
       }
       // The key advertisements of this site's current secure round are answered at once, even while
       // it trains: sharing keys does not need the update, and the masks then expand on the mask
@@ -501,17 +519,25 @@ export class ClientNode {
           this.opts.federationId,
           msg.serverKey,
         );
+        // A fresh nonce of its own: the signed welcome must echo it, so a recorded challenge and
+        // welcome replayed by a relay cannot pass for a login.
+        this.clientNonce = toBase64(randomBytes(32));
         this.send(ws, {
           type: 'login',
           federationId: this.opts.federationId,
           publicKey: this.opts.identity.publicKey,
           nonce: msg.nonce,
+          clientNonce: this.clientNonce,
           signature,
           client: 'confide-node/0.2',
         });
         return;
       }
       case 'welcome':
+        if (msg.clientNonce !== this.clientNonce || msg.federationId !== this.opts.federationId) {
+          this.log('ignoring a welcome that does not answer this connection’s login');
+          return;
+        }
         this.siteId = msg.siteId;
         this.siteName = msg.siteName;
         this.log(
@@ -546,7 +572,7 @@ export class ClientNode {
       case 'ledger.slot':
         return; // delivered directly to the waiting release, never queued
       case 'round.end':
-        if (this.secure?.round === msg.round) {
+        if (this.secure?.round === msg.round && this.secure.runId === msg.runId) {
           this.secure.client.destroy();
           this.secure = null;
         }
@@ -555,6 +581,9 @@ export class ClientNode {
             sum.destroy();
             this.sums.delete(key);
           }
+        }
+        for (const key of [...this.pending.keys()]) {
+          if (key.startsWith(`${msg.runId}/${msg.round}/`)) this.pending.delete(key);
         }
         this.log(
           msg.outcome === 'committed'
@@ -577,13 +606,7 @@ export class ClientNode {
       await handler();
     } catch (e) {
       this.progress.done();
-      const code =
-        e instanceof Refused || e instanceof ProtocolError
-          ? e.code
-          : e instanceof MlError
-            ? ErrorCode.SCHEMA_MISMATCH
-            : ErrorCode.INTERNAL;
-      this.refuse(ws, msg, stage, code, (e as Error).message);
+      this.refuse(ws, msg, stage, codeOf(e), (e as Error).message);
     }
   }
 
@@ -613,7 +636,16 @@ export class ClientNode {
    * The site's own checks of a round configuration, before anything touches its data: fresh (not past
    * its deadline, not an earlier round of the run), its policy, and DP whenever the site keeps a limit.
    */
-  private admit(msg: { runId: string; round: number; deadline: string }, offer: RoundOffer): void {
+  private admit(
+    msg: { runId: string; round: number; deadline: string; federationId: string },
+    offer: RoundOffer,
+  ): void {
+    if (msg.federationId !== this.opts.federationId) {
+      throw new Refused(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `the configuration is for federation ${msg.federationId}, this node joined ${this.opts.federationId}`,
+      );
+    }
     const deadline = Date.parse(msg.deadline);
     if (!(deadline > Date.now())) {
       throw new Refused(
@@ -630,6 +662,14 @@ export class ClientNode {
     }
     const v = checkRound(this.policy, offer);
     if (v) throw new Refused(v.code, v.message);
+    // The delta the site's epsilon is measured at is the site's, never a larger one the aggregator
+    // picks (the same mechanism has a far smaller epsilon at a larger delta).
+    if (offer.privacy && !(offer.privacy.delta <= this.siteDelta())) {
+      throw new Refused(
+        ErrorCode.POLICY_DELTA,
+        `the round's delta ${offer.privacy.delta} is larger than this site's delta ${this.siteDelta()} (a larger delta is a weaker guarantee)`,
+      );
+    }
     if (this.opts.epsilonLimit !== undefined && offer.privacy === null) {
       throw new Refused(
         ErrorCode.POLICY_DP_REQUIRED,
@@ -638,9 +678,45 @@ export class ClientNode {
     }
   }
 
-  /** The epsilon limit this site enforces: its own (option or policy), else the federation's. */
+  /** The epsilon limit this site enforces: the smaller of its own (option, policy), else the federation's. */
   private ownLimit(announced: number): number {
-    return this.opts.epsilonLimit ?? this.policy.dp?.epsilonLimit ?? announced;
+    const own = [this.opts.epsilonLimit, this.policy.dp?.epsilonLimit].filter(
+      (x): x is number => x !== undefined,
+    );
+    return own.length ? Math.min(...own) : announced;
+  }
+
+  /** The delta this site accounts at: its policy's, else 1e-5. */
+  private siteDelta(): number {
+    return this.policy.dp?.delta ?? DEFAULT_SITE_DELTA;
+  }
+
+  /**
+   * Refuses a second secure sum of the same values without DP (differencing two sums, one that the
+   * aggregator says this site dropped out of, would give this site's values). Returns the key to
+   * record once the values leave, or null when DP makes a repeat an accounted release.
+   */
+  private contributionKey(key: string, privacy: unknown): string | null {
+    if (privacy) return null;
+    if (this.contributions.has(key)) {
+      throw new Refused(
+        ErrorCode.POLICY_REPEATED_RELEASE,
+        `this site already put these values into a secure sum (${key}); without DP a second sum of them could be subtracted from the first`,
+      );
+    }
+    return key;
+  }
+
+  /**
+   * This site's releases so far, and those admitted but not yet signed (a projection must count
+   * what is about to be spent, not only what was).
+   */
+  private projectionHistory(): LedgerEntry[] {
+    const pending = [...this.pending.values()].map(
+      (mechanism) =>
+        ({ mechanism, rdp: confideAccountant.releaseRdp(mechanism) }) as unknown as LedgerEntry,
+    );
+    return [...this.ownHistory(), ...pending];
   }
 
   private modelFor(spec: ModelSpec): tf.LayersModel {
@@ -669,14 +745,7 @@ export class ClientNode {
       stage: 'statistics',
       tls: this.tls,
       secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: privacy
-        ? {
-            level: privacy.level,
-            noiseMultiplier: privacy.noiseMultiplier,
-            clipNorm: null,
-            delta: privacy.delta,
-          }
-        : null,
+      privacy: sumOffer(privacy),
     });
     const train = this.split.train;
     if (msg.features !== train.numFeatures) {
@@ -686,7 +755,21 @@ export class ClientNode {
       );
     }
     if (!msg.secureAggregation) {
-      // The site's policy allows its own statistics in the clear (a plain federation).
+      // In the clear (a plain federation, which the site's policy allows): exact sums, never noised
+      // or charged, and the exact record count; so never under DP, nor when the site reveals only a
+      // lower bound on its records.
+      if (privacy) {
+        throw new Refused(
+          ErrorCode.POLICY_SECURE_AGGREGATION,
+          'under differential privacy this site releases its statistics only inside a secure sum, noised and charged',
+        );
+      }
+      if (this.policy.rowCount === 'lowerBound') {
+        throw new Refused(
+          ErrorCode.POLICY_SECURE_AGGREGATION,
+          "statistics in the clear would reveal this site's exact record count; its policy reveals only a lower bound",
+        );
+      }
       const part = featureStatsPartial(train);
       this.send(ws, { type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
       return;
@@ -699,6 +782,7 @@ export class ClientNode {
         'differentially private statistics need the federation to declare feature bounds',
       );
     }
+    const once = this.contributionKey(`statistics/${msg.federationId}`, privacy);
     let values = statisticsVector(train, { bounds, perSite });
     let mechanism: MechanismParams | null = null;
     if (privacy) {
@@ -709,21 +793,27 @@ export class ClientNode {
     }
     // Bound to the federation as the aggregator binds it (an update binds the model's hash).
     const context = `statistics/${msg.federationId}`;
-    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, values, mechanism);
+    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, values, mechanism, once);
   }
 
-  /** A statistics or evaluation release must fit the site's share for them and its whole limit. */
+  /**
+   * A statistics or evaluation release must fit the share of the site's budget for them (the
+   * smaller of its own and the federation's) and its whole limit, counting what it has admitted but
+   * not yet signed.
+   */
   private checkSumBudget(
     mechanism: MechanismParams,
     privacy: NonNullable<StatsMsg['privacy']>,
   ): void {
     const limit = this.ownLimit(privacy.epsilonLimit);
+    const delta = this.siteDelta();
+    const ownShare = this.policy.dp?.statisticsShare ?? DEFAULT_SITE_STATISTICS_SHARE;
     const share = withinStatisticsShare(
-      this.ownHistory(),
+      this.projectionHistory(),
       mechanism,
-      privacy.statisticsShare,
+      Math.min(ownShare, privacy.statisticsShare),
       limit,
-      privacy.delta,
+      delta,
     );
     if (!share.allowed) {
       throw new Refused(
@@ -731,17 +821,22 @@ export class ClientNode {
         `this ${mechanism.release ?? 'update'} release would pass the share of the site's budget set aside for statistics and evaluation (zCDP ${share.spent.toPrecision(3)} spent of ${share.allowance.toPrecision(3)})`,
       );
     }
+    this.checkBudget(mechanism, limit);
+  }
+
+  /** Refuses a release past the site's own limit, counted at its own delta. */
+  private checkBudget(mechanism: MechanismParams, limit: number, what = 'this release'): void {
     const projection = projectNextRound(
-      this.ownHistory(),
+      this.projectionHistory(),
       mechanism,
-      privacy.delta,
+      this.siteDelta(),
       limit,
       confideAccountant,
     );
     if (!projection.allowed) {
       throw new Refused(
         ErrorCode.BUDGET_EXCEEDED,
-        `this release would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
+        `${what} would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
       );
     }
   }
@@ -755,9 +850,12 @@ export class ClientNode {
     modelHash: string,
     values: Float64Array,
     mechanism: MechanismParams | null,
+    contribution: string | null,
   ): void {
     const key = sumKey(msg.runId, msg.round, kind);
     this.sums.get(key)?.destroy();
+    const ref = { runId: msg.runId, round: msg.round, sum: kind } as const;
+    if (mechanism) this.pending.set(key, mechanism);
     const sum = new SiteSum(
       {
         kind,
@@ -772,10 +870,20 @@ export class ClientNode {
         sendBinary: (frame) => {
           if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
         },
-        release: () =>
-          mechanism
-            ? this.signRelease(ws, { runId: msg.runId, round: msg.round, sum: kind }, mechanism)
-            : Promise.resolve(undefined),
+        release: async () => {
+          // Recorded before the values leave: a crash after this never lets them into a second sum.
+          if (contribution) await this.contributions.add(contribution);
+          if (!mechanism) return undefined;
+          try {
+            return await this.signRelease(ws, ref, mechanism);
+          } finally {
+            this.pending.delete(key);
+          }
+        },
+        refuse: (step, e) => {
+          this.pending.delete(key);
+          this.refuse(ws, msg, kind, codeOf(e), `${kind} sum step ${step} refused: ${describe(e)}`);
+        },
         log: this.log,
       },
       values,
@@ -837,24 +945,14 @@ export class ClientNode {
       // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
       if (msg.privacy) {
         mechanism = updateMechanism(msg, this.declaredTrainRows());
-        const limit = this.ownLimit(msg.privacy.epsilonLimit);
-        const projection = projectNextRound(
-          this.ownHistory(),
-          mechanism,
-          msg.privacy.delta,
-          limit,
-          confideAccountant,
-        );
-        if (!projection.allowed) {
-          throw new Refused(
-            ErrorCode.BUDGET_EXCEEDED,
-            `this round would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
-          );
-        }
+        this.checkBudget(mechanism, this.ownLimit(msg.privacy.epsilonLimit), 'this round');
       }
+      const once = msg.secureAggregation
+        ? this.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
+        : null;
       if (msg.secureAggregation) {
         try {
-          this.startSecure(ws, msg);
+          this.startSecure(ws, msg, once);
         } catch (e) {
           throw new Refused(
             ErrorCode.SECAGG_REFUSED,
@@ -862,14 +960,9 @@ export class ClientNode {
           );
         }
       }
+      if (mechanism) this.pending.set(sumKey(msg.runId, msg.round, 'update'), mechanism);
     } catch (e) {
-      this.refuse(
-        ws,
-        msg,
-        'training',
-        e instanceof Refused ? e.code : ErrorCode.INTERNAL,
-        (e as Error).message,
-      );
+      this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
       return;
     }
     this.latestRound.set(msg.runId, msg.round);
@@ -977,13 +1070,11 @@ export class ClientNode {
       }
       // The release is signed and recorded in the site's own ledger before the update leaves.
       const receipt = mechanism
-        ? await this.signRelease(
-            ws,
-            { runId: msg.runId, round: msg.round, sum: 'update' },
-            mechanism,
-          )
+        ? await this.signUpdate(ws, { runId: msg.runId, round: msg.round }, mechanism)
         : undefined;
       if (this.stopped || ws !== this.ws) return;
+      // In the clear, as its policy allows: its weight (the declared record count) except at site
+      // level, where every site weighs 1; its training loss only without DP (it is not noised).
       const frame = encodeFrame(
         {
           v: PROTOCOL_VERSION,
@@ -991,8 +1082,8 @@ export class ClientNode {
           id: randomUUID(),
           runId: msg.runId,
           round: msg.round,
-          numExamples: rows,
-          trainLoss: result.loss,
+          ...(msg.privacy?.level === 'site' ? {} : { numExamples: rows }),
+          ...(msg.privacy ? {} : { trainLoss: result.loss }),
           ...(receipt ? { receipt } : {}),
         },
         update,
@@ -1006,18 +1097,26 @@ export class ClientNode {
       );
     } catch (e) {
       this.progress.done();
-      const code =
-        e instanceof ProtocolError
-          ? e.code
-          : e instanceof MlError
-            ? ErrorCode.SCHEMA_MISMATCH
-            : ErrorCode.INTERNAL;
-      this.refuse(ws, msg, 'training', code, (e as Error).message);
+      this.pending.delete(sumKey(msg.runId, msg.round, 'update'));
+      this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
+    }
+  }
+
+  /** Signs the update's receipt; the admitted release is no longer pending once signed or refused. */
+  private async signUpdate(
+    ws: WebSocket,
+    ref: { runId: string; round: number },
+    mechanism: MechanismParams,
+  ): Promise<LedgerEntry> {
+    try {
+      return await this.signRelease(ws, { ...ref, sum: 'update' }, mechanism);
+    } finally {
+      this.pending.delete(sumKey(ref.runId, ref.round, 'update'));
     }
   }
 
   /** Creates this round's secure-aggregation client and advertises its signed keys at once. */
-  private startSecure(ws: WebSocket, msg: TrainMsg): void {
+  private startSecure(ws: WebSocket, msg: TrainMsg, contribution: string | null): void {
     const info = msg.secureAggregation!;
     this.secure?.client.destroy();
     const client = new SecAggClient({
@@ -1031,7 +1130,7 @@ export class ClientNode {
       vectorLength: info.vectorLength,
       minSurvivors: this.policy.minSitesPerSum,
     });
-    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null };
+    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null, contribution };
     this.send(ws, {
       type: 'secagg.advertise',
       runId: msg.runId,
@@ -1086,12 +1185,9 @@ export class ClientNode {
               `the round accounts ${dim} noised coordinates, the update has ${pending.update.length}`,
             );
           }
+          if (s.contribution) await this.contributions.add(s.contribution);
           const receipt = pending.mechanism
-            ? await this.signRelease(
-                ws,
-                ref as { runId: string; round: number; sum: SumKind },
-                pending.mechanism,
-              )
+            ? await this.signUpdate(ws, ref, pending.mechanism)
             : undefined;
           if (this.stopped || ws !== this.ws) return;
           const privacy = pending.train.privacy;
@@ -1157,8 +1253,17 @@ export class ClientNode {
           return;
       }
     } catch (e) {
-      this.log(`secure aggregation step ${msg.type} refused: ${(e as Error).message}`);
+      // The round learns at once that this site is out of it (rather than waiting for its deadline).
       s.client.abort();
+      s.pending = null;
+      this.pending.delete(sumKey(msg.runId, msg.round, 'update'));
+      this.refuse(
+        ws,
+        msg,
+        'training',
+        codeOf(e),
+        `secure aggregation step ${msg.type} refused: ${describe(e)}`,
+      );
     }
   }
 
@@ -1219,7 +1324,27 @@ export class ClientNode {
         `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
       );
     }
+    if (!(slot.delta <= this.siteDelta())) {
+      throw new ProtocolError(
+        ErrorCode.POLICY_DELTA,
+        `the ledger slot accounts at delta ${slot.delta}, larger than this site's ${this.siteDelta()}`,
+      );
+    }
     const ownLimit = this.ownLimit(slot.epsilonLimit);
+    // Its own limit, checked at its own delta, whatever the slot says.
+    const own = projectNextRound(
+      this.ownHistory(),
+      mechanism,
+      this.siteDelta(),
+      ownLimit,
+      confideAccountant,
+    );
+    if (!own.allowed) {
+      throw new ProtocolError(
+        ErrorCode.BUDGET_EXCEEDED,
+        `this release would bring the site's epsilon to ${own.projectedEpsilon.toFixed(4)}, past its own limit ${ownLimit}`,
+      );
+    }
     const body = createReceipt(
       {
         seq: slot.seq,
@@ -1258,14 +1383,7 @@ export class ClientNode {
       stage: 'evaluation',
       tls: this.tls,
       secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: privacy
-        ? {
-            level: privacy.level,
-            noiseMultiplier: privacy.noiseMultiplier,
-            clipNorm: null,
-            delta: privacy.delta,
-          }
-        : null,
+      privacy: sumOffer(privacy),
     });
     if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
       throw new Refused(
@@ -1305,6 +1423,7 @@ export class ClientNode {
       });
       return;
     }
+    const once = this.contributionKey(`evaluation/${msg.modelHash}`, privacy);
     const perSite = privacy?.level === 'site';
     let values = await evaluateForSum(model, spec, evalRows, msg.evaluation, { perSite });
     let mechanism: MechanismParams | null = null;
@@ -1314,12 +1433,45 @@ export class ClientNode {
       this.checkSumBudget(mechanism, privacy);
       values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
     }
-    this.openSum(ws, msg, 'evaluation', msg.secureAggregation, msg.modelHash, values, mechanism);
+    this.openSum(
+      ws,
+      msg,
+      'evaluation',
+      msg.secureAggregation,
+      msg.modelHash,
+      values,
+      mechanism,
+      once,
+    );
   }
 }
 
 function sumKey(runId: string, round: number, kind: string): string {
   return `${runId}/${round}/${kind}`;
+}
+
+/** The code a round is declined with for an error: its own, or what kind of failure it was. */
+function codeOf(e: unknown): string {
+  if (e instanceof Refused || e instanceof ProtocolError) return e.code;
+  if (isSecAggError(e)) return ErrorCode.SECAGG_REFUSED;
+  return e instanceof MlError ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.INTERNAL;
+}
+
+/** An error's message, with the secure-aggregation library's own code in front of it. */
+function describe(e: unknown): string {
+  return isSecAggError(e) ? `${e.code}: ${e.message}` : (e as Error).message;
+}
+
+/** What the site's policy needs to know of a statistics or evaluation release's DP. */
+function sumOffer(privacy: StatsMsg['privacy']): RoundOffer['privacy'] {
+  return privacy
+    ? {
+        level: privacy.level,
+        noiseMultiplier: privacy.noiseMultiplier,
+        clipNorm: null,
+        delta: privacy.delta,
+      }
+    : null;
 }
 
 /** What the site's policy needs to know of a round's secure aggregation. */

@@ -24,6 +24,12 @@ export {
   type PinStore,
 } from './server-trust';
 export { DEFAULT_EVAL_FRACTION, HOLDOUT_SEED_FILE, holdoutSeed } from './site-data';
+export {
+  CONTRIBUTIONS_FILE,
+  fileContributionStore,
+  memoryContributionStore,
+  type ContributionStore,
+} from './contributions';
 export { isLoopbackHost, socketOptions } from './transport';
 export {
   createIdentityFiles,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseGraphParameters } from '@confide/secure-aggregation';
+import { chooseGraphParameters, majorityThreshold } from '@confide/secure-aggregation';
 import { DEFAULT_POLICY, parsePolicy, type SitePolicy } from './policy';
 import { checkRound, type RoundOffer } from './policy-check';
 
@@ -37,8 +37,11 @@ function aggregatorDefault(n: number, threatModel: SecAgg['threatModel']): SecAg
   if (n <= 64) {
     return complete(n, Math.max(2, Math.floor(n / 2) + 1), { threatModel });
   }
+  // As the aggregator chooses (apps/aggregator secagg-params): SecAgg+'s parameters, the threshold
+  // raised to a majority of each site's k neighbours.
   const g = chooseGraphParameters(n, { dropoutRate: 0.1, threatModel });
-  return { sites: n, graph: g.graph, k: g.k, threshold: g.t, threatModel };
+  const threshold = Math.max(g.t, majorityThreshold(g.k, threatModel));
+  return { sites: n, graph: g.graph, k: g.k, threshold, threatModel };
 }
 
 describe('checkRound', () => {
@@ -191,6 +194,28 @@ describe('checkRound', () => {
     // A site that assumes more colluders asks for more.
     const wary = parsePolicy({ secureAggregation: { adversarialRate: 0.2 } });
     expect(rule(wary, harary(19, 'semi-honest'))).toBe('THRESHOLD');
+  });
+
+  it('refuses a Harary threshold of half its neighbours or less, even where SecAgg+’s bound allows it', () => {
+    // 100 sites at 10% dropout: SecAgg+ picks k = 16, t = 6; six of sixteen neighbours is not a
+    // majority, so half of them could reveal self-mask shares and the other half mask-key shares.
+    const g = chooseGraphParameters(100, { dropoutRate: 0.1, threatModel: 'semi-honest' });
+    expect([g.k, g.t]).toEqual([16, 6]);
+    const harary = (t: number): RoundOffer =>
+      offer({
+        secureAggregation: {
+          sites: 100,
+          graph: 'harary',
+          k: g.k,
+          threshold: t,
+          threatModel: 'semi-honest',
+        },
+      });
+    expect(checkRound(DEFAULT_POLICY, harary(g.t))?.message).toContain(
+      "is not more than half of this site's 16 neighbours",
+    );
+    expect(rule(DEFAULT_POLICY, harary(8))).toBe('THRESHOLD');
+    expect(checkRound(DEFAULT_POLICY, harary(9))).toBeNull();
   });
 
   it('refuses a Harary graph too sparse to keep the honest sites connected, or without a degree', () => {

@@ -83,17 +83,19 @@ function checkSecureAggregation(
   const malicious = threatModel === 'semi-malicious';
   const complete =
     sa.graph === 'complete' || (sa.graph === 'harary' && sa.k !== undefined && sa.k >= sites - 1);
+  // Bonawitz et al. 2017: a threshold above half of a site's neighbours (semi-honest) or two thirds
+  // of them (active server) means no two disjoint sets of answers, one per kind of share, can be
+  // collected for one site: its update cannot be unmasked alone. It holds on any graph.
+  const majority = (neighbours: number): PolicyViolation | null =>
+    (malicious ? 3 * threshold > 2 * neighbours : 2 * threshold > neighbours)
+      ? null
+      : violation(
+          'THRESHOLD',
+          `the round's Shamir threshold ${threshold} is not more than ${malicious ? 'two thirds' : 'half'} of this site's ${neighbours} neighbours (${threatModel} secure aggregation on ${complete ? `the complete graph of ${sites} sites` : `a Harary graph of degree ${String(sa.k)}`})`,
+        );
   if (complete) {
-    const neighbours = sites - 1;
-    // Bonawitz et al. 2017: a threshold above half of the parties (semi-honest) or two thirds of
-    // them (active server) keeps the colluding sites from rebuilding an honest site's secrets.
-    const secure = malicious ? 3 * threshold > 2 * neighbours : 2 * threshold > neighbours;
-    if (!secure) {
-      return violation(
-        'THRESHOLD',
-        `the round's Shamir threshold ${threshold} is not more than ${malicious ? 'two thirds' : 'half'} of this site's ${neighbours} neighbours (${threatModel} secure aggregation on the complete graph of ${sites} sites)`,
-      );
-    }
+    const v = majority(sites - 1);
+    if (v) return v;
   } else if (sa.graph === 'harary') {
     const k = sa.k;
     if (
@@ -122,6 +124,8 @@ function checkSecureAggregation(
         `the round's Shamir threshold ${threshold} is below ${req.minThreshold}, the fewest shares that keep this site's secrets from its colluding neighbours in a Harary graph of degree ${k} on ${sites} sites (${threatModel}, ${policy.secureAggregation.adversarialRate} of the sites colluding)`,
       );
     }
+    const v = majority(k);
+    if (v) return v;
   } else {
     return violation('GRAPH', `the round announces an unknown graph ${JSON.stringify(sa.graph)}`);
   }

@@ -147,7 +147,7 @@ describe('site policy document', () => {
       minThreatModel: 'semi-malicious',
       adversarialRate: 0.05,
     });
-    expect(p.dp).toEqual({ level: 'record', epsilonLimit: 8, delta: 1e-5 });
+    expect(p.dp).toEqual({ level: 'record', epsilonLimit: 8, delta: 1e-5, statisticsShare: 0.1 });
     expect(p.models).toEqual({ kinds: ['logistic'], maxParameters: 100_000_000 });
   });
 
@@ -296,7 +296,7 @@ describe('site policy document', () => {
       requireTls: true,
     });
     expect(describePolicy(strict)).toContain(
-      'differential privacy: record-level required, epsilon at most 3 at delta 0.00001, noise multiplier at least 1.1, clip norm at most 1',
+      'differential privacy: record-level required, epsilon at most 3 at delta 0.00001, noise multiplier at least 1.1, clip norm at most 1, at most 10% of it on statistics and evaluation',
     );
     expect(describePolicy(strict)).toContain('TLS: required (wss:// only)');
   });
@@ -317,6 +317,7 @@ describe('site policy document', () => {
       level: 'site',
       epsilonLimit: 2,
       delta: 1e-5,
+      statisticsShare: 0.1,
     });
   });
 });

@@ -36,6 +36,8 @@ export interface SitePolicy {
     readonly delta: number;
     readonly minNoiseMultiplier?: number;
     readonly maxClipNorm?: number;
+    /** The most of its budget (in zCDP) it lets statistics and evaluation releases spend. */
+    readonly statisticsShare: number;
   };
   readonly models: {
     readonly kinds: readonly ModelKind[];
@@ -128,6 +130,14 @@ const dpSchema = z.strictObject({
     .gt(0)
     .optional()
     .describe('Largest clipping norm accepted (no maximum when absent).'),
+  statisticsShare: z
+    .number()
+    .gt(0)
+    .lt(1)
+    .default(0.1)
+    .describe(
+      'The most of its budget (as zCDP, where releases add up) this site lets statistics and evaluation releases spend, whatever share the federation announces.',
+    ),
 });
 
 const modelsSchema = z.strictObject({
@@ -236,6 +246,7 @@ const ALLOWED: Readonly<Record<string, string>> = {
   'dp.delta': 'a number between 0 and 1 (both excluded)',
   'dp.minNoiseMultiplier': 'a number greater than 0',
   'dp.maxClipNorm': 'a number greater than 0',
+  'dp.statisticsShare': 'a number between 0 and 1 (both excluded)',
   models: `an object with the fields ${FIELDS['models']}`,
   'models.kinds': `a non-empty list of distinct kinds from ${MODEL_KINDS.map((k) => `"${k}"`).join(', ')}`,
   'models.kinds.*': `one of ${MODEL_KINDS.map((k) => `"${k}"`).join(', ')}`,
@@ -400,6 +411,7 @@ export function policyJson(policy: SitePolicy): SitePolicy {
               ? { minNoiseMultiplier: dp.minNoiseMultiplier }
               : {}),
             ...(dp.maxClipNorm !== undefined ? { maxClipNorm: dp.maxClipNorm } : {}),
+            statisticsShare: dp.statisticsShare,
           },
     models: { kinds: [...policy.models.kinds], maxParameters: policy.models.maxParameters },
     revealOwnMetrics: policy.revealOwnMetrics,
@@ -425,7 +437,8 @@ export function describePolicy(policy: SitePolicy): string[] {
         (dp.minNoiseMultiplier !== undefined
           ? `, noise multiplier at least ${dp.minNoiseMultiplier}`
           : '') +
-        (dp.maxClipNorm !== undefined ? `, clip norm at most ${dp.maxClipNorm}` : '');
+        (dp.maxClipNorm !== undefined ? `, clip norm at most ${dp.maxClipNorm}` : '') +
+        `, at most ${dp.statisticsShare * 100}% of it on statistics and evaluation`;
   return [
     `secure aggregation: ${sa.required ? 'required' : 'not required'}, ${sa.minThreatModel} or stronger, thresholds assuming up to ${percent} of sites collude`,
     `secure sums: at least ${policy.minSitesPerSum} sites (in the round, and still there when it is unmasked)`,

@@ -33,8 +33,10 @@ export interface SiteSumOptions {
   minSurvivors: number;
   sendJson(msg: Record<string, unknown>): void;
   sendBinary(frame: Buffer): void;
-  /** Signs and records the release's receipt before the masked input leaves (DP), else undefined. */
+  /** Records the contribution and, under DP, signs its receipt before the masked input leaves. */
   release(): Promise<LedgerEntry | undefined>;
+  /** Tells the round this site is out of the sum: the step it refused and why. */
+  refuse(step: string, error: unknown): void;
   log(line: string): void;
 }
 
@@ -139,11 +141,9 @@ export class SiteSum {
           return;
       }
     } catch (e) {
-      this.o.log(
-        `round ${this.o.round}: ${this.o.kind} sum step ${msg.type} refused: ${(e as Error).message}`,
-      );
       this.client.abort();
       this.input.fill(0);
+      this.o.refuse(msg.type, e);
     }
   }
 

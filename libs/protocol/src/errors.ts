@@ -49,6 +49,8 @@ export enum ErrorCode {
   POLICY_MODEL_SIZE = 'POLICY_MODEL_SIZE',
   POLICY_REVEAL_OWN_METRICS = 'POLICY_REVEAL_OWN_METRICS',
   POLICY_SAMPLING = 'POLICY_SAMPLING',
+  /** A secure sum of values this site already put into another sum, without DP. */
+  POLICY_REPEATED_RELEASE = 'POLICY_REPEATED_RELEASE',
 }
 
 /** What each code means, for people reading logs, CLI output and API errors. */
@@ -102,6 +104,8 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.POLICY_REVEAL_OWN_METRICS]:
     "the site's policy does not reveal its own metrics outside a secure sum",
   [ErrorCode.POLICY_SAMPLING]: "the round's sampling settings are not ones the site can account",
+  [ErrorCode.POLICY_REPEATED_RELEASE]:
+    'without DP a site puts the same values into one secure sum only (two could be subtracted)',
 };
 
 /** Codes after which the aggregator closes the connection: retrying the same thing cannot succeed. */

@@ -120,6 +120,8 @@ export const welcomeSchema = z.object({
   siteId: id,
   siteName: z.string(),
   federationId: id,
+  /** The login's clientNonce, echoed under the aggregator's signature: this welcome answers it. */
+  clientNonce: b64,
 });
 export const errorSchema = z.object({
   ...signed,
@@ -187,6 +189,8 @@ export const ledgerSlotSchema = z.object({
   ...signed,
   type: z.literal('ledger.slot'),
   ...roundRef,
+  /** The id of the ledger.reserve this slot answers. */
+  refId: id,
   seq: z.number().int().positive(),
   prevHash: z.string().regex(/^[0-9a-f]{64}$/),
   createdAt: z.string(),
@@ -223,6 +227,8 @@ export const loginSchema = z.object({
   federationId: id,
   publicKey: b64,
   nonce: b64,
+  /** A fresh nonce of the site's, which the aggregator's signed welcome echoes. */
+  clientNonce: b64,
   signature: b64,
   client: z.string().max(200),
 });

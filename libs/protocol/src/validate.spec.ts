@@ -31,6 +31,7 @@ const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
     federationId: 'f1',
     publicKey: 'cGs=',
     nonce: 'bm9uY2U=',
+    clientNonce: 'Y25vbmNl',
     signature: 'c2ln',
     client: 'confide-node/0.1',
   },
@@ -142,6 +143,7 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     siteId: 'st1',
     siteName: 'h1',
     federationId: 'f1',
+    clientNonce: 'Y25vbmNl',
   },
   error: {
     v: PROTOCOL_VERSION,
@@ -226,6 +228,7 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     runId: 'r1',
     round: 2,
     sum: 'update',
+    refId: 'm6',
     seq: 3,
     prevHash: 'a'.repeat(64),
     createdAt: '2030-01-01T00:00:00.000Z',

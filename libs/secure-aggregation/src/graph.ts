@@ -381,3 +381,23 @@ export function chooseGraphParameters(n: number, req: GraphRequirements): GraphP
   }
   return complete();
 }
+
+/**
+ * The smallest Shamir threshold above half (semi-honest) or two thirds (semi-malicious) of a site's
+ * `neighbours`, at least 2: then no two disjoint sets of neighbours, one revealing the site's
+ * self-mask shares and one its mask-key shares, can each reach the threshold, so an aggregator that
+ * lies about who survived still cannot unmask the site's input alone (Bonawitz et al. 2017). Sites'
+ * default policies require it on every graph; SecAgg+'s own bound (chooseGraphParameters) is often
+ * below it on sparse graphs.
+ * @example majorityThreshold(9, 'semi-malicious') // 7
+ */
+export function majorityThreshold(neighbours: number, threatModel: ThreatModel): number {
+  if (!Number.isSafeInteger(neighbours) || neighbours < 1) {
+    throw new SecAggError('BAD_PARAMS', 'neighbours must be a positive integer');
+  }
+  const t =
+    threatModel === 'semi-malicious'
+      ? Math.floor((2 * neighbours) / 3) + 1
+      : Math.floor(neighbours / 2) + 1;
+  return Math.max(2, t);
+}

@@ -72,6 +72,7 @@ export {
 export {
   chooseGraphParameters,
   hararyRequirements,
+  majorityThreshold,
   neighbourhoods,
   neighboursOf,
   graphPermutation,

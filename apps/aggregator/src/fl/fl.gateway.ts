@@ -230,6 +230,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         siteId: site.id,
         siteName: site.name,
         federationId: fed.id,
+        clientNonce: msg.clientNonce,
       });
       this.sessions.add(session);
       this.metrics.connectedSites.set(this.sessions.size);

@@ -52,6 +52,8 @@ export class ActiveRound {
   /** Semi-malicious consistency signatures and unmask responses received. */
   readonly confirmed = new Set<string>();
   readonly unmasked = new Set<string>();
+  /** Sites whose input counted but that declined to help unmask the sum (their policy refused). */
+  readonly refused = new Set<string>();
   /** Sites whose masked input counted but that vanished before unmasking. */
   lateDrops = 0;
   /** Ledger chain positions held by participants (DP federations). */

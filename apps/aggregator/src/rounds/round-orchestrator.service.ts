@@ -868,7 +868,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         await this.until(
           loop,
           active.signal,
-          () => this.nonePendingIn(active, 'submitted', active.confirmed),
+          () =>
+            this.nonePendingIn(
+              active,
+              'submitted',
+              new Set([...active.confirmed, ...active.refused]),
+            ),
           deadline,
         );
         server.closeConsistency();
@@ -883,7 +888,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       await this.until(
         loop,
         active.signal,
-        () => this.nonePendingIn(active, 'submitted', active.unmasked),
+        () =>
+          this.nonePendingIn(active, 'submitted', new Set([...active.unmasked, ...active.refused])),
         deadline,
       );
       const sum = await this.unmaskSum(server, setup.info.vectorLength);
@@ -1222,6 +1228,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           v: PROTOCOL_VERSION,
           type: 'ledger.slot',
           id: randomUUID(),
+          refId: msg.id,
           runId: active.runId,
           round: active.number,
           sum: 'update',
@@ -1258,11 +1265,22 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           p.detail = `evaluation declined: ${msg.code}: ${msg.reason}`;
           break;
         }
-        if (p.status !== 'selected') {
+        const detail = `${msg.code}${msg.stage === 'statistics' ? ' (statistics)' : ''}: ${msg.reason}`;
+        if (
+          p.status === 'submitted' &&
+          (active.phase === 'consistency' || active.phase === 'unmasking')
+        ) {
+          // Its masked input is in the sum, but it will not help unmask it (its policy refused the
+          // request): the round stops waiting for it.
+          active.refused.add(session.siteId);
+          p.detail = detail;
+          break;
+        }
+        if (p.status !== 'selected' && p.status !== 'advertised' && p.status !== 'shared') {
           throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'nothing to decline now');
         }
         p.status = 'declined';
-        p.detail = `${msg.code}${msg.stage === 'statistics' ? ' (statistics)' : ''}: ${msg.reason}`;
+        p.detail = detail;
         this.releaseSlot(active, session.siteId);
         break;
       }

@@ -286,6 +286,7 @@ export class RoundSumsService {
           v: PROTOCOL_VERSION,
           type: 'ledger.slot',
           id: randomUUID(),
+          refId: msg.id,
           runId: active.runId,
           round: active.number,
           sum: sum.kind,

@@ -3,6 +3,7 @@ import {
   FIXED_POINT_CLIP,
   FIXED_POINT_LIMBS,
   FIXED_POINT_SCALE,
+  majorityThreshold,
   type SecAggParams,
 } from '@confide/secure-aggregation';
 import type { FederationRow } from '../database/rows';
@@ -15,19 +16,18 @@ export interface RoundGraph {
 }
 
 /**
- * The default threshold on the complete graph of `n` sites: more than half of each site's n - 1
- * neighbours (a majority of the sites), more than two thirds of them under the semi-malicious threat
- * model, what the sites' default policies require before they share a secret (so that no two disjoint
- * sets of answers, one per kind of share, can be collected for one site).
+ * The default threshold on the complete graph of `n` sites: a majority of the sites (more than half of
+ * each one's n - 1 neighbours), more than two thirds of the neighbours under the semi-malicious threat
+ * model: what the sites' default policies require before they share a secret.
  * @example completeThreshold(10, 'semi-malicious') // 7
  */
 export function completeThreshold(
   n: number,
   threatModel: 'semi-honest' | 'semi-malicious',
 ): number {
-  const t =
-    threatModel === 'semi-malicious' ? Math.floor((2 * (n - 1)) / 3) + 1 : Math.floor(n / 2) + 1;
-  return Math.max(2, t);
+  return threatModel === 'semi-malicious'
+    ? majorityThreshold(n - 1, threatModel)
+    : Math.max(2, Math.floor(n / 2) + 1);
 }
 
 /**
@@ -49,7 +49,13 @@ export function roundGraph(fed: FederationRow, n: number): RoundGraph {
     });
     graph = g.graph;
     k = g.graph === 'harary' ? (sa.k ?? g.k) : undefined;
-    t = sa.threshold ?? (g.graph === 'harary' ? g.t : completeThreshold(n, sa.threatModel));
+    // On a Harary graph too, more than half (two thirds) of each site's k neighbours, which the
+    // sites' default policies require on any graph; SecAgg+'s own bound is often below that.
+    t =
+      sa.threshold ??
+      (g.graph === 'harary' && k !== undefined
+        ? Math.max(g.t, majorityThreshold(k, sa.threatModel))
+        : completeThreshold(n, sa.threatModel));
   }
   if (t > n) throw new Error(`threshold ${t} is larger than the ${n} selected sites`);
   return { threshold: t, graph, ...(k !== undefined ? { k } : {}) };

@@ -158,8 +158,10 @@ export const nodeJoinCommand: Command = {
     const [
       {
         ClientNode,
+        CONTRIBUTIONS_FILE,
         describePolicy,
         DEFAULT_POLICY,
+        fileContributionStore,
         fileLedgerStore,
         filePinStore,
         holdoutSeed,
@@ -227,6 +229,7 @@ export const nodeJoinCommand: Command = {
       ...(ca !== undefined ? { ca } : {}),
       ...(epsilonLimit !== undefined ? { epsilonLimit } : {}),
       ledgerStore: fileLedgerStore(join(keyDir, LEDGER_FILE)),
+      contributions: fileContributionStore(join(keyDir, CONTRIBUTIONS_FILE)),
       log: (line) => io.err(line),
       progress: opts['quiet'] || json ? undefined : progressBar(process.stderr),
       onWelcome: (m) =>
