@@ -220,7 +220,7 @@ function fixedEvaluation(layout: EvaluationLayout): Float64Array {
 /** A site's part in a statistics or evaluation sum, and what it sent and logged. */
 interface SumPart {
   sum: SiteSum;
-  tally: { answers: number; lastLog: string };
+  tally: { answers: number; lastLog: string; inputSet: boolean };
 }
 
 async function runSites(): Promise<void> {
@@ -293,10 +293,10 @@ async function runSites(): Promise<void> {
             m: Record<string, unknown>,
             info: RoundSecAgg,
             modelHash: string,
-            values: Float64Array,
+            values: Float64Array | undefined,
           ): void => {
             const round = Number(m['round']);
-            const tally = { answers: 0, lastLog: '' };
+            const tally = { answers: 0, lastLog: '', inputSet: values !== undefined };
             sums[local]!.get(phase)?.sum.destroy();
             try {
               const sum = new SiteSum(
@@ -339,11 +339,14 @@ async function runSites(): Promise<void> {
               return;
             }
             const before = part.tally.answers;
+            // Key shares that come before the site's vector are answered once the vector is set.
+            const deferred = m['type'] === 'secagg.deliver' && !part.tally.inputSet;
             part.sum.step(m as unknown as Parameters<SiteSum['step']>[0]).then(
               () => {
                 // Every step is answered; one SiteSum refused (and logged) is not.
-                if (part.tally.answers === before) fail('SUM_REFUSED', part.tally.lastLog);
-                else if (m['type'] === 'secagg.unmask') sums[local]!.delete(phase);
+                if (part.tally.answers === before && !deferred) {
+                  fail('SUM_REFUSED', part.tally.lastLog);
+                } else if (m['type'] === 'secagg.unmask') sums[local]!.delete(phase);
               },
               (e: unknown) => fail('SUM_FAILED', String(e)),
             );
@@ -402,9 +405,16 @@ async function runSites(): Promise<void> {
               } else if (h['type'] === 'round.evaluate') {
                 const round = Number(h['round']);
                 began(round, 'evaluation');
-                if (info) {
+                const open = sums[local]!.get('evaluation');
+                if (info && open) {
+                  // Opened with sum.open while the update was unmasked: only the vector is new.
+                  open.tally.inputSet = true;
                   const layout = h['evaluation'] as EvaluationLayout;
-                  joinSum('evaluation', h, info, String(h['modelHash']), fixedEvaluation(layout));
+                  void open.sum.setInput(fixedEvaluation(layout), () => Promise.resolve(undefined));
+                } else if (info) {
+                  const layout = h['evaluation'] as EvaluationLayout;
+                  const context = `evaluation/${String(h['runId'])}/${String(h['round'])}`;
+                  joinSum('evaluation', h, info, context, fixedEvaluation(layout));
                 } else {
                   json({
                     type: 'round.metrics',
@@ -492,6 +502,13 @@ async function runSites(): Promise<void> {
                 siteIds[local] = String(m['siteId']);
                 resolve();
                 break;
+              case 'sum.open': {
+                // The evaluation sum's keys, agreed before the model is there (as the node does).
+                const info = m['secureAggregation'] as RoundSecAgg;
+                const context = `evaluation/${String(m['runId'])}/${String(m['round'])}`;
+                joinSum('evaluation', m, info, context, undefined);
+                break;
+              }
               case 'stats.request': {
                 // 100 rows of mean 0 and variance 1 per feature.
                 const round = Number(m['round']);

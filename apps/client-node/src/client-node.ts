@@ -79,6 +79,7 @@ import { memoryContributionStore, type ContributionStore } from './contributions
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
 type StatsMsg = MessageOf<ServerMessage, 'stats.request'>;
+type SumOpenMsg = MessageOf<ServerMessage, 'sum.open'>;
 type Stage = 'statistics' | 'training' | 'evaluation';
 
 /** What one local round produced; handed to `onUpdate` observers (tests, the demo). */
@@ -562,6 +563,12 @@ export class ClientNode {
       case 'round.evaluate':
         await this.guarded(ws, msg, 'evaluation', () => this.evaluate(ws, msg, vector!));
         return;
+      case 'sum.open':
+        await this.guarded(ws, msg, 'evaluation', () => {
+          this.openEvaluation(ws, msg);
+          return Promise.resolve();
+        });
+        return;
       case 'secagg.advertisements':
       case 'secagg.deliver':
       case 'secagg.consistency':
@@ -793,7 +800,11 @@ export class ClientNode {
     }
     // Bound to the federation as the aggregator binds it (an update binds the model's hash).
     const context = `statistics/${msg.federationId}`;
-    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, values, mechanism, once);
+    const ref = { runId: msg.runId, round: msg.round, sum: 'statistics' } as const;
+    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, {
+      values,
+      release: this.releaseFor(ws, ref, mechanism, once),
+    });
   }
 
   /**
@@ -841,21 +852,41 @@ export class ClientNode {
     }
   }
 
-  /** Starts this site's part in a statistics or evaluation sum. */
+  /** How a sum's release is recorded before its masked vector leaves: contribution, then receipt. */
+  private releaseFor(
+    ws: WebSocket,
+    ref: { runId: string; round: number; sum: 'statistics' | 'evaluation' },
+    mechanism: MechanismParams | null,
+    contribution: string | null,
+  ): () => Promise<LedgerEntry | undefined> {
+    const key = sumKey(ref.runId, ref.round, ref.sum);
+    if (mechanism) this.pending.set(key, mechanism);
+    return async () => {
+      // Recorded before the values leave: a crash after this never lets them into a second sum.
+      if (contribution) await this.contributions.add(contribution);
+      if (!mechanism) return undefined;
+      try {
+        return await this.signRelease(ws, ref, mechanism);
+      } finally {
+        this.pending.delete(key);
+      }
+    };
+  }
+
+  /**
+   * Starts this site's part in a statistics or evaluation sum: its keys at once, its vector now or
+   * (an evaluation opened before the model is there) once `setInput` brings it.
+   */
   private openSum(
     ws: WebSocket,
     msg: { runId: string; round: number },
     kind: 'statistics' | 'evaluation',
     info: RoundSecAgg,
-    modelHash: string,
-    values: Float64Array,
-    mechanism: MechanismParams | null,
-    contribution: string | null,
-  ): void {
+    context: string,
+    input: { values: Float64Array; release: () => Promise<LedgerEntry | undefined> } | null,
+  ): SiteSum {
     const key = sumKey(msg.runId, msg.round, kind);
     this.sums.get(key)?.destroy();
-    const ref = { runId: msg.runId, round: msg.round, sum: kind } as const;
-    if (mechanism) this.pending.set(key, mechanism);
     const sum = new SiteSum(
       {
         kind,
@@ -864,33 +895,25 @@ export class ClientNode {
         info,
         runId: msg.runId,
         round: msg.round,
-        modelHash,
+        modelHash: context,
         minSurvivors: this.policy.minSitesPerSum,
         sendJson: (m) => this.send(ws, m),
         sendBinary: (frame) => {
           if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
         },
-        release: async () => {
-          // Recorded before the values leave: a crash after this never lets them into a second sum.
-          if (contribution) await this.contributions.add(contribution);
-          if (!mechanism) return undefined;
-          try {
-            return await this.signRelease(ws, ref, mechanism);
-          } finally {
-            this.pending.delete(key);
-          }
-        },
+        release: input?.release ?? (() => Promise.resolve(undefined)),
         refuse: (step, e) => {
           this.pending.delete(key);
           this.refuse(ws, msg, kind, codeOf(e), `${kind} sum step ${step} refused: ${describe(e)}`);
         },
         log: this.log,
       },
-      values,
+      input?.values,
     );
     this.sums.set(key, sum);
     sum.start();
     this.log(`round ${msg.round}: ${kind} sum joined`);
+    return sum;
   }
 
   private async train(ws: WebSocket, msg: TrainMsg, global: Float32Array): Promise<void> {
@@ -1374,39 +1397,86 @@ export class ClientNode {
   }
 
   /**
-   * Evaluates the round's new model on this site's held-out rows: its counts join a secure sum (noised
-   * and charged under DP), or, in a plain federation, its own metrics leave only if its policy says so.
+   * Opens this site's part in a round's evaluation sum before the model exists (its keys do not
+   * depend on it), after the same checks as the evaluation itself: policy, and a round it trained in
+   * with rows held out to evaluate on.
    */
-  private async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {
-    const privacy = msg.privacy;
+  private openEvaluation(ws: WebSocket, msg: SumOpenMsg | EvaluateMsg): SiteSum {
     this.admit(msg, {
       stage: 'evaluation',
       tls: this.tls,
       secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(privacy),
+      privacy: sumOffer(msg.privacy),
     });
-    if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
-      throw new Refused(
-        ErrorCode.BAD_SERVER_SIGNATURE,
-        "the model's weights do not match the hash the aggregator signed",
-      );
-    }
+    this.evaluationRows(msg);
+    // Bound to the round (the model is bound by the signed hash round.evaluate carries).
+    const context = `evaluation/${msg.runId}/${msg.round}`;
+    return this.openSum(ws, msg, 'evaluation', msg.secureAggregation!, context, null);
+  }
+
+  /** The held-out rows a round's model is evaluated on; refused for a round this site did not train in. */
+  private evaluationRows(msg: { runId: string; round: number }): Dataset {
     if (!this.model || !this.standardized || this.latestRound.get(msg.runId) !== msg.round) {
       throw new Refused(
         ErrorCode.UNEXPECTED_MESSAGE,
         `this site did not train in round ${msg.round} of this run; nothing to evaluate`,
       );
     }
-    const evalRows = this.standardized.eval;
-    if (!evalRows || evalRows.numRows === 0) {
+    const rows = this.standardized.eval;
+    if (!rows || rows.numRows === 0) {
       throw new Refused(
         ErrorCode.SCHEMA_MISMATCH,
         'this site holds no rows out for evaluation (too few rows, and no --eval-data)',
       );
     }
-    const { spec, model } = this.model;
+    return rows;
+  }
+
+  /**
+   * Evaluates the round's new model on this site's held-out rows: its counts join the round's secure
+   * sum (noised and charged under DP), or, in a plain federation, its own metrics leave only if its
+   * policy says so.
+   */
+  private async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {
+    const privacy = msg.privacy;
+    // Checked again even when its sum was opened already: this message's own settings count.
+    this.admit(msg, {
+      stage: 'evaluation',
+      tls: this.tls,
+      secureAggregation: secAggOffer(msg.secureAggregation),
+      privacy: sumOffer(privacy),
+    });
+    const key = sumKey(msg.runId, msg.round, 'evaluation');
+    let sum = msg.secureAggregation ? this.sums.get(key) : undefined;
+    if (msg.secureAggregation && !sum) sum = this.openEvaluation(ws, msg);
+    try {
+      await this.evaluateInto(ws, msg, weights, sum);
+    } catch (e) {
+      // Its part in the sum ends with the refusal: secrets wiped, nothing more sent for it.
+      sum?.destroy();
+      this.sums.delete(key);
+      this.pending.delete(key);
+      throw e;
+    }
+  }
+
+  private async evaluateInto(
+    ws: WebSocket,
+    msg: EvaluateMsg,
+    weights: Float32Array,
+    sum: SiteSum | undefined,
+  ): Promise<void> {
+    const privacy = msg.privacy;
+    if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
+      throw new Refused(
+        ErrorCode.BAD_SERVER_SIGNATURE,
+        "the model's weights do not match the hash the aggregator signed",
+      );
+    }
+    const evalRows = this.evaluationRows(msg);
+    const { spec, model } = this.model!;
     setModelWeights(model, weights);
-    if (!msg.secureAggregation) {
+    if (!sum) {
       const m = await evaluateModel(model, spec, evalRows);
       this.send(ws, {
         type: 'round.metrics',
@@ -1433,16 +1503,8 @@ export class ClientNode {
       this.checkSumBudget(mechanism, privacy);
       values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
     }
-    this.openSum(
-      ws,
-      msg,
-      'evaluation',
-      msg.secureAggregation,
-      msg.modelHash,
-      values,
-      mechanism,
-      once,
-    );
+    const ref = { runId: msg.runId, round: msg.round, sum: 'evaluation' } as const;
+    await sum.setInput(values, this.releaseFor(ws, ref, mechanism, once));
   }
 }
 

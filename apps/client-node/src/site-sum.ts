@@ -43,25 +43,23 @@ export interface SiteSumOptions {
 /**
  * A site's side of one statistics or evaluation sum: its vector in fixed point (wide for
  * statistics, whose sums of squares have no bound), masked with SecAgg+ so the aggregator only ever
- * sees it inside the sum of at least `minSurvivors` sites. The vector is held in memory until masked,
- * then wiped.
+ * sees it inside the sum of at least `minSurvivors` sites. The keys can be agreed before the vector
+ * exists (an evaluation sum is opened while the round's model is still being stored): the masked
+ * input leaves once both the neighbours' shares and the vector are there. The vector is held in
+ * memory until masked, then wiped.
  */
 export class SiteSum {
   private readonly client: SecAggClient;
-  private input: Uint32Array;
+  private input: Uint32Array | null = null;
+  private release: () => Promise<LedgerEntry | undefined>;
+  /** The neighbours' key shares arrived before this site's vector: mask once it is set. */
+  private sharesIn = false;
 
   constructor(
     private readonly o: SiteSumOptions,
-    values: Float64Array,
+    values?: Float64Array,
   ) {
-    this.input = o.kind === 'statistics' ? encodeWideFixedPoint(values) : encodeFixedPoint(values);
-    values.fill(0);
-    if (this.input.length !== o.info.vectorLength) {
-      this.input.fill(0);
-      throw new Error(
-        `the ${o.kind} sum expects ${o.info.vectorLength} coordinates, this site's vector has ${this.input.length}`,
-      );
-    }
+    this.release = () => o.release();
     this.client = new SecAggClient({
       siteId: o.siteId,
       identitySecretKey: fromBase64(o.identitySecretKey, 64),
@@ -74,10 +72,24 @@ export class SiteSum {
       tensorId: o.kind,
       minSurvivors: o.minSurvivors,
     });
+    if (values) this.input = this.encode(values);
   }
 
   get kind(): 'statistics' | 'evaluation' {
     return this.o.kind;
+  }
+
+  private encode(values: Float64Array): Uint32Array {
+    const input =
+      this.o.kind === 'statistics' ? encodeWideFixedPoint(values) : encodeFixedPoint(values);
+    values.fill(0);
+    if (input.length !== this.o.info.vectorLength) {
+      input.fill(0);
+      throw new Error(
+        `the ${this.o.kind} sum expects ${this.o.info.vectorLength} coordinates, this site's vector has ${input.length}`,
+      );
+    }
+    return input;
   }
 
   private ref(): Record<string, unknown> {
@@ -93,6 +105,45 @@ export class SiteSum {
     });
   }
 
+  /**
+   * Sets this site's vector (and how its release is recorded) in a sum opened without one; masks and
+   * sends it at once if the neighbours' shares are already here.
+   */
+  async setInput(
+    values: Float64Array,
+    release: () => Promise<LedgerEntry | undefined>,
+  ): Promise<void> {
+    try {
+      if (this.input) throw new Error(`this site's ${this.o.kind} vector was set already`);
+      this.input = this.encode(values);
+      this.release = release;
+      if (this.sharesIn) await this.sendMasked();
+    } catch (e) {
+      this.fail('input', e);
+    }
+  }
+
+  private async sendMasked(): Promise<void> {
+    this.sharesIn = false;
+    const input = this.input!;
+    const receipt = await this.release();
+    const masked = this.client.maskInput(input);
+    input.fill(0);
+    this.o.sendBinary(
+      encodeFrame(
+        {
+          v: PROTOCOL_VERSION,
+          type: 'secagg.masked',
+          id: randomUUID(),
+          ...this.ref(),
+          ...(receipt ? { receipt } : {}),
+        },
+        masked,
+      ),
+    );
+    this.o.log(`round ${this.o.round}: masked ${this.o.kind} sent`);
+  }
+
   /** One step of the sum; a step the protocol refuses aborts this site's part (secrets wiped). */
   async step(msg: SumStep): Promise<void> {
     try {
@@ -104,26 +155,11 @@ export class SiteSum {
             shares: this.client.shareKeys(msg.advertisements),
           });
           return;
-        case 'secagg.deliver': {
+        case 'secagg.deliver':
           this.client.receiveShares(msg.shares);
-          const receipt = await this.o.release();
-          const masked = this.client.maskInput(this.input);
-          this.input.fill(0);
-          this.o.sendBinary(
-            encodeFrame(
-              {
-                v: PROTOCOL_VERSION,
-                type: 'secagg.masked',
-                id: randomUUID(),
-                ...this.ref(),
-                ...(receipt ? { receipt } : {}),
-              },
-              masked,
-            ),
-          );
-          this.o.log(`round ${this.o.round}: masked ${this.o.kind} sent`);
+          this.sharesIn = true;
+          if (this.input) await this.sendMasked();
           return;
-        }
         case 'secagg.consistency':
           this.o.sendJson({
             type: 'secagg.signature',
@@ -141,15 +177,19 @@ export class SiteSum {
           return;
       }
     } catch (e) {
-      this.client.abort();
-      this.input.fill(0);
-      this.o.refuse(msg.type, e);
+      this.fail(msg.type, e);
     }
+  }
+
+  private fail(step: string, e: unknown): void {
+    this.client.abort();
+    this.input?.fill(0);
+    this.o.refuse(step, e);
   }
 
   /** Wipes the round's secrets and this site's input. */
   destroy(): void {
     this.client.destroy();
-    this.input.fill(0);
+    this.input?.fill(0);
   }
 }

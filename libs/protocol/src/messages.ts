@@ -211,6 +211,22 @@ export const roundEvaluateSchema = z.object({
   evaluation: evaluationLayoutSchema,
   deadline: z.string(),
 });
+/**
+ * Opens a round's evaluation sum before its model exists: the sites agree the sum's keys while the
+ * aggregator stores the model (the keys do not depend on it); `round.evaluate` then brings the model.
+ */
+export const sumOpenSchema = z.object({
+  ...signed,
+  type: z.literal('sum.open'),
+  runId: id,
+  round: z.number().int().positive(),
+  federationId: id,
+  sum: z.literal('evaluation'),
+  secureAggregation: roundSecAggSchema,
+  privacy: sumPrivacySchema.nullable(),
+  evaluation: evaluationLayoutSchema,
+  deadline: z.string(),
+});
 export const roundEndSchema = z.object({
   ...signed,
   type: z.literal('round.end'),
@@ -313,6 +329,7 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   statsRequestSchema,
   roundTrainSchema,
   roundEvaluateSchema,
+  sumOpenSchema,
   roundEndSchema,
   ledgerSlotSchema,
   secaggAdvertisementsSchema,

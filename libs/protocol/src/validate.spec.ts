@@ -212,6 +212,27 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     evaluation: { classes: 2, bins: 20, lossClip: 10 },
     deadline: '2030-01-01T00:00:00.000Z',
   },
+  'sum.open': {
+    v: PROTOCOL_VERSION,
+    type: 'sum.open',
+    id: 's13',
+    runId: 'r1',
+    round: 2,
+    federationId: 'f1',
+    sum: 'evaluation',
+    secureAggregation: {
+      params: { threshold: 2 },
+      roster: [
+        { siteId: 'a', publicKey: 'cGs=' },
+        { siteId: 'b', publicKey: 'cGs=' },
+      ],
+      weightNormalizer: 1,
+      vectorLength: 4,
+    },
+    privacy: null,
+    evaluation: { classes: 2, bins: 20, lossClip: 10 },
+    deadline: '2030-01-01T00:00:00.000Z',
+  },
   'round.end': {
     v: PROTOCOL_VERSION,
     type: 'round.end',

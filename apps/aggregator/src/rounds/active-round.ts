@@ -6,6 +6,7 @@ import type { FederationRow, Participant, RoundRow } from '../database/rows';
 import type { LedgerSlot } from '../privacy/ledger.service';
 import type { SecAggServer } from '@confide/secure-aggregation';
 import type { SecureSum } from './secure-sum';
+import type { OpenEvaluation } from './round-sums.service';
 
 /** Phases in which a round accepts site messages. */
 export type RoundPhase =
@@ -44,6 +45,8 @@ export class ActiveRound {
 
   /** The statistics or evaluation sum running now, if any. */
   sum: SecureSum | null = null;
+  /** The round's evaluation sum, opened while its update is unmasked; cancelled if the round ends. */
+  evaluation: OpenEvaluation | null = null;
   /** Sites that declined to evaluate in the clear (their policy keeps their metrics to themselves). */
   readonly evaluationDeclined = new Set<string>();
   /** The secure-aggregation server of this round, while it runs. */

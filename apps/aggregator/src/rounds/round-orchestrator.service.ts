@@ -497,13 +497,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       if (cfg.evaluation === false) {
         // The federation does not evaluate (under DP an evaluation would be a charged release).
       } else if (cfg.secureAggregation?.enabled) {
-        const got = await this.sums.evaluation(
-          active,
-          this.sumPort(loop, active),
-          next,
-          newVersion!,
-          evalDeadline,
-        );
+        const open = active.evaluation;
+        const got = open
+          ? await this.sums.evaluation(active, open, next, newVersion!, evalDeadline)
+          : 'fewer than two sites can take part';
         if (typeof got === 'string') this.config.log(`round ${row.number}: no evaluation: ${got}`);
         else evaluation = got;
       } else {
@@ -565,6 +562,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       );
       return { number: row.number, aborted: false };
     } finally {
+      // An evaluation sum opened for a round that ended another way waits for nothing more.
+      active.evaluation?.sum.cancel('the round ended before its evaluation');
       // Slots still held when the round ends can no longer be used: free the chain for what follows.
       for (const siteId of [...active.slots.keys()]) this.releaseSlot(active, siteId);
       loop.active = null;
@@ -637,6 +636,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           this.sessions.isConnected(siteId),
         ),
       unmask: (server) => this.unmaskSum(server, active.sum?.info.vectorLength ?? 0),
+      now: () => this.clock.now().getTime(),
       changed: () => {
         this.live.round(active);
         active.signal.notify();
@@ -860,6 +860,17 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         'no masked input (dropped after sharing keys)',
       );
       const consistency = server.closeCollection();
+      // The evaluation sum's keys are agreed while this sum is unmasked and the model stored.
+      if (active.fed.config.evaluation !== false) {
+        const evalDeadline =
+          Math.max(deadline, this.clock.now().getTime()) + active.fed.config.evaluationTimeoutMs;
+        active.evaluation = await this.sums.openEvaluation(
+          active,
+          this.sumPort(loop, active),
+          server.survivors(),
+          evalDeadline,
+        );
+      }
       if (consistency) {
         // Round 3 (semi-malicious): every survivor signs the survivor list.
         active.phase = 'consistency';

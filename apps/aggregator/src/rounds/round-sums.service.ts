@@ -111,24 +111,24 @@ export class RoundSumsService {
   }
 
   /**
-   * The held-out metrics of a round's new model from a secure sum over the sites whose updates it
-   * holds; null when fewer than two of them can take part. The round's participants that counted
-   * are marked evaluated.
+   * Opens a round's evaluation sum over the sites whose updates made it into the round, before the
+   * new model exists: they agree its keys while the aggregator unmasks the update and stores the
+   * model (the keys do not depend on it), so evaluating costs two round trips once the model is
+   * there. Null when fewer than two sites can take part. `deadline` bounds the wait for the model.
    */
-  async evaluation(
+  async openEvaluation(
     active: ActiveRound,
     port: SumPort,
-    weights: Float32Array,
-    version: { id: string; hash: string },
+    siteIds: readonly string[],
     deadline: number,
-  ): Promise<RoundMetrics['evaluation'] | string> {
+  ): Promise<OpenEvaluation | null> {
     const fed = active.fed;
     const layout = evaluationLayoutFor(fed.modelSpec);
     const dp = activeDp(fed);
     const perSite = dp?.level === 'site';
-    const roster = active
-      .participantList()
-      .filter((p) => p.status === 'submitted' && this.sessions.isConnected(p.siteId));
+    const roster = siteIds
+      .filter((id) => this.sessions.isConnected(id))
+      .map((siteId) => ({ siteId }));
     if (roster.length < 2) return null;
     let sum: SecureSum;
     try {
@@ -137,32 +137,62 @@ export class RoundSumsService {
         'evaluation',
         roster,
         evaluationVectorLength(layout),
-        version.hash,
+        evaluationContext(active.runId, active.number),
         () => (dp ? evaluationSensitivity(layout, { perSite }) : null),
       );
     } catch (e) {
-      return `the evaluation sum cannot start: ${(e as Error).message}`;
+      this.config.log(`round ${active.number}: no evaluation sum: ${(e as Error).message}`);
+      return null;
     }
+    const settings = {
+      runId: active.runId,
+      round: active.number,
+      federationId: fed.id,
+      secureAggregation: sum.info,
+      privacy: dp ? sumPrivacy(dp) : null,
+      evaluation: layout,
+    };
+    const open = {
+      v: PROTOCOL_VERSION,
+      type: 'sum.open',
+      id: randomUUID(),
+      sum: 'evaluation',
+      ...settings,
+      deadline: new Date(deadline).toISOString(),
+    };
+    for (const r of roster) this.sessions.get(r.siteId)?.sendJson(open);
+    return { sum, settings, result: this.runSum(active, sum, port, deadline) };
+  }
+
+  /**
+   * The held-out metrics of a round's new model from its evaluation sum (opened with
+   * openEvaluation): the model goes to the sum's sites, their counts come back summed. The round's
+   * participants that counted are marked evaluated.
+   */
+  async evaluation(
+    active: ActiveRound,
+    open: OpenEvaluation,
+    weights: Float32Array,
+    version: { id: string; hash: string },
+    deadline: number,
+  ): Promise<RoundMetrics['evaluation'] | string> {
+    const { sum, settings } = open;
     const frame = this.config.signer.frame(
       {
         v: PROTOCOL_VERSION,
         type: 'round.evaluate',
         id: randomUUID(),
-        runId: active.runId,
-        round: active.number,
-        federationId: fed.id,
+        ...settings,
         modelVersionId: version.id,
         modelHash: version.hash,
-        secureAggregation: sum.info,
-        privacy: dp ? sumPrivacy(dp) : null,
-        evaluation: layout,
         deadline: new Date(deadline).toISOString(),
       },
       weights,
     );
     active.evaluateFrame = frame;
-    for (const p of roster) this.sessions.get(p.siteId)?.sendBinary(frame);
-    const result = await this.runSum(active, sum, port, deadline);
+    sum.deadline = deadline;
+    for (const r of sum.info.roster) this.sessions.get(r.siteId)?.sendBinary(frame);
+    const result = await open.result;
     if ('abort' in result) return result.abort;
     for (const id of result.contributors) {
       const p = active.participants.get(id);
@@ -170,8 +200,8 @@ export class RoundSumsService {
     }
     const m = metricsFromEvaluationSum(
       result.values,
-      layout,
-      perSite ? { sites: result.contributors.length } : {},
+      settings.evaluation,
+      settings.privacy?.level === 'site' ? { sites: result.contributors.length } : {},
     );
     return { ...m, sites: result.contributors.length };
   }
@@ -231,7 +261,7 @@ export class RoundSumsService {
     try {
       return await sum.run(port, deadline, decode);
     } finally {
-      active.sum = null;
+      if (active.sum === sum) active.sum = null;
       for (const s of sum.states()) {
         const p = active.participants.get(s.siteId);
         if (p && s.state !== 'submitted' && s.detail) {
@@ -323,6 +353,25 @@ export class RoundSumsService {
  */
 export function statisticsContext(federationId: string): string {
   return `statistics/${federationId}`;
+}
+
+/** What an evaluation sum binds its session to: its round (the model is bound by its signed hash). */
+export function evaluationContext(runId: string, round: number): string {
+  return `evaluation/${runId}/${round}`;
+}
+
+/** An evaluation sum opened before its model: what round.evaluate repeats, and the sum's outcome. */
+export interface OpenEvaluation {
+  sum: SecureSum;
+  settings: {
+    runId: string;
+    round: number;
+    federationId: string;
+    secureAggregation: RoundSecAgg;
+    privacy: SumPrivacy | null;
+    evaluation: ReturnType<typeof evaluationLayoutFor>;
+  };
+  result: ReturnType<SecureSum['run']>;
 }
 
 /** A federation's DP settings when DP is on, else null. */

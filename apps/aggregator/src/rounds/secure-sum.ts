@@ -34,6 +34,8 @@ export interface SumPort {
   unmask(server: SecAggServer): Promise<Uint32Array>;
   /** Called after every change, so waiters re-check and live views refresh. */
   changed(): void;
+  /** The round's clock, in ms. */
+  now(): number;
 }
 
 /** A finished secure sum: the element-wise sum of the inputs, and whose inputs it holds. */
@@ -70,6 +72,14 @@ export class SecureSum {
   private readonly confirmed = new Set<string>();
   private readonly unmasked = new Set<string>();
   private readonly server: SecAggServer;
+  /**
+   * When the sum gives up on sites that have not answered. It may move while the sum runs: an
+   * evaluation sum opened before its model exists gets its real deadline once the model is sent.
+   */
+  deadline = Infinity;
+  /** Why the sum was called off (the round it belongs to ended), or null. */
+  private cancelled: string | null = null;
+  private port: SumPort | null = null;
 
   constructor(
     readonly kind: SumKind,
@@ -97,6 +107,12 @@ export class SecureSum {
     return [...this.sites].map(([siteId, s]) => ({ siteId, ...s }));
   }
 
+  /** Calls the sum off: its waits end and run() returns `reason`. */
+  cancel(reason: string): void {
+    this.cancelled ??= reason;
+    this.port?.changed();
+  }
+
   /**
    * Runs the stages after the sites were offered the sum (they answer with their advertisements);
    * returns the sum, or why there is none.
@@ -106,6 +122,8 @@ export class SecureSum {
     deadline: number,
     decode: (sum: Uint32Array) => Float64Array = decodeFixedPointSum,
   ): Promise<SumResult | { abort: string }> {
+    this.port = port;
+    this.deadline = deadline;
     const envelope = (type: string, body: object): object => ({
       v: PROTOCOL_VERSION,
       type,
@@ -115,14 +133,22 @@ export class SecureSum {
       sum: this.kind,
       ...body,
     });
-    const waitFor = (state: SumSiteState, done: ReadonlySet<string> = new Set()) =>
-      port.until(
-        () =>
-          [...this.sites].every(
-            ([id, s]) => s.state !== state || done.has(id) || !port.reachable(id),
-          ),
-        deadline,
-      );
+    const ready = (state: SumSiteState, done: ReadonlySet<string>): boolean =>
+      this.cancelled !== null ||
+      [...this.sites].every(([id, s]) => s.state !== state || done.has(id) || !port.reachable(id));
+    // Waits in slices of at most a second, so that a deadline moved meanwhile is seen.
+    const waitFor = async (
+      state: SumSiteState,
+      done: ReadonlySet<string> = new Set(),
+    ): Promise<void> => {
+      while (!ready(state, done) && port.now() < this.deadline) {
+        const sliceEnd = Math.min(this.deadline, port.now() + 1000);
+        const ok = await port.until(() => ready(state, done), sliceEnd);
+        // Not ready before the slice ended: the run was stopped, so waiting on would only spin.
+        if (!ok && port.now() < sliceEnd) break;
+      }
+      if (this.cancelled !== null) throw new Error(this.cancelled);
+    };
     const dropUnanswered = (state: SumSiteState, detail: string): void => {
       for (const s of this.sites.values()) {
         if (s.state === state) {
