@@ -136,10 +136,11 @@ describe(`live federation events over server-sent events (${databaseKind})`, () 
             'sharing',
             'collecting',
             'unmasking',
+            'aggregating',
             'evaluating',
             'closing',
           ]
-        : ['selecting', 'stats', 'collecting', 'evaluating', 'closing'],
+        : ['selecting', 'stats', 'collecting', 'aggregating', 'evaluating', 'closing'],
     );
     expect(rounds.at(-1)).toMatchObject({ state: 'committed' });
     // Each site's state as it moved: selected first, evaluated last, its update in between.

@@ -17,6 +17,7 @@ export type RoundPhase =
   | 'collecting'
   | 'consistency'
   | 'unmasking'
+  | 'aggregating'
   | 'evaluating'
   | 'closing';
 

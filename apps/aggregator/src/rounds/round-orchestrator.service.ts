@@ -448,7 +448,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       }
 
       // 4. Aggregation: the strategy's server step on the aggregate, stored as a new model version.
-      active.phase = 'closing';
+      active.phase = 'aggregating';
+      this.live.round(active);
       // Poisson self-sampling: every site sends (a zero update when its coin said no, so nobody learns
       // who took part); DP-FedAvg's estimator divides by the expected number of sampled sites.
       if (active.siteSamplingRate < 1) {

@@ -10,6 +10,7 @@ const LABELS: Record<string, string> = {
   sharing: 'Sharing secrets',
   collecting: 'Collecting updates',
   unmasking: 'Unmasking',
+  aggregating: 'Aggregating',
   evaluating: 'Evaluating',
   committed: 'Committed',
 };
