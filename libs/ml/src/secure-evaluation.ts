@@ -1,9 +1,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { Dataset } from './dataset';
 import { MlError } from './errors';
-import { outputUnits, weightShapes, type ModelSpec } from './model-spec';
+import { outputUnits, type ModelSpec } from './model-spec';
 import { evaluationVector, type EvaluationLayout } from './secure-metrics';
-import { checkDataForSpec, predictScores } from './train';
+import { checkDataForSpec, checkModelForSpec, predictScores } from './train';
 
 // The tfjs half of secure-metrics.ts, in its own file so that '@confide/ml/spec' (which exports the
 // pure half to the aggregator) never loads tfjs.
@@ -23,15 +23,7 @@ export async function evaluateForSum(
   layout: EvaluationLayout,
   options: { perSite: boolean },
 ): Promise<Float64Array> {
-  const actual = JSON.stringify(model.weights.map((w) => w.shape));
-  const expected = JSON.stringify(weightShapes(spec));
-  if (actual !== expected) {
-    throw new MlError(
-      'MODEL_MISMATCH',
-      `the model does not match the spec: its weight shapes are ${actual.slice(1, -1)}, ` +
-        `the spec gives ${expected.slice(1, -1)} (build the model with buildModel(spec))`,
-    );
-  }
+  checkModelForSpec(model, spec);
   const units = outputUnits(spec);
   const classes = units === 1 ? 2 : units;
   if (layout.classes !== classes) {

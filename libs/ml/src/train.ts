@@ -57,7 +57,7 @@ export function checkDataForSpec(spec: ModelSpec, data: Dataset): void {
 }
 
 /** Checks that the model was built for the spec (same weight shapes), so the right loss is used. */
-function checkModelForSpec(model: tf.LayersModel, spec: ModelSpec): void {
+export function checkModelForSpec(model: tf.LayersModel, spec: ModelSpec): void {
   const actual = JSON.stringify(model.weights.map((w) => w.shape));
   const expected = JSON.stringify(weightShapes(spec));
   if (actual !== expected) {

@@ -14,7 +14,8 @@ import {
   type MechanismParams,
   type VerificationReport,
 } from '@confide/privacy-ledger';
-import { ErrorCode, ProtocolError } from '@confide/protocol';
+import { randomUUID } from 'node:crypto';
+import { ErrorCode, PROTOCOL_VERSION, ProtocolError } from '@confide/protocol';
 import { LedgerRepository } from './ledger.repository';
 import { CLOCK, DATABASE, type Clock } from '../common/tokens';
 import type { Database } from '../database/database';
@@ -32,6 +33,28 @@ export interface LedgerSlot {
   epsilonLimit: number;
   delta: number;
   release(): void;
+}
+
+/** The ledger.slot message that hands `slot` to its site for the `sum` of a round, answering `refId`. */
+export function ledgerSlotMessage(
+  slot: LedgerSlot,
+  refId: string,
+  at: { runId: string; sum: 'update' | 'statistics' | 'evaluation' },
+): object {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'ledger.slot',
+    id: randomUUID(),
+    refId,
+    runId: at.runId,
+    round: slot.round,
+    sum: at.sum,
+    seq: slot.seq,
+    prevHash: slot.prevHash,
+    createdAt: slot.createdAt,
+    epsilonLimit: slot.epsilonLimit,
+    delta: slot.delta,
+  };
 }
 
 /** DP settings that are on. */

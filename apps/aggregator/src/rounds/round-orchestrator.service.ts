@@ -40,7 +40,7 @@ interface SecureSetup {
   info: RoundSecAgg;
 }
 import { LedgerRepository } from '../privacy/ledger.repository';
-import { LedgerService } from '../privacy/ledger.service';
+import { LedgerService, ledgerSlotMessage } from '../privacy/ledger.service';
 import { integerNoiseFor, nextRelease } from '../privacy/next-release';
 import { SiteRepository } from '../sites/site.repository';
 import { RoundEvents } from './round-events';
@@ -1236,20 +1236,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           return;
         }
         active.slots.set(session.siteId, slot);
-        session.sendJson({
-          v: PROTOCOL_VERSION,
-          type: 'ledger.slot',
-          id: randomUUID(),
-          refId: msg.id,
-          runId: active.runId,
-          round: active.number,
-          sum: 'update',
-          seq: slot.seq,
-          prevHash: slot.prevHash,
-          createdAt: slot.createdAt,
-          epsilonLimit: slot.epsilonLimit,
-          delta: slot.delta,
-        });
+        session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: 'update' }));
         return;
       }
       case 'round.metrics': {

@@ -20,7 +20,7 @@ import { canonicalJson, sumRelease } from '@confide/privacy-ledger';
 import { decodeWideFixedPointSum } from '@confide/secure-aggregation';
 import { CONFIG, type AggregatorConfig } from '../common/tokens';
 import type { FederationRow, FeatureStatsRow, RoundMetrics } from '../database/rows';
-import { LedgerService, type ActiveDp } from '../privacy/ledger.service';
+import { LedgerService, ledgerSlotMessage, type ActiveDp } from '../privacy/ledger.service';
 import { SiteRepository } from '../sites/site.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { FederationRepository } from '../federations/federation.repository';
@@ -312,20 +312,7 @@ export class RoundSumsService {
           return;
         }
         sum.slots.set(session.siteId, slot);
-        session.sendJson({
-          v: PROTOCOL_VERSION,
-          type: 'ledger.slot',
-          id: randomUUID(),
-          refId: msg.id,
-          runId: active.runId,
-          round: active.number,
-          sum: sum.kind,
-          seq: slot.seq,
-          prevHash: slot.prevHash,
-          createdAt: slot.createdAt,
-          epsilonLimit: slot.epsilonLimit,
-          delta: slot.delta,
-        });
+        session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: sum.kind }));
         return;
       }
       case 'secagg.advertise':
