@@ -59,22 +59,16 @@ import {
   SecAggClient,
   type SecAggParams,
 } from '@confide/secure-aggregation';
-import {
-  confideAccountant,
-  createReceipt,
-  projectNextRound,
-  signReceipt,
-  type LedgerEntry,
-  type MechanismParams,
-} from '@confide/privacy-ledger';
+import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
 import { DEFAULT_POLICY, type SitePolicy } from './policy';
 import { checkRound, type RoundOffer } from './policy-check';
 import { memoryPinStore, parseServerKey, ServerTrust, type PinStore } from './server-trust';
 import { isLoopbackHost, socketOptions } from './transport';
 import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
-import { sumMechanism, updateMechanism, withinStatisticsShare } from './site-accounting';
+import { sumMechanism, updateMechanism } from './site-accounting';
 import { SiteSum } from './site-sum';
 import { memoryContributionStore, type ContributionStore } from './contributions';
+import { Refused, SiteBudget, type LocalLedgerStore } from './site-budget';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
@@ -150,13 +144,6 @@ export interface ClientNodeOptions {
   onRefused?: (r: Refusal) => void;
 }
 
-/** Durable storage of a site's local ledger. */
-export interface LocalLedgerStore {
-  load(): Promise<LedgerEntry[]>;
-  /** Must be durable (fsync) before it resolves: the update is sent only after. */
-  append(entry: LedgerEntry): Promise<void>;
-}
-
 /** Why a node stopped for good. */
 export class NodeStopped extends Error {
   constructor(
@@ -185,21 +172,6 @@ export function protocolUrl(server: string): string {
   }
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/fl';
   return u.toString();
-}
-
-/** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
-const DEFAULT_SITE_DELTA = 1e-5;
-/** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
-const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
-
-/** A refusal thrown inside a handler: the round is declined with this code. */
-class Refused extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /**
@@ -234,8 +206,8 @@ export class ClientNode {
   private readonly latestRound = new Map<string, number>();
   siteId: string | null = null;
   siteName: string | null = null;
-  /** This site's own signed releases (its local ledger). */
-  private readonly localLedger: LedgerEntry[] = [];
+  /** What this site has spent and may spend: its local ledger, held releases, contributions. */
+  private readonly budget: SiteBudget;
   private slotWaiter: { requestId: string; settle: (m: ServerMessage) => void } | null = null;
   /** This round's secure-aggregation client and the trained update waiting for its key shares. */
   private secure: {
@@ -258,9 +230,6 @@ export class ClientNode {
   } | null = null;
   /** This site's statistics and evaluation sums in progress, by runId/round/kind. */
   private readonly sums = new Map<string, SiteSum>();
-  /** Releases admitted but not yet signed: every projection counts them as spent. */
-  private readonly pending = new Map<string, MechanismParams>();
-  private readonly contributions: ContributionStore;
   /** The nonce of this connection's login, which the aggregator's signed welcome must echo. */
   private clientNonce: string | null = null;
 
@@ -283,7 +252,14 @@ export class ClientNode {
       opts.evalFraction ?? DEFAULT_EVAL_FRACTION,
       opts.holdoutSeed ?? randomInt(0, 2 ** 31 - 1),
     );
-    this.contributions = opts.contributions ?? memoryContributionStore();
+    this.budget = new SiteBudget({
+      federationId: opts.federationId,
+      siteId: () => this.siteId,
+      policy: this.policy,
+      epsilonLimit: opts.epsilonLimit,
+      ledgerStore: opts.ledgerStore,
+      contributions: opts.contributions ?? memoryContributionStore(),
+    });
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -291,8 +267,7 @@ export class ClientNode {
   run(): Promise<NodeStopped | null> {
     void (async () => {
       try {
-        if (this.opts.ledgerStore) this.localLedger.push(...(await this.opts.ledgerStore.load()));
-        await this.contributions.load();
+        await this.budget.load();
       } catch (e) {
         this.fatal('STOPPED', `cannot read the local privacy ledger: ${(e as Error).message}`);
         return;
@@ -318,7 +293,7 @@ export class ClientNode {
 
   /** The site's own ledger entries (copies). */
   ledgerEntries(): LedgerEntry[] {
-    return [...this.localLedger];
+    return this.budget.entries();
   }
 
   /** The rows this node trains on and evaluates on (tests, the demo). */
@@ -589,9 +564,7 @@ export class ClientNode {
             this.sums.delete(key);
           }
         }
-        for (const key of [...this.pending.keys()]) {
-          if (key.startsWith(`${msg.runId}/${msg.round}/`)) this.pending.delete(key);
-        }
+        this.budget.dropRound(msg.runId, msg.round);
         this.log(
           msg.outcome === 'committed'
             ? `round ${msg.round} committed`
@@ -671,10 +644,10 @@ export class ClientNode {
     if (v) throw new Refused(v.code, v.message);
     // The delta the site's epsilon is measured at is the site's, never a larger one the aggregator
     // picks (the same mechanism has a far smaller epsilon at a larger delta).
-    if (offer.privacy && !(offer.privacy.delta <= this.siteDelta())) {
+    if (offer.privacy && !(offer.privacy.delta <= this.budget.delta())) {
       throw new Refused(
         ErrorCode.POLICY_DELTA,
-        `the round's delta ${offer.privacy.delta} is larger than this site's delta ${this.siteDelta()} (a larger delta is a weaker guarantee)`,
+        `the round's delta ${offer.privacy.delta} is larger than this site's delta ${this.budget.delta()} (a larger delta is a weaker guarantee)`,
       );
     }
     if (this.opts.epsilonLimit !== undefined && offer.privacy === null) {
@@ -683,47 +656,6 @@ export class ClientNode {
         `this site keeps its own epsilon limit (${this.opts.epsilonLimit}); the ${offer.stage} round carries no differential privacy, so what it releases could not be charged`,
       );
     }
-  }
-
-  /** The epsilon limit this site enforces: the smaller of its own (option, policy), else the federation's. */
-  private ownLimit(announced: number): number {
-    const own = [this.opts.epsilonLimit, this.policy.dp?.epsilonLimit].filter(
-      (x): x is number => x !== undefined,
-    );
-    return own.length ? Math.min(...own) : announced;
-  }
-
-  /** The delta this site accounts at: its policy's, else 1e-5. */
-  private siteDelta(): number {
-    return this.policy.dp?.delta ?? DEFAULT_SITE_DELTA;
-  }
-
-  /**
-   * Refuses a second secure sum of the same values without DP (differencing two sums, one that the
-   * aggregator says this site dropped out of, would give this site's values). Returns the key to
-   * record once the values leave, or null when DP makes a repeat an accounted release.
-   */
-  private contributionKey(key: string, privacy: unknown): string | null {
-    if (privacy) return null;
-    if (this.contributions.has(key)) {
-      throw new Refused(
-        ErrorCode.POLICY_REPEATED_RELEASE,
-        `this site already put these values into a secure sum (${key}); without DP a second sum of them could be subtracted from the first`,
-      );
-    }
-    return key;
-  }
-
-  /**
-   * This site's releases so far, and those admitted but not yet signed (a projection must count
-   * what is about to be spent, not only what was).
-   */
-  private projectionHistory(): LedgerEntry[] {
-    const pending = [...this.pending.values()].map(
-      (mechanism) =>
-        ({ mechanism, rdp: confideAccountant.releaseRdp(mechanism) }) as unknown as LedgerEntry,
-    );
-    return [...this.ownHistory(), ...pending];
   }
 
   private modelFor(spec: ModelSpec): tf.LayersModel {
@@ -789,13 +721,13 @@ export class ClientNode {
         'differentially private statistics need the federation to declare feature bounds',
       );
     }
-    const once = this.contributionKey(`statistics/${msg.federationId}`, privacy);
+    const once = this.budget.contributionKey(`statistics/${msg.federationId}`, privacy);
     let values = statisticsVector(train, { bounds, perSite });
     let mechanism: MechanismParams | null = null;
     if (privacy) {
       const sensitivity = statisticsSensitivity(train.numFeatures, { perSite, bounds });
       mechanism = sumMechanism('statistics', privacy, sensitivity);
-      this.checkSumBudget(mechanism, privacy);
+      this.budget.checkSumBudget(mechanism, privacy);
       values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
     }
     // Bound to the federation as the aggregator binds it (an update binds the model's hash).
@@ -807,51 +739,6 @@ export class ClientNode {
     });
   }
 
-  /**
-   * A statistics or evaluation release must fit the share of the site's budget for them (the
-   * smaller of its own and the federation's) and its whole limit, counting what it has admitted but
-   * not yet signed.
-   */
-  private checkSumBudget(
-    mechanism: MechanismParams,
-    privacy: NonNullable<StatsMsg['privacy']>,
-  ): void {
-    const limit = this.ownLimit(privacy.epsilonLimit);
-    const delta = this.siteDelta();
-    const ownShare = this.policy.dp?.statisticsShare ?? DEFAULT_SITE_STATISTICS_SHARE;
-    const share = withinStatisticsShare(
-      this.projectionHistory(),
-      mechanism,
-      Math.min(ownShare, privacy.statisticsShare),
-      limit,
-      delta,
-    );
-    if (!share.allowed) {
-      throw new Refused(
-        ErrorCode.BUDGET_EXCEEDED,
-        `this ${mechanism.release ?? 'update'} release would pass the share of the site's budget set aside for statistics and evaluation (zCDP ${share.spent.toPrecision(3)} spent of ${share.allowance.toPrecision(3)})`,
-      );
-    }
-    this.checkBudget(mechanism, limit);
-  }
-
-  /** Refuses a release past the site's own limit, counted at its own delta. */
-  private checkBudget(mechanism: MechanismParams, limit: number, what = 'this release'): void {
-    const projection = projectNextRound(
-      this.projectionHistory(),
-      mechanism,
-      this.siteDelta(),
-      limit,
-      confideAccountant,
-    );
-    if (!projection.allowed) {
-      throw new Refused(
-        ErrorCode.BUDGET_EXCEEDED,
-        `${what} would bring the site's epsilon to ${projection.projectedEpsilon.toFixed(4)}, past its own limit ${limit}`,
-      );
-    }
-  }
-
   /** How a sum's release is recorded before its masked vector leaves: contribution, then receipt. */
   private releaseFor(
     ws: WebSocket,
@@ -860,15 +747,15 @@ export class ClientNode {
     contribution: string | null,
   ): () => Promise<LedgerEntry | undefined> {
     const key = sumKey(ref.runId, ref.round, ref.sum);
-    if (mechanism) this.pending.set(key, mechanism);
+    if (mechanism) this.budget.hold(key, mechanism);
     return async () => {
       // Recorded before the values leave: a crash after this never lets them into a second sum.
-      if (contribution) await this.contributions.add(contribution);
+      if (contribution) await this.budget.recordContribution(contribution);
       if (!mechanism) return undefined;
       try {
         return await this.signRelease(ws, ref, mechanism);
       } finally {
-        this.pending.delete(key);
+        this.budget.drop(key);
       }
     };
   }
@@ -903,7 +790,7 @@ export class ClientNode {
         },
         release: input?.release ?? (() => Promise.resolve(undefined)),
         refuse: (step, e) => {
-          this.pending.delete(key);
+          this.budget.drop(key);
           this.refuse(ws, msg, kind, codeOf(e), `${kind} sum step ${step} refused: ${describe(e)}`);
         },
         log: this.log,
@@ -968,10 +855,10 @@ export class ClientNode {
       // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
       if (msg.privacy) {
         mechanism = updateMechanism(msg, this.declaredTrainRows());
-        this.checkBudget(mechanism, this.ownLimit(msg.privacy.epsilonLimit), 'this round');
+        this.budget.check(mechanism, this.budget.ownLimit(msg.privacy.epsilonLimit), 'this round');
       }
       const once = msg.secureAggregation
-        ? this.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
+        ? this.budget.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
         : null;
       if (msg.secureAggregation) {
         try {
@@ -983,7 +870,7 @@ export class ClientNode {
           );
         }
       }
-      if (mechanism) this.pending.set(sumKey(msg.runId, msg.round, 'update'), mechanism);
+      if (mechanism) this.budget.hold(sumKey(msg.runId, msg.round, 'update'), mechanism);
     } catch (e) {
       this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
       return;
@@ -1120,7 +1007,7 @@ export class ClientNode {
       );
     } catch (e) {
       this.progress.done();
-      this.pending.delete(sumKey(msg.runId, msg.round, 'update'));
+      this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
       this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
     }
   }
@@ -1134,7 +1021,7 @@ export class ClientNode {
     try {
       return await this.signRelease(ws, { ...ref, sum: 'update' }, mechanism);
     } finally {
-      this.pending.delete(sumKey(ref.runId, ref.round, 'update'));
+      this.budget.drop(sumKey(ref.runId, ref.round, 'update'));
     }
   }
 
@@ -1208,7 +1095,7 @@ export class ClientNode {
               `the round accounts ${dim} noised coordinates, the update has ${pending.update.length}`,
             );
           }
-          if (s.contribution) await this.contributions.add(s.contribution);
+          if (s.contribution) await this.budget.recordContribution(s.contribution);
           const receipt = pending.mechanism
             ? await this.signUpdate(ws, ref, pending.mechanism)
             : undefined;
@@ -1279,7 +1166,7 @@ export class ClientNode {
       // The round learns at once that this site is out of it (rather than waiting for its deadline).
       s.client.abort();
       s.pending = null;
-      this.pending.delete(sumKey(msg.runId, msg.round, 'update'));
+      this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
       this.refuse(
         ws,
         msg,
@@ -1298,15 +1185,6 @@ export class ClientNode {
     this.stopped = true;
     this.finish(null);
     return true;
-  }
-
-  /** This site's earlier releases in this federation, from its own ledger. */
-  private ownHistory(): LedgerEntry[] {
-    return this.localLedger.filter(
-      (e) =>
-        e.federationId === this.opts.federationId &&
-        (this.siteId === null || e.siteId === this.siteId),
-    );
   }
 
   /** Asks for the ledger's next position, builds and signs the receipt, records it locally. */
@@ -1347,53 +1225,11 @@ export class ClientNode {
         `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
       );
     }
-    if (!(slot.delta <= this.siteDelta())) {
-      throw new ProtocolError(
-        ErrorCode.POLICY_DELTA,
-        `the ledger slot accounts at delta ${slot.delta}, larger than this site's ${this.siteDelta()}`,
-      );
-    }
-    const ownLimit = this.ownLimit(slot.epsilonLimit);
-    // Its own limit, checked at its own delta, whatever the slot says.
-    const own = projectNextRound(
-      this.ownHistory(),
-      mechanism,
-      this.siteDelta(),
-      ownLimit,
-      confideAccountant,
-    );
-    if (!own.allowed) {
-      throw new ProtocolError(
-        ErrorCode.BUDGET_EXCEEDED,
-        `this release would bring the site's epsilon to ${own.projectedEpsilon.toFixed(4)}, past its own limit ${ownLimit}`,
-      );
-    }
-    const body = createReceipt(
-      {
-        seq: slot.seq,
-        federationId: this.opts.federationId,
-        siteId: this.siteId!,
-        siteName: this.siteName!,
-        round: ref.round,
-        mechanism,
-        delta: slot.delta,
-        epsilonLimit: slot.epsilonLimit,
-        createdAt: slot.createdAt,
-        sitePublicKey: this.opts.identity.publicKey,
-        siteHistory: this.ownHistory(),
-      },
-      confideAccountant,
-    );
-    if (body.cumulativeEpsilon > ownLimit) {
-      throw new ProtocolError(
-        ErrorCode.BUDGET_EXCEEDED,
-        `this release would bring the site's epsilon to ${body.cumulativeEpsilon.toFixed(4)}, past its own limit ${ownLimit}`,
-      );
-    }
-    const entry = signReceipt(body, slot.prevHash, this.opts.identity.secretKey);
-    await this.opts.ledgerStore?.append(entry);
-    this.localLedger.push(entry);
-    return entry;
+    return this.budget.sign(slot, ref, mechanism, {
+      siteId: this.siteId!,
+      siteName: this.siteName!,
+      identity: this.opts.identity,
+    });
   }
 
   /**
@@ -1455,7 +1291,7 @@ export class ClientNode {
       // Its part in the sum ends with the refusal: secrets wiped, nothing more sent for it.
       sum?.destroy();
       this.sums.delete(key);
-      this.pending.delete(key);
+      this.budget.drop(key);
       throw e;
     }
   }
@@ -1493,14 +1329,14 @@ export class ClientNode {
       });
       return;
     }
-    const once = this.contributionKey(`evaluation/${msg.modelHash}`, privacy);
+    const once = this.budget.contributionKey(`evaluation/${msg.modelHash}`, privacy);
     const perSite = privacy?.level === 'site';
     let values = await evaluateForSum(model, spec, evalRows, msg.evaluation, { perSite });
     let mechanism: MechanismParams | null = null;
     if (privacy) {
       const sensitivity = evaluationSensitivity(msg.evaluation, { perSite });
       mechanism = sumMechanism('evaluation', privacy, sensitivity);
-      this.checkSumBudget(mechanism, privacy);
+      this.budget.checkSumBudget(mechanism, privacy);
       values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
     }
     const ref = { runId: msg.runId, round: msg.round, sum: 'evaluation' } as const;

@@ -41,4 +41,4 @@ export {
 export { progressBar, silentProgress, type Progress } from './progress';
 export { selectBackend, type BackendPreference } from './backend';
 export { fileLedgerStore, LEDGER_FILE } from './ledger-file';
-export type { LocalLedgerStore } from './client-node';
+export type { LocalLedgerStore } from './site-budget';

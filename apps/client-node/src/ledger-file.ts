@@ -1,6 +1,6 @@
 import { open, readFile } from 'node:fs/promises';
 import { parseLocalLedger, serializeLocalEntry, type LedgerEntry } from '@confide/privacy-ledger';
-import type { LocalLedgerStore } from './client-node';
+import type { LocalLedgerStore } from './site-budget';
 
 /** Name of a site's local ledger, beside its identity key. */
 export const LEDGER_FILE = 'ledger.jsonl';
