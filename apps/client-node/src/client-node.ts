@@ -3,25 +3,13 @@ import WebSocket from 'ws';
 import type * as tf from '@tensorflow/tfjs';
 import {
   buildModel,
-  evaluateForSum,
-  evaluateModel,
-  evaluationSensitivity,
-  featureStatsPartial,
-  getModelWeights,
-  MlError,
   parameterCount,
   parseModelSpec,
-  setModelWeights,
-  statisticsSensitivity,
-  statisticsVector,
-  trainModel,
-  trainModelDpSgd,
   type Dataset,
   type ModelSpec,
 } from '@confide/ml';
-import { applyTransforms, subtract, type UpdateTransform } from '@confide/federated';
+import type { UpdateTransform } from '@confide/federated';
 import {
-  assertFinite,
   decodeFrame,
   encodeFrame,
   encodeFrameInPlace,
@@ -46,14 +34,8 @@ import {
   type SumKind,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
+import { distributedNoiseShare, sampleDiscreteGaussian } from '@confide/differential-privacy';
 import {
-  addGaussianNoise,
-  clipL2,
-  distributedNoiseShare,
-  sampleDiscreteGaussian,
-} from '@confide/differential-privacy';
-import {
-  isSecAggError,
   MaskWorkerPool,
   quantizeWeighted,
   SecAggClient,
@@ -65,16 +47,14 @@ import { checkRound, type RoundOffer } from './policy-check';
 import { memoryPinStore, parseServerKey, ServerTrust, type PinStore } from './server-trust';
 import { isLoopbackHost, socketOptions } from './transport';
 import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
-import { sumMechanism, updateMechanism } from './site-accounting';
-import { SiteSum } from './site-sum';
+import { updateMechanism } from './site-accounting';
 import { memoryContributionStore, type ContributionStore } from './contributions';
-import { Refused, SiteBudget, type LocalLedgerStore } from './site-budget';
+import { SiteBudget, type LocalLedgerStore } from './site-budget';
+import { codeOf, describe, Refused, type Stage } from './refusal';
+import { DataReleases, secAggOffer, sumKey } from './data-releases';
+import { trainLocalUpdate } from './local-update';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
-type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
-type StatsMsg = MessageOf<ServerMessage, 'stats.request'>;
-type SumOpenMsg = MessageOf<ServerMessage, 'sum.open'>;
-type Stage = 'statistics' | 'training' | 'evaluation';
 
 /** What one local round produced; handed to `onUpdate` observers (tests, the demo). */
 export interface LocalRoundResult {
@@ -228,8 +208,8 @@ export class ClientNode {
       report: LocalRoundResult;
     } | null;
   } | null = null;
-  /** This site's statistics and evaluation sums in progress, by runId/round/kind. */
-  private readonly sums = new Map<string, SiteSum>();
+  /** Its feature statistics and evaluation metrics, as secure sums or as its policy allows. */
+  private readonly releases: DataReleases;
   /** The nonce of this connection's login, which the aggregator's signed welcome must echo. */
   private clientNonce: string | null = null;
 
@@ -259,6 +239,19 @@ export class ClientNode {
       epsilonLimit: opts.epsilonLimit,
       ledgerStore: opts.ledgerStore,
       contributions: opts.contributions ?? memoryContributionStore(),
+    });
+    this.releases = new DataReleases({
+      budget: this.budget,
+      policy: this.policy,
+      identity: opts.identity,
+      log: this.log,
+      siteId: () => this.siteId!,
+      trainRows: () => this.split.train,
+      evaluationTarget: (msg) => this.evaluationTarget(msg),
+      admit: (msg, offer) => this.admit(msg, offer),
+      refuse: (ws, msg, stage, code, reason) => this.refuse(ws, msg, stage, code, reason),
+      send: (ws, msg) => this.send(ws, msg),
+      signRelease: (ws, ref, mechanism) => this.signRelease(ws, ref, mechanism),
     });
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -338,8 +331,7 @@ export class ClientNode {
 
   private release(): void {
     this.closeMaskWorkers();
-    for (const s of this.sums.values()) s.destroy();
-    this.sums.clear();
+    this.releases.endAll();
     this.secure?.client.destroy();
     this.secure = null;
     this.model?.model.dispose();
@@ -530,17 +522,17 @@ export class ClientNode {
         }
         return;
       case 'stats.request':
-        await this.guarded(ws, msg, 'statistics', () => this.statistics(ws, msg));
+        await this.guarded(ws, msg, 'statistics', () => this.releases.statistics(ws, msg));
         return;
       case 'round.train':
         await this.train(ws, msg, vector!);
         return;
       case 'round.evaluate':
-        await this.guarded(ws, msg, 'evaluation', () => this.evaluate(ws, msg, vector!));
+        await this.guarded(ws, msg, 'evaluation', () => this.releases.evaluate(ws, msg, vector!));
         return;
       case 'sum.open':
         await this.guarded(ws, msg, 'evaluation', () => {
-          this.openEvaluation(ws, msg);
+          this.releases.openEvaluation(ws, msg);
           return Promise.resolve();
         });
         return;
@@ -549,7 +541,7 @@ export class ClientNode {
       case 'secagg.consistency':
       case 'secagg.unmask':
         if (msg.sum === 'update') await this.onSecure(ws, msg);
-        else await this.sums.get(sumKey(msg.runId, msg.round, msg.sum))?.step(msg);
+        else await this.releases.step({ ...msg, sum: msg.sum });
         return;
       case 'ledger.slot':
         return; // delivered directly to the waiting release, never queued
@@ -558,12 +550,7 @@ export class ClientNode {
           this.secure.client.destroy();
           this.secure = null;
         }
-        for (const [key, sum] of this.sums) {
-          if (key.startsWith(`${msg.runId}/${msg.round}/`)) {
-            sum.destroy();
-            this.sums.delete(key);
-          }
-        }
+        this.releases.endRound(msg.runId, msg.round);
         this.budget.dropRound(msg.runId, msg.round);
         this.log(
           msg.outcome === 'committed'
@@ -618,8 +605,9 @@ export class ClientNode {
    */
   private admit(
     msg: { runId: string; round: number; deadline: string; federationId: string },
-    offer: RoundOffer,
+    announced: Omit<RoundOffer, 'tls'>,
   ): void {
+    const offer: RoundOffer = { ...announced, tls: this.tls };
     if (msg.federationId !== this.opts.federationId) {
       throw new Refused(
         ErrorCode.UNEXPECTED_MESSAGE,
@@ -678,131 +666,6 @@ export class ClientNode {
     return declaredRows(this.split.train.numRows, this.policy.rowCount);
   }
 
-  private async statistics(ws: WebSocket, msg: StatsMsg): Promise<void> {
-    const privacy = msg.privacy;
-    this.admit(msg, {
-      stage: 'statistics',
-      tls: this.tls,
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(privacy),
-    });
-    const train = this.split.train;
-    if (msg.features !== train.numFeatures) {
-      throw new Refused(
-        ErrorCode.SCHEMA_MISMATCH,
-        `the federation's data has ${msg.features} features, this site's has ${train.numFeatures}`,
-      );
-    }
-    if (!msg.secureAggregation) {
-      // In the clear (a plain federation, which the site's policy allows): exact sums, never noised
-      // or charged, and the exact record count; so never under DP, nor when the site reveals only a
-      // lower bound on its records.
-      if (privacy) {
-        throw new Refused(
-          ErrorCode.POLICY_SECURE_AGGREGATION,
-          'under differential privacy this site releases its statistics only inside a secure sum, noised and charged',
-        );
-      }
-      if (this.policy.rowCount === 'lowerBound') {
-        throw new Refused(
-          ErrorCode.POLICY_SECURE_AGGREGATION,
-          "statistics in the clear would reveal this site's exact record count; its policy reveals only a lower bound",
-        );
-      }
-      const part = featureStatsPartial(train);
-      this.send(ws, { type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
-      return;
-    }
-    const perSite = privacy?.level === 'site';
-    const bounds = msg.featureBounds;
-    if (privacy && !bounds) {
-      throw new Refused(
-        ErrorCode.SCHEMA_MISMATCH,
-        'differentially private statistics need the federation to declare feature bounds',
-      );
-    }
-    const once = this.budget.contributionKey(`statistics/${msg.federationId}`, privacy);
-    let values = statisticsVector(train, { bounds, perSite });
-    let mechanism: MechanismParams | null = null;
-    if (privacy) {
-      const sensitivity = statisticsSensitivity(train.numFeatures, { perSite, bounds });
-      mechanism = sumMechanism('statistics', privacy, sensitivity);
-      this.budget.checkSumBudget(mechanism, privacy);
-      values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
-    }
-    // Bound to the federation as the aggregator binds it (an update binds the model's hash).
-    const context = `statistics/${msg.federationId}`;
-    const ref = { runId: msg.runId, round: msg.round, sum: 'statistics' } as const;
-    this.openSum(ws, msg, 'statistics', msg.secureAggregation, context, {
-      values,
-      release: this.releaseFor(ws, ref, mechanism, once),
-    });
-  }
-
-  /** How a sum's release is recorded before its masked vector leaves: contribution, then receipt. */
-  private releaseFor(
-    ws: WebSocket,
-    ref: { runId: string; round: number; sum: 'statistics' | 'evaluation' },
-    mechanism: MechanismParams | null,
-    contribution: string | null,
-  ): () => Promise<LedgerEntry | undefined> {
-    const key = sumKey(ref.runId, ref.round, ref.sum);
-    if (mechanism) this.budget.hold(key, mechanism);
-    return async () => {
-      // Recorded before the values leave: a crash after this never lets them into a second sum.
-      if (contribution) await this.budget.recordContribution(contribution);
-      if (!mechanism) return undefined;
-      try {
-        return await this.signRelease(ws, ref, mechanism);
-      } finally {
-        this.budget.drop(key);
-      }
-    };
-  }
-
-  /**
-   * Starts this site's part in a statistics or evaluation sum: its keys at once, its vector now or
-   * (an evaluation opened before the model is there) once `setInput` brings it.
-   */
-  private openSum(
-    ws: WebSocket,
-    msg: { runId: string; round: number },
-    kind: 'statistics' | 'evaluation',
-    info: RoundSecAgg,
-    context: string,
-    input: { values: Float64Array; release: () => Promise<LedgerEntry | undefined> } | null,
-  ): SiteSum {
-    const key = sumKey(msg.runId, msg.round, kind);
-    this.sums.get(key)?.destroy();
-    const sum = new SiteSum(
-      {
-        kind,
-        siteId: this.siteId!,
-        identitySecretKey: this.opts.identity.secretKey,
-        info,
-        runId: msg.runId,
-        round: msg.round,
-        modelHash: context,
-        minSurvivors: this.policy.minSitesPerSum,
-        sendJson: (m) => this.send(ws, m),
-        sendBinary: (frame) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
-        },
-        release: input?.release ?? (() => Promise.resolve(undefined)),
-        refuse: (step, e) => {
-          this.budget.drop(key);
-          this.refuse(ws, msg, kind, codeOf(e), `${kind} sum step ${step} refused: ${describe(e)}`);
-        },
-        log: this.log,
-      },
-      input?.values,
-    );
-    this.sums.set(key, sum);
-    sum.start();
-    this.log(`round ${msg.round}: ${kind} sum joined`);
-    return sum;
-  }
-
   private async train(ws: WebSocket, msg: TrainMsg, global: Float32Array): Promise<void> {
     if (this.lastSent && this.lastSent.runId === msg.runId && this.lastSent.round === msg.round) {
       // Resumed after a reconnect: the update was computed already; send it again.
@@ -828,7 +691,6 @@ export class ClientNode {
       }
       this.admit(msg, {
         stage: 'training',
-        tls: this.tls,
         secureAggregation: secAggOffer(msg.secureAggregation),
         privacy: msg.privacy
           ? {
@@ -877,86 +739,28 @@ export class ClientNode {
     }
     this.latestRound.set(msg.runId, msg.round);
     try {
-      assertFinite(global, 'global model');
       const { train } = this.datasets(msg.standardization);
-      const model = this.modelFor(spec);
-      setModelWeights(model, global);
-      const onBatchEnd = (b: {
-        epoch: number;
-        batch: number;
-        batchesPerEpoch: number;
-        loss: number;
-      }): void =>
-        this.progress.epoch({
-          round: msg.round,
-          epoch: b.epoch + 1,
-          epochs: msg.train.epochs,
-          batch: b.batch + 1,
-          batches: b.batchesPerEpoch,
-          loss: b.loss,
-        });
-      const result =
-        msg.privacy?.level === 'record' && mechanism
-          ? await trainModelDpSgd(model, spec, train, {
-              epochs: msg.train.epochs,
-              samplingRate: mechanism.samplingRate,
-              learningRate: msg.train.learningRate,
-              clipNorm: msg.privacy.clipNorm,
-              noiseMultiplier: msg.privacy.noiseMultiplier,
-              optimizer: msg.train.optimizer,
-              onStep: (s) => {
-                const perEpoch = s.steps / msg.train.epochs;
-                onBatchEnd({
-                  epoch: Math.floor(s.step / perEpoch),
-                  batch: s.step % perEpoch,
-                  batchesPerEpoch: perEpoch,
-                  loss: s.loss,
-                });
-              },
-            })
-          : await trainModel(model, spec, train, {
-              epochs: msg.train.epochs,
-              batchSize: msg.train.batchSize,
-              learningRate: msg.train.learningRate,
-              optimizer: msg.train.optimizer,
-              shuffleSeed: msg.round,
-              onBatchEnd,
-            });
-      this.progress.done();
-      if (this.stopped || ws !== this.ws) return;
-      const local = getModelWeights(model);
-      let rawUpdate = subtract(local, global);
-      if (msg.privacy?.level === 'site') {
-        // DP-FedAvg: clip the whole update to C. With self-sampling the site's own coin decides
-        // whether the update takes part; when it says no the site sends a zero update (and its noise),
-        // indistinguishable from taking part, so its amplification is earned. Without secure
-        // aggregation the aggregator sees this update alone: all of the noise, z*C, is added here.
-        // Under secure aggregation a share for the t survivors is added in the integer domain later.
-        rawUpdate = clipL2(rawUpdate, msg.privacy.clipNorm).clipped;
-        const q = msg.privacy.siteSamplingRate ?? 1;
-        if (q < 1 && randomInt(0, 2 ** 32) / 2 ** 32 >= q) rawUpdate.fill(0);
-        if (!msg.secureAggregation) {
-          rawUpdate = addGaussianNoise(
-            rawUpdate,
-            msg.privacy.noiseMultiplier * msg.privacy.clipNorm,
-          );
-        }
-      }
       const rows = this.declaredTrainRows();
-      const update = await applyTransforms(rawUpdate, this.opts.transforms ?? [], {
+      const { local, update, loss } = await trainLocalUpdate({
+        model: this.modelFor(spec),
+        spec,
+        train,
+        global,
+        msg,
+        mechanism,
+        declaredRows: rows,
         federationId: this.opts.federationId,
-        runId: msg.runId,
-        round: msg.round,
-        numExamples: rows,
+        transforms: this.opts.transforms ?? [],
+        progress: this.progress,
       });
-      assertFinite(update, 'update');
+      if (this.stopped || ws !== this.ws) return;
       const report: LocalRoundResult = {
         round: msg.round,
         globalWeights: global,
         localWeights: local,
         update,
         numExamples: rows,
-        trainLoss: result.loss,
+        trainLoss: loss,
       };
       if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
         // Under secure aggregation the update waits for the key shares; it leaves masked, its weight
@@ -968,13 +772,13 @@ export class ClientNode {
             msg.privacy?.level === 'site'
               ? 1
               : Math.min(1, rows / this.secure.info.weightNormalizer),
-          trainLoss: result.loss,
+          trainLoss: loss,
           mechanism,
           train: msg,
           report,
         };
         this.log(
-          `round ${msg.round}: trained on ${train.numRows} rows, loss ${result.loss.toFixed(4)}; waiting for key shares`,
+          `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}; waiting for key shares`,
         );
         return;
       }
@@ -993,7 +797,7 @@ export class ClientNode {
           runId: msg.runId,
           round: msg.round,
           ...(msg.privacy?.level === 'site' ? {} : { numExamples: rows }),
-          ...(msg.privacy ? {} : { trainLoss: result.loss }),
+          ...(msg.privacy ? {} : { trainLoss: loss }),
           ...(receipt ? { receipt } : {}),
         },
         update,
@@ -1003,7 +807,7 @@ export class ClientNode {
       this.opts.onUpdate?.(report);
       if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
       this.log(
-        `round ${msg.round}: trained on ${train.numRows} rows, loss ${result.loss.toFixed(4)}, update sent`,
+        `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}, update sent`,
       );
     } catch (e) {
       this.progress.done();
@@ -1233,25 +1037,14 @@ export class ClientNode {
   }
 
   /**
-   * Opens this site's part in a round's evaluation sum before the model exists (its keys do not
-   * depend on it), after the same checks as the evaluation itself: policy, and a round it trained in
-   * with rows held out to evaluate on.
+   * The model and held-out rows a round's new model is evaluated with; refused for a round this site
+   * did not train in, or when it holds no rows out.
    */
-  private openEvaluation(ws: WebSocket, msg: SumOpenMsg | EvaluateMsg): SiteSum {
-    this.admit(msg, {
-      stage: 'evaluation',
-      tls: this.tls,
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(msg.privacy),
-    });
-    this.evaluationRows(msg);
-    // Bound to the round (the model is bound by the signed hash round.evaluate carries).
-    const context = `evaluation/${msg.runId}/${msg.round}`;
-    return this.openSum(ws, msg, 'evaluation', msg.secureAggregation!, context, null);
-  }
-
-  /** The held-out rows a round's model is evaluated on; refused for a round this site did not train in. */
-  private evaluationRows(msg: { runId: string; round: number }): Dataset {
+  private evaluationTarget(msg: { runId: string; round: number }): {
+    model: tf.LayersModel;
+    spec: ModelSpec;
+    rows: Dataset;
+  } {
     if (!this.model || !this.standardized || this.latestRound.get(msg.runId) !== msg.round) {
       throw new Refused(
         ErrorCode.UNEXPECTED_MESSAGE,
@@ -1265,123 +1058,6 @@ export class ClientNode {
         'this site holds no rows out for evaluation (too few rows, and no --eval-data)',
       );
     }
-    return rows;
+    return { ...this.model, rows };
   }
-
-  /**
-   * Evaluates the round's new model on this site's held-out rows: its counts join the round's secure
-   * sum (noised and charged under DP), or, in a plain federation, its own metrics leave only if its
-   * policy says so.
-   */
-  private async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {
-    const privacy = msg.privacy;
-    // Checked again even when its sum was opened already: this message's own settings count.
-    this.admit(msg, {
-      stage: 'evaluation',
-      tls: this.tls,
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(privacy),
-    });
-    const key = sumKey(msg.runId, msg.round, 'evaluation');
-    let sum = msg.secureAggregation ? this.sums.get(key) : undefined;
-    if (msg.secureAggregation && !sum) sum = this.openEvaluation(ws, msg);
-    try {
-      await this.evaluateInto(ws, msg, weights, sum);
-    } catch (e) {
-      // Its part in the sum ends with the refusal: secrets wiped, nothing more sent for it.
-      sum?.destroy();
-      this.sums.delete(key);
-      this.budget.drop(key);
-      throw e;
-    }
-  }
-
-  private async evaluateInto(
-    ws: WebSocket,
-    msg: EvaluateMsg,
-    weights: Float32Array,
-    sum: SiteSum | undefined,
-  ): Promise<void> {
-    const privacy = msg.privacy;
-    if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
-      throw new Refused(
-        ErrorCode.BAD_SERVER_SIGNATURE,
-        "the model's weights do not match the hash the aggregator signed",
-      );
-    }
-    const evalRows = this.evaluationRows(msg);
-    const { spec, model } = this.model!;
-    setModelWeights(model, weights);
-    if (!sum) {
-      const m = await evaluateModel(model, spec, evalRows);
-      this.send(ws, {
-        type: 'round.metrics',
-        runId: msg.runId,
-        round: msg.round,
-        modelVersionId: msg.modelVersionId,
-        metrics: {
-          loss: m.loss,
-          accuracy: m.accuracy,
-          auc: m.auc,
-          f1: m.f1,
-          numExamples: m.numExamples,
-        },
-      });
-      return;
-    }
-    const once = this.budget.contributionKey(`evaluation/${msg.modelHash}`, privacy);
-    const perSite = privacy?.level === 'site';
-    let values = await evaluateForSum(model, spec, evalRows, msg.evaluation, { perSite });
-    let mechanism: MechanismParams | null = null;
-    if (privacy) {
-      const sensitivity = evaluationSensitivity(msg.evaluation, { perSite });
-      mechanism = sumMechanism('evaluation', privacy, sensitivity);
-      this.budget.checkSumBudget(mechanism, privacy);
-      values = addGaussianNoise(values, privacy.noiseMultiplier * sensitivity);
-    }
-    const ref = { runId: msg.runId, round: msg.round, sum: 'evaluation' } as const;
-    await sum.setInput(values, this.releaseFor(ws, ref, mechanism, once));
-  }
-}
-
-function sumKey(runId: string, round: number, kind: string): string {
-  return `${runId}/${round}/${kind}`;
-}
-
-/** The code a round is declined with for an error: its own, or what kind of failure it was. */
-function codeOf(e: unknown): string {
-  if (e instanceof Refused || e instanceof ProtocolError) return e.code;
-  if (isSecAggError(e)) return ErrorCode.SECAGG_REFUSED;
-  return e instanceof MlError ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.INTERNAL;
-}
-
-/** An error's message, with the secure-aggregation library's own code in front of it. */
-function describe(e: unknown): string {
-  return isSecAggError(e) ? `${e.code}: ${e.message}` : (e as Error).message;
-}
-
-/** What the site's policy needs to know of a statistics or evaluation release's DP. */
-function sumOffer(privacy: StatsMsg['privacy']): RoundOffer['privacy'] {
-  return privacy
-    ? {
-        level: privacy.level,
-        noiseMultiplier: privacy.noiseMultiplier,
-        clipNorm: null,
-        delta: privacy.delta,
-      }
-    : null;
-}
-
-/** What the site's policy needs to know of a round's secure aggregation. */
-function secAggOffer(info: RoundSecAgg | null): RoundOffer['secureAggregation'] {
-  if (!info) return null;
-  const p = info.params as Partial<SecAggParams>;
-  return {
-    sites: info.roster.length,
-    // Passed on as announced: the policy check refuses a graph it does not know.
-    graph: p.graph as 'complete' | 'harary',
-    ...(p.k !== undefined ? { k: p.k } : {}),
-    threshold: Number(p.threshold),
-    threatModel: p.threatModel as 'semi-honest' | 'semi-malicious',
-  };
 }

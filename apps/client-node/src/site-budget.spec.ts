@@ -9,7 +9,8 @@ import {
 } from '@confide/privacy-ledger';
 import { memoryContributionStore } from './contributions';
 import { parsePolicy } from './policy';
-import { Refused, SiteBudget, type GrantedSlot } from './site-budget';
+import { Refused } from './refusal';
+import { SiteBudget, type GrantedSlot } from './site-budget';
 
 const identity = generateIdentity();
 const site = { siteId: 's1', siteName: 'clinic', identity };

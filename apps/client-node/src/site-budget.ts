@@ -10,21 +10,12 @@ import { ErrorCode, ProtocolError, type IdentityKeyPair, type SumKind } from '@c
 import type { SitePolicy } from './policy';
 import { withinStatisticsShare } from './site-accounting';
 import type { ContributionStore } from './contributions';
+import { Refused } from './refusal';
 
 /** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
 const DEFAULT_SITE_DELTA = 1e-5;
 /** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
 const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
-
-/** A refusal thrown inside a handler: the round is declined with this code. */
-export class Refused extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** Durable storage of a site's local ledger. */
 export interface LocalLedgerStore {
