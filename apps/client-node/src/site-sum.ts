@@ -75,10 +75,6 @@ export class SiteSum {
     if (values) this.input = this.encode(values);
   }
 
-  get kind(): 'statistics' | 'evaluation' {
-    return this.o.kind;
-  }
-
   private encode(values: Float64Array): Uint32Array {
     const input =
       this.o.kind === 'statistics' ? encodeWideFixedPoint(values) : encodeFixedPoint(values);

@@ -22,19 +22,21 @@ export class Signal {
 }
 
 /**
- * Waits until `ready()` holds or `deadline` passes, re-checking at every notify of `signal`.
- * Returns whether `ready()` held.
+ * Waits until `ready()` holds or `deadline` passes, re-checking at every notify of `signal` and at
+ * least every second (a deadline given as a function may move meanwhile). Returns whether `ready()`
+ * held.
  */
 export async function waitFor(
   signal: Signal,
   ready: () => boolean,
-  deadline: number,
+  deadline: number | (() => number),
   now: () => number = Date.now,
   stopped: () => boolean = () => false,
 ): Promise<boolean> {
+  const end = typeof deadline === 'number' ? () => deadline : deadline;
   while (!ready()) {
     if (stopped()) return false;
-    const left = deadline - now();
+    const left = end() - now();
     if (left <= 0) return ready();
     await signal.wait(Math.min(left, 1000));
   }

@@ -637,7 +637,6 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           this.sessions.isConnected(siteId),
         ),
       unmask: (server) => this.unmaskSum(server, active.sum?.info.vectorLength ?? 0),
-      now: () => this.clock.now().getTime(),
       changed: () => {
         this.live.round(active);
         active.signal.notify();
@@ -725,7 +724,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     loop: RunLoop,
     signal: { wait(ms: number): Promise<void> },
     ready: () => boolean,
-    deadline: number,
+    deadline: number | (() => number),
   ): Promise<boolean> {
     if (loop.active) this.live.round(loop.active);
     const ok = await waitFor(

@@ -45,7 +45,6 @@ function port(opts: { stopped?: boolean; now?: () => number } = {}): SumPort & {
     reachable: () => true,
     unmask: () => Promise.reject(new Error('nothing to unmask')),
     changed: () => signal.notify(),
-    now,
   };
   return p;
 }

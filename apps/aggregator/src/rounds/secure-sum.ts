@@ -26,16 +26,17 @@ export type SumSiteState =
 export interface SumPort {
   /** Sends a JSON message to a site (the gateway signs it); one object may go to many sites. */
   send(siteId: string, message: object): void;
-  /** Waits until `ready()` holds, the deadline passes or the round stops; false on the deadline. */
-  until(ready: () => boolean, deadline: number): Promise<boolean>;
+  /**
+   * Waits until `ready()` holds, the deadline passes or the round stops; false unless ready. The
+   * deadline may be a function: it is read again while waiting.
+   */
+  until(ready: () => boolean, deadline: number | (() => number)): Promise<boolean>;
   /** Whether a site can still answer: connected, or within its reconnect grace. */
   reachable(siteId: string): boolean;
   /** The unmasked sum (worker threads for large jobs). */
   unmask(server: SecAggServer): Promise<Uint32Array>;
   /** Called after every change, so waiters re-check and live views refresh. */
   changed(): void;
-  /** The round's clock, in ms. */
-  now(): number;
 }
 
 /** A finished secure sum: the element-wise sum of the inputs, and whose inputs it holds. */
@@ -71,6 +72,8 @@ export class SecureSum {
   readonly slots = new Map<string, LedgerSlot>();
   private readonly confirmed = new Set<string>();
   private readonly unmasked = new Set<string>();
+  /** Sites whose input is in the sum that refused to confirm or unmask it. */
+  private readonly refused = new Set<string>();
   private readonly server: SecAggServer;
   /**
    * When the sum gives up on sites that have not answered. It may move while the sum runs: an
@@ -133,22 +136,28 @@ export class SecureSum {
       sum: this.kind,
       ...body,
     });
-    const ready = (state: SumSiteState, done: ReadonlySet<string>): boolean =>
-      this.cancelled !== null ||
-      [...this.sites].every(([id, s]) => s.state !== state || done.has(id) || !port.reachable(id));
-    // Waits in slices of at most a second, so that a deadline moved meanwhile is seen.
+    const ready = (state: SumSiteState, done: (siteId: string) => boolean): boolean => {
+      if (this.cancelled !== null) return true;
+      for (const [id, s] of this.sites) {
+        if (s.state === state && !done(id) && port.reachable(id)) return false;
+      }
+      return true;
+    };
+    // The deadline is read again while waiting: an evaluation sum gets its real one later.
     const waitFor = async (
       state: SumSiteState,
-      done: ReadonlySet<string> = new Set(),
+      done: (siteId: string) => boolean = () => false,
     ): Promise<void> => {
-      while (!ready(state, done) && port.now() < this.deadline) {
-        const sliceEnd = Math.min(this.deadline, port.now() + 1000);
-        const ok = await port.until(() => ready(state, done), sliceEnd);
-        // Not ready before the slice ended: the run was stopped, so waiting on would only spin.
-        if (!ok && port.now() < sliceEnd) break;
-      }
+      await port.until(
+        () => ready(state, done),
+        () => this.deadline,
+      );
       if (this.cancelled !== null) throw new Error(this.cancelled);
     };
+    // A site that refused a step after its input went in is not waited for (its shares are not
+    // needed: the others' rebuild what the sum needs, or the sum falls short and says so).
+    const answeredOrRefused = (answered: ReadonlySet<string>) => (id: string) =>
+      answered.has(id) || this.refused.has(id);
     const dropUnanswered = (state: SumSiteState, detail: string): void => {
       for (const s of this.sites.values()) {
         if (s.state === state) {
@@ -182,7 +191,7 @@ export class SecureSum {
         this.phase = 'consistency';
         const msg = envelope('secagg.consistency', { request: consistency });
         sendTo('submitted', () => msg);
-        await waitFor('submitted', this.confirmed);
+        await waitFor('submitted', answeredOrRefused(this.confirmed));
         this.server.closeConsistency();
       }
       this.phase = 'unmasking';
@@ -190,7 +199,7 @@ export class SecureSum {
         envelope('secagg.unmask', { request: this.server.unmaskRequest(id) }),
       );
       port.changed();
-      await waitFor('submitted', this.unmasked);
+      await waitFor('submitted', answeredOrRefused(this.unmasked));
       const sum = await port.unmask(this.server);
       return { values: decode(sum), contributors: this.server.survivors() };
     } catch (e) {
@@ -217,9 +226,17 @@ export class SecureSum {
     );
   }
 
-  /** A site declines the sum (its policy or budget refused it). */
+  /**
+   * A site declines the sum (its policy or budget refused it). After its input went in it can only
+   * refuse to confirm or unmask: the sum stops waiting for it.
+   */
   decline(siteId: string, reason: string): void {
     const s = this.sites.get(siteId);
+    if (s?.state === 'submitted' && (this.phase === 'consistency' || this.phase === 'unmasking')) {
+      this.refused.add(siteId);
+      s.detail = reason;
+      return;
+    }
     if (!s || s.state === 'submitted') {
       throw new ProtocolError(
         ErrorCode.UNEXPECTED_MESSAGE,
