@@ -129,11 +129,6 @@ export class ScriptedAggregator {
     );
   }
 
-  /** Sends raw text as is (unsigned, or signed by someone else). */
-  sendText(text: string): void {
-    this.socket?.send(text);
-  }
-
   /** Sends a binary frame whose header is signed by `signer` (this aggregator's by default). */
   sendFrame(
     header: Record<string, unknown>,

@@ -30,7 +30,8 @@ export interface StatisticsOptions {
  */
 const STD_FLOOR_OF_WIDTH = 1e-3;
 
-function checkBounds(bounds: FeatureBounds, d: number): void {
+/** Refuses bounds that are not d finite [lo, hi] pairs with lo < hi (INVALID_ARGUMENT). */
+export function checkBounds(bounds: FeatureBounds, d: number): void {
   if (bounds.lo.length !== d || bounds.hi.length !== d) {
     throw new MlError(
       'INVALID_ARGUMENT',

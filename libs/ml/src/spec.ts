@@ -23,6 +23,7 @@ export {
 } from './standardize';
 export { seededRandom } from './random';
 export {
+  checkBounds as checkFeatureBounds,
   statisticsFromSum,
   statisticsSensitivity,
   statisticsVector,

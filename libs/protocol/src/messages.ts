@@ -18,7 +18,7 @@ const base = { v: z.literal(PROTOCOL_VERSION), id };
 const signed = { ...base, sig: b64.optional() };
 
 /** The secure sums of a round: feature statistics, the training update, evaluation counts. */
-export const SUM_KINDS = ['statistics', 'update', 'evaluation'] as const;
+const SUM_KINDS = ['statistics', 'update', 'evaluation'] as const;
 /** Which secure sum of a round a secure-aggregation message belongs to. */
 export type SumKind = (typeof SUM_KINDS)[number];
 const sumKind = z.enum(SUM_KINDS);

@@ -1,6 +1,12 @@
 import { randomInt } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { initialWeights, MlError, parameterCount, parseModelSpec } from '@confide/ml/spec';
+import {
+  checkFeatureBounds,
+  initialWeights,
+  MlError,
+  parameterCount,
+  parseModelSpec,
+} from '@confide/ml/spec';
 import { shareNoiseMultiplier } from '@confide/differential-privacy';
 import { FederationRepository } from './federation.repository';
 import { createFederationSchema } from './federation.schema';
@@ -41,17 +47,12 @@ export class FederationsService {
     }
     const bounds = input.dataSchema.featureBounds ?? null;
     if (bounds) {
-      if (bounds.lo.length !== spec.inputDim || bounds.hi.length !== spec.inputDim) {
+      try {
+        checkFeatureBounds(bounds, spec.inputDim);
+      } catch (e) {
         throw new ApiError(
           'VALIDATION_FAILED',
-          `dataSchema.featureBounds needs ${spec.inputDim} lo and hi values (one per model input); got ${bounds.lo.length} and ${bounds.hi.length}`,
-        );
-      }
-      const bad = bounds.lo.findIndex((lo, j) => !(lo < bounds.hi[j]!));
-      if (bad >= 0) {
-        throw new ApiError(
-          'VALIDATION_FAILED',
-          `dataSchema.featureBounds: feature ${bad} has lo ${bounds.lo[bad]} >= hi ${bounds.hi[bad]}`,
+          `dataSchema.featureBounds: ${(e as Error).message}`,
         );
       }
     }
@@ -80,6 +81,24 @@ export class FederationsService {
     if (await this.federations.findByName(input.name)) {
       throw new ApiError('CONFLICT', `a federation named "${input.name}" already exists`);
     }
+    let dp: FederationConfig['dp'] = input.dp;
+    if (input.dp.level !== 'none') {
+      // evaluationRounds only sizes the statistics noise below; it is not kept.
+      const { evaluationRounds, ...rest } = input.dp;
+      dp = {
+        ...rest,
+        statisticsNoiseMultiplier:
+          rest.statisticsNoiseMultiplier ??
+          shareNoiseMultiplier({
+            epsilon: rest.epsilonLimit,
+            delta: rest.delta,
+            share: rest.statisticsShare,
+            releases:
+              (input.evaluation.enabled ? evaluationRounds : 0) +
+                (standardization === 'federated' ? 1 : 0) || 1,
+          }),
+      };
+    }
     const config: FederationConfig = {
       minSites: input.minSites,
       roundTimeoutMs: input.roundTimeoutSeconds * 1000,
@@ -91,27 +110,7 @@ export class FederationsService {
         optimizer: input.optimizer,
       },
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
-      dp:
-        input.dp.level === 'none'
-          ? input.dp
-          : {
-              level: input.dp.level,
-              noiseMultiplier: input.dp.noiseMultiplier,
-              clipNorm: input.dp.clipNorm,
-              delta: input.dp.delta,
-              epsilonLimit: input.dp.epsilonLimit,
-              statisticsShare: input.dp.statisticsShare,
-              statisticsNoiseMultiplier:
-                input.dp.statisticsNoiseMultiplier ??
-                shareNoiseMultiplier({
-                  epsilon: input.dp.epsilonLimit,
-                  delta: input.dp.delta,
-                  share: input.dp.statisticsShare,
-                  releases:
-                    (input.evaluation.enabled ? input.dp.evaluationRounds : 0) +
-                      (standardization === 'federated' ? 1 : 0) || 1,
-                }),
-            },
+      dp,
       secureAggregation: input.secureAggregation,
       featureBounds: bounds,
       standardization,

@@ -4,7 +4,7 @@ import nacl from 'tweetnacl';
 import { fromBase64, generateIdentity, toBase64, type IdentityKeyPair } from '@confide/protocol';
 
 /** The aggregator's identity key inside its data directory. */
-export const SERVER_KEY_FILE = 'server-identity.key';
+const SERVER_KEY_FILE = 'server-identity.key';
 
 /**
  * The aggregator's Ed25519 identity, created on the first start in `dir` (the secret key alone,
@@ -40,7 +40,7 @@ export async function loadOrCreateServerIdentity(
 }
 
 /** The key pair of a base64 Ed25519 secret key (tweetnacl's 64-byte form). */
-export function identityFromSecret(secretKey: string, source: string): IdentityKeyPair {
+function identityFromSecret(secretKey: string, source: string): IdentityKeyPair {
   let secret: Uint8Array;
   try {
     secret = fromBase64(secretKey, nacl.sign.secretKeyLength);

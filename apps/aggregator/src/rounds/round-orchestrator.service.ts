@@ -636,7 +636,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           this.config.reconnectGraceMs,
           this.sessions.isConnected(siteId),
         ),
-      unmask: (server) => this.unmaskSum(server, active.sum?.info.vectorLength ?? 0),
+      unmask: (server, vectorLength) => this.unmaskSum(server, vectorLength),
       changed: () => {
         this.live.round(active);
         active.signal.notify();
@@ -658,8 +658,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     // Waiting for evaluations, a site that reported its metrics or declined to is done.
     const done =
       waitingFor === 'submitted'
-        ? new Set([...active.evaluations.keys(), ...active.evaluationDeclined])
-        : new Set<string>();
+        ? (id: string) => active.evaluations.has(id) || active.evaluationDeclined.has(id)
+        : () => false;
     return this.nonePendingIn(active, waitingFor, done);
   }
 
@@ -883,7 +883,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             this.nonePendingIn(
               active,
               'submitted',
-              new Set([...active.confirmed, ...active.refused]),
+              (id) => active.confirmed.has(id) || active.refused.has(id),
             ),
           deadline,
         );
@@ -900,7 +900,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         loop,
         active.signal,
         () =>
-          this.nonePendingIn(active, 'submitted', new Set([...active.unmasked, ...active.refused])),
+          this.nonePendingIn(
+            active,
+            'submitted',
+            (id) => active.unmasked.has(id) || active.refused.has(id),
+          ),
         deadline,
       );
       const sum = await this.unmaskSum(server, setup.info.vectorLength);
@@ -965,11 +969,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   private nonePendingIn(
     active: ActiveRound,
     status: Participant['status'],
-    done: ReadonlySet<string>,
+    done: (siteId: string) => boolean,
   ): boolean {
     const now = this.clock.now().getTime();
     for (const p of active.participants.values()) {
-      if (done.has(p.siteId)) continue;
+      if (done(p.siteId)) continue;
       if (
         active.isPending(
           p.siteId,

@@ -71,7 +71,7 @@ export class RoundSumsService {
         roster,
         (1 + 2 * d) * 2,
         statisticsContext(fed.id),
-        () => (dp && bounds ? statisticsSensitivity(d, { perSite, bounds }) : null),
+        dp && bounds ? statisticsSensitivity(d, { perSite, bounds }) : null,
       );
     } catch (e) {
       return `the statistics sum cannot start: ${(e as Error).message}`;
@@ -138,7 +138,7 @@ export class RoundSumsService {
         roster,
         evaluationVectorLength(layout),
         evaluationContext(active.runId, active.number),
-        () => (dp ? evaluationSensitivity(layout, { perSite }) : null),
+        dp ? evaluationSensitivity(layout, { perSite }) : null,
       );
     } catch (e) {
       this.config.log(`round ${active.number}: no evaluation sum: ${(e as Error).message}`);
@@ -206,14 +206,17 @@ export class RoundSumsService {
     return { ...m, sites: result.contributors.length };
   }
 
-  /** Builds a sum over `roster`, with the ledger check of each receipt under DP. */
+  /**
+   * Builds a sum over `roster`, with the ledger check of each receipt under DP (`sensitivity`: the
+   * L2 sensitivity of one site's vector, null without DP).
+   */
   private async open(
     active: ActiveRound,
     kind: SumKind,
     roster: ReadonlyArray<{ siteId: string }>,
     values: number,
     modelHash: string,
-    sensitivity: () => number | null,
+    sensitivity: number | null,
   ): Promise<SecureSum> {
     const fed = active.fed;
     const { params, vectorLength } = sumParams(fed, roster.length, values);
@@ -225,28 +228,26 @@ export class RoundSumsService {
       vectorLength,
     };
     const dp = activeDp(fed);
-    const delta = sensitivity();
-    const accept =
-      dp && delta !== null
-        ? async (
-            siteId: string,
-            slot: Parameters<LedgerService['acceptReceipt']>[0],
-            receipt: unknown,
-          ) => {
-            const site = await this.sites.findById(fed.id, siteId);
-            const want = sumRelease({
-              release: kind,
-              level: dp.level,
-              noiseMultiplier: statisticsNoise(dp),
-              sensitivity: delta,
-            });
-            await this.ledger.acceptReceipt(slot, site!, receipt, (m) =>
-              canonicalJson(m) === canonicalJson(want)
-                ? null
-                : `the receipt's mechanism ${canonicalJson(m)} is not this ${kind} release's ${canonicalJson(want)}`,
-            );
-          }
-        : null;
+    let accept: ConstructorParameters<typeof SecureSum>[5] = null;
+    if (dp && sensitivity !== null) {
+      // Every receipt of this sum must name exactly this release.
+      const want = canonicalJson(
+        sumRelease({
+          release: kind,
+          level: dp.level,
+          noiseMultiplier: statisticsNoise(dp),
+          sensitivity,
+        }),
+      );
+      accept = async (siteId, slot, receipt) => {
+        const site = await this.sites.findById(fed.id, siteId);
+        await this.ledger.acceptReceipt(slot, site!, receipt, (m) =>
+          canonicalJson(m) === want
+            ? null
+            : `the receipt's mechanism ${canonicalJson(m)} is not this ${kind} release's ${want}`,
+        );
+      };
+    }
     return new SecureSum(kind, active.runId, active.number, info, modelHash, accept);
   }
 
@@ -338,12 +339,12 @@ export class RoundSumsService {
  * What a statistics sum binds its session to where an update binds the model's hash: the federation
  * (with the run, the round and the tensor id 'statistics', no two sums share keys).
  */
-export function statisticsContext(federationId: string): string {
+function statisticsContext(federationId: string): string {
   return `statistics/${federationId}`;
 }
 
 /** What an evaluation sum binds its session to: its round (the model is bound by its signed hash). */
-export function evaluationContext(runId: string, round: number): string {
+function evaluationContext(runId: string, round: number): string {
   return `evaluation/${runId}/${round}`;
 }
 
@@ -362,13 +363,13 @@ export interface OpenEvaluation {
 }
 
 /** A federation's DP settings when DP is on, else null. */
-export function activeDp(fed: FederationRow): ActiveDp | null {
+function activeDp(fed: FederationRow): ActiveDp | null {
   const dp = fed.config.dp;
   return dp && dp.level !== 'none' ? dp : null;
 }
 
 /** The noise multiplier of a federation's statistics and evaluation releases. */
-export function statisticsNoise(dp: ActiveDp): number {
+function statisticsNoise(dp: ActiveDp): number {
   if (dp.statisticsNoiseMultiplier === undefined) {
     // Federations created before statistics became releases: their sums are noised like an update.
     return dp.noiseMultiplier;

@@ -9,7 +9,7 @@ import {
 import type { FederationRow } from '../database/rows';
 
 /** The neighbour graph and Shamir threshold of a secure sum over `n` sites. */
-export interface RoundGraph {
+interface RoundGraph {
   threshold: number;
   graph: 'complete' | 'harary';
   k?: number;
@@ -21,7 +21,7 @@ export interface RoundGraph {
  * model: what the sites' default policies require before they share a secret.
  * @example completeThreshold(10, 'semi-malicious') // 7
  */
-export function completeThreshold(
+function completeThreshold(
   n: number,
   threatModel: 'semi-honest' | 'semi-malicious',
 ): number {

@@ -33,14 +33,14 @@ export interface SumPort {
   until(ready: () => boolean, deadline: number | (() => number)): Promise<boolean>;
   /** Whether a site can still answer: connected, or within its reconnect grace. */
   reachable(siteId: string): boolean;
-  /** The unmasked sum (worker threads for large jobs). */
-  unmask(server: SecAggServer): Promise<Uint32Array>;
+  /** The unmasked sum of `vectorLength` elements (worker threads for large jobs). */
+  unmask(server: SecAggServer, vectorLength: number): Promise<Uint32Array>;
   /** Called after every change, so waiters re-check and live views refresh. */
   changed(): void;
 }
 
 /** A finished secure sum: the element-wise sum of the inputs, and whose inputs it holds. */
-export interface SumResult {
+interface SumResult {
   values: Float64Array;
   contributors: string[];
 }
@@ -200,7 +200,7 @@ export class SecureSum {
       );
       port.changed();
       await waitFor('submitted', answeredOrRefused(this.unmasked));
-      const sum = await port.unmask(this.server);
+      const sum = await port.unmask(this.server, this.info.vectorLength);
       return { values: decode(sum), contributors: this.server.survivors() };
     } catch (e) {
       return {
