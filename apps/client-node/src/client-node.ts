@@ -14,7 +14,6 @@ import {
   encodeFrame,
   encodeFrameInPlace,
   ErrorCode,
-  float32ToBytes,
   FRAME_HEADER_ROOM,
   fromBase64,
   keyFingerprint,
@@ -25,7 +24,6 @@ import {
   parseServerMessage,
   PROTOCOL_VERSION,
   ProtocolError,
-  sha256Hex,
   signLogin,
   type IdentityKeyPair,
   type MessageOf,
@@ -49,9 +47,9 @@ import { isLoopbackHost, socketOptions } from './transport';
 import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
 import { updateMechanism } from './site-accounting';
 import { memoryContributionStore, type ContributionStore } from './contributions';
-import { SiteBudget, type LocalLedgerStore } from './site-budget';
-import { codeOf, describe, Refused, type Stage } from './refusal';
-import { DataReleases, secAggOffer, sumKey } from './data-releases';
+import { SiteBudget, sumKey, type LocalLedgerStore } from './site-budget';
+import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
+import { DataReleases, secAggOffer } from './data-releases';
 import { trainLocalUpdate } from './local-update';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
@@ -198,14 +196,12 @@ export class ClientNode {
     /** Recorded before the masked update leaves (no DP: its values go into one sum only). */
     contribution: string | null;
     pending: {
-      update: Float32Array;
-      numExamples: number;
+      /** What training produced; its update leaves masked. */
+      report: LocalRoundResult;
       /** Declared records over the round's public normaliser: this site's weight in the average. */
       weight: number;
-      trainLoss: number;
       mechanism: MechanismParams | null;
-      train: TrainMsg;
-      report: LocalRoundResult;
+      privacy: TrainMsg['privacy'];
     } | null;
   } | null = null;
   /** Its feature statistics and evaluation metrics, as secure sums or as its policy allows. */
@@ -675,12 +671,7 @@ export class ClientNode {
     let spec: ModelSpec;
     let mechanism: MechanismParams | null = null;
     try {
-      if (sha256Hex(float32ToBytes(global)) !== msg.modelHash) {
-        throw new Refused(
-          ErrorCode.BAD_SERVER_SIGNATURE,
-          "the model's weights do not match the hash the aggregator signed",
-        );
-      }
+      assertModelHash(global, msg.modelHash);
       try {
         spec = parseModelSpec(msg.modelSpec);
       } catch (e) {
@@ -717,7 +708,7 @@ export class ClientNode {
       // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
       if (msg.privacy) {
         mechanism = updateMechanism(msg, this.declaredTrainRows());
-        this.budget.check(mechanism, this.budget.ownLimit(msg.privacy.epsilonLimit), 'this round');
+        this.budget.check(mechanism, msg.privacy.epsilonLimit, 'this round');
       }
       const once = msg.secureAggregation
         ? this.budget.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
@@ -766,16 +757,13 @@ export class ClientNode {
         // Under secure aggregation the update waits for the key shares; it leaves masked, its weight
         // (declared records over the public normaliser) inside the masked vector.
         this.secure.pending = {
-          update,
-          numExamples: rows,
+          report,
           weight:
             msg.privacy?.level === 'site'
               ? 1
               : Math.min(1, rows / this.secure.info.weightNormalizer),
-          trainLoss: loss,
           mechanism,
-          train: msg,
-          report,
+          privacy: msg.privacy,
         };
         this.log(
           `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}; waiting for key shares`,
@@ -892,11 +880,12 @@ export class ClientNode {
           if (!pending)
             throw new Error('key shares arrived but this site has no update for the round');
           if (this.vanishAt('mask')) return;
+          const update = pending.report.update;
           const dim = pending.mechanism?.dimension;
-          if (dim !== undefined && dim !== pending.update.length) {
+          if (dim !== undefined && dim !== update.length) {
             // The receipt would account noise over other coordinates than the ones it is added to.
             throw new Error(
-              `the round accounts ${dim} noised coordinates, the update has ${pending.update.length}`,
+              `the round accounts ${dim} noised coordinates, the update has ${update.length}`,
             );
           }
           if (s.contribution) await this.budget.recordContribution(s.contribution);
@@ -904,25 +893,25 @@ export class ClientNode {
             ? await this.signUpdate(ws, ref, pending.mechanism)
             : undefined;
           if (this.stopped || ws !== this.ws) return;
-          const privacy = pending.train.privacy;
+          const privacy = pending.privacy;
           const params = s.info.params as unknown as SecAggParams;
           let masked: Uint32Array;
           if (privacy?.level === 'site') {
-            const quantized = quantizeWeighted(pending.update, pending.weight, params);
+            const quantized = quantizeWeighted(update, pending.weight, params);
             // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
             // sized for the round's threshold t of survivors (what its receipt accounts), not for
             // a number of survivors the aggregator could inflate.
             const t = params.threshold;
             const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
             const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
-            const noise = sampleDiscreteGaussian(discreteGaussianSigma2, pending.update.length);
+            const noise = sampleDiscreteGaussian(discreteGaussianSigma2, update.length);
             for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
             masked = await s.client.maskInputOn(this.maskWorkers(), quantized);
             quantized.fill(0); // this site's input and noise share, now inside the masked vector
           } else {
             masked = await s.client.maskWeightedUpdateOn(
               this.maskWorkers(),
-              pending.update,
+              update,
               pending.weight,
             );
           }

@@ -1,4 +1,5 @@
-import { open, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { appendDurably } from './durable-append';
 
 /**
  * What a site has put into secure sums without differential privacy, kept so that it never puts the
@@ -36,13 +37,7 @@ export function fileContributionStore(path: string): ContributionStore {
     has: (key) => keys.has(key),
     async add(key) {
       if (keys.has(key)) return;
-      const f = await open(path, 'a', 0o600);
-      try {
-        await f.appendFile(`${key}\n`);
-        await f.sync();
-      } finally {
-        await f.close();
-      }
+      await appendDurably(path, `${key}\n`);
       keys.add(key);
     },
   };

@@ -13,8 +13,6 @@ import {
 } from '@confide/ml';
 import {
   ErrorCode,
-  float32ToBytes,
-  sha256Hex,
   type IdentityKeyPair,
   type MessageOf,
   type RoundSecAgg,
@@ -28,8 +26,8 @@ import type { SitePolicy } from './policy';
 import type { RoundOffer } from './policy-check';
 import { sumMechanism } from './site-accounting';
 import { SiteSum } from './site-sum';
-import type { SiteBudget } from './site-budget';
-import { codeOf, describe, Refused, type Stage } from './refusal';
+import { roundPrefix, sumKey, type SiteBudget } from './site-budget';
+import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
 
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;
 type StatsMsg = MessageOf<ServerMessage, 'stats.request'>;
@@ -82,11 +80,7 @@ export class DataReleases {
   async statistics(ws: WebSocket, msg: StatsMsg): Promise<void> {
     const host = this.host;
     const privacy = msg.privacy;
-    host.admit(msg, {
-      stage: 'statistics',
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(privacy),
-    });
+    this.admit(msg, 'statistics');
     const train = host.trainRows();
     if (msg.features !== train.numFeatures) {
       throw new Refused(
@@ -145,16 +139,10 @@ export class DataReleases {
    * depend on it), after the same checks as the evaluation itself: policy, and a round it trained in
    * with rows held out to evaluate on.
    */
-  openEvaluation(ws: WebSocket, msg: SumOpenMsg | EvaluateMsg): SiteSum {
-    this.host.admit(msg, {
-      stage: 'evaluation',
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(msg.privacy),
-    });
+  openEvaluation(ws: WebSocket, msg: SumOpenMsg): void {
+    this.admit(msg, 'evaluation');
     this.host.evaluationTarget(msg);
-    // Bound to the round (the model is bound by the signed hash round.evaluate carries).
-    const context = `evaluation/${msg.runId}/${msg.round}`;
-    return this.openSum(ws, msg, 'evaluation', msg.secureAggregation!, context, null);
+    this.openEvaluationSum(ws, msg);
   }
 
   /**
@@ -164,16 +152,15 @@ export class DataReleases {
    */
   async evaluate(ws: WebSocket, msg: EvaluateMsg, weights: Float32Array): Promise<void> {
     // Checked again even when its sum was opened already: this message's own settings count.
-    this.host.admit(msg, {
-      stage: 'evaluation',
-      secureAggregation: secAggOffer(msg.secureAggregation),
-      privacy: sumOffer(msg.privacy),
-    });
+    this.admit(msg, 'evaluation');
+    assertModelHash(weights, msg.modelHash);
+    const target = this.host.evaluationTarget(msg);
     const key = sumKey(msg.runId, msg.round, 'evaluation');
     let sum = msg.secureAggregation ? this.sums.get(key) : undefined;
-    if (msg.secureAggregation && !sum) sum = this.openEvaluation(ws, msg);
+    // Opened now when no sum.open came first (or this site reconnected since).
+    if (msg.secureAggregation && !sum) sum = this.openEvaluationSum(ws, msg);
     try {
-      await this.evaluateInto(ws, msg, weights, sum);
+      await this.evaluateInto(ws, msg, weights, target, sum);
     } catch (e) {
       // Its part in the sum ends with the refusal: secrets wiped, nothing more sent for it.
       sum?.destroy();
@@ -196,8 +183,9 @@ export class DataReleases {
 
   /** Ends the sums of a round that ended: their secrets are wiped. */
   endRound(runId: string, round: number): void {
+    const prefix = roundPrefix(runId, round);
     for (const [key, sum] of this.sums) {
-      if (key.startsWith(`${runId}/${round}/`)) {
+      if (key.startsWith(prefix)) {
         sum.destroy();
         this.sums.delete(key);
       }
@@ -208,17 +196,11 @@ export class DataReleases {
     ws: WebSocket,
     msg: EvaluateMsg,
     weights: Float32Array,
+    { model, spec, rows }: ReturnType<ReleaseHost['evaluationTarget']>,
     sum: SiteSum | undefined,
   ): Promise<void> {
     const host = this.host;
     const privacy = msg.privacy;
-    if (sha256Hex(float32ToBytes(weights)) !== msg.modelHash) {
-      throw new Refused(
-        ErrorCode.BAD_SERVER_SIGNATURE,
-        "the model's weights do not match the hash the aggregator signed",
-      );
-    }
-    const { model, spec, rows } = host.evaluationTarget(msg);
     setModelWeights(model, weights);
     if (!sum) {
       const m = await evaluateModel(model, spec, rows);
@@ -249,6 +231,25 @@ export class DataReleases {
     }
     const ref = { runId: msg.runId, round: msg.round, sum: 'evaluation' } as const;
     await sum.setInput(values, this.releaseFor(ws, ref, mechanism, once));
+  }
+
+  /** The site's checks of a statistics or evaluation configuration (see ReleaseHost.admit). */
+  private admit(
+    msg: StatsMsg | SumOpenMsg | EvaluateMsg,
+    stage: 'statistics' | 'evaluation',
+  ): void {
+    this.host.admit(msg, {
+      stage,
+      secureAggregation: secAggOffer(msg.secureAggregation),
+      privacy: sumOffer(msg.privacy),
+    });
+  }
+
+  /** Opens this site's part in a round's evaluation sum, its vector to come with the model. */
+  private openEvaluationSum(ws: WebSocket, msg: SumOpenMsg | EvaluateMsg): SiteSum {
+    // Bound to the round (the model is bound by the signed hash round.evaluate carries).
+    const context = `evaluation/${msg.runId}/${msg.round}`;
+    return this.openSum(ws, msg, 'evaluation', msg.secureAggregation!, context, null);
   }
 
   /** How a sum's release is recorded before its masked vector leaves: contribution, then receipt. */
@@ -316,11 +317,6 @@ export class DataReleases {
     host.log(`round ${msg.round}: ${kind} sum joined`);
     return sum;
   }
-}
-
-/** The key of one release of a round: `<runId>/<round>/<kind>` (what SiteBudget.dropRound matches). */
-export function sumKey(runId: string, round: number, kind: string): string {
-  return `${runId}/${round}/${kind}`;
 }
 
 /** What the site's policy needs to know of a statistics or evaluation release's DP. */

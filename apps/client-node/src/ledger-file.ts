@@ -1,6 +1,7 @@
-import { open, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { parseLocalLedger, serializeLocalEntry, type LedgerEntry } from '@confide/privacy-ledger';
 import type { LocalLedgerStore } from './site-budget';
+import { appendDurably } from './durable-append';
 
 /** Name of a site's local ledger, beside its identity key. */
 export const LEDGER_FILE = 'ledger.jsonl';
@@ -22,13 +23,7 @@ export function fileLedgerStore(path: string): LocalLedgerStore {
       return parseLocalLedger(text);
     },
     async append(entry: LedgerEntry): Promise<void> {
-      const f = await open(path, 'a', 0o600);
-      try {
-        await f.write(serializeLocalEntry(entry)); // one line, its newline included
-        await f.sync();
-      } finally {
-        await f.close();
-      }
+      await appendDurably(path, serializeLocalEntry(entry)); // one line, its newline included
     },
   };
 }

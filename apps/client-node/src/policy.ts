@@ -104,6 +104,11 @@ const secureAggregationSchema = z.strictObject({
     ),
 });
 
+/** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
+export const DEFAULT_SITE_DELTA = 1e-5;
+/** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
+export const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
+
 const dpSchema = z.strictObject({
   level: z
     .enum(['record', 'site'])
@@ -118,7 +123,7 @@ const dpSchema = z.strictObject({
     .number()
     .gt(0)
     .lt(1)
-    .default(1e-5)
+    .default(DEFAULT_SITE_DELTA)
     .describe('The delta of the (epsilon, delta) guarantee; rounds may not ask for a larger one.'),
   minNoiseMultiplier: z
     .number()
@@ -134,7 +139,7 @@ const dpSchema = z.strictObject({
     .number()
     .gt(0)
     .lt(1)
-    .default(0.1)
+    .default(DEFAULT_SITE_STATISTICS_SHARE)
     .describe(
       'The most of its budget (as zCDP, where releases add up) this site lets statistics and evaluation releases spend, whatever share the federation announces.',
     ),

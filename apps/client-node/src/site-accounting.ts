@@ -62,7 +62,7 @@ export function sumMechanism(
  * a dishonest aggregator cannot spend the site's training budget on evaluations.
  */
 export function withinStatisticsShare(
-  history: readonly LedgerEntry[],
+  history: readonly Pick<LedgerEntry, 'mechanism'>[],
   mechanism: MechanismParams,
   share: number,
   epsilonLimit: number,

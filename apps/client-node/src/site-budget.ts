@@ -7,15 +7,20 @@ import {
   type MechanismParams,
 } from '@confide/privacy-ledger';
 import { ErrorCode, ProtocolError, type IdentityKeyPair, type SumKind } from '@confide/protocol';
-import type { SitePolicy } from './policy';
+import { DEFAULT_SITE_DELTA, DEFAULT_SITE_STATISTICS_SHARE, type SitePolicy } from './policy';
 import { withinStatisticsShare } from './site-accounting';
 import type { ContributionStore } from './contributions';
 import { Refused } from './refusal';
 
-/** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
-const DEFAULT_SITE_DELTA = 1e-5;
-/** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
-const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
+/** The key of one release of a round: `<runId>/<round>/<kind>`. */
+export function sumKey(runId: string, round: number, kind: string): string {
+  return `${roundPrefix(runId, round)}${kind}`;
+}
+
+/** What the keys of every release of a round start with. */
+export function roundPrefix(runId: string, round: number): string {
+  return `${runId}/${round}/`;
+}
 
 /** Durable storage of a site's local ledger. */
 export interface LocalLedgerStore {
@@ -111,11 +116,11 @@ export class SiteBudget {
     this.pending.delete(key);
   }
 
-  /** Stops counting everything held for one round (keys start with `<runId>/<round>/`). */
+  /** Stops counting everything held for one round. */
   dropRound(runId: string, round: number): void {
-    for (const key of [...this.pending.keys()]) {
-      if (key.startsWith(`${runId}/${round}/`)) this.pending.delete(key);
-    }
+    const prefix = roundPrefix(runId, round);
+    for (const key of [...this.pending.keys()])
+      if (key.startsWith(prefix)) this.pending.delete(key);
   }
 
   /**
@@ -142,11 +147,15 @@ export class SiteBudget {
         `this ${mechanism.release ?? 'update'} release would pass the share of the site's budget set aside for statistics and evaluation (zCDP ${share.spent.toPrecision(3)} spent of ${share.allowance.toPrecision(3)})`,
       );
     }
-    this.check(mechanism, limit);
+    this.check(mechanism, privacy.epsilonLimit);
   }
 
-  /** Refuses a release past the site's own limit, counted at its own delta. */
-  check(mechanism: MechanismParams, limit: number, what = 'this release'): void {
+  /**
+   * Refuses a release past the site's own limit (see ownLimit; `announced` is the federation's),
+   * counted at its own delta.
+   */
+  check(mechanism: MechanismParams, announced: number, what = 'this release'): void {
+    const limit = this.ownLimit(announced);
     const projection = projectNextRound(
       this.projectionHistory(),
       mechanism,
@@ -179,20 +188,6 @@ export class SiteBudget {
       );
     }
     const ownLimit = this.ownLimit(slot.epsilonLimit);
-    // Its own limit, checked at its own delta, whatever the slot says.
-    const own = projectNextRound(
-      this.history(),
-      mechanism,
-      this.delta(),
-      ownLimit,
-      confideAccountant,
-    );
-    if (!own.allowed) {
-      throw new ProtocolError(
-        ErrorCode.BUDGET_EXCEEDED,
-        `this release would bring the site's epsilon to ${own.projectedEpsilon.toFixed(4)}, past its own limit ${ownLimit}`,
-      );
-    }
     const body = createReceipt(
       {
         seq: slot.seq,
@@ -209,6 +204,8 @@ export class SiteBudget {
       },
       confideAccountant,
     );
+    // Its own limit, whatever the slot says; counted at the slot's delta, which is at most its own,
+    // so never below its epsilon at its own delta.
     if (body.cumulativeEpsilon > ownLimit) {
       throw new ProtocolError(
         ErrorCode.BUDGET_EXCEEDED,
@@ -233,11 +230,11 @@ export class SiteBudget {
    * This site's releases so far, and those admitted but not yet signed (a projection must count
    * what is about to be spent, not only what was).
    */
-  private projectionHistory(): LedgerEntry[] {
-    const pending = [...this.pending.values()].map(
-      (mechanism) =>
-        ({ mechanism, rdp: confideAccountant.releaseRdp(mechanism) }) as unknown as LedgerEntry,
-    );
+  private projectionHistory(): Array<{ mechanism: MechanismParams; rdp: readonly number[] }> {
+    const pending = [...this.pending.values()].map((mechanism) => ({
+      mechanism,
+      rdp: confideAccountant.releaseRdp(mechanism),
+    }));
     return [...this.history(), ...pending];
   }
 }

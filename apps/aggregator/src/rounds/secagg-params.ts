@@ -21,10 +21,7 @@ interface RoundGraph {
  * model: what the sites' default policies require before they share a secret.
  * @example completeThreshold(10, 'semi-malicious') // 7
  */
-function completeThreshold(
-  n: number,
-  threatModel: 'semi-honest' | 'semi-malicious',
-): number {
+function completeThreshold(n: number, threatModel: 'semi-honest' | 'semi-malicious'): number {
   return threatModel === 'semi-malicious'
     ? majorityThreshold(n - 1, threatModel)
     : Math.max(2, Math.floor(n / 2) + 1);

@@ -183,17 +183,7 @@ export const adminCommands: Command[] = [
       },
     },
     async (opts, _p, io) => {
-      const modelText = str(opts, 'model');
-      let modelSpec: unknown;
-      try {
-        modelSpec = JSON.parse(
-          modelText.startsWith('@')
-            ? await readFile(resolve(modelText.slice(1)), 'utf8')
-            : modelText,
-        );
-      } catch (e) {
-        throw new UsageError(`--model must be JSON or @file.json: ${(e as Error).message}`);
-      }
+      const { modelSpec } = await jsonOrFileOption(opts, 'model', 'modelSpec');
       const seed = numberOption(opts, 'seed', { integer: true, min: 0 });
       const f = await client(opts).post<Fed>('/api/v1/federations', {
         name: str(opts, 'name'),
@@ -477,8 +467,7 @@ export const adminCommands: Command[] = [
   ),
 ];
 
-/** `{ [key]: parsed JSON }` for a JSON-valued option, `{}` when absent; a usage error when not JSON. */
-/** A JSON option that may name a file (`@file.json`) instead. */
+/** Like jsonOption, for an option whose JSON may come from a file (`@file.json`). */
 async function jsonOrFileOption(
   opts: ParsedOptions,
   name: string,
@@ -501,6 +490,7 @@ async function jsonOrFileOption(
   }
 }
 
+/** `{ [key]: parsed JSON }` for a JSON-valued option, `{}` when absent; a usage error when not JSON. */
 function jsonOption(opts: ParsedOptions, name: string, key = name): Record<string, unknown> {
   const raw = opts[name];
   if (raw === undefined) return {};

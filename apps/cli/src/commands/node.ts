@@ -1,6 +1,13 @@
 import { join, resolve } from 'node:path';
-import type { BackendPreference } from '@confide/client-node';
-import { choiceOption, CliError, numberOption, str, type Command } from '../command';
+import type { BackendPreference, SitePolicy } from '@confide/client-node';
+import {
+  choiceOption,
+  CliError,
+  numberOption,
+  str,
+  type Command,
+  type ParsedOptions,
+} from '../command';
 import { caOption, readCaOption } from '../ca-option';
 
 const DEFAULT_KEY_DIR = '.confide/node';
@@ -160,7 +167,6 @@ export const nodeJoinCommand: Command = {
         ClientNode,
         CONTRIBUTIONS_FILE,
         describePolicy,
-        DEFAULT_POLICY,
         fileContributionStore,
         fileLedgerStore,
         filePinStore,
@@ -168,9 +174,7 @@ export const nodeJoinCommand: Command = {
         KNOWN_SERVERS_FILE,
         LEDGER_FILE,
         loadIdentity,
-        loadPolicyFile,
         parseServerKey,
-        PolicyError,
         policyJson,
         progressBar,
         selectBackend,
@@ -181,14 +185,7 @@ export const nodeJoinCommand: Command = {
     const emit = (event: Record<string, unknown>): void => {
       if (json) io.out(JSON.stringify({ at: new Date().toISOString(), ...event }));
     };
-    const policyFile = opts['policy'] as string | undefined;
-    let policy;
-    try {
-      policy = policyFile ? await loadPolicyFile(resolve(policyFile)) : DEFAULT_POLICY;
-    } catch (e) {
-      if (e instanceof PolicyError) throw new CliError(`${e.code}: ${e.message}`, 2);
-      throw new CliError((e as Error).message, 2);
-    }
+    const policy = await policyOption(opts);
     const serverKey = opts['server-key'] as string | undefined;
     if (serverKey !== undefined) {
       try {
@@ -211,7 +208,7 @@ export const nodeJoinCommand: Command = {
     io.err(
       `tfjs backend: ${backend.backend} (${backend.detail}); ${data.numRows} rows, ${data.numFeatures} features`,
     );
-    io.err(`site policy (${policyFile ?? 'built-in defaults'}):`);
+    io.err(`site policy (${(opts['policy'] as string | undefined) ?? 'built-in defaults'}):`);
     for (const line of describePolicy(policy)) io.err(`  ${line}`);
     const server = str(opts, 'server');
     const federationId = str(opts, 'federation');
@@ -289,18 +286,22 @@ export const nodePolicyCommand: Command = {
   },
   examples: ['confide node policy --policy site-policy.json', 'confide node policy --json'],
   async run(opts, _pos, io) {
-    const { DEFAULT_POLICY, describePolicy, loadPolicyFile, policyJson, PolicyError } =
-      await import('@confide/client-node');
-    const file = opts['policy'] as string | undefined;
-    let policy;
-    try {
-      policy = file ? await loadPolicyFile(resolve(file)) : DEFAULT_POLICY;
-    } catch (e) {
-      if (e instanceof PolicyError) throw new CliError(`${e.code}: ${e.message}`, 2);
-      throw new CliError((e as Error).message, 2);
-    }
+    const { describePolicy, policyJson } = await import('@confide/client-node');
+    const policy = await policyOption(opts);
     if (opts['json']) io.out(JSON.stringify(policyJson(policy), null, 2));
     else for (const line of describePolicy(policy)) io.out(line);
     return 0;
   },
 };
+
+/** The site policy named by --policy, else the default one; a usage error naming what is wrong. */
+async function policyOption(opts: ParsedOptions): Promise<SitePolicy> {
+  const { DEFAULT_POLICY, loadPolicyFile, PolicyError } = await import('@confide/client-node');
+  const file = opts['policy'] as string | undefined;
+  try {
+    return file ? await loadPolicyFile(resolve(file)) : DEFAULT_POLICY;
+  } catch (e) {
+    if (e instanceof PolicyError) throw new CliError(`${e.code}: ${e.message}`, 2);
+    throw new CliError((e as Error).message, 2);
+  }
+}
