@@ -85,6 +85,12 @@ export class ActiveRound {
     return this.row.number;
   }
 
+  /** Gives back the ledger slot `siteId` holds in this round, if any. */
+  releaseSlot(siteId: string): void {
+    this.slots.get(siteId)?.release();
+    this.slots.delete(siteId);
+  }
+
   participantList(): Participant[] {
     return [...this.participants.values()];
   }

@@ -9,14 +9,10 @@ import { combineFeatureStats, evaluationLayoutFor, parameterCount } from '@confi
 import { createStrategy, PlainSumCollector } from '@confide/federated';
 import {
   assertFinite,
-  assertLength,
-  ErrorCode,
   PROTOCOL_VERSION,
-  ProtocolError,
   type SiteMessage,
   type SiteMetrics,
 } from '@confide/protocol';
-import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
 import {
   dequantize,
   fromBase64,
@@ -32,15 +28,10 @@ import { secureQuantization } from './secure-quantization';
 import { roundGraph, roundThreshold } from './secagg-params';
 import { DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
 import type { SumPort } from './secure-sum';
+import { RoundMessages } from './round-messages';
 
-/** A round's secure-aggregation state machine and what the sites are told about it. */
-interface SecureSetup {
-  server: SecAggServer;
-  params: SecAggParams;
-  info: RoundSecAgg;
-}
 import { LedgerRepository } from '../privacy/ledger.repository';
-import { LedgerService, ledgerSlotMessage } from '../privacy/ledger.service';
+import { LedgerService } from '../privacy/ledger.service';
 import { integerNoiseFor, nextRelease } from '../privacy/next-release';
 import { SiteRepository } from '../sites/site.repository';
 import { RoundEvents } from './round-events';
@@ -59,14 +50,12 @@ import { ModelVersionRepository } from '../models/model-version.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { MetricsService } from '../observability/metrics.service';
 
-/** Site messages that name the secure sum of the round they belong to. */
-const SUM_STEPS: ReadonlySet<string> = new Set([
-  'secagg.advertise',
-  'secagg.shares',
-  'secagg.signature',
-  'secagg.unmasked',
-  'ledger.reserve',
-]);
+/** A round's secure-aggregation state machine and what the sites are told about it. */
+interface SecureSetup {
+  server: SecAggServer;
+  params: SecAggParams;
+  info: RoundSecAgg;
+}
 
 /** Thrown inside a run loop when the aggregator is shutting down: leave the round for the next start. */
 class Stopped extends Error {}
@@ -101,6 +90,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   private shuttingDown = false;
   /** Worker threads for large unmasking jobs, started on first use (config.maskWorkers). */
   private maskPool: MaskWorkerPool | null = null;
+  private readonly messages: RoundMessages;
 
   constructor(
     @Inject(CONFIG) private readonly config: AggregatorConfig,
@@ -116,8 +106,28 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     @Inject(SiteRepository) private readonly siteRepo: SiteRepository,
     @Inject(RoundSumsService) private readonly sums: RoundSumsService,
   ) {
-    sessions.onConnect((s) => this.onSiteConnected(s));
-    sessions.onDisconnect((s) => this.onSiteDisconnected(s));
+    this.messages = new RoundMessages({
+      activeRound: (federationId) => this.loops.get(federationId)?.active ?? null,
+      sums,
+      live,
+      siteRepo,
+      ledger,
+      sessions,
+      clock,
+      config,
+    });
+    sessions.onConnect((s) => this.messages.connected(s));
+    sessions.onDisconnect((s) => this.messages.disconnected(s));
+  }
+
+  /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
+  handleSiteMessage(
+    session: SiteSession,
+    msg: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+    bytes: number,
+  ): Promise<void> {
+    return this.messages.handle(session, msg, vector, bytes);
   }
 
   /** Resumes what a previous process left: finishes rounds whose model was stored, aborts the rest. */
@@ -566,15 +576,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       // An evaluation sum opened for a round that ended another way waits for nothing more.
       active.evaluation?.sum.cancel('the round ended before its evaluation');
       // Slots still held when the round ends can no longer be used: free the chain for what follows.
-      for (const siteId of [...active.slots.keys()]) this.releaseSlot(active, siteId);
+      for (const siteId of [...active.slots.keys()]) active.releaseSlot(siteId);
       loop.active = null;
     }
-  }
-
-  /** Gives back the ledger slot `siteId` holds in this round, if any. */
-  private releaseSlot(active: ActiveRound, siteId: string): void {
-    active.slots.get(siteId)?.release();
-    active.slots.delete(siteId);
   }
 
   /** Feature statistics in the clear, in a federation without secure aggregation (and without DP). */
@@ -986,351 +990,6 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         return false;
     }
     return true;
-  }
-
-  // ------------------------------------------------------------------------------------------------
-  // Site events, routed by the gateway
-
-  /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
-  async handleSiteMessage(
-    session: SiteSession,
-    msg: SiteMessage,
-    vector: Float32Array | Uint32Array | null,
-    bytes: number,
-  ): Promise<void> {
-    const active = this.loops.get(session.federationId)?.active;
-    if (msg.type === 'login') {
-      throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
-    }
-    if (!active) {
-      throw new ProtocolError(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `no round is running; ${msg.type} was not expected`,
-      );
-    }
-    const p = active.participants.get(session.siteId);
-    if (!p) {
-      throw new ProtocolError(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `this site is not a participant of round ${active.number}`,
-      );
-    }
-    if ('round' in msg && msg.round !== active.number) {
-      throw new ProtocolError(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `message is for round ${msg.round}, the current round is ${active.number}`,
-      );
-    }
-    active.bytesReceived += bytes;
-    // The statistics and evaluation sums have their own state machine.
-    if (
-      msg.type === 'secagg.masked' ||
-      (SUM_STEPS.has(msg.type) && (msg as { sum?: string }).sum !== 'update') ||
-      (msg.type === 'round.decline' && msg.stage !== 'training' && active.sum)
-    ) {
-      await this.sums.handle(active, session, msg, vector);
-      this.live.round(active);
-      active.signal.notify();
-      return;
-    }
-    switch (msg.type) {
-      case 'stats.report': {
-        if (active.phase !== 'stats' || active.stats.has(session.siteId)) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            'feature statistics were not requested now',
-          );
-        }
-        if (msg.sum.length !== msg.sumSq.length) {
-          throw new ProtocolError(
-            ErrorCode.MALFORMED_MESSAGE,
-            'sum and sumSq must have the same length',
-          );
-        }
-        const first = active.stats.values().next().value;
-        if (first && first.sum.length !== msg.sum.length) {
-          throw new ProtocolError(
-            ErrorCode.SCHEMA_MISMATCH,
-            `expected ${first.sum.length} features, got ${msg.sum.length}`,
-          );
-        }
-        active.stats.set(session.siteId, { count: msg.count, sum: msg.sum, sumSq: msg.sumSq });
-        break;
-      }
-      case 'round.update': {
-        const expectStatus = active.secagg ? 'shared' : 'selected';
-        if (active.phase !== 'collecting' || p.status !== expectStatus) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            `an update is not expected from this site now (${p.status})`,
-          );
-        }
-        if (active.secagg ? !(vector instanceof Uint32Array) : !(vector instanceof Float32Array)) {
-          throw new ProtocolError(
-            ErrorCode.MALFORMED_MESSAGE,
-            active.secagg
-              ? 'under secure aggregation round.update must carry the masked uint32 vector'
-              : 'round.update must carry a float32 vector',
-          );
-        }
-        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
-        try {
-          assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
-          if (vector instanceof Float32Array) assertFinite(vector, 'update');
-          if (dpCfg.level !== 'none') {
-            // The release is charged to the ledger (signed by the site) before its update is used.
-            const slot = active.slots.get(session.siteId);
-            if (!slot) {
-              throw new ProtocolError(
-                ErrorCode.RECEIPT_INVALID,
-                'a differentially private update needs a signed receipt: send ledger.reserve first',
-              );
-            }
-            active.slots.delete(session.siteId);
-            const site = await this.siteRepo.findById(active.federationId, session.siteId);
-            await this.ledger.acceptReceipt(slot, site!, msg.receipt, (m) => {
-              // Record level: q is the site's own (batch / its records, or a lower bound on them,
-              // which over-charges); the round fixes everything else.
-              const want =
-                dpCfg.level === 'record'
-                  ? recordLevelRelease({
-                      batchSize: active.fed.config.train.batchSize,
-                      epochs: active.fed.config.train.epochs,
-                      numExamples: Math.max(
-                        1,
-                        Math.round(active.fed.config.train.batchSize / m.samplingRate),
-                      ),
-                      noiseMultiplier: dpCfg.noiseMultiplier,
-                      clipNorm: dpCfg.clipNorm,
-                    })
-                  : siteLevelRelease({
-                      siteSamplingRate: active.siteSamplingRate,
-                      noiseMultiplier: dpCfg.noiseMultiplier,
-                      clipNorm: dpCfg.clipNorm,
-                      survivorsAssumed: active.survivorsAssumed,
-                      integerNoise: active.integerNoise,
-                    });
-              return canonicalJson(m) === canonicalJson(want)
-                ? null
-                : `the receipt's mechanism ${canonicalJson(m)} is not this round's ${canonicalJson(want)}`;
-            });
-            if (active.phase !== 'collecting' || p.status !== expectStatus) return; // round moved on meanwhile
-          }
-        } catch (e) {
-          p.status = 'rejected';
-          p.detail = (e as Error).message;
-          // A rejected site never uses the ledger slot it may hold: hand it to the next site now.
-          this.releaseSlot(active, session.siteId);
-          active.signal.notify();
-          throw e;
-        }
-        if (active.secagg) {
-          // Only the running masked sum is kept; the masked vector is not stored.
-          try {
-            active.secagg.addMaskedInput(session.siteId, vector as Uint32Array);
-          } catch (e) {
-            p.status = 'rejected';
-            p.detail = (e as Error).message;
-            active.signal.notify();
-            throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
-          }
-        } else {
-          if (msg.numExamples === undefined && dpCfg.level !== 'site') {
-            p.status = 'rejected';
-            p.detail = 'a plain update must say how many records it was trained on (its weight)';
-            this.releaseSlot(active, session.siteId);
-            active.signal.notify();
-            throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, p.detail);
-          }
-          // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
-          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples!;
-          active.collector!.add({ siteId: session.siteId, delta: vector as Float32Array, weight });
-        }
-        // Plain rounds only: under secure aggregation a site's count and loss stay inside its masks.
-        if (msg.numExamples !== undefined && msg.trainLoss !== undefined) {
-          active.trainLossSum += msg.trainLoss * msg.numExamples;
-          active.trainWeightSum += msg.numExamples;
-          p.numExamples = msg.numExamples;
-        }
-        p.status = 'submitted';
-        break;
-      }
-      case 'secagg.advertise':
-      case 'secagg.shares':
-      case 'secagg.signature':
-      case 'secagg.unmasked': {
-        const server = active.secagg;
-        const expected = {
-          'secagg.advertise': ['advertising', 'selected'],
-          'secagg.shares': ['sharing', 'advertised'],
-          'secagg.signature': ['consistency', 'submitted'],
-          'secagg.unmasked': ['unmasking', 'submitted'],
-        }[msg.type];
-        if (!server || active.phase !== expected[0] || p.status !== expected[1]) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            `${msg.type} is not expected from this site now (${active.phase}, ${p.status})`,
-          );
-        }
-        try {
-          switch (msg.type) {
-            case 'secagg.advertise':
-              if ((msg.advertisement as { siteId?: unknown } | null)?.siteId !== session.siteId) {
-                throw new Error('the advertisement names another site');
-              }
-              server.addAdvertisement(msg.advertisement);
-              p.status = 'advertised';
-              break;
-            case 'secagg.shares':
-              server.addShares(session.siteId, msg.shares);
-              p.status = 'shared';
-              break;
-            case 'secagg.signature':
-              if (
-                (msg.signature as { siteId?: unknown } | null)?.siteId !== session.siteId ||
-                active.confirmed.has(session.siteId)
-              ) {
-                throw new Error('the signature is not this site’s, or came twice');
-              }
-              server.addSurvivorSignature(msg.signature);
-              active.confirmed.add(session.siteId);
-              break;
-            case 'secagg.unmasked':
-              if (
-                (msg.response as { siteId?: unknown } | null)?.siteId !== session.siteId ||
-                active.unmasked.has(session.siteId)
-              ) {
-                throw new Error('the unmask response is not this site’s, or came twice');
-              }
-              server.addUnmaskResponse(msg.response);
-              active.unmasked.add(session.siteId);
-              break;
-          }
-        } catch (e) {
-          throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
-        }
-        break;
-      }
-      case 'ledger.reserve': {
-        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
-        const reserveStatus = active.secagg ? 'shared' : 'selected';
-        if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== reserveStatus) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            'no privacy receipt is expected from this site now',
-          );
-        }
-        if (active.slots.has(session.siteId)) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            'this site already holds the ledger slot',
-          );
-        }
-        const site = await this.siteRepo.findById(active.federationId, session.siteId);
-        const slot = await this.ledger.reserve(active.fed, site!, active.number);
-        const current = this.loops.get(session.federationId)?.active;
-        if (
-          current !== active ||
-          active.phase !== 'collecting' ||
-          p.status !== reserveStatus ||
-          !this.sessions.isConnected(session.siteId)
-        ) {
-          slot.release();
-          return;
-        }
-        active.slots.set(session.siteId, slot);
-        session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: 'update' }));
-        return;
-      }
-      case 'round.metrics': {
-        if (
-          active.phase !== 'evaluating' ||
-          p.status !== 'submitted' ||
-          msg.modelVersionId !== active.newModelVersionId
-        ) {
-          throw new ProtocolError(
-            ErrorCode.UNEXPECTED_MESSAGE,
-            'metrics are not expected for this model version now',
-          );
-        }
-        active.evaluations.set(session.siteId, msg.metrics);
-        p.status = 'evaluated';
-        break;
-      }
-      case 'round.decline': {
-        if (msg.stage === 'evaluation') {
-          // In the clear: a site whose policy keeps its metrics to itself says so and is done.
-          if (active.phase !== 'evaluating' || p.status !== 'submitted') {
-            throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no evaluation to decline now');
-          }
-          active.evaluationDeclined.add(session.siteId);
-          p.detail = `evaluation declined: ${msg.code}: ${msg.reason}`;
-          break;
-        }
-        const detail = `${msg.code}${msg.stage === 'statistics' ? ' (statistics)' : ''}: ${msg.reason}`;
-        if (
-          p.status === 'submitted' &&
-          (active.phase === 'consistency' || active.phase === 'unmasking')
-        ) {
-          // Its masked input is in the sum, but it will not help unmask it (its policy refused the
-          // request): the round stops waiting for it.
-          active.refused.add(session.siteId);
-          p.detail = detail;
-          break;
-        }
-        if (p.status !== 'selected' && p.status !== 'advertised' && p.status !== 'shared') {
-          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'nothing to decline now');
-        }
-        p.status = 'declined';
-        p.detail = detail;
-        this.releaseSlot(active, session.siteId);
-        break;
-      }
-    }
-    this.live.round(active);
-    active.signal.notify();
-  }
-
-  private onSiteConnected(session: SiteSession): void {
-    const active = this.loops.get(session.federationId)?.active;
-    if (!active) return;
-    active.disconnectedAt.delete(session.siteId);
-    const p = active.participants.get(session.siteId);
-    // Resume within the round: a participant that reconnects gets the round's work again. A secure
-    // sum it already joined does not resume (its round keys are gone with the old connection).
-    const offered = !active.sum || active.sum.sites.get(session.siteId)?.state === 'offered';
-    if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
-      session.sendBinary(active.trainFrame);
-    } else if (
-      p?.status === 'submitted' &&
-      active.phase === 'evaluating' &&
-      active.evaluateFrame &&
-      offered
-    ) {
-      session.sendBinary(active.evaluateFrame);
-    } else if (
-      p?.status === 'selected' &&
-      active.phase === 'stats' &&
-      active.statsRequest &&
-      !active.stats.has(session.siteId) &&
-      offered
-    ) {
-      session.sendJson(active.statsRequest);
-    }
-    active.signal.notify();
-  }
-
-  private onSiteDisconnected(session: SiteSession): void {
-    const active = this.loops.get(session.federationId)?.active;
-    if (!active) return;
-    if (active.participants.has(session.siteId)) {
-      // A site that vanishes while holding the ledger's next position gives it up.
-      this.releaseSlot(active, session.siteId);
-      active.disconnectedAt.set(session.siteId, this.clock.now().getTime());
-      // Re-check once the grace period has passed.
-      setTimeout(() => active.signal.notify(), this.config.reconnectGraceMs + 5).unref();
-    }
-    active.signal.notify();
   }
 }
 

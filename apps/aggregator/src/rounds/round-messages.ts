@@ -1,0 +1,392 @@
+import {
+  assertFinite,
+  assertLength,
+  ErrorCode,
+  ProtocolError,
+  type SiteMessage,
+} from '@confide/protocol';
+import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
+import type { ActiveRound } from './active-round';
+import type { RoundEvents } from './round-events';
+import type { RoundSumsService } from './round-sums.service';
+import type { LedgerService } from '../privacy/ledger.service';
+import { ledgerSlotMessage } from '../privacy/ledger.service';
+import type { SiteRepository } from '../sites/site.repository';
+import type { SessionRegistry, SiteSession } from '../fl/session-registry';
+import type { AggregatorConfig, Clock } from '../common/tokens';
+
+/** Site messages that name the secure sum of the round they belong to. */
+const SUM_STEPS: ReadonlySet<string> = new Set([
+  'secagg.advertise',
+  'secagg.shares',
+  'secagg.signature',
+  'secagg.unmasked',
+  'ledger.reserve',
+]);
+
+/** What the site-message handling needs from the aggregator around it. */
+export interface RoundMessageDeps {
+  /** The round running now in a federation, if any. */
+  activeRound(federationId: string): ActiveRound | null;
+  sums: RoundSumsService;
+  live: RoundEvents;
+  siteRepo: SiteRepository;
+  ledger: LedgerService;
+  sessions: SessionRegistry;
+  clock: Clock;
+  config: AggregatorConfig;
+}
+
+/**
+ * What a site's messages and connections do to the round running in its federation: each message
+ * is checked against the round's phase and the site's state (a bad one is a ProtocolError for its
+ * sender alone), then moves the site on and wakes the round loop. The statistics and evaluation sums
+ * go to RoundSumsService.
+ */
+export class RoundMessages {
+  constructor(private readonly d: RoundMessageDeps) {}
+
+  /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
+  async handle(
+    session: SiteSession,
+    msg: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+    bytes: number,
+  ): Promise<void> {
+    const active = this.d.activeRound(session.federationId);
+    if (msg.type === 'login') {
+      throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
+    }
+    if (!active) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `no round is running; ${msg.type} was not expected`,
+      );
+    }
+    const p = active.participants.get(session.siteId);
+    if (!p) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `this site is not a participant of round ${active.number}`,
+      );
+    }
+    if ('round' in msg && msg.round !== active.number) {
+      throw new ProtocolError(
+        ErrorCode.UNEXPECTED_MESSAGE,
+        `message is for round ${msg.round}, the current round is ${active.number}`,
+      );
+    }
+    active.bytesReceived += bytes;
+    // The statistics and evaluation sums have their own state machine.
+    if (
+      msg.type === 'secagg.masked' ||
+      (SUM_STEPS.has(msg.type) && (msg as { sum?: string }).sum !== 'update') ||
+      (msg.type === 'round.decline' && msg.stage !== 'training' && active.sum)
+    ) {
+      await this.d.sums.handle(active, session, msg, vector);
+      this.d.live.round(active);
+      active.signal.notify();
+      return;
+    }
+    switch (msg.type) {
+      case 'stats.report': {
+        if (active.phase !== 'stats' || active.stats.has(session.siteId)) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'feature statistics were not requested now',
+          );
+        }
+        if (msg.sum.length !== msg.sumSq.length) {
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            'sum and sumSq must have the same length',
+          );
+        }
+        const first = active.stats.values().next().value;
+        if (first && first.sum.length !== msg.sum.length) {
+          throw new ProtocolError(
+            ErrorCode.SCHEMA_MISMATCH,
+            `expected ${first.sum.length} features, got ${msg.sum.length}`,
+          );
+        }
+        active.stats.set(session.siteId, { count: msg.count, sum: msg.sum, sumSq: msg.sumSq });
+        break;
+      }
+      case 'round.update': {
+        const expectStatus = active.secagg ? 'shared' : 'selected';
+        if (active.phase !== 'collecting' || p.status !== expectStatus) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `an update is not expected from this site now (${p.status})`,
+          );
+        }
+        if (active.secagg ? !(vector instanceof Uint32Array) : !(vector instanceof Float32Array)) {
+          throw new ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            active.secagg
+              ? 'under secure aggregation round.update must carry the masked uint32 vector'
+              : 'round.update must carry a float32 vector',
+          );
+        }
+        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
+        try {
+          assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
+          if (vector instanceof Float32Array) assertFinite(vector, 'update');
+          if (dpCfg.level !== 'none') {
+            // The release is charged to the ledger (signed by the site) before its update is used.
+            const slot = active.slots.get(session.siteId);
+            if (!slot) {
+              throw new ProtocolError(
+                ErrorCode.RECEIPT_INVALID,
+                'a differentially private update needs a signed receipt: send ledger.reserve first',
+              );
+            }
+            active.slots.delete(session.siteId);
+            const site = await this.d.siteRepo.findById(active.federationId, session.siteId);
+            await this.d.ledger.acceptReceipt(slot, site!, msg.receipt, (m) => {
+              // Record level: q is the site's own (batch / its records, or a lower bound on them,
+              // which over-charges); the round fixes everything else.
+              const want =
+                dpCfg.level === 'record'
+                  ? recordLevelRelease({
+                      batchSize: active.fed.config.train.batchSize,
+                      epochs: active.fed.config.train.epochs,
+                      numExamples: Math.max(
+                        1,
+                        Math.round(active.fed.config.train.batchSize / m.samplingRate),
+                      ),
+                      noiseMultiplier: dpCfg.noiseMultiplier,
+                      clipNorm: dpCfg.clipNorm,
+                    })
+                  : siteLevelRelease({
+                      siteSamplingRate: active.siteSamplingRate,
+                      noiseMultiplier: dpCfg.noiseMultiplier,
+                      clipNorm: dpCfg.clipNorm,
+                      survivorsAssumed: active.survivorsAssumed,
+                      integerNoise: active.integerNoise,
+                    });
+              return canonicalJson(m) === canonicalJson(want)
+                ? null
+                : `the receipt's mechanism ${canonicalJson(m)} is not this round's ${canonicalJson(want)}`;
+            });
+            if (active.phase !== 'collecting' || p.status !== expectStatus) return; // round moved on meanwhile
+          }
+        } catch (e) {
+          p.status = 'rejected';
+          p.detail = (e as Error).message;
+          // A rejected site never uses the ledger slot it may hold: hand it to the next site now.
+          active.releaseSlot(session.siteId);
+          active.signal.notify();
+          throw e;
+        }
+        if (active.secagg) {
+          // Only the running masked sum is kept; the masked vector is not stored.
+          try {
+            active.secagg.addMaskedInput(session.siteId, vector as Uint32Array);
+          } catch (e) {
+            p.status = 'rejected';
+            p.detail = (e as Error).message;
+            active.signal.notify();
+            throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
+          }
+        } else {
+          if (msg.numExamples === undefined && dpCfg.level !== 'site') {
+            p.status = 'rejected';
+            p.detail = 'a plain update must say how many records it was trained on (its weight)';
+            active.releaseSlot(session.siteId);
+            active.signal.notify();
+            throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, p.detail);
+          }
+          // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
+          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples!;
+          active.collector!.add({ siteId: session.siteId, delta: vector as Float32Array, weight });
+        }
+        // Plain rounds only: under secure aggregation a site's count and loss stay inside its masks.
+        if (msg.numExamples !== undefined && msg.trainLoss !== undefined) {
+          active.trainLossSum += msg.trainLoss * msg.numExamples;
+          active.trainWeightSum += msg.numExamples;
+          p.numExamples = msg.numExamples;
+        }
+        p.status = 'submitted';
+        break;
+      }
+      case 'secagg.advertise':
+      case 'secagg.shares':
+      case 'secagg.signature':
+      case 'secagg.unmasked': {
+        const server = active.secagg;
+        const expected = {
+          'secagg.advertise': ['advertising', 'selected'],
+          'secagg.shares': ['sharing', 'advertised'],
+          'secagg.signature': ['consistency', 'submitted'],
+          'secagg.unmasked': ['unmasking', 'submitted'],
+        }[msg.type];
+        if (!server || active.phase !== expected[0] || p.status !== expected[1]) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `${msg.type} is not expected from this site now (${active.phase}, ${p.status})`,
+          );
+        }
+        try {
+          switch (msg.type) {
+            case 'secagg.advertise':
+              if ((msg.advertisement as { siteId?: unknown } | null)?.siteId !== session.siteId) {
+                throw new Error('the advertisement names another site');
+              }
+              server.addAdvertisement(msg.advertisement);
+              p.status = 'advertised';
+              break;
+            case 'secagg.shares':
+              server.addShares(session.siteId, msg.shares);
+              p.status = 'shared';
+              break;
+            case 'secagg.signature':
+              if (
+                (msg.signature as { siteId?: unknown } | null)?.siteId !== session.siteId ||
+                active.confirmed.has(session.siteId)
+              ) {
+                throw new Error('the signature is not this site’s, or came twice');
+              }
+              server.addSurvivorSignature(msg.signature);
+              active.confirmed.add(session.siteId);
+              break;
+            case 'secagg.unmasked':
+              if (
+                (msg.response as { siteId?: unknown } | null)?.siteId !== session.siteId ||
+                active.unmasked.has(session.siteId)
+              ) {
+                throw new Error('the unmask response is not this site’s, or came twice');
+              }
+              server.addUnmaskResponse(msg.response);
+              active.unmasked.add(session.siteId);
+              break;
+          }
+        } catch (e) {
+          throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
+        }
+        break;
+      }
+      case 'ledger.reserve': {
+        const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
+        const reserveStatus = active.secagg ? 'shared' : 'selected';
+        if (dpCfg.level === 'none' || active.phase !== 'collecting' || p.status !== reserveStatus) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'no privacy receipt is expected from this site now',
+          );
+        }
+        if (active.slots.has(session.siteId)) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'this site already holds the ledger slot',
+          );
+        }
+        const site = await this.d.siteRepo.findById(active.federationId, session.siteId);
+        const slot = await this.d.ledger.reserve(active.fed, site!, active.number);
+        const current = this.d.activeRound(session.federationId);
+        if (
+          current !== active ||
+          active.phase !== 'collecting' ||
+          p.status !== reserveStatus ||
+          !this.d.sessions.isConnected(session.siteId)
+        ) {
+          slot.release();
+          return;
+        }
+        active.slots.set(session.siteId, slot);
+        session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: 'update' }));
+        return;
+      }
+      case 'round.metrics': {
+        if (
+          active.phase !== 'evaluating' ||
+          p.status !== 'submitted' ||
+          msg.modelVersionId !== active.newModelVersionId
+        ) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            'metrics are not expected for this model version now',
+          );
+        }
+        active.evaluations.set(session.siteId, msg.metrics);
+        p.status = 'evaluated';
+        break;
+      }
+      case 'round.decline': {
+        if (msg.stage === 'evaluation') {
+          // In the clear: a site whose policy keeps its metrics to itself says so and is done.
+          if (active.phase !== 'evaluating' || p.status !== 'submitted') {
+            throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'no evaluation to decline now');
+          }
+          active.evaluationDeclined.add(session.siteId);
+          p.detail = `evaluation declined: ${msg.code}: ${msg.reason}`;
+          break;
+        }
+        const detail = `${msg.code}${msg.stage === 'statistics' ? ' (statistics)' : ''}: ${msg.reason}`;
+        if (
+          p.status === 'submitted' &&
+          (active.phase === 'consistency' || active.phase === 'unmasking')
+        ) {
+          // Its masked input is in the sum, but it will not help unmask it (its policy refused the
+          // request): the round stops waiting for it.
+          active.refused.add(session.siteId);
+          p.detail = detail;
+          break;
+        }
+        if (p.status !== 'selected' && p.status !== 'advertised' && p.status !== 'shared') {
+          throw new ProtocolError(ErrorCode.UNEXPECTED_MESSAGE, 'nothing to decline now');
+        }
+        p.status = 'declined';
+        p.detail = detail;
+        active.releaseSlot(session.siteId);
+        break;
+      }
+    }
+    this.d.live.round(active);
+    active.signal.notify();
+  }
+
+  /** A site (re)connected: a participant of the running round gets that round's work again. */
+  connected(session: SiteSession): void {
+    const active = this.d.activeRound(session.federationId);
+    if (!active) return;
+    active.disconnectedAt.delete(session.siteId);
+    const p = active.participants.get(session.siteId);
+    // Resume within the round: a participant that reconnects gets the round's work again. A secure
+    // sum it already joined does not resume (its round keys are gone with the old connection).
+    const offered = !active.sum || active.sum.sites.get(session.siteId)?.state === 'offered';
+    if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
+      session.sendBinary(active.trainFrame);
+    } else if (
+      p?.status === 'submitted' &&
+      active.phase === 'evaluating' &&
+      active.evaluateFrame &&
+      offered
+    ) {
+      session.sendBinary(active.evaluateFrame);
+    } else if (
+      p?.status === 'selected' &&
+      active.phase === 'stats' &&
+      active.statsRequest &&
+      !active.stats.has(session.siteId) &&
+      offered
+    ) {
+      session.sendJson(active.statsRequest);
+    }
+    active.signal.notify();
+  }
+
+  /** A site's connection ended: it keeps its place for the reconnect grace, not its ledger slot. */
+  disconnected(session: SiteSession): void {
+    const active = this.d.activeRound(session.federationId);
+    if (!active) return;
+    if (active.participants.has(session.siteId)) {
+      // A site that vanishes while holding the ledger's next position gives it up.
+      active.releaseSlot(session.siteId);
+      active.disconnectedAt.set(session.siteId, this.d.clock.now().getTime());
+      // Re-check once the grace period has passed.
+      setTimeout(() => active.signal.notify(), this.d.config.reconnectGraceMs + 5).unref();
+    }
+    active.signal.notify();
+  }
+}
