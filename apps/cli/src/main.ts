@@ -2,7 +2,7 @@ import { CliError, parseCommandArgs, usage, UsageError, type Command, type Io } 
 import { adminCommands, apiFailure } from './commands/admin';
 import { auditCommands } from './commands/audit';
 import { dbCommands } from './commands/db';
-import { demoCommand } from './commands/demo';
+import { demoCommand } from './commands/demo-command';
 import { nodeJoinCommand, nodeKeysCommand, nodePolicyCommand } from './commands/node';
 import { privacyCommands } from './commands/privacy';
 import { serverCommand } from './commands/server';
