@@ -1,8 +1,11 @@
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateIdentity, keyFingerprint, type IdentityKeyPair } from '@confide/protocol';
-import nacl from 'tweetnacl';
-import { fromBase64, toBase64 } from '@confide/protocol';
+import {
+  generateIdentity,
+  identityFromSecretKey,
+  keyFingerprint,
+  type IdentityKeyPair,
+} from '@confide/protocol';
 
 /** Files of a site's identity inside its key directory. */
 export const SECRET_KEY_FILE = 'identity.key';
@@ -72,14 +75,11 @@ export async function loadIdentity(dir: string): Promise<IdentityKeyPair> {
       `${secretPath} is readable by other users (mode ${mode.toString(8)}); run chmod 600 on it`,
     );
   }
-  let secret: Uint8Array;
   try {
-    secret = fromBase64(text, nacl.sign.secretKeyLength);
+    return identityFromSecretKey(text);
   } catch {
     throw new NodeError(`${secretPath} does not hold a base64 Ed25519 secret key`);
   }
-  const publicKey = toBase64(nacl.sign.keyPair.fromSecretKey(secret).publicKey);
-  return { publicKey, secretKey: text };
 }
 
 async function exists(path: string): Promise<boolean> {

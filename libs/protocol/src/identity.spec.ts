@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   fromBase64,
   generateIdentity,
+  identityFromSecretKey,
   isPublicKey,
   type IdentityKeyPair,
   keyFingerprint,
@@ -144,5 +145,17 @@ describe('identities', () => {
     expect(keyFingerprint(a.publicKey)).toMatch(/^[0-9a-f]{16}$/);
     expect(keyFingerprint(a.publicKey)).toBe(keyFingerprint(a.publicKey));
     expect(keyFingerprint(a.publicKey)).not.toBe(keyFingerprint(generateIdentity().publicKey));
+  });
+
+  it('are read back from their secret key, which must be whole and consistent', () => {
+    const a = generateIdentity();
+    expect(identityFromSecretKey(a.secretKey)).toEqual(a);
+    expect(() => identityFromSecretKey(a.publicKey)).toThrow();
+    // The seed of one key with the public half of another: a damaged key file.
+    const b = generateIdentity();
+    const mixed = new Uint8Array(64);
+    mixed.set(fromBase64(a.secretKey, 64).subarray(0, 32));
+    mixed.set(fromBase64(b.publicKey, 32), 32);
+    expect(() => identityFromSecretKey(toBase64(mixed))).toThrow(/public half does not match/);
   });
 });

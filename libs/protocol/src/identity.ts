@@ -14,6 +14,20 @@ export function generateIdentity(): IdentityKeyPair {
 }
 
 /**
+ * The key pair of a base64 Ed25519 secret key (tweetnacl's 64-byte form, as a key file holds it).
+ * Throws when it is not one, or when its public half does not match its seed (a damaged file).
+ * @example identityFromSecretKey(generateIdentity().secretKey).publicKey // base64, 32 bytes
+ */
+export function identityFromSecretKey(secretKey: string): IdentityKeyPair {
+  const secret = fromBase64(secretKey, nacl.sign.secretKeyLength);
+  const kp = nacl.sign.keyPair.fromSeed(secret.subarray(0, 32));
+  if (!Buffer.from(kp.secretKey).equals(Buffer.from(secret))) {
+    throw new Error('inconsistent Ed25519 key (its public half does not match)');
+  }
+  return { publicKey: toBase64(kp.publicKey), secretKey };
+}
+
+/**
  * The exact bytes a site signs to log in: bound to the server's id and identity key (the one the
  * site pinned), this connection's nonce, the federation and the site's key itself, so a signature is
  * useless on another server, connection or federation.

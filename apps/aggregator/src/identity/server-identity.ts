@@ -1,7 +1,6 @@
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import nacl from 'tweetnacl';
-import { fromBase64, generateIdentity, toBase64, type IdentityKeyPair } from '@confide/protocol';
+import { generateIdentity, identityFromSecretKey, type IdentityKeyPair } from '@confide/protocol';
 
 /** The aggregator's identity key inside its data directory. */
 const SERVER_KEY_FILE = 'server-identity.key';
@@ -33,23 +32,16 @@ export async function loadOrCreateServerIdentity(
     );
   }
   return {
-    identity: identityFromSecret((await readFile(path, 'utf8')).trim(), path),
+    identity: identityFrom(path, (await readFile(path, 'utf8')).trim()),
     path,
     created,
   };
 }
 
-/** The key pair of a base64 Ed25519 secret key (tweetnacl's 64-byte form). */
-function identityFromSecret(secretKey: string, source: string): IdentityKeyPair {
-  let secret: Uint8Array;
+function identityFrom(path: string, secretKey: string): IdentityKeyPair {
   try {
-    secret = fromBase64(secretKey, nacl.sign.secretKeyLength);
+    return identityFromSecretKey(secretKey);
   } catch (e) {
-    throw new Error(`${source} does not hold an Ed25519 secret key: ${(e as Error).message}`);
+    throw new Error(`${path} does not hold a valid Ed25519 secret key: ${(e as Error).message}`);
   }
-  const kp = nacl.sign.keyPair.fromSeed(secret.subarray(0, 32));
-  if (!Buffer.from(kp.secretKey).equals(Buffer.from(secret))) {
-    throw new Error(`${source} holds an inconsistent Ed25519 key (public half does not match)`);
-  }
-  return { publicKey: toBase64(kp.publicKey), secretKey };
 }
