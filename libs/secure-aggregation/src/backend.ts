@@ -2,7 +2,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
+  randomFillSync,
   sign as nodeSign,
   verify as nodeVerify,
   type KeyObject,
@@ -151,6 +151,21 @@ export const naclBackend: CryptoBackend = {
   },
 };
 
+// SubjectPublicKeyInfo DER of an X25519 public key: this prefix, then the 32 key bytes.
+const SPKI_X25519 = Uint8Array.from([
+  0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
+]);
+
+/** The raw 32 bytes of an X25519 public KeyObject. */
+function rawX25519PublicKey(pub: KeyObject): Uint8Array {
+  const der = pub.export({ format: 'der', type: 'spki' });
+  const prefix = der.subarray(0, SPKI_X25519.length);
+  if (der.length !== SPKI_X25519.length + 32 || !prefix.equals(SPKI_X25519)) {
+    throw new SecAggError('BAD_KEY', 'unexpected SPKI encoding of an X25519 public key');
+  }
+  return Uint8Array.from(der.subarray(SPKI_X25519.length));
+}
+
 const PKCS8_X25519 = Uint8Array.from([
   0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
 ]);
@@ -202,19 +217,15 @@ export const nodeBackend: CryptoBackend = {
     return nodeSecret(privateKey, createPublicKey(privateKey));
   },
   x25519Generate(exportSecret) {
-    const { privateKey, publicKey } = generateKeyPairSync('x25519');
-    const secret = nodeSecret(privateKey, publicKey);
-    if (!exportSecret) return { secret };
-    // PKCS#8 DER of an X25519 key: the 16-byte prefix above, then the 32 secret bytes.
-    const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+    // Fresh bytes imported as PKCS#8, not generateKeyPairSync: on Node 20 a key-generation job
+    // collected while another call holds its key's lock (an export that allocates) deadlocks the
+    // process in the garbage collector (~KeyGenJob waits for the lock its own thread holds).
+    const secretKey = randomFillSync(new Uint8Array(32));
     try {
-      const prefix = der.subarray(0, PKCS8_X25519.length);
-      if (der.length !== PKCS8_X25519.length + 32 || !prefix.equals(PKCS8_X25519)) {
-        throw new SecAggError('BAD_KEY', 'unexpected PKCS#8 encoding of an X25519 key');
-      }
-      return { secret, secretKey: Uint8Array.from(der.subarray(PKCS8_X25519.length)) };
+      const secret = this.x25519(secretKey);
+      return exportSecret ? { secret, secretKey: Uint8Array.from(secretKey) } : { secret };
     } finally {
-      der.fill(0);
+      secretKey.fill(0);
     }
   },
   ed25519Verify(message, signature, publicKey) {
@@ -240,9 +251,8 @@ export const nodeBackend: CryptoBackend = {
 /** An X25519Secret over an OpenSSL key pair. */
 function nodeSecret(key: KeyObject, pub: KeyObject): X25519Secret {
   let privateKey: KeyObject | undefined = key;
-  const jwk = pub.export({ format: 'jwk' });
   return {
-    publicKey: new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url')),
+    publicKey: rawX25519PublicKey(pub),
     agree(peer) {
       checkPeer(peer);
       if (privateKey === undefined) throw new SecAggError('WRONG_STATE', 'key destroyed');
