@@ -409,6 +409,8 @@ export async function runSites(): Promise<void> {
                 } else {
                   json({
                     type: 'stats.report',
+                    runId: m['runId'],
+                    round,
                     count: 100,
                     sum: new Array<number>(d).fill(0),
                     sumSq: new Array<number>(d).fill(100),

@@ -104,7 +104,14 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
     raw.onMessage((r) => {
       if (r.type === 'stats.request') {
         const part = featureStatsPartial(site.data);
-        raw.sendJson({ type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
+        raw.sendJson({
+          type: 'stats.report',
+          runId: r.msg['runId'],
+          round: r.msg['round'],
+          count: part.count,
+          sum: part.sum,
+          sumSq: part.sumSq,
+        });
       } else if (r.type === 'round.train') {
         onTrain(raw, r);
       }
@@ -412,6 +419,8 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       const part = featureStatsPartial(sites[2]!.data);
       second.sendJson({
         type: 'stats.report',
+        runId: again.msg['runId'],
+        round: again.msg['round'],
         count: part.count,
         sum: part.sum,
         sumSq: part.sumSq,

@@ -144,7 +144,14 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     raw.onMessage((r) => {
       if (r.type === 'stats.request') {
         const part = featureStatsPartial(site.data);
-        raw.sendJson({ type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
+        raw.sendJson({
+          type: 'stats.report',
+          runId: r.msg['runId'],
+          round: r.msg['round'],
+          count: part.count,
+          sum: part.sum,
+          sumSq: part.sumSq,
+        });
       } else if (r.type === 'round.train') {
         onTrain(raw, r);
       }

@@ -745,6 +745,10 @@ export class ClientNode {
         progress: this.progress,
       });
       if (this.stopped || ws !== this.ws) return;
+      // The weight it claims: its records, clamped to the cap the round announced (a claim above
+      // it would be refused), or 1 when sites weigh equally.
+      const weighting = msg.weighting ?? { mode: 'records' as const, cap: Infinity };
+      const claimed = Math.min(rows, weighting.cap);
       const report: LocalRoundResult = {
         round: msg.round,
         globalWeights: global,
@@ -759,9 +763,9 @@ export class ClientNode {
         this.secure.pending = {
           report,
           weight:
-            msg.privacy?.level === 'site'
+            msg.privacy?.level === 'site' || weighting.mode === 'equal'
               ? 1
-              : Math.min(1, rows / this.secure.info.weightNormalizer),
+              : Math.min(1, claimed / this.secure.info.weightNormalizer),
           mechanism,
           privacy: msg.privacy,
         };
@@ -784,7 +788,7 @@ export class ClientNode {
           id: randomUUID(),
           runId: msg.runId,
           round: msg.round,
-          ...(msg.privacy?.level === 'site' ? {} : { numExamples: rows }),
+          ...(msg.privacy?.level === 'site' ? {} : { numExamples: claimed }),
           ...(msg.privacy ? {} : { trainLoss: loss }),
           ...(receipt ? { receipt } : {}),
         },

@@ -105,7 +105,14 @@ export class DataReleases {
         );
       }
       const part = featureStatsPartial(train);
-      host.send(ws, { type: 'stats.report', count: part.count, sum: part.sum, sumSq: part.sumSq });
+      host.send(ws, {
+        type: 'stats.report',
+        runId: msg.runId,
+        round: msg.round,
+        count: part.count,
+        sum: part.sum,
+        sumSq: part.sumSq,
+      });
       return;
     }
     const perSite = privacy?.level === 'site';

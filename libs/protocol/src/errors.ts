@@ -51,6 +51,16 @@ export enum ErrorCode {
   POLICY_SAMPLING = 'POLICY_SAMPLING',
   /** A secure sum of values this site already put into another sum, without DP. */
   POLICY_REPEATED_RELEASE = 'POLICY_REPEATED_RELEASE',
+  /** A message names another run than the one the round belongs to. */
+  WRONG_RUN = 'WRONG_RUN',
+  /** A site's claimed weight (record count) is outside the range the round announced. */
+  WEIGHT_OUT_OF_RANGE = 'WEIGHT_OUT_OF_RANGE',
+  /** A plain update's L2 norm is above the federation's update clip. */
+  UPDATE_NORM_EXCEEDED = 'UPDATE_NORM_EXCEEDED',
+  /** Evaluation metrics outside their ranges (accuracy, F1, AUC in [0, 1]; loss finite, >= 0). */
+  METRICS_OUT_OF_RANGE = 'METRICS_OUT_OF_RANGE',
+  /** Feature statistics that no data within the declared bounds could produce. */
+  STATISTICS_OUT_OF_RANGE = 'STATISTICS_OUT_OF_RANGE',
 }
 
 /** What each code means, for people reading logs, CLI output and API errors. */
@@ -106,6 +116,13 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.POLICY_SAMPLING]: "the round's sampling settings are not ones the site can account",
   [ErrorCode.POLICY_REPEATED_RELEASE]:
     'without DP a site puts the same values into one secure sum only (two could be subtracted)',
+  [ErrorCode.WRONG_RUN]: 'the message is for another run than the one the round belongs to',
+  [ErrorCode.WEIGHT_OUT_OF_RANGE]:
+    "the site's weight (its record count) is outside the range the round allows",
+  [ErrorCode.UPDATE_NORM_EXCEEDED]: "the update's L2 norm is above the federation's update clip",
+  [ErrorCode.METRICS_OUT_OF_RANGE]: 'the evaluation metrics are outside their possible ranges',
+  [ErrorCode.STATISTICS_OUT_OF_RANGE]:
+    "the feature statistics are impossible for data within the federation's declared bounds",
 };
 
 /** Codes after which the aggregator closes the connection: retrying the same thing cannot succeed. */

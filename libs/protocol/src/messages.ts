@@ -158,6 +158,16 @@ export const roundTrainSchema = z.object({
   standardization: standardizationSchema.nullable(),
   privacy: roundPrivacySchema.nullable(),
   secureAggregation: roundSecAggSchema.nullable(),
+  /**
+   * How sites weigh: by records up to `cap` (a node clamps its count to it; a claim above it is
+   * refused), or equally. Absent: by records, uncapped (an aggregator before weight caps).
+   */
+  weighting: z
+    .object({
+      mode: z.enum(['records', 'equal']),
+      cap: z.number().int().positive(),
+    })
+    .optional(),
   deadline: z.string(),
 });
 const roundRef = { runId: id, round: z.number().int().positive(), sum: sumKind };
@@ -251,6 +261,8 @@ export const loginSchema = z.object({
 export const statsReportSchema = z.object({
   ...base,
   type: z.literal('stats.report'),
+  runId: id,
+  round: z.number().int().positive(),
   count: z.number().int().positive(),
   sum: z.array(finite),
   sumSq: z.array(finite),

@@ -39,6 +39,8 @@ const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
     v: PROTOCOL_VERSION,
     type: 'stats.report',
     id: 'm2',
+    runId: 'r1',
+    round: 1,
     count: 10,
     sum: [1, 2],
     sumSq: [3, 4],

@@ -51,6 +51,10 @@ export interface FederationConfig {
   evaluation?: boolean;
   /** Poisson self-sampling rate of each site (site-level DP); absent: 1. */
   samplingFraction?: number;
+  /** How sites weigh in the average; absent: by records, capped at DEFAULT_MAX_WEIGHT. */
+  weighting?: { mode: 'records' | 'equal'; maxWeight: number };
+  /** The largest L2 norm of a plain update; absent: the quantisation clip times sqrt(parameters). */
+  maxUpdateNorm?: number;
   secureAggregation?: SecAggConfig;
   minSites: number;
   roundTimeoutMs: number;
@@ -88,6 +92,8 @@ export interface SiteRow {
   createdAt: Date;
   approvedAt: Date | null;
   revokedAt: Date | null;
+  /** The most records this site's update may weigh in a plain federation (null: the federation's cap). */
+  maxWeight: number | null;
 }
 
 export type RunStatus = 'running' | 'completed' | 'stopped';

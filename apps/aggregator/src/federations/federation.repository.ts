@@ -51,6 +51,11 @@ export class FederationRepository {
     ]);
   }
 
+  /** Forgets the stored statistics: the next round collects them again. */
+  async clearFeatureStats(id: string): Promise<void> {
+    await this.db.manager.query(`UPDATE federation SET feature_stats = NULL WHERE id = $1`, [id]);
+  }
+
   async setFeatureStats(id: string, stats: FeatureStatsRow): Promise<void> {
     await this.db.manager.query(`UPDATE federation SET feature_stats = $2 WHERE id = $1`, [
       id,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { STRATEGY_NAMES } from '@confide/federated';
+import { DEFAULT_MAX_WEIGHT } from '../rounds/contribution-checks';
 
 /** The body of "create a federation". Unknown keys are refused so a typo is never silently ignored. */
 export const createFederationSchema = z
@@ -80,6 +81,24 @@ export const createFederationSchema = z
       .object({ enabled: z.boolean().default(true) })
       .strict()
       .default({ enabled: true }),
+    /**
+     * How sites weigh in each average: by their record count capped at maxWeight (announced in every
+     * round; a claim above it excludes the site), or equally.
+     */
+    weighting: z
+      .object({
+        mode: z.enum(['records', 'equal']).default('records'),
+        maxWeight: z
+          .number()
+          .int()
+          .min(1)
+          .max(2 ** 31 - 1)
+          .default(DEFAULT_MAX_WEIGHT),
+      })
+      .strict()
+      .default({ mode: 'records', maxWeight: DEFAULT_MAX_WEIGHT }),
+    /** The largest L2 norm of a plain update; default: secureAggregation.clip x sqrt(parameters). */
+    maxUpdateNorm: z.number().gt(0).max(1e12).optional(),
     /** Poisson self-sampling: each site's own coin decides whether it takes part (site-level DP). */
     sampling: z
       .object({ fraction: z.number().gt(0).max(1).default(1) })
@@ -154,6 +173,15 @@ export const createFederationOpenApi = {
       type: 'object',
       description:
         "federated evaluation of each new model on the sites' held-out rows, { enabled } (default true; under DP each evaluation is a charged release)",
+    },
+    weighting: {
+      type: 'object',
+      description: `how sites weigh in each average: { mode: 'records' | 'equal' (default records), maxWeight (default ${DEFAULT_MAX_WEIGHT}): the most records a site may claim }`,
+    },
+    maxUpdateNorm: {
+      type: 'number',
+      description:
+        "the largest L2 norm of a site's update in a plain federation (default: secureAggregation.clip x sqrt(parameters))",
     },
     sampling: {
       type: 'object',

@@ -116,6 +116,8 @@ export class FederationsService {
       standardization,
       samplingFraction: input.sampling.fraction,
       evaluation: input.evaluation.enabled,
+      weighting: input.weighting,
+      ...(input.maxUpdateNorm !== undefined ? { maxUpdateNorm: input.maxUpdateNorm } : {}),
     };
     const weights = initialWeights(spec, config.seed);
     return this.db.transaction(async (em) => {
@@ -135,6 +137,11 @@ export class FederationsService {
       await this.events.record(actor, 'federation.create', fed.id, { name: fed.name }, em);
       return { ...fed, currentModelVersionId: v0.id };
     });
+  }
+
+  /** Forgets the federation's statistics (the next round collects them again). */
+  async clearFeatureStats(id: string): Promise<void> {
+    await this.federations.clearFeatureStats(id);
   }
 
   async get(id: string): Promise<FederationRow> {

@@ -70,6 +70,8 @@ export class ActiveRound {
    * (the model's parameters), recorded with the distributed discrete Gaussian in every receipt.
    */
   integerNoise: { scale: number; dimension: number } | null = null;
+  /** The most records each participant's update may weigh, as its admin enrolled it (plain rounds). */
+  readonly maxWeights = new Map<string, number | null>();
 
   constructor(
     readonly fed: FederationRow,
@@ -83,6 +85,19 @@ export class ActiveRound {
 
   get number(): number {
     return this.row.number;
+  }
+
+  /**
+   * Leaves a site out of the round for a contribution out of its range: `error` names why, in the
+   * round record; what it sent is not used and it is no longer waited for.
+   */
+  exclude(siteId: string, error: { code: string; message: string }, note = ''): void {
+    const p = this.participants.get(siteId);
+    if (!p) return;
+    p.status = 'rejected';
+    p.detail = `${error.code}: ${error.message}${note}`;
+    this.releaseSlot(siteId);
+    this.signal.notify();
   }
 
   /** Gives back the ledger slot `siteId` holds in this round, if any. */

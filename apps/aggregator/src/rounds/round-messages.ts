@@ -14,6 +14,14 @@ import { ledgerSlotMessage } from '../privacy/ledger.service';
 import type { SiteRepository } from '../sites/site.repository';
 import type { SessionRegistry, SiteSession } from '../fl/session-registry';
 import type { AggregatorConfig, Clock } from '../common/tokens';
+import {
+  checkMetrics,
+  checkPlainStats,
+  checkUpdateNorm,
+  maxUpdateNorm,
+  plainWeight,
+  weightingOf,
+} from './contribution-checks';
 
 /** Site messages that name the secure sum of the round they belong to. */
 const SUM_STEPS: ReadonlySet<string> = new Set([
@@ -76,6 +84,17 @@ export class RoundMessages {
         `message is for round ${msg.round}, the current round is ${active.number}`,
       );
     }
+    if ('runId' in msg && msg.runId !== active.runId) {
+      const e = new ProtocolError(
+        ErrorCode.WRONG_RUN,
+        `message is for run ${msg.runId}; round ${active.number} belongs to run ${active.runId}`,
+      );
+      // A site still owing this round its work is out of it: the round does not wait for it.
+      if (p.status === 'selected' || p.status === 'advertised' || p.status === 'shared') {
+        active.exclude(session.siteId, e);
+      }
+      throw e;
+    }
     active.bytesReceived += bytes;
     // The statistics and evaluation sums have their own state machine.
     if (
@@ -102,12 +121,22 @@ export class RoundMessages {
             'sum and sumSq must have the same length',
           );
         }
-        const first = active.stats.values().next().value;
-        if (first && first.sum.length !== msg.sum.length) {
+        const features = active.fed.modelSpec.inputDim;
+        if (msg.sum.length !== features) {
           throw new ProtocolError(
             ErrorCode.SCHEMA_MISMATCH,
-            `expected ${first.sum.length} features, got ${msg.sum.length}`,
+            `expected ${features} features, got ${msg.sum.length}`,
           );
+        }
+        try {
+          checkPlainStats(
+            msg,
+            weightingOf(active.fed).cap,
+            active.fed.config.featureBounds ?? null,
+          );
+        } catch (e) {
+          active.exclude(session.siteId, e as ProtocolError);
+          throw e;
         }
         active.stats.set(session.siteId, { count: msg.count, sum: msg.sum, sumSq: msg.sumSq });
         break;
@@ -129,9 +158,23 @@ export class RoundMessages {
           );
         }
         const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
+        let weight = 1;
         try {
           assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
-          if (vector instanceof Float32Array) assertFinite(vector, 'update');
+          if (vector instanceof Float32Array) {
+            // In the clear every contribution is checked against its range before it is used.
+            assertFinite(vector, 'update');
+            checkUpdateNorm(vector, maxUpdateNorm(active.fed, active.expectedLength));
+            weight = plainWeight(msg.numExamples, weightingOf(active.fed), {
+              maxWeight: active.maxWeights.get(session.siteId) ?? null,
+            });
+            if (msg.trainLoss !== undefined && !(msg.trainLoss >= 0)) {
+              throw new ProtocolError(
+                ErrorCode.METRICS_OUT_OF_RANGE,
+                `trainLoss ${msg.trainLoss} is not a finite value >= 0`,
+              );
+            }
+          }
           if (dpCfg.level !== 'none') {
             // The release is charged to the ledger (signed by the site) before its update is used.
             const slot = active.slots.get(session.siteId);
@@ -172,11 +215,11 @@ export class RoundMessages {
             if (active.phase !== 'collecting' || p.status !== expectStatus) return; // round moved on meanwhile
           }
         } catch (e) {
-          p.status = 'rejected';
-          p.detail = (e as Error).message;
-          // A rejected site never uses the ledger slot it may hold: hand it to the next site now.
-          active.releaseSlot(session.siteId);
-          active.signal.notify();
+          // A rejected site never uses the ledger slot it may hold: it goes to the next site now.
+          active.exclude(
+            session.siteId,
+            e instanceof ProtocolError ? e : { code: ErrorCode.INTERNAL, message: String(e) },
+          );
           throw e;
         }
         if (active.secagg) {
@@ -190,21 +233,12 @@ export class RoundMessages {
             throw new ProtocolError(ErrorCode.SECAGG_REFUSED, (e as Error).message);
           }
         } else {
-          if (msg.numExamples === undefined && dpCfg.level !== 'site') {
-            p.status = 'rejected';
-            p.detail = 'a plain update must say how many records it was trained on (its weight)';
-            active.releaseSlot(session.siteId);
-            active.signal.notify();
-            throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, p.detail);
-          }
-          // Site-level DP bounds each site's influence by the clip norm, so sites weigh equally.
-          const weight = dpCfg.level === 'site' ? 1 : msg.numExamples!;
           active.collector!.add({ siteId: session.siteId, delta: vector as Float32Array, weight });
         }
         // Plain rounds only: under secure aggregation a site's count and loss stay inside its masks.
-        if (msg.numExamples !== undefined && msg.trainLoss !== undefined) {
-          active.trainLossSum += msg.trainLoss * msg.numExamples;
-          active.trainWeightSum += msg.numExamples;
+        if (!active.secagg && msg.numExamples !== undefined && msg.trainLoss !== undefined) {
+          active.trainLossSum += msg.trainLoss * weight;
+          active.trainWeightSum += weight;
           p.numExamples = msg.numExamples;
         }
         p.status = 'submitted';
@@ -307,6 +341,16 @@ export class RoundMessages {
             ErrorCode.UNEXPECTED_MESSAGE,
             'metrics are not expected for this model version now',
           );
+        }
+        try {
+          checkMetrics(msg.metrics, weightingOf(active.fed).cap);
+        } catch (e) {
+          active.exclude(
+            session.siteId,
+            e as ProtocolError,
+            ' (its update is in the model; its metrics are not)',
+          );
+          throw e;
         }
         active.evaluations.set(session.siteId, msg.metrics);
         p.status = 'evaluated';

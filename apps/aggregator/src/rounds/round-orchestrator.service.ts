@@ -29,6 +29,8 @@ import { roundGraph, roundThreshold } from './secagg-params';
 import { DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
 import type { SumPort } from './secure-sum';
 import { RoundMessages } from './round-messages';
+import { weightingOf } from './contribution-checks';
+import { updateSumProblem } from './sum-checks';
 
 import { LedgerRepository } from '../privacy/ledger.repository';
 import { LedgerService } from '../privacy/ledger.service';
@@ -296,6 +298,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           name: s.siteName,
           status: 'selected',
         });
+      for (const site of await this.siteRepo.list(fed.id)) {
+        if (active.participants.has(site.id)) active.maxWeights.set(site.id, site.maxWeight);
+      }
 
       // 1b. Privacy budgets: a site whose projected epsilon would pass its limit is skipped.
       const dp = fed.config.dp ?? { level: 'none' as const };
@@ -422,6 +427,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
                   statisticsShare: dp.statisticsShare ?? DEFAULT_STATISTICS_SHARE,
                 },
           secureAggregation: secagg?.info ?? null,
+          weighting: weightingOf(fed),
           deadline: new Date(deadline).toISOString(),
         },
         global,
@@ -513,6 +519,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           ? await this.sums.evaluation(active, open, next, newVersion!, evalDeadline)
           : 'fewer than two sites can take part';
         if (typeof got === 'string') this.config.log(`round ${row.number}: no evaluation: ${got}`);
+        else if (got && 'abort' in got) return await abort(got.abort);
         else evaluation = got;
       } else {
         active.evaluateFrame = this.config.signer.frame(
@@ -779,10 +786,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     // sites' total from the statistics sum or the last round's sum, else a fixed power of two
     // (coarser: the weights are then small against the quantisation step). Sites weigh themselves
     // by their record count over it, capped at 1; site-level DP weighs every site 1.
+    // Sites' claims enter it (the last sum's total): it is bounded by what n sites may claim.
+    const weighting = weightingOf(fed);
     const weightNormalizer =
-      fed.config.dp?.level === 'site'
+      weighting.mode === 'equal'
         ? 1
-        : Math.max(1, totalRecords ?? this.totalRecords.get(fed.id) ?? 2 ** 20);
+        : Math.min(
+            n * weighting.cap,
+            Math.max(1, totalRecords ?? this.totalRecords.get(fed.id) ?? 2 ** 20),
+          );
     const vectorLength = active.expectedLength + 1;
     const server = new SecAggServer({
       params,
@@ -925,6 +937,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       const values = dequantize(sum, setup.params);
       const L = active.expectedLength;
       const contributors = server.survivors();
+      const weighting = weightingOf(active.fed);
+      const problem = updateSumProblem(
+        values.subarray(0, L),
+        values[L]!,
+        contributors.length,
+        weighting.mode === 'equal' ? 1 : Math.min(1, weighting.cap / setup.info.weightNormalizer),
+        setup.params.clip,
+      );
+      if (problem) return { abort: `the unmasked update sum is implausible: ${problem}` };
       for (const id of contributors) {
         const p = active.participants.get(id);
         if (!p) continue;

@@ -25,6 +25,8 @@ import { SiteRepository } from '../sites/site.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { FederationRepository } from '../federations/federation.repository';
 import type { ActiveRound } from './active-round';
+import { checkMetrics, weightingOf } from './contribution-checks';
+import { statisticsSumProblem } from './sum-checks';
 import { sumParams } from './secagg-params';
 import { SecureSum, type SumKind, type SumPort } from './secure-sum';
 
@@ -100,6 +102,11 @@ export class RoundSumsService {
       return `only ${result.contributors.length} site(s) took part in the statistics sum; the federation needs minSites=${fed.config.minSites}`;
     }
     const st = statisticsFromSum(result.values, { bounds, perSite, features: d });
+    // Noised counts (DP) may stray past exact bounds; bounded statistics are clamped to the bounds.
+    const problem = dp
+      ? null
+      : statisticsSumProblem(st, result.contributors.length, weightingOf(fed).cap, bounds !== null);
+    if (problem) return `the unmasked statistics sum is implausible: ${problem}`;
     const stats: FeatureStatsRow = {
       mean: st.mean,
       std: st.std,
@@ -175,7 +182,8 @@ export class RoundSumsService {
     weights: Float32Array,
     version: { id: string; hash: string },
     deadline: number,
-  ): Promise<RoundMetrics['evaluation'] | string> {
+  ): Promise<RoundMetrics['evaluation'] | string | { abort: string }> {
+    const fed = active.fed;
     const { sum, settings } = open;
     const frame = this.config.signer.frame(
       {
@@ -203,6 +211,14 @@ export class RoundSumsService {
       settings.evaluation,
       settings.privacy?.level === 'site' ? { sites: result.contributors.length } : {},
     );
+    if (!settings.privacy) {
+      // Exact counts (no noise): metrics outside their ranges mean a site broke its own.
+      try {
+        checkMetrics(m, result.contributors.length * weightingOf(fed).cap);
+      } catch (e) {
+        return { abort: `the unmasked evaluation sum is implausible: ${(e as Error).message}` };
+      }
+    }
     return { ...m, sites: result.contributors.length };
   }
 

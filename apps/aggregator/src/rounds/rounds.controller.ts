@@ -74,6 +74,33 @@ export class RoundsController {
     return run;
   }
 
+  @Post('statistics/recollect')
+  @HttpCode(200)
+  @Roles('admin')
+  @ApiOperation({
+    summary:
+      "Forget the federation's standardisation statistics; the next run's first round collects them again",
+  })
+  async recollectStatistics(
+    @Param('federationId') federationId: string,
+    @Req() req: AuthedRequest,
+  ) {
+    const fed = await this.federations.get(federationId);
+    // Mid-run, the model would suddenly see its inputs scaled another way.
+    const running = await this.rounds.runningRun(federationId);
+    if (running) {
+      throw new ApiError(
+        'CONFLICT',
+        `run ${running.id} is running; stop it before re-collecting the statistics`,
+      );
+    }
+    await this.federations.clearFeatureStats(federationId);
+    await this.events.record(actorOf(req), 'statistics.recollect', federationId, {
+      previous: fed.featureStats,
+    });
+    return { federationId, featureStats: null, collectedBy: 'the next round' };
+  }
+
   @Get('runs')
   @Roles('admin', 'auditor')
   @ApiOperation({ summary: 'List runs' })

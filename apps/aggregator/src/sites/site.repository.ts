@@ -6,7 +6,8 @@ import type { SiteRow, SiteStatus } from '../database/rows';
 import { camelRow, camelRows, returned } from '../database/sql';
 import { isUuid } from '../federations/federation.repository';
 
-const COLUMNS = 'id, federation_id, name, public_key, status, created_at, approved_at, revoked_at';
+const COLUMNS =
+  'id, federation_id, name, public_key, status, created_at, approved_at, revoked_at, max_weight';
 
 /** Sites enrolled in federations. */
 @Injectable()
@@ -18,10 +19,11 @@ export class SiteRepository {
     federationId: string,
     name: string,
     publicKey: string,
+    maxWeight: number | null = null,
   ): Promise<SiteRow> {
     const rows = await em.query(
-      `INSERT INTO site (federation_id, name, public_key, status) VALUES ($1, $2, $3, 'pending') RETURNING ${COLUMNS}`,
-      [federationId, name, publicKey],
+      `INSERT INTO site (federation_id, name, public_key, status, max_weight) VALUES ($1, $2, $3, 'pending', $4) RETURNING ${COLUMNS}`,
+      [federationId, name, publicKey, maxWeight],
     );
     return camelRow<SiteRow>(rows[0]);
   }

@@ -19,6 +19,14 @@ export class SitesController {
       properties: {
         name: { type: 'string', example: 'hospital-1' },
         publicKey: { type: 'string' },
+        epsilonLimit: {
+          type: 'number',
+          description: "this site's privacy budget (DP federations)",
+        },
+        maxWeight: {
+          type: 'integer',
+          description: "the most records this site's update may weigh (plain federations)",
+        },
       },
     },
   })

@@ -27,6 +27,13 @@ export const enrolSiteSchema = z
       ),
     /** This site's privacy budget; the federation's dp.epsilonLimit when absent. */
     epsilonLimit: z.number().gt(0).max(1e6).optional(),
+    /** The most records this site's update may weigh (plain federations); the federation's cap when absent. */
+    maxWeight: z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 31 - 1)
+      .optional(),
   })
   .strict();
 
@@ -83,8 +90,20 @@ export class SitesService {
       throw new ApiError('CONFLICT', 'this public key is already enrolled in this federation');
     }
     const site = await this.db.transaction(async (em) => {
-      const s = await this.sites.insert(em, federationId, input.name, input.publicKey);
-      await this.events.record(actor, 'site.enrol', s.id, { name: s.name, federationId }, em);
+      const s = await this.sites.insert(
+        em,
+        federationId,
+        input.name,
+        input.publicKey,
+        input.maxWeight ?? null,
+      );
+      await this.events.record(
+        actor,
+        'site.enrol',
+        s.id,
+        { name: s.name, federationId, maxWeight: s.maxWeight },
+        em,
+      );
       if (dp.level !== 'none') {
         await this.ledger.setBudget(
           em,

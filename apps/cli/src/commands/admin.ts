@@ -181,6 +181,23 @@ export const adminCommands: Command[] = [
         description:
           'do not evaluate new models on the sites (under DP each evaluation is charged)',
       },
+      weighting: {
+        type: 'string',
+        value: 'MODE',
+        description: 'records (each site by its record count, capped) | equal; default records',
+      },
+      'max-weight': {
+        type: 'string',
+        value: 'N',
+        description:
+          'the most records any site may claim (announced every round; a larger claim excludes the site); default 1000000',
+      },
+      'max-update-norm': {
+        type: 'string',
+        value: 'X',
+        description:
+          "largest L2 norm of a site's plain update (default: the secure-aggregation clip x sqrt(parameters))",
+      },
     },
     async (opts, _p, io) => {
       const { modelSpec } = await jsonOrFileOption(opts, 'model', 'modelSpec');
@@ -210,6 +227,10 @@ export const adminCommands: Command[] = [
           ? { sampling: { fraction: numberOption(opts, 'sampling-fraction', { min: 0, max: 1 }) } }
           : {}),
         ...(opts['no-evaluation'] ? { evaluation: { enabled: false } } : {}),
+        ...weightingOptions(opts),
+        ...(opts['max-update-norm'] !== undefined
+          ? { maxUpdateNorm: numberOption(opts, 'max-update-norm', { min: 1e-12 }) }
+          : {}),
       });
       print(opts, io, f, () => f.id);
       if (!opts['json']) io.err(`Created federation "${f.name}" (${f.parameters} parameters).`);
@@ -217,6 +238,23 @@ export const adminCommands: Command[] = [
     [
       `confide admin federation create --name breast-cancer --model '{"kind":"logistic","inputDim":30}' --epochs 5`,
     ],
+  ),
+  admin(
+    ['federation', 'recollect-stats'],
+    "Forget a federation's standardisation statistics; the next run collects them again",
+    { ...federationOpt },
+    async (opts, _p, io) => {
+      const r = await client(opts).post<{ federationId: string }>(
+        `/api/v1/federations/${str(opts, 'federation')}/statistics/recollect`,
+      );
+      print(
+        opts,
+        io,
+        r,
+        () => `statistics of ${r.federationId} cleared; the next run's first round collects them`,
+      );
+    },
+    ['confide admin federation recollect-stats --federation 3f0c...'],
   ),
   admin(['federation', 'list'], 'List federations', {}, async (opts, _p, io) => {
     const all = await client(opts).get<Fed[]>('/api/v1/federations');
@@ -256,6 +294,12 @@ export const adminCommands: Command[] = [
         value: 'E',
         description: "this site's privacy budget (DP federations; default: the federation's)",
       },
+      'max-weight': {
+        type: 'string',
+        value: 'N',
+        description:
+          "the most records this site's update may weigh in a plain federation (default: the federation's cap)",
+      },
     },
     async (opts, _p, io) => {
       const keyArg = str(opts, 'public-key');
@@ -265,10 +309,12 @@ export const adminCommands: Command[] = [
       const api = client(opts);
       const fed = str(opts, 'federation');
       const epsilonLimit = numberOption(opts, 'epsilon-limit', { min: 1e-9 });
+      const maxWeight = numberOption(opts, 'max-weight', { integer: true, min: 1 });
       let s = await api.post<Site>(`/api/v1/federations/${fed}/sites`, {
         name: str(opts, 'name'),
         publicKey,
         ...(epsilonLimit === undefined ? {} : { epsilonLimit }),
+        ...(maxWeight === undefined ? {} : { maxWeight }),
       });
       if (opts['approve'])
         s = await api.post<Site>(`/api/v1/federations/${fed}/sites/${s.id}/approve`);
@@ -466,6 +512,20 @@ export const adminCommands: Command[] = [
     },
   ),
 ];
+
+/** The `weighting` body field from --weighting and --max-weight (absent: the server's default). */
+function weightingOptions(opts: ParsedOptions): Record<string, unknown> {
+  const maxWeight = numberOption(opts, 'max-weight', { integer: true, min: 1 });
+  if (opts['weighting'] === undefined && maxWeight === undefined) return {};
+  return {
+    weighting: {
+      ...(opts['weighting'] !== undefined
+        ? { mode: choiceOption(opts, 'weighting', ['records', 'equal'] as const) }
+        : {}),
+      ...(maxWeight === undefined ? {} : { maxWeight }),
+    },
+  };
+}
 
 /** Like jsonOption, for an option whose JSON may come from a file (`@file.json`). */
 async function jsonOrFileOption(
