@@ -207,7 +207,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   }
 
   private startLoop(run: RunRow): void {
-    if (this.loops.has(run.federationId)) return;
+    const previous = this.loops.get(run.federationId);
+    if (previous?.runId === run.id) return;
     const loop: RunLoop = {
       runId: run.id,
       federationId: run.federationId,
@@ -216,13 +217,21 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       done: Promise.resolve(),
     };
     this.loops.set(run.federationId, loop);
-    loop.done = this.runLoop(loop)
-      .catch((e: unknown) => {
-        if (!(e instanceof Stopped))
-          this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
+    // A run that has just ended may still be closing its loop: this one starts after it.
+    loop.done = (previous?.done ?? Promise.resolve())
+      .then(() => this.runLoop(loop))
+      .catch(async (e: unknown) => {
+        if (e instanceof Stopped) return;
+        // Whatever failed, the run ends with the reason: it never stays 'running' with no loop.
+        this.config.log(`run ${run.id} failed: ${(e as Error).stack ?? String(e)}`);
+        await this.rounds
+          .endRun(run.id, 'stopped', `the run failed: ${errorText(e)}`)
+          .catch((e2: unknown) =>
+            this.config.log(`run ${run.id} could not be marked stopped: ${errorText(e2)}`),
+          );
       })
       .finally(() => {
-        this.loops.delete(run.federationId);
+        if (this.loops.get(run.federationId) === loop) this.loops.delete(run.federationId);
         this.live.run(run.federationId);
       });
   }
@@ -579,6 +588,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           (evaluation ? `, accuracy ${evaluation.accuracy.toFixed(4)}` : ''),
       );
       return { number: row.number, aborted: false };
+    } catch (e) {
+      if (e instanceof Stopped) throw e;
+      // Any failure inside a round aborts that round, with its reason, and every site hears so.
+      this.config.log(`round ${row.number} failed: ${(e as Error).stack ?? String(e)}`);
+      return await abort(`the round failed while ${active.phase}: ${errorText(e)}`);
     } finally {
       // An evaluation sum opened for a round that ended another way waits for nothing more.
       active.evaluation?.sum.cancel('the round ended before its evaluation');
@@ -701,16 +715,20 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
 
   private async abortRound(active: ActiveRound, reason: string): Promise<void> {
     active.phase = 'closing';
-    await this.rounds.transaction((em) =>
-      this.rounds.transition(em, active.row.id, 'aborted', {
-        ended: true,
-        reason,
-        participants: active.participantList(),
-      }),
-    );
-    this.metrics.rounds.inc({ outcome: 'aborted' });
-    this.broadcastEnd(active, 'aborted', reason);
-    this.config.log(`round ${active.number} aborted: ${reason}`);
+    try {
+      await this.rounds.transaction((em) =>
+        this.rounds.transition(em, active.row.id, 'aborted', {
+          ended: true,
+          reason,
+          participants: active.participantList(),
+        }),
+      );
+    } finally {
+      // Sites hear the round is over even when storing that failed (a restart aborts it again).
+      this.metrics.rounds.inc({ outcome: 'aborted' });
+      this.broadcastEnd(active, 'aborted', reason);
+      this.config.log(`round ${active.number} aborted: ${reason}`);
+    }
   }
 
   private broadcastEnd(
@@ -1030,4 +1048,9 @@ export function weightedMetrics(all: SiteMetrics[]): RoundMetrics['evaluation'] 
     numExamples: total,
     sites: all.length,
   };
+}
+
+/** An error's message for a round or run record (a stack trace goes to the log only). */
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
