@@ -114,9 +114,17 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
     const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     let initialAdminTokenFile: string | null = null;
     const dataDir = opts.dataDir;
-    const initialAdminToken = await app.get(AuthService).ensureInitialAdminToken(async (token) => {
-      if (dataDir) initialAdminTokenFile = await writeAdminTokenFile(dataDir, token);
-    });
+    let initialAdminToken: string | null;
+    try {
+      initialAdminToken = await app.get(AuthService).ensureInitialAdminToken(async (token) => {
+        if (dataDir) initialAdminTokenFile = await writeAdminTokenFile(dataDir, token);
+      });
+    } catch (e) {
+      await app.close();
+      throw new Error(
+        `cannot create the initial admin token (none was kept; the next start tries again): ${(e as Error).message}`,
+      );
+    }
     let closed = false;
     return {
       app,
