@@ -163,7 +163,7 @@ describe(`confide server's admin token and confide admin token (${databaseKind})
     expect(await server.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     const again = startServer(join(tmp, 'db'), db.url, '--print-token', '--json');
     const [line] = await again.waitForOutput(/^\{.*\}\n/, 60_000, 'stdout');
-    expect(JSON.parse(line!)).toMatchObject({ adminTokenFile: null, initialAdminToken: null });
+    expect(JSON.parse(line)).toMatchObject({ adminTokenFile: null, initialAdminToken: null });
     expect(again.stderr).toContain('no admin token was created at this start');
     expect(await readFile(join(tmp, 'db', 'admin-token'), 'utf8')).toBe(`${token}\n`);
   }, 120_000);

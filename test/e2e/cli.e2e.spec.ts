@@ -88,7 +88,7 @@ describe(`the confide CLI end to end: server, admin and two sites as processes (
     expect(server.stderr).toContain(db.url ? 'postgres' : 'PGlite');
 
     // The admin CLI trusts the private CA (--ca, here through its environment variable).
-    const env = cliEnv({ CONFIDE_SERVER: url!, CONFIDE_TOKEN: token!, CONFIDE_CA: caFile! });
+    const env = cliEnv({ CONFIDE_SERVER: url!, CONFIDE_TOKEN: token, CONFIDE_CA: caFile! });
     const fed = await runCliJson<{ id: string; parameters: number }>(
       [
         'admin',
