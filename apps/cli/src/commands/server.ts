@@ -34,7 +34,8 @@ export const serverCommand: Command = {
     'data-dir': {
       type: 'string',
       value: 'DIR',
-      description: 'embedded database directory',
+      description:
+        'embedded database directory; also holds the identity key and the admin-token file (with DATABASE_URL too)',
       default: '.confide/db',
     },
     'tls-cert': {
