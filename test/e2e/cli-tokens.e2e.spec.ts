@@ -145,6 +145,18 @@ describe(`confide server's admin token and confide admin token (${databaseKind})
     const missing = await runCli(['admin', 'token', 'revoke'], env);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('<ID> is required');
+    // An admin may revoke the token it signs in with, while another admin token remains; it is told.
+    const ci = await runCliJson<{ id: string; token: string }>(
+      ['admin', 'token', 'create', '--role', 'admin', '--label', 'ci', '--json'],
+      env,
+    );
+    const self = await runCli(
+      ['admin', 'token', 'revoke', ci.id],
+      cliEnv({ CONFIDE_SERVER: url, CONFIDE_TOKEN: ci.token }),
+    );
+    expect(self.code).toBe(0);
+    expect(self.stdout).toContain(`revoked admin token ${ci.id} (ci) at `);
+    expect(self.stderr).toContain('This was the token this command used: it no longer works');
     const last = await runCli(['admin', 'token', 'revoke', bootstrap!.id], env);
     expect(last.code).toBe(1);
     expect(last.stderr).toMatch(/CONFLICT: .*last admin token/);

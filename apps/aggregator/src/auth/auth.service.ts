@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { ApiTokenRepository } from './api-token.repository';
 import { AdminEventRepository } from '../common/admin-event.repository';
 import { ApiError } from '../common/errors';
@@ -51,19 +52,13 @@ export class AuthService {
    * operator out. Returns the token, or null when a usable admin token exists.
    */
   async ensureInitialAdminToken(
-    deliver: (token: string, row: ApiTokenRow) => Promise<void> = async () => undefined,
+    deliver: (token: string) => Promise<void> = async () => undefined,
   ): Promise<string | null> {
     return this.db.transaction(async (em) => {
       await this.tokens.lockForBootstrap(em);
       if ((await this.tokens.countActive('admin', this.clock.now(), em)) > 0) return null;
-      const { token, row } = await this.issue(
-        'admin',
-        'initial admin token',
-        'system',
-        undefined,
-        em,
-      );
-      await deliver(token, row);
+      const { token } = await this.issue('admin', 'initial admin token', 'system', undefined, em);
+      await deliver(token);
       return token;
     });
   }
@@ -141,7 +136,7 @@ export class AuthService {
     label: string,
     actor: string,
     expiresInSeconds: number | undefined,
-    em: Parameters<ApiTokenRepository['insert']>[4],
+    em: EntityManager,
   ): Promise<{ token: string; row: ApiTokenRow }> {
     if (
       expiresInSeconds !== undefined &&

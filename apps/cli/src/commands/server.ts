@@ -132,7 +132,7 @@ export const serverCommand: Command = {
     const printToken = Boolean(opts['print-token']);
     if (agg.initialAdminToken) {
       io.err(
-        `  admin:      first start: an admin token was written to ${agg.initialAdminTokenFile} (mode 0600); read it there`,
+        `  admin:      a new admin token was written to ${agg.initialAdminTokenFile} (mode 0600); read it there`,
       );
     } else if (printToken) {
       io.err('  admin:      no admin token was created at this start (this database has one)');
