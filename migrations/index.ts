@@ -4,6 +4,7 @@ import { Schedules1763900000300 } from './1763900000300-schedules';
 import { LedgerIntegerNoise1763900000400 } from './1763900000400-ledger-integer-noise';
 import { LedgerReleaseKind1763900000500 } from './1763900000500-ledger-release-kind';
 import { SiteMaxWeight1763900000600 } from './1763900000600-site-max-weight';
+import { ApiTokenExpiry1763900000620 } from './1763900000620-api-token-expiry';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   LedgerIntegerNoise1763900000400,
   LedgerReleaseKind1763900000500,
   SiteMaxWeight1763900000600,
+  ApiTokenExpiry1763900000620,
 ];

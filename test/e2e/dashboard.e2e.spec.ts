@@ -78,7 +78,7 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
     await page.getByLabel('API token').press('Enter');
     await expect
       .poll(() => page.getByRole('alert').textContent())
-      .toBe('This token was not accepted: the API token is unknown or revoked.');
+      .toBe('This token was not accepted: the API token is unknown.');
 
     await page.getByLabel('API token').fill(adminToken);
     await page.getByRole('button', { name: 'Sign in' }).click();

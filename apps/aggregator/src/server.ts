@@ -6,6 +6,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
 import { ServerSigner, type IdentityKeyPair, generateIdentity } from '@confide/protocol';
+import { writeAdminTokenFile } from './auth/admin-token-file';
 import { AuthService } from './auth/auth.service';
 import { loadOrCreateServerIdentity } from './identity/server-identity';
 import { systemClock, type AggregatorConfig, type Clock } from './common/tokens';
@@ -53,8 +54,13 @@ export interface RunningAggregator {
   serverKeyFingerprint: string;
   /** Where the identity key lives, or null when it is held in memory only. */
   serverKeyFile: string | null;
-  /** The admin token created on the first start against this database, else null. */
+  /**
+   * The admin token created at this start (the first against this database, or one after every
+   * admin token was revoked or expired), else null. Held in memory for in-process callers.
+   */
   initialAdminToken: string | null;
+  /** Where that token was written (mode 0600 in `dataDir`), or null when none was or no dataDir. */
+  initialAdminTokenFile: string | null;
   /** Issues an API token in-process (the demo and tests; operators use the REST API or the CLI). */
   createToken(role: 'admin' | 'auditor', label: string): Promise<string>;
   close(): Promise<void>;
@@ -106,7 +112,19 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
     const host =
       opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
     const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-    const initialAdminToken = await app.get(AuthService).ensureInitialAdminToken();
+    let initialAdminTokenFile: string | null = null;
+    const dataDir = opts.dataDir;
+    let initialAdminToken: string | null;
+    try {
+      initialAdminToken = await app.get(AuthService).ensureInitialAdminToken(async (token) => {
+        if (dataDir) initialAdminTokenFile = await writeAdminTokenFile(dataDir, token);
+      });
+    } catch (e) {
+      await app.close();
+      throw new Error(
+        `cannot create the initial admin token (none was kept; the next start tries again): ${(e as Error).message}`,
+      );
+    }
     let closed = false;
     return {
       app,
@@ -119,6 +137,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       serverKeyFingerprint: signer.fingerprint,
       serverKeyFile,
       initialAdminToken,
+      initialAdminTokenFile,
       async createToken(role, label) {
         return (await app.get(AuthService).createToken(role, label, 'system')).token;
       },

@@ -48,7 +48,6 @@ export class RolesGuard implements CanActivate {
       throw new ApiError('UNAUTHENTICATED', 'send an API token as "Authorization: Bearer <token>"');
     }
     const token = await this.auth.authenticate(match[1]!);
-    if (!token) throw new ApiError('UNAUTHENTICATED', 'the API token is unknown or revoked');
     if (!roles.includes(token.role)) {
       throw new ApiError(
         'FORBIDDEN',

@@ -1,7 +1,7 @@
-import { Body, Controller, Get, HttpCode, Inject, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { AuthService } from './auth.service';
+import { AuthService, TOKEN_LIFETIME_SECONDS } from './auth.service';
 import { actorOf, Roles, type AuthedRequest } from './roles.guard';
 import { parseInput } from '../common/validation';
 
@@ -9,6 +9,12 @@ const createTokenSchema = z
   .object({
     role: z.enum(['admin', 'auditor']),
     label: z.string().min(1).max(200).default('api token'),
+    expiresInSeconds: z
+      .number()
+      .int()
+      .min(TOKEN_LIFETIME_SECONDS.min)
+      .max(TOKEN_LIFETIME_SECONDS.max)
+      .optional(),
   })
   .strict();
 
@@ -30,19 +36,44 @@ export class TokensController {
       properties: {
         role: { type: 'string', enum: ['admin', 'auditor'] },
         label: { type: 'string' },
+        expiresInSeconds: {
+          type: 'integer',
+          minimum: TOKEN_LIFETIME_SECONDS.min,
+          maximum: TOKEN_LIFETIME_SECONDS.max,
+          description: 'lifetime from now; absent: valid until revoked',
+        },
       },
     },
   })
   async create(@Body() body: unknown, @Req() req: AuthedRequest) {
     const input = parseInput(createTokenSchema, body);
-    const { token, row } = await this.auth.createToken(input.role, input.label, actorOf(req));
+    const { token, row } = await this.auth.createToken(
+      input.role,
+      input.label,
+      actorOf(req),
+      input.expiresInSeconds,
+    );
     return { ...row, token };
   }
 
   @Get()
   @Roles('admin')
-  @ApiOperation({ summary: 'List tokens (never the secrets)' })
+  @ApiOperation({
+    summary:
+      'List tokens (never the secrets): id, role, label, createdAt, expiresAt, lastUsedAt (to the minute), revokedAt',
+  })
   list() {
     return this.auth.list();
+  }
+
+  @Post(':id/revoke')
+  @HttpCode(200)
+  @Roles('admin')
+  @ApiOperation({
+    summary:
+      'Revoke a token at once (its open live-event streams end too); revoking it again changes nothing. The last usable admin token cannot be revoked (409).',
+  })
+  revoke(@Param('id') id: string, @Req() req: AuthedRequest) {
+    return this.auth.revoke(id, actorOf(req));
   }
 }

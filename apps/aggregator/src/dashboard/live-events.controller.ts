@@ -42,11 +42,10 @@ export class LiveEventsController {
       );
     }
     const row = await this.auth.authenticate(token);
-    if (!row) throw new ApiError('UNAUTHENTICATED', 'the API token is unknown or revoked');
     if (row.role !== 'admin' && row.role !== 'auditor') {
       throw new ApiError('FORBIDDEN', `this action needs the admin or auditor role`);
     }
     await this.federations.get(federationId);
-    this.live.open(federationId, res);
+    this.live.open(federationId, res, row);
   }
 }

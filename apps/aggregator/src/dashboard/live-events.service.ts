@@ -1,5 +1,8 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import type { Response } from 'express';
+import { AuthService } from '../auth/auth.service';
+import { CLOCK, type Clock } from '../common/tokens';
+import type { ApiTokenRow } from '../database/rows';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { RoundEvents, type LiveEvent, type LiveRoundEvent } from '../rounds/round-events';
 import { RoundOrchestrator } from '../rounds/round-orchestrator.service';
@@ -13,19 +16,29 @@ const KEEPALIVE_MS = 15_000;
  */
 @Injectable()
 export class LiveEventsService implements OnModuleDestroy {
-  private readonly streams = new Set<Response>();
+  /** Each open stream with the id of the token that opened it. */
+  private readonly streams = new Map<Response, string>();
 
   constructor(
     @Inject(RoundEvents) private readonly events: RoundEvents,
     @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
     @Inject(RoundOrchestrator) private readonly orchestrator: RoundOrchestrator,
+    @Inject(AuthService) auth: AuthService,
+    @Inject(CLOCK) private readonly clock: Clock,
   ) {
     sessions.onConnect((s) => this.siteChanged(s, true));
     sessions.onDisconnect((s) => this.siteChanged(s, false));
+    // A stream outlives the request that checked its token: revoking the token ends it.
+    auth.onRevoke((tokenId) => {
+      for (const [res, id] of this.streams) if (id === tokenId) res.end();
+    });
   }
 
-  /** Turns `res` into an event stream of `federationId`, starting with the current round and sites. */
-  open(federationId: string, res: Response): void {
+  /**
+   * Turns `res` into an event stream of `federationId`, starting with the current round and sites;
+   * it ends when `token` is revoked, or at the first keepalive after it expires.
+   */
+  open(federationId: string, res: Response, token: ApiTokenRow): void {
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -52,9 +65,12 @@ export class LiveEventsService implements OnModuleDestroy {
       },
     });
     const unsubscribe = this.events.subscribe(federationId, send);
-    const keepalive = setInterval(() => write(': keepalive\n\n'), KEEPALIVE_MS);
+    const keepalive = setInterval(() => {
+      if (token.expiresAt && token.expiresAt <= this.clock.now()) res.end();
+      else write(': keepalive\n\n');
+    }, KEEPALIVE_MS);
     keepalive.unref();
-    this.streams.add(res);
+    this.streams.set(res, token.id);
     const stop = (): void => {
       clearInterval(keepalive);
       unsubscribe();
@@ -66,7 +82,7 @@ export class LiveEventsService implements OnModuleDestroy {
 
   /** Open streams would hold the HTTP server's close forever: end them first. */
   onModuleDestroy(): void {
-    for (const res of [...this.streams]) res.end();
+    for (const res of [...this.streams.keys()]) res.end();
     this.streams.clear();
   }
 

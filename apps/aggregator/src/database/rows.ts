@@ -10,6 +10,10 @@ export interface ApiTokenRow {
   role: Role;
   label: string;
   createdAt: Date;
+  /** Null: never expires. */
+  expiresAt: Date | null;
+  /** Refreshed at most once a minute per token, so up to a minute behind. */
+  lastUsedAt: Date | null;
   revokedAt: Date | null;
 }
 

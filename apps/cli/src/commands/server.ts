@@ -10,7 +10,9 @@ export const serverCommand: Command = {
   description:
     'Runs the aggregator. With DATABASE_URL it uses that Postgres server; otherwise an embedded PGlite\n' +
     'database in --data-dir, kept across restarts. Migrations run on start. On the first start against a\n' +
-    'database an admin token is created and printed once: keep it.\n' +
+    'database an admin token is created and written to a new file in --data-dir (admin-token, mode\n' +
+    '0600; also with DATABASE_URL, where --data-dir holds only that file and the identity key): only\n' +
+    'its path is printed, so the token stays out of logs. --print-token prints the token on stdout.\n' +
     "The aggregator's Ed25519 identity key lives in --data-dir (server-identity.key, created on first\n" +
     'start, mode 0600): it signs every message that configures a round, and sites pin it. Give sites\n' +
     'its fingerprint (printed below) for `confide node join --server-key`. With --tls-cert and\n' +
@@ -32,7 +34,8 @@ export const serverCommand: Command = {
     'data-dir': {
       type: 'string',
       value: 'DIR',
-      description: 'embedded database directory',
+      description:
+        'embedded database directory; also holds the identity key and the admin-token file (with DATABASE_URL too)',
       default: '.confide/db',
     },
     'tls-cert': {
@@ -50,7 +53,12 @@ export const serverCommand: Command = {
     json: {
       type: 'boolean',
       description:
-        'print one JSON line on stdout once listening: { url, wsUrl, serverKey, serverKeyFingerprint, tls, initialAdminToken }',
+        'print one JSON line on stdout once listening: { url, wsUrl, serverKey, serverKeyFingerprint, tls, adminTokenFile } (and initialAdminToken with --print-token)',
+    },
+    'print-token': {
+      type: 'boolean',
+      description:
+        'print the admin token created at this start on stdout, for scripts (it is in the admin-token file either way)',
     },
     'mask-workers': {
       type: 'string',
@@ -63,6 +71,7 @@ export const serverCommand: Command = {
   examples: [
     'confide server --port 8080',
     'DATABASE_URL=postgres://confide@db:5432/confide confide server',
+    'confide server --port 8080 --print-token    # the first start also prints the token on stdout',
   ],
   async run(opts, _pos, io) {
     const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
@@ -119,6 +128,15 @@ export const serverCommand: Command = {
     io.err(`  REST API:   ${agg.url}/api/v1   (OpenAPI: ${agg.url}/api/docs)`);
     io.err(`  sites:      ${agg.wsUrl}`);
     io.err(`  metrics:    ${agg.url}/metrics   health: ${agg.url}/health`);
+    // The token itself only on request: stdout of a service ends up in its logs (compose, journald).
+    const printToken = Boolean(opts['print-token']);
+    if (agg.initialAdminToken) {
+      io.err(
+        `  admin:      a new admin token was written to ${agg.initialAdminTokenFile} (mode 0600); read it there`,
+      );
+    } else if (printToken) {
+      io.err('  admin:      no admin token was created at this start (this database has one)');
+    }
     if (opts['json']) {
       io.out(
         JSON.stringify({
@@ -127,16 +145,12 @@ export const serverCommand: Command = {
           serverKey: agg.serverKey,
           serverKeyFingerprint: agg.serverKeyFingerprint,
           tls: Boolean(tls),
-          initialAdminToken: agg.initialAdminToken,
+          adminTokenFile: agg.initialAdminTokenFile,
+          ...(printToken ? { initialAdminToken: agg.initialAdminToken } : {}),
         }),
       );
-    } else if (agg.initialAdminToken) {
-      io.err('');
-      io.err(
-        'First start: an admin token was created. It is shown only this once; store it safely:',
-      );
+    } else if (printToken && agg.initialAdminToken) {
       io.out(agg.initialAdminToken);
-      io.err('');
     }
     io.err(`received ${await stopped}; shutting down`);
     await agg.close();
