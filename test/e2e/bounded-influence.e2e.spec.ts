@@ -1,11 +1,21 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, generateIdentity } from '@confide/protocol';
+import { randomUUID } from 'node:crypto';
+import {
+  encodeFrame,
+  ErrorCode,
+  fromBase64,
+  generateIdentity,
+  PROTOCOL_VERSION,
+  type RoundSecAgg,
+} from '@confide/protocol';
+import { quantizeWeighted, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
 import type { ApiClient } from '../../apps/cli/src/api-client';
 import { databaseKind } from '../support/database';
 import {
   createFederation,
   enrolSites,
   listRounds,
+  startNode,
   testAggregator,
   waitForRun,
   type RoundView,
@@ -289,4 +299,117 @@ describe(`one site's influence on a plain federation is bounded (${databaseKind}
     const after = await api.get<{ featureStats: unknown }>(`/api/v1/federations/${fedId}`);
     expect(after.featureStats).toBeNull();
   }, 30_000);
+});
+
+describe(`implausible secure sums abort their round (${databaseKind})`, () => {
+  let env: Awaited<ReturnType<typeof testAggregator>>;
+  let api: ApiClient;
+  const stops: Array<() => void> = [];
+
+  beforeAll(async () => {
+    env = await testAggregator();
+    api = env.api;
+  });
+  afterAll(async () => {
+    for (const f of stops) f();
+    await env?.close();
+  });
+
+  /**
+   * A site that runs secure aggregation by the book except for its masked vector: its weight
+   * coordinate claims `weight` (honest sites stay within [0, 1]).
+   */
+  async function inflatingSite(fedId: string, site: TestSite, weight: number): Promise<RawSite> {
+    const raw = await RawSite.connect(env.agg.wsUrl);
+    stops.push(() => raw.ws.terminate());
+    let client: SecAggClient | null = null;
+    let params: SecAggParams | null = null;
+    let info: RoundSecAgg | null = null;
+    raw.onMessage((r) => {
+      const ref = { runId: r.msg['runId'], round: r.msg['round'], sum: 'update' };
+      if (r.type === 'round.train') {
+        info = r.msg['secureAggregation'] as RoundSecAgg;
+        params = info.params as unknown as SecAggParams;
+        client = new SecAggClient({
+          siteId: site.siteId,
+          identitySecretKey: fromBase64(site.identity.secretKey, 64),
+          roster: new Map(info.roster.map((x) => [x.siteId, fromBase64(x.publicKey, 32)])),
+          runId: String(r.msg['runId']),
+          round: Number(r.msg['round']),
+          modelHash: String(r.msg['modelHash']),
+          params,
+          vectorLength: info.vectorLength,
+        });
+        raw.sendJson({ type: 'secagg.advertise', ...ref, advertisement: client.advertise() });
+      } else if (r.type === 'secagg.advertisements' && client) {
+        raw.sendJson({
+          type: 'secagg.shares',
+          ...ref,
+          shares: client.shareKeys(r.msg['advertisements'] as unknown[]),
+        });
+      } else if (r.type === 'secagg.deliver' && client && params && info) {
+        client.receiveShares(r.msg['shares'] as unknown[]);
+        const q = quantizeWeighted(new Float32Array(PARAMETERS).fill(0.01), 0.5, params);
+        q[PARAMETERS] = Math.round(weight * params.scale) >>> 0;
+        raw.ws.send(
+          encodeFrame(
+            {
+              v: PROTOCOL_VERSION,
+              id: randomUUID(),
+              type: 'round.update',
+              runId: ref.runId,
+              round: ref.round,
+            },
+            client.maskInput(q),
+          ),
+          { binary: true },
+        );
+      } else if (r.type === 'secagg.unmask' && client) {
+        raw.sendJson({
+          type: 'secagg.unmasked',
+          ...ref,
+          response: client.unmask(r.msg['request']),
+        });
+      }
+    });
+    expect((await raw.login(site.identity, fedId)).type).toBe('welcome');
+    return raw;
+  }
+
+  it('aborts the round whose unmasked total weight no capped sites could reach; the model is unchanged', async () => {
+    const fedId = (
+      await createFederation(api, {
+        minSites: 3,
+        standardization: 'local',
+        evaluation: { enabled: false },
+        roundTimeoutSeconds: 30,
+        // Three sites of at most 1000 records: a site's masked weight is at most 1000 / 3000.
+        weighting: { maxWeight: 1000 },
+      })
+    ).id;
+    const sites = await enrolSites(api, fedId, 3);
+    const before = await api.modelWeights(fedId, 'current');
+    for (const s of sites.slice(0, 2)) {
+      const { node } = await startNode(env.agg, fedId, s);
+      stops.push(() => node.stop());
+    }
+    const liar = await inflatingSite(fedId, sites[2]!, 2.5);
+    const run = await api.post<{ id: string }>(`/api/v1/federations/${fedId}/runs`, {
+      rounds: 1,
+    });
+    const ended = await waitForRun(api, fedId, run.id, 30_000);
+    expect(ended.status).toBe('stopped');
+    const [round] = await listRounds(api, fedId);
+    expect(round).toMatchObject({ state: 'aborted' });
+    expect(round!.reason).toMatch(
+      /^the unmasked update sum is implausible: the unmasked total weight 2\.6\d* is outside \(0, 1\]/
+    );
+    await liar.waitFor(
+      (r) => r.type === 'round.end' && r.msg['outcome'] === 'aborted',
+      5000,
+      'round.end',
+    );
+    const after = await api.modelWeights(fedId, 'current');
+    expect(after.versionId).toBe(before.versionId);
+  }, 60_000);
 });
