@@ -661,6 +661,8 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
       },
       // Round 3: an honest receipt, but the update it comes with is malformed (one value short).
       3: (body) => body,
+      // Round 4: an honest receipt with an update far past the clip: charged, then left out.
+      4: (body) => body,
     };
     const lieAbout = async (
       raw: RawSite,
@@ -717,14 +719,15 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
     const { raw } = await rawParticipant(fed.id, liar, (r, train) => {
       void lieAbout(r, train, who).catch(() => undefined);
     });
-    const ended = await run(fed.id, 3);
-    expect(ended).toMatchObject({ status: 'completed', roundsDone: 3 });
+    const ended = await run(fed.id, 4);
+    expect(ended).toMatchObject({ status: 'completed', roundsDone: 4 });
 
     const errors = raw.received.filter((r) => r.type === 'error');
     expect(errors.map((e) => e.msg['code'])).toEqual([
       ErrorCode.RECEIPT_INVALID,
       ErrorCode.RECEIPT_INVALID,
       ErrorCode.WRONG_VECTOR_LENGTH,
+      ErrorCode.UPDATE_NORM_EXCEEDED,
     ]);
     expect(String(errors[0]!.msg['message'])).toMatch(
       /the receipt says cumulative epsilon .*; the ledger gives/,
@@ -737,15 +740,22 @@ describe(`the epsilon ledger, its budgets and its audit (${databaseKind})`, () =
       expect(r.state).toBe('committed');
       const p = r.participants.find((x) => x.siteId === liar.siteId)!;
       expect(p.status).toBe('rejected');
-      expect(p.detail).toMatch(r.number === 3 ? /update/ : /receipt/);
+      expect(p.detail).toMatch(
+        r.number === 4
+          ? /^UPDATE_NORM_EXCEEDED: .*\(the release was charged to the ledger; the update is not used\)/
+          : r.number === 3
+            ? /update/
+            : /receipt/,
+      );
       // The slot the site reserved was given back at once, not held for its 30 s lease.
       expect(r.durationMs).toBeLessThan(15_000);
       // Only the two honest updates were aggregated.
       expect(r.participants.filter((x) => x.status === 'submitted')).toHaveLength(2);
     }
+    // Only the release it made with an honest receipt is in the ledger, as in its own.
     const entries = await ledgerOf(fed.id);
-    expect(entries.filter((e) => e.siteId === liar.siteId)).toEqual([]);
-    expect(entries).toHaveLength(6);
+    expect(entries.filter((e) => e.siteId === liar.siteId).map((e) => e.round)).toEqual([4]);
+    expect(entries).toHaveLength(9);
     expect((await serverVerify(fed.id)).ok).toBe(true);
   }, 60_000);
 

@@ -159,20 +159,29 @@ export class RoundMessages {
         }
         const dpCfg = active.fed.config.dp ?? { level: 'none' as const };
         let weight = 1;
+        let outOfRange: ProtocolError | null = null;
         try {
           assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
           if (vector instanceof Float32Array) {
             // In the clear every contribution is checked against its range before it is used.
             assertFinite(vector, 'update');
-            checkUpdateNorm(vector, maxUpdateNorm(active.fed, active.expectedLength));
-            weight = plainWeight(msg.numExamples, weightingOf(active.fed), {
-              maxWeight: active.maxWeights.get(session.siteId) ?? null,
-            });
-            if (msg.trainLoss !== undefined && !(msg.trainLoss >= 0)) {
-              throw new ProtocolError(
-                ErrorCode.METRICS_OUT_OF_RANGE,
-                `trainLoss ${msg.trainLoss} is not a finite value >= 0`,
-              );
+            try {
+              checkUpdateNorm(vector, maxUpdateNorm(active.fed, active.expectedLength));
+              weight = plainWeight(msg.numExamples, weightingOf(active.fed), {
+                maxWeight: active.maxWeights.get(session.siteId) ?? null,
+              });
+              if (msg.trainLoss !== undefined && !(msg.trainLoss >= 0)) {
+                throw new ProtocolError(
+                  ErrorCode.METRICS_OUT_OF_RANGE,
+                  `trainLoss ${msg.trainLoss} is not a finite value >= 0`,
+                );
+              }
+            } catch (e) {
+              if (!(e instanceof ProtocolError)) throw e;
+              // Under DP the site has released it (its receipt is signed, its own ledger charged):
+              // the aggregator's ledger records the release too, then the update is left out.
+              if (dpCfg.level === 'none' || msg.receipt === undefined) throw e;
+              outOfRange = e;
             }
           }
           if (dpCfg.level !== 'none') {
@@ -213,6 +222,12 @@ export class RoundMessages {
                 : `the receipt's mechanism ${canonicalJson(m)} is not this round's ${canonicalJson(want)}`;
             });
             if (active.phase !== 'collecting' || p.status !== expectStatus) return; // round moved on meanwhile
+          }
+          if (outOfRange) {
+            throw new ProtocolError(
+              outOfRange.code,
+              `${outOfRange.message} (the release was charged to the ledger; the update is not used)`,
+            );
           }
         } catch (e) {
           // A rejected site never uses the ledger slot it may hold: it goes to the next site now.
