@@ -10,22 +10,23 @@ import {
 } from './frame-limits';
 
 describe('largestSiteVector and siteMessageLimit', () => {
-  it('cover the update, the statistics vector and the evaluation vector, whichever is longest', () => {
-    // 31 parameters + 1 weight; 1 + 2 x 30 statistics; 1 + 2 x 2 + 2 x 20 evaluation.
-    expect(largestSiteVector({ kind: 'logistic', inputDim: 30 })).toBe(61);
+  it('cover the update and the fixed-point sums of statistics and evaluation, whichever is longest', () => {
+    // 8 limbs for each of 1 + 2 x 30 statistics (wide fixed point), over 31 parameters + 1 weight.
+    expect(largestSiteVector({ kind: 'logistic', inputDim: 30 })).toBe(8 * 61);
+    // The parameters dominate a real MLP.
     expect(
       largestSiteVector({ kind: 'mlp', inputDim: 784, hidden: [128], output: { classes: 10 } }),
     ).toBe(784 * 128 + 128 + 128 * 10 + 10 + 1);
     // Many classes and few parameters: the confusion matrix is the longest.
     expect(largestSiteVector({ kind: 'logistic', inputDim: 2, output: { classes: 1000 } })).toBe(
-      1 + 1000 * 1000,
+      8 * (1 + 1000 * 1000),
     );
   });
 
   it('leave room for a header of MAX_CONTROL_BYTES and stay under MAX_WS_PAYLOAD', () => {
     const small = siteMessageLimit({ kind: 'logistic', inputDim: 30 });
-    expect(small.elements).toBe(61);
-    expect(small.bytes).toBeGreaterThanOrEqual(MAX_CONTROL_BYTES + 8 + 8 + 4 * 61);
+    expect(small.elements).toBe(8 * 61);
+    expect(small.bytes).toBeGreaterThanOrEqual(MAX_CONTROL_BYTES + 8 + 8 + 4 * 8 * 61);
     const huge = siteMessageLimit({
       kind: 'mlp',
       inputDim: 100_000,

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import { MAX_CONTROL_BYTES } from '@confide/protocol';
+import { WIDE_FIXED_POINT_LIMBS } from '@confide/secure-aggregation';
 import {
   evaluationLayoutFor,
   evaluationVectorLength,
@@ -21,14 +22,16 @@ const FRAME_OVERHEAD = 16;
 
 /**
  * The most elements a site of a federation with `spec` sends in one frame: its update (the
- * parameters, plus the weight coordinate under secure aggregation), its feature-statistics vector
- * (count, Σx, Σx² per input feature) or its evaluation vector, whichever is longest.
+ * parameters, plus the weight coordinate under secure aggregation), or a secure sum of its feature
+ * statistics (count, Σx, Σx² per input feature) or of its evaluation counts, whose values travel as
+ * fixed-point limbs (at most WIDE_FIXED_POINT_LIMBS a value), whichever is longest. Every vector a
+ * site may send must fit here: a new kind of site vector, or a wider encoding, belongs here too.
  */
 export function largestSiteVector(spec: ModelSpec): number {
   return Math.max(
     parameterCount(spec) + 1,
-    1 + 2 * spec.inputDim,
-    evaluationVectorLength(evaluationLayoutFor(spec)),
+    WIDE_FIXED_POINT_LIMBS * (1 + 2 * spec.inputDim),
+    WIDE_FIXED_POINT_LIMBS * evaluationVectorLength(evaluationLayoutFor(spec)),
   );
 }
 
