@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ErrorCode, generateIdentity } from '@confide/protocol';
-import type { RunningAggregator } from '@confide/aggregator';
+import { openDatabase, startAggregator, type RunningAggregator } from '@confide/aggregator';
 import type { ApiClient } from '../../apps/cli/src/api-client';
 import { cliEnv, spawnCli, type CliProcess } from '../support/cli';
-import { databaseKind } from '../support/database';
+import { databaseKind, freshDatabaseUrl } from '../support/database';
 import {
   createFederation,
   enrolSites,
@@ -522,6 +522,30 @@ describe(`outsiders against an aggregator with no trusted proxy (${databaseKind}
   }, 10_000);
 });
 
+describe(`/health with its database gone (${databaseKind})`, () => {
+  it('answers 503 { status: "unavailable" } and nothing about the database or its error', async () => {
+    const fresh = await freshDatabaseUrl();
+    const db = await openDatabase({ databaseUrl: fresh.url });
+    const agg = await startAggregator({ database: db });
+    try {
+      expect(await (await fetch(`${agg.url}/health`)).json()).toEqual({ status: 'ok' });
+      await db.close();
+      const tries: Array<Record<string, string>> = [
+        {},
+        { authorization: `Bearer ${agg.initialAdminToken}` },
+      ];
+      for (const headers of tries) {
+        const res = await fetch(`${agg.url}/health`, { headers });
+        expect(res.status).toBe(503);
+        expect(await res.json()).toEqual({ status: 'unavailable' });
+      }
+    } finally {
+      await agg.close().catch(() => undefined);
+      await fresh.drop();
+    }
+  }, 30_000);
+});
+
 describe('confide server', () => {
   let tmp: string;
   let server: CliProcess | undefined;
@@ -539,7 +563,7 @@ describe('confide server', () => {
       /Confide aggregator listening on http:\/\/127\.0\.0\.1:(\d+)\n/,
       60_000,
     );
-    expect(server.stderr).toContain('reachable from this machine only');
+    await server.waitForOutput(/reachable from this machine only/, 5000);
     const health = await fetch(`http://127.0.0.1:${port}/health`);
     expect(await health.json()).toEqual({ status: 'ok' });
     // Another interface of this machine, where it has one, is not served.
