@@ -24,22 +24,8 @@ export function normalizeAddress(text: string): string | null {
   return withPort && isIP(withPort[1]!) ? withPort[1]! : null;
 }
 
-/**
- * Parses a comma-separated list of addresses and CIDR blocks (the `--trusted-proxies` value);
- * throws TrustedProxyError naming the first bad entry.
- * @example parseTrustedProxies('10.0.0.0/8, 192.168.1.7') // ['10.0.0.0/8', '192.168.1.7']
- */
-export function parseTrustedProxies(text: string): string[] {
-  const entries = text
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  for (const e of entries) parseCidr(e);
-  return entries;
-}
-
 function parseCidr(entry: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const [addr, prefixText, extra] = entry.split('/');
+  const [addr, prefixText, extra] = entry.trim().split('/');
   if (extra !== undefined) throw new TrustedProxyError(entry, 'has more than one "/"');
   const address = normalizeAddress(addr ?? '');
   if (address === null) throw new TrustedProxyError(entry, 'is not an IPv4 or IPv6 address');

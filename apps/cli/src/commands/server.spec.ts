@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { captureIo } from '../../../../test/support/cli';
 import { parseCommandArgs, usage, UsageError } from '../command';
+import { main } from '../main';
 import { serverCommand, serverOptions } from './server';
 
 const optionsFor = (...argv: string[]) => serverOptions(parseCommandArgs(serverCommand, argv).opts);
@@ -98,4 +100,13 @@ describe('confide server options', () => {
       expect(text).toContain(flag);
     }
   });
+
+  it('names a bad --trusted-proxies entry before it opens a database', async () => {
+    const io = captureIo();
+    const code = await main(['server', '--trusted-proxies', '10.0.0.0/8,lb.example.org'], io);
+    expect(code).toBe(2);
+    expect(io.stderr()).toContain(
+      '--trusted-proxies: trusted proxy "lb.example.org" is not an IPv4 or IPv6 address',
+    );
+  }, 30_000);
 });
