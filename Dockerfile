@@ -27,4 +27,6 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=40s --retries=3 \
   CMD ["node", "-e", "const p = process.env.CONFIDE_PORT || 8080; const get = (s) => fetch(s + '://127.0.0.1:' + p + '/health'); get('https').catch(() => get('http')).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 ENTRYPOINT ["node", "bin/confide.js"]
-CMD ["server", "--port", "8080", "--data-dir", "/data"]
+# --host 0.0.0.0: inside a container the aggregator must listen on the container's interface (the
+# command's own default, 127.0.0.1, would be unreachable from outside it).
+CMD ["server", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data"]

@@ -136,15 +136,20 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       sites = await enrolSites(api, fedId, 2);
     });
 
-    it('answers a text frame that is not JSON with a non-fatal MALFORMED_MESSAGE and keeps the connection usable', async () => {
+    // Before login any error closes the connection: outsiders.e2e.spec.ts.
+    it('answers a logged-in text frame that is not JSON with a non-fatal MALFORMED_MESSAGE and keeps the connection usable', async () => {
       const s = await connect();
-      s.sendText('{"v":1,"type":"login",');
+      expect((await s.login(sites[0]!.identity, fedId)).type).toBe('welcome');
+      s.sendText('{"v":1,"type":"stats.report",');
       const err = await s.errorWith(ErrorCode.MALFORMED_MESSAGE);
       expect(err.msg['fatal']).toBe(false);
       expect(String(err.msg['message'])).toMatch(/not valid JSON/);
-      // Same connection: still open, and the login still works on it.
+      // Same connection: still open and still logged in.
       expect(s.isOpen).toBe(true);
-      expect((await s.login(sites[0]!.identity, fedId)).type).toBe('welcome');
+      const listed = await api.get<Array<{ id: string; connected: boolean }>>(
+        `/api/v1/federations/${fedId}/sites`,
+      );
+      expect(listed.find((x) => x.id === sites[0]!.siteId)?.connected).toBe(true);
       await expectServing(fedId, sites[1]!);
     }, 10_000);
 
@@ -163,8 +168,9 @@ describe(`site protocol faults against a real aggregator (${databaseKind})`, () 
       await expectServing(fedId, sites[1]!);
     }, 10_000);
 
-    it('refuses a control message over the 1 MiB limit with FRAME_TOO_LARGE and keeps serving other sites', async () => {
+    it('refuses a logged-in control message over the 1 MiB limit with FRAME_TOO_LARGE and keeps serving other sites', async () => {
       const s = await connect();
+      expect((await s.login(sites[0]!.identity, fedId)).type).toBe('welcome');
       s.sendJson({
         type: 'stats.report',
         count: 1,

@@ -29,6 +29,9 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
     'CONFIDE_FEDERATION',
     'CONFIDE_KEY_DIR',
     'CONFIDE_PORT',
+    'CONFIDE_HOST',
+    'CONFIDE_METRICS_TOKEN',
+    'CONFIDE_TRUSTED_PROXIES',
     'CONFIDE_DEBUG',
     // vitest's own markers: the child is a plain CLI run, not a test worker.
     'VITEST',

@@ -54,9 +54,13 @@ export class RawSite {
     });
   }
 
-  /** Opens a connection to `wsUrl` and waits for the server's challenge. */
-  static async connect(wsUrl: string, timeoutMs = 5000): Promise<RawSite> {
-    const site = new RawSite(new WebSocket(wsUrl, { perMessageDeflate: false }));
+  /** Opens a connection to `wsUrl` (with extra request `headers`) and waits for the server's challenge. */
+  static async connect(
+    wsUrl: string,
+    timeoutMs = 5000,
+    headers: Record<string, string> = {},
+  ): Promise<RawSite> {
+    const site = new RawSite(new WebSocket(wsUrl, { perMessageDeflate: false, headers }));
     const c = await site.waitFor((r) => r.type === 'challenge', timeoutMs, 'the challenge');
     site.challenge = {
       nonce: String(c.msg['nonce']),

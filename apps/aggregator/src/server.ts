@@ -14,6 +14,7 @@ import { configureApp } from './configure-app';
 import { openDatabase, type Database } from './database/database';
 import { FlGateway, MAX_WS_PAYLOAD } from './fl/fl.gateway';
 import { SessionRegistry } from './fl/session-registry';
+import { ClientAddresses } from './net/client-address';
 
 /** How to start an aggregator. */
 export interface AggregatorOptions {
@@ -37,6 +38,57 @@ export interface AggregatorOptions {
   identity?: IdentityKeyPair;
   /** Serve https and wss on the one port with this certificate (PEM) and its key. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** How long a site-protocol connection may stay open without logging in, in ms (default 10 s). */
+  loginTimeoutMs?: number;
+  /** Connections not logged in yet, in all (default 1024); more are refused with SERVER_BUSY. */
+  maxPendingLogins?: number;
+  /** Connections not logged in yet from one client address, IPv6 per /64 (default 64). */
+  maxPendingLoginsPerAddress?: number;
+  /**
+   * Addresses or CIDR blocks of load balancers in front of the aggregator: from them, the client
+   * address is read from X-Forwarded-For (default: none, the TCP peer is the client).
+   */
+  trustedProxies?: string[];
+  /** Failed REST authentications per client address within the window before 429 (default 10). */
+  authFailureLimit?: number;
+  /** The window of authFailureLimit, in ms (default 60 s). */
+  authFailureWindowMs?: number;
+  /** Bearer token /metrics requires (default: none, /metrics is open). */
+  metricsToken?: string;
+}
+
+/** Defaults of the limits on connections and requests from outside. */
+export const EXPOSURE_DEFAULTS = {
+  loginTimeoutMs: 10_000,
+  maxPendingLogins: 1024,
+  maxPendingLoginsPerAddress: 64,
+  authFailureLimit: 10,
+  authFailureWindowMs: 60_000,
+} as const;
+
+/** Checks the limits of `opts` and fills in their defaults; throws RangeError naming a bad one. */
+function exposureConfig(opts: AggregatorOptions) {
+  const positive = (name: keyof typeof EXPOSURE_DEFAULTS, integer: boolean): number => {
+    const v = opts[name] ?? EXPOSURE_DEFAULTS[name];
+    if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+      throw new RangeError(
+        `${name} must be a positive ${integer ? 'integer' : 'number'}; got ${v}`,
+      );
+    }
+    return v;
+  };
+  if (opts.metricsToken !== undefined && opts.metricsToken.length < 16) {
+    throw new RangeError('metricsToken must have at least 16 characters');
+  }
+  return {
+    loginTimeoutMs: positive('loginTimeoutMs', false),
+    maxPendingLogins: positive('maxPendingLogins', true),
+    maxPendingLoginsPerAddress: positive('maxPendingLoginsPerAddress', true),
+    clientAddresses: new ClientAddresses(opts.trustedProxies ?? []),
+    authFailureLimit: positive('authFailureLimit', true),
+    authFailureWindowMs: positive('authFailureWindowMs', false),
+    metricsToken: opts.metricsToken ?? null,
+  };
 }
 
 /** A running aggregator. */
@@ -69,6 +121,7 @@ export interface RunningAggregator {
 /** Opens the database (running migrations), starts NestJS with REST, OpenAPI, metrics and the site socket. */
 export async function startAggregator(opts: AggregatorOptions = {}): Promise<RunningAggregator> {
   const log = opts.log ?? (() => undefined);
+  const exposure = exposureConfig(opts);
   const ownsDb = !opts.database;
   const db =
     opts.database ?? (await openDatabase({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir }));
@@ -95,6 +148,7 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
       // cores - 1 the unmask phase of bench/round (10 sites x 1M, 2 cores) took 54-58 ms against
       // 33-50 ms, the round 458-466 ms against 440-447 ms (three runs each).
       maskWorkers: opts.maskWorkers ?? Math.min(256, availableParallelism()),
+      ...exposure,
       log,
     };
     const app = await NestFactory.create(

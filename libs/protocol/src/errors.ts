@@ -27,6 +27,8 @@ export enum ErrorCode {
   SECAGG_REFUSED = 'SECAGG_REFUSED',
   TIMEOUT = 'TIMEOUT',
   INTERNAL = 'INTERNAL',
+  /** Too many connections are waiting to log in (in all, or from this address): retry later. */
+  SERVER_BUSY = 'SERVER_BUSY',
   /** The aggregator's identity key is not the one this site pinned or was given. */
   SERVER_KEY_MISMATCH = 'SERVER_KEY_MISMATCH',
   /** A message from the aggregator is unsigned or its signature does not verify with the pinned key. */
@@ -89,6 +91,8 @@ export const ERROR_MESSAGES: { readonly [K in ErrorCode]: string } = {
   [ErrorCode.SECAGG_REFUSED]: 'a secure-aggregation message was refused',
   [ErrorCode.TIMEOUT]: 'the peer did not answer in time',
   [ErrorCode.INTERNAL]: 'internal error',
+  [ErrorCode.SERVER_BUSY]:
+    'the aggregator has too many connections waiting to log in; retry in a little while',
   [ErrorCode.SERVER_KEY_MISMATCH]:
     "the aggregator's identity key is not the one this site pinned; refusing to talk to it",
   [ErrorCode.BAD_SERVER_SIGNATURE]:

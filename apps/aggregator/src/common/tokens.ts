@@ -1,4 +1,5 @@
 import type { ServerSigner } from '@confide/protocol';
+import type { ClientAddresses } from '../net/client-address';
 
 /** Injection tokens for the aggregator's edges: configuration, database, clock. */
 export const CONFIG = Symbol('AggregatorConfig');
@@ -19,6 +20,19 @@ export interface AggregatorConfig {
   heartbeatMs: number;
   /** Largest vector a site may send, in elements (the model size is checked separately). */
   maxVectorElements: number;
+  /** How long a connection may stay open without logging in, in ms; then it is closed. */
+  loginTimeoutMs: number;
+  /** Connections not logged in yet, in all: more are refused until some log in or close. */
+  maxPendingLogins: number;
+  /** Connections not logged in yet from one client address (IPv6: one /64). */
+  maxPendingLoginsPerAddress: number;
+  /** Whom a request comes from (X-Forwarded-For is believed only from trusted proxies). */
+  clientAddresses: ClientAddresses;
+  /** Failed REST authentications per client address within the window before 429. */
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  /** Bearer token that /metrics requires; null leaves /metrics open. */
+  metricsToken: string | null;
   /**
    * Worker threads that expand the masks removed when unmasking a secure-aggregation sum, split by
    * vector range; 0 expands them on the event loop.

@@ -28,10 +28,18 @@ import { FederationRepository } from '../federations/federation.repository';
 import { SiteRepository } from '../sites/site.repository';
 import { RoundOrchestrator } from '../rounds/round-orchestrator.service';
 import { MetricsService } from '../observability/metrics.service';
+import { addressKey } from '../net/client-address';
+import { PendingLogins } from '../net/pending-logins';
 import { SessionRegistry, type SiteSession } from './session-registry';
+import { PRE_LOGIN_MAX_FRAME, setMessageLimit, siteMessageLimit } from './frame-limits';
 
-/** Hard cap on one websocket message; the per-model limit is checked in the frame decoder. */
-export const MAX_WS_PAYLOAD = 512 * 1024 * 1024;
+export { MAX_WS_PAYLOAD } from './frame-limits';
+
+/**
+ * How long a connection closed before login may take to answer the close handshake before its
+ * socket is destroyed: a peer that never answers must not keep its pending slot.
+ */
+const CLOSE_GRACE_MS = 1000;
 
 interface Connection {
   id: string;
@@ -40,16 +48,27 @@ interface Connection {
   session: SiteSession | null;
   loggingIn: boolean;
   alive: boolean;
+  /** The key its client address is counted under while it has not logged in; null once it has. */
+  pendingKey: string | null;
+  loginTimer: NodeJS.Timeout | null;
+  /** Most elements one of its binary frames may carry (its federation's largest vector once logged in). */
+  maxElements: number;
 }
 
 /**
  * The site protocol on `/v1/fl`: challenge-response login with the site's Ed25519 key, then round
  * messages. Nest's own message routing is bypassed (the adapter's parser drops everything) because the
  * protocol mixes JSON and binary frames and answers every bad input with a coded error frame.
+ *
+ * Before login a connection gets nothing for free: messages of at most PRE_LOGIN_MAX_FRAME (ws's
+ * limit for every connection, raised per connection after login to its federation's model), a login
+ * within `loginTimeoutMs`, capped numbers of such connections in all and per address, and any error
+ * closes it.
  */
-@WebSocketGateway({ path: '/v1/fl', maxPayload: MAX_WS_PAYLOAD, perMessageDeflate: false })
+@WebSocketGateway({ path: '/v1/fl', maxPayload: PRE_LOGIN_MAX_FRAME, perMessageDeflate: false })
 export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
   private readonly connections = new Map<WebSocket, Connection>();
+  private readonly pending: PendingLogins;
   /** Nonces already answered: a login that reuses one is refused as a replay. */
   private readonly usedNonces = new Set<string>();
   private heartbeat: NodeJS.Timeout | null = null;
@@ -66,9 +85,26 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     @Inject(FederationRepository) private readonly federations: FederationRepository,
     @Inject(SiteRepository) private readonly sites: SiteRepository,
     @Inject(MetricsService) private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    this.pending = new PendingLogins(config.maxPendingLogins, config.maxPendingLoginsPerAddress);
+  }
 
-  handleConnection(ws: WebSocket, _req?: IncomingMessage): void {
+  handleConnection(ws: WebSocket, req?: IncomingMessage): void {
+    const key = addressKey(
+      this.config.clientAddresses.of(req?.socket.remoteAddress, req?.headers['x-forwarded-for']),
+    );
+    const refusal = this.pending.admit(key);
+    if (refusal) {
+      this.metrics.connectionsRefused.inc({ reason: refusal });
+      const message =
+        refusal === 'pending_logins'
+          ? `${this.pending.maxTotal} connections are already waiting to log in; retry in a little while`
+          : `${this.pending.maxPerAddress} connections from this address are already waiting to log in; retry in a little while`;
+      ws.on('error', () => undefined);
+      this.sendRefusal(ws, ErrorCode.SERVER_BUSY, message);
+      closeSoon(ws, 1013, ErrorCode.SERVER_BUSY);
+      return;
+    }
     const conn: Connection = {
       id: randomUUID(),
       ws,
@@ -76,9 +112,25 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
       session: null,
       loggingIn: false,
       alive: true,
+      pendingKey: key,
+      loginTimer: null,
+      maxElements: Math.floor(PRE_LOGIN_MAX_FRAME / 4),
     };
     this.connections.set(ws, conn);
+    this.metrics.pendingLogins.set(this.pending.size);
     this.ensureHeartbeat();
+    conn.loginTimer = setTimeout(() => {
+      conn.loginTimer = null;
+      if (conn.session || conn.pendingKey === null) return;
+      this.metrics.closedBeforeLogin.inc({ reason: 'login_timeout' });
+      this.closeBeforeLogin(
+        conn,
+        ErrorCode.TIMEOUT,
+        `no login within ${this.config.loginTimeoutMs / 1000} s of the challenge; connect again to log in`,
+        undefined,
+      );
+    }, this.config.loginTimeoutMs);
+    conn.loginTimer.unref();
     ws.on('pong', () => (conn.alive = true));
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       const buf = Array.isArray(data)
@@ -89,7 +141,21 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
       this.metrics.bytesReceived.inc(buf.length);
       void this.onMessage(conn, buf, isBinary).catch((e: unknown) => this.fail(conn, e, undefined));
     });
-    ws.on('error', () => undefined);
+    ws.on('error', (e: Error & { code?: string }) => {
+      // ws refused a frame over this connection's limit from its header alone, before reading it,
+      // and is closing the connection with 1009.
+      if (e.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+      if (conn.session) {
+        this.metrics.protocolErrors.inc({ code: ErrorCode.FRAME_TOO_LARGE });
+        this.config.log(
+          `site ${conn.session.siteName} sent a message over its federation's limit; connection closed`,
+        );
+      } else {
+        this.metrics.closedBeforeLogin.inc({ reason: 'frame_too_large' });
+        this.endPending(conn);
+      }
+      closeSoon(ws, 1009, 'message too big');
+    });
     const signer = this.config.signer;
     this.send(conn, {
       type: 'challenge',
@@ -104,6 +170,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
   handleDisconnect(ws: WebSocket): void {
     const conn = this.connections.get(ws);
     this.connections.delete(ws);
+    if (conn) this.endPending(conn);
     if (conn?.session) {
       this.sessions.remove(conn.session);
       this.metrics.connectedSites.set(this.sessions.size);
@@ -120,7 +187,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     let refId: string | undefined;
     try {
       if (isBinary) {
-        const frame = decodeFrame(buf, this.config.maxVectorElements);
+        const frame = decodeFrame(buf, Math.min(conn.maxElements, this.config.maxVectorElements));
         refId = typeof frame.header['id'] === 'string' ? frame.header['id'] : undefined;
         msg = parseSiteMessage(frame.header);
         if (!BINARY_TYPES.has(msg.type)) {
@@ -179,31 +246,33 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     if (this.usedNonces.size > 100_000) this.usedNonces.clear();
     conn.loggingIn = true;
     try {
-      const fed = await this.federations.findById(msg.federationId);
-      if (!fed)
-        throw new ProtocolError(
-          ErrorCode.UNKNOWN_FEDERATION,
-          `no federation with id ${msg.federationId}`,
-        );
-      const site = await this.sites.findByKey(fed.id, msg.publicKey);
-      if (!site) {
-        throw new ProtocolError(
-          ErrorCode.UNKNOWN_SITE,
-          `no site with this public key is enrolled in federation "${fed.name}"; ask an administrator to enrol it`,
-        );
-      }
       const serverKey = this.config.signer.publicKey;
+      // The signature first, over the federation id the site sent: until a peer proves it holds
+      // the key it presents, every answer is the same whether that key or federation is known.
       if (
         !verifyLogin(
           msg.publicKey,
           msg.signature,
           this.config.serverId,
           msg.nonce,
-          fed.id,
+          msg.federationId,
           serverKey,
         )
       ) {
         throw new ProtocolError(ErrorCode.BAD_SIGNATURE);
+      }
+      const fed = await this.federations.findById(msg.federationId);
+      const site =
+        fed && fed.id === msg.federationId
+          ? await this.sites.findByKey(fed.id, msg.publicKey)
+          : null;
+      // An unknown federation and a key not enrolled in it get one answer, naming nothing the
+      // peer did not send: a key of one's own must not be a way to list federations.
+      if (!fed || !site) {
+        throw new ProtocolError(
+          ErrorCode.UNKNOWN_SITE,
+          'no site with this public key is enrolled in the federation this login names; check the federation id and ask an administrator to enrol the key',
+        );
       }
       if (site.status === 'revoked') throw new ProtocolError(ErrorCode.SITE_REVOKED);
       if (site.status !== 'approved') throw new ProtocolError(ErrorCode.SITE_NOT_APPROVED);
@@ -223,7 +292,11 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
           conn.ws.close(4000, code);
         },
       };
+      const limit = siteMessageLimit(fed.modelSpec);
+      setMessageLimit(conn.ws, limit.bytes);
+      conn.maxElements = limit.elements;
       conn.session = session;
+      this.endPending(conn);
       this.send(conn, {
         type: 'welcome',
         id: randomUUID(),
@@ -250,9 +323,55 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
           );
     if (!(e instanceof ProtocolError))
       this.config.log(`protocol handler failed: ${(e as Error)?.stack ?? String(e)}`);
+    if (!conn.session) {
+      if (conn.ws.readyState !== conn.ws.OPEN) return;
+      this.metrics.closedBeforeLogin.inc({ reason: 'error' });
+      this.closeBeforeLogin(conn, err.code, err.message, refId);
+      return;
+    }
     const fatal = FATAL_CODES.has(err.code);
     this.sendError(conn, err.code, err.message, refId, fatal);
     if (fatal) conn.ws.close(4000, err.code);
+  }
+
+  /**
+   * Any error before login closes the connection: someone without a key gets one answer per
+   * connection. `fatal` still says whether retrying can succeed (a site retries after a timeout).
+   */
+  private closeBeforeLogin(
+    conn: Connection,
+    code: ErrorCode,
+    message: string,
+    refId: string | undefined,
+  ): void {
+    this.sendError(conn, code, message, refId, FATAL_CODES.has(code));
+    this.endPending(conn);
+    closeSoon(conn.ws, 4000, code);
+  }
+
+  /** Stops counting a connection as waiting to log in (it logged in, or is going). */
+  private endPending(conn: Connection): void {
+    if (conn.loginTimer) clearTimeout(conn.loginTimer);
+    conn.loginTimer = null;
+    if (conn.pendingKey === null) return;
+    this.pending.release(conn.pendingKey);
+    conn.pendingKey = null;
+    this.metrics.pendingLogins.set(this.pending.size);
+  }
+
+  /** The error that refuses a connection before its challenge (signed like every message of ours). */
+  private sendRefusal(ws: WebSocket, code: ErrorCode, message: string): void {
+    this.metrics.protocolErrors.inc({ code });
+    if (ws.readyState !== ws.OPEN) return;
+    const body = {
+      v: PROTOCOL_VERSION,
+      type: 'error',
+      id: randomUUID(),
+      code,
+      message,
+      fatal: false,
+    };
+    ws.send(JSON.stringify(this.config.signer.sign(body)));
   }
 
   private sendError(
@@ -309,10 +428,24 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
     this.heartbeat.unref();
   }
 
+  /** Connections open but not logged in yet. */
+  get pendingLogins(): number {
+    return this.pending.size;
+  }
+
   /** Closes every connection (shutdown). */
   closeAll(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
-    for (const conn of this.connections.values()) conn.ws.terminate();
+    for (const conn of this.connections.values()) {
+      if (conn.loginTimer) clearTimeout(conn.loginTimer);
+      conn.ws.terminate();
+    }
   }
+}
+
+/** Starts the close handshake, and destroys the socket if the peer has not answered it in time. */
+function closeSoon(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === ws.OPEN) ws.close(code, reason);
+  setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
 }

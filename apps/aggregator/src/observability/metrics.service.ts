@@ -34,6 +34,34 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly pendingLogins = new Gauge({
+    name: 'confide_pending_logins',
+    help: 'Site-protocol connections open but not logged in yet',
+    registers: [this.registry],
+  });
+  readonly connectionsRefused = new Counter({
+    name: 'confide_connections_refused_total',
+    help: 'Site-protocol connections refused before their challenge, by the cap they would pass',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly closedBeforeLogin = new Counter({
+    name: 'confide_connections_closed_before_login_total',
+    help: 'Site-protocol connections closed before logging in, by reason (login_timeout, frame_too_large, error)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'confide_auth_failures_total',
+    help: 'REST requests that presented a credential and were answered 401',
+    registers: [this.registry],
+  });
+  readonly authRateLimited = new Counter({
+    name: 'confide_auth_rate_limited_total',
+    help: 'REST requests refused with 429 after too many failed authentications from their address',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'confide_process_' });
   }

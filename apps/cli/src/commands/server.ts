@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CliError, numberOption, UsageError, type Command } from '../command';
+import type { AggregatorOptions } from '@confide/aggregator';
+import { CliError, numberOption, UsageError, type Command, type ParsedOptions } from '../command';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
@@ -16,7 +17,14 @@ export const serverCommand: Command = {
     "The aggregator's Ed25519 identity key lives in --data-dir (server-identity.key, created on first\n" +
     'start, mode 0600): it signs every message that configures a round, and sites pin it. Give sites\n' +
     'its fingerprint (printed below) for `confide node join --server-key`. With --tls-cert and\n' +
-    '--tls-key the one port serves https and wss.',
+    '--tls-key the one port serves https and wss.\n' +
+    'It listens on 127.0.0.1 only unless --host says otherwise (--host 0.0.0.0: every interface).\n' +
+    'Connections that have not logged in get 64 KiB messages, --login-timeout seconds and capped\n' +
+    'numbers (--max-pending-logins, --max-pending-logins-per-address); behind a load balancer, give\n' +
+    'its addresses in --trusted-proxies so those caps count clients (X-Forwarded-For), not it.\n' +
+    '/health tells anyone ok or not, details only with an API token; --metrics-token (better:\n' +
+    'CONFIDE_METRICS_TOKEN) makes /metrics require it as a bearer token. Failed REST\n' +
+    'authentications are limited per address (--auth-failure-limit in --auth-failure-window).',
   options: {
     port: {
       type: 'string',
@@ -28,8 +36,9 @@ export const serverCommand: Command = {
     host: {
       type: 'string',
       value: 'HOST',
-      description: 'interface to listen on',
-      default: '0.0.0.0',
+      description: 'address to listen on (0.0.0.0 or :: for every interface)',
+      default: '127.0.0.1',
+      env: 'CONFIDE_HOST',
     },
     'data-dir': {
       type: 'string',
@@ -67,17 +76,62 @@ export const serverCommand: Command = {
         'worker threads that expand the masks when unmasking a secure-aggregation sum (0: none; default: one per core)',
       env: 'CONFIDE_MASK_WORKERS',
     },
+    'login-timeout': {
+      type: 'string',
+      value: 'SECONDS',
+      description: 'close a site-protocol connection that has not logged in within this time',
+      default: '10',
+    },
+    'max-pending-logins': {
+      type: 'string',
+      value: 'N',
+      description:
+        'most site-protocol connections not logged in yet, in all; more are refused (SERVER_BUSY)',
+      default: '1024',
+    },
+    'max-pending-logins-per-address': {
+      type: 'string',
+      value: 'N',
+      description: 'most of them from one client address (IPv6: one /64)',
+      default: '64',
+    },
+    'trusted-proxies': {
+      type: 'string',
+      value: 'CIDRS',
+      description:
+        'comma-separated addresses or CIDR blocks of load balancers whose X-Forwarded-For names the client (default: none)',
+      env: 'CONFIDE_TRUSTED_PROXIES',
+    },
+    'auth-failure-limit': {
+      type: 'string',
+      value: 'N',
+      description:
+        'failed REST authentications from one address within the window before it gets 429 (Retry-After)',
+      default: '10',
+    },
+    'auth-failure-window': {
+      type: 'string',
+      value: 'SECONDS',
+      description: 'the window of --auth-failure-limit',
+      default: '60',
+    },
+    'metrics-token': {
+      type: 'string',
+      value: 'TOKEN',
+      description:
+        'serve /metrics only to "Authorization: Bearer TOKEN" (at least 16 characters; default: open)',
+      env: 'CONFIDE_METRICS_TOKEN',
+    },
   },
   examples: [
     'confide server --port 8080',
     'DATABASE_URL=postgres://confide@db:5432/confide confide server',
     'confide server --port 8080 --print-token    # the first start also prints the token on stdout',
+    'confide server --host 0.0.0.0 --trusted-proxies 10.0.0.0/8   # behind a load balancer',
+    'CONFIDE_METRICS_TOKEN=$(openssl rand -hex 24) confide server --host 0.0.0.0',
   ],
   async run(opts, _pos, io) {
-    const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
-    const maskWorkers = numberOption(opts, 'mask-workers', { min: 0, max: 256, integer: true });
-    const databaseUrl = process.env['DATABASE_URL'] || undefined;
-    const dataDir = resolve(String(opts['data-dir']));
+    const options = serverOptions(opts);
     const certFile = opts['tls-cert'] as string | undefined;
     const keyFile = opts['tls-key'] as string | undefined;
     if (Boolean(certFile) !== Boolean(keyFile)) {
@@ -95,24 +149,30 @@ export const serverCommand: Command = {
         ? { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') }
         : undefined;
     // Loaded here, not at the top: the other commands must not pay for NestJS and TypeORM.
-    const { startAggregator } = await import('@confide/aggregator');
-    const agg = await startAggregator({
-      port,
-      host: String(opts['host']),
-      databaseUrl,
-      dataDir,
-      ...(tls ? { tls } : {}),
-      ...(maskWorkers !== undefined ? { maskWorkers } : {}),
-      log: (line) => io.err(`[aggregator] ${line}`),
-    });
+    const { startAggregator, TrustedProxyError } = await import('@confide/aggregator');
+    let agg;
+    try {
+      agg = await startAggregator({
+        ...options,
+        ...(tls ? { tls } : {}),
+        log: (line) => io.err(`[aggregator] ${line}`),
+      });
+    } catch (e) {
+      if (e instanceof TrustedProxyError) throw new UsageError(`--trusted-proxies: ${e.message}`);
+      throw e;
+    }
     // The aggregator does not install NestJS's shutdown hooks (they re-raise the signal and kill the
     // process before the database is closed): this command stops it itself.
     const stopped = new Promise<NodeJS.Signals>((resolveStop) => {
       for (const sig of STOP_SIGNALS) process.once(sig, () => resolveStop(sig));
     });
+    const host = options.host!;
     io.err(
-      `Confide aggregator listening on ${tls ? 'https' : 'http'}://${String(opts['host'])}:${agg.port}`,
+      `Confide aggregator listening on ${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${agg.port}`,
     );
+    if (host === '127.0.0.1' || host === '::1' || host === 'localhost') {
+      io.err('  reachable from this machine only (--host 0.0.0.0 listens on every interface)');
+    }
     io.err(
       `  identity:   ${agg.serverKeyFingerprint}  (${agg.serverKey}; key file ${agg.serverKeyFile ?? 'in memory'})`,
     );
@@ -127,7 +187,9 @@ export const serverCommand: Command = {
     io.err(`  database:   ${agg.db.description}`);
     io.err(`  REST API:   ${agg.url}/api/v1   (OpenAPI: ${agg.url}/api/docs)`);
     io.err(`  sites:      ${agg.wsUrl}`);
-    io.err(`  metrics:    ${agg.url}/metrics   health: ${agg.url}/health`);
+    io.err(
+      `  metrics:    ${agg.url}/metrics${options.metricsToken ? ' (bearer: the metrics token)' : ''}   health: ${agg.url}/health`,
+    );
     // The token itself only on request: stdout of a service ends up in its logs (compose, journald).
     const printToken = Boolean(opts['print-token']);
     if (agg.initialAdminToken) {
@@ -157,3 +219,41 @@ export const serverCommand: Command = {
     return 0;
   },
 };
+
+/**
+ * The aggregator's options from the command line (TLS files are read by the command). Every limit is
+ * explicit here, so `--help` shows what runs.
+ */
+export function serverOptions(opts: ParsedOptions): AggregatorOptions {
+  const seconds = (name: string, max: number): number =>
+    numberOption(opts, name, { min: 0.001, max })! * 1000;
+  const count = (name: string): number =>
+    numberOption(opts, name, { min: 1, max: 1_000_000, integer: true })!;
+  const host = String(opts['host']).trim();
+  if (host === '') throw new UsageError('--host must not be empty (127.0.0.1, 0.0.0.0, ::, ...)');
+  const metricsToken = opts['metrics-token'] as string | undefined;
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new UsageError('--metrics-token must have at least 16 characters');
+  }
+  const proxies = opts['trusted-proxies'] as string | undefined;
+  const maskWorkers = numberOption(opts, 'mask-workers', { min: 0, max: 256, integer: true });
+  return {
+    port: numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!,
+    host,
+    databaseUrl: process.env['DATABASE_URL'] || undefined,
+    dataDir: resolve(String(opts['data-dir'])),
+    ...(maskWorkers !== undefined ? { maskWorkers } : {}),
+    loginTimeoutMs: seconds('login-timeout', 3600),
+    maxPendingLogins: count('max-pending-logins'),
+    maxPendingLoginsPerAddress: count('max-pending-logins-per-address'),
+    trustedProxies: proxies
+      ? proxies
+          .split(',')
+          .map((p) => p.trim())
+          .filter((p) => p !== '')
+      : [],
+    authFailureLimit: count('auth-failure-limit'),
+    authFailureWindowMs: seconds('auth-failure-window', 86_400),
+    ...(metricsToken !== undefined ? { metricsToken } : {}),
+  };
+}
