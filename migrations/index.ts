@@ -3,6 +3,7 @@ import { PrivacyLedger1763900000200 } from './1763900000200-privacy-ledger';
 import { Schedules1763900000300 } from './1763900000300-schedules';
 import { LedgerIntegerNoise1763900000400 } from './1763900000400-ledger-integer-noise';
 import { LedgerReleaseKind1763900000500 } from './1763900000500-ledger-release-kind';
+import { WeightChunks1763900000630 } from './1763900000630-weight-chunks';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   Schedules1763900000300,
   LedgerIntegerNoise1763900000400,
   LedgerReleaseKind1763900000500,
+  WeightChunks1763900000630,
 ];

@@ -117,8 +117,10 @@ export class FederationsService {
       samplingFraction: input.sampling.fraction,
       evaluation: input.evaluation.enabled,
     };
-    const weights = initialWeights(spec, config.seed);
-    return this.db.transaction(async (em) => {
+    // Written before the transaction, chunk by chunk: a large model never holds the (embedded)
+    // database's only connection for longer than one chunk.
+    const weights = await this.models.store(initialWeights(spec, config.seed));
+    const created = this.db.transaction(async (em) => {
       const fed = await this.federations.insert(em, {
         name: input.name,
         modelSpec: spec,
@@ -134,6 +136,10 @@ export class FederationsService {
       await this.federations.setCurrentModel(em, fed.id, v0.id);
       await this.events.record(actor, 'federation.create', fed.id, { name: fed.name }, em);
       return { ...fed, currentModelVersionId: v0.id };
+    });
+    return created.catch(async (e: unknown) => {
+      await this.models.discard(weights);
+      throw e;
     });
   }
 
