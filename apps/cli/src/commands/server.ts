@@ -9,8 +9,9 @@ export const serverCommand: Command = {
   summary: 'Run the aggregator (REST API, dashboard, site protocol on one port)',
   description:
     'Runs the aggregator. With DATABASE_URL it uses that Postgres server; otherwise an embedded PGlite\n' +
-    'database in --data-dir, kept across restarts. Migrations run on start. On the first start against a\n' +
-    'database an admin token is created and printed once: keep it.\n' +
+    'database in --data-dir, kept across restarts, reachable only through a socket inside it.\n' +
+    'Migrations run on start (as DATABASE_OWNER_URL when set: see confide db setup-roles). On the\n' +
+    'first start against a database an admin token is created and printed once: keep it.\n' +
     "The aggregator's Ed25519 identity key lives in --data-dir (server-identity.key, created on first\n" +
     'start, mode 0600): it signs every message that configures a round, and sites pin it. Give sites\n' +
     'its fingerprint (printed below) for `confide node join --server-key`. With --tls-cert and\n' +
@@ -68,6 +69,7 @@ export const serverCommand: Command = {
     const port = numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!;
     const maskWorkers = numberOption(opts, 'mask-workers', { min: 0, max: 256, integer: true });
     const databaseUrl = process.env['DATABASE_URL'] || undefined;
+    const databaseOwnerUrl = process.env['DATABASE_OWNER_URL'] || undefined;
     const dataDir = resolve(String(opts['data-dir']));
     const certFile = opts['tls-cert'] as string | undefined;
     const keyFile = opts['tls-key'] as string | undefined;
@@ -91,6 +93,7 @@ export const serverCommand: Command = {
       port,
       host: String(opts['host']),
       databaseUrl,
+      databaseOwnerUrl,
       dataDir,
       ...(tls ? { tls } : {}),
       ...(maskWorkers !== undefined ? { maskWorkers } : {}),
