@@ -195,6 +195,22 @@ describe.skipIf(!reachable)(
       vi.unstubAllEnvs();
     });
 
+    it('starts as the application role alone once migrated; a pending migration names the owner', async () => {
+      const alone = await startAggregator({ databaseUrl: roles.appUrl });
+      await alone.close();
+      vi.stubEnv('DATABASE_URL', roles.appUrl);
+      vi.stubEnv('DATABASE_OWNER_URL', roles.ownerUrl);
+      try {
+        expect(await main(['db', 'revert'], captureIo())).toBe(0);
+        await expect(startAggregator({ databaseUrl: roles.appUrl })).rejects.toThrow(
+          /a pending migration needs the schema's owner .*set DATABASE_OWNER_URL/,
+        );
+        expect(await main(['db', 'migrate'], captureIo())).toBe(0);
+      } finally {
+        vi.unstubAllEnvs();
+      }
+    });
+
     it('refuses to start as an application role that could act as the owner', async () => {
       await expect(
         startAggregator({ databaseUrl: superuserUrl, databaseOwnerUrl: roles.ownerUrl }),

@@ -95,7 +95,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     if (opts.ownerUrl) {
       await migrateAsOwner(opts.ownerUrl, dataSource, opts.migrate !== false);
     } else if (opts.migrate !== false) {
-      await dataSource.runMigrations({ transaction: 'each' });
+      await dataSource.runMigrations({ transaction: 'each' }).catch((e: unknown) => {
+        throw notTheOwner(e) ?? e;
+      });
     }
   } catch (e) {
     await db.close();
@@ -167,6 +169,18 @@ async function currentUser(ds: DataSource): Promise<string> {
 
 function sqlOf(ds: DataSource): RunSql {
   return (sql, params) => ds.query<Array<Record<string, unknown>>>(sql, params);
+}
+
+/**
+ * A migration refused for want of privilege: DATABASE_URL is an application role (setup-roles),
+ * whose pending migrations only the owner may run.
+ */
+function notTheOwner(e: unknown): Error | null {
+  const err = e as { code?: string; driverError?: { code?: string }; message?: string };
+  if ((err.driverError?.code ?? err.code) !== '42501') return null;
+  return new Error(
+    `a pending migration needs the schema's owner (${err.message ?? 'permission denied'}): set DATABASE_OWNER_URL too, or run confide db migrate with it first`,
+  );
 }
 
 /** The URL with its password hidden, for logs. */
