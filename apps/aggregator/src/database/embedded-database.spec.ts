@@ -130,6 +130,21 @@ describe('the embedded database (PGlite)', { timeout: 120_000 }, () => {
     expect(existsSync(socket)).toBe(false);
   });
 
+  it('names what is wrong with a data directory it cannot serve from, and leaves it as it was', async () => {
+    const long = join(tmp, 'x'.repeat(120));
+    await expect(openDatabase({ dataDir: long })).rejects.toThrow(
+      /longer than a Unix socket path may be .*give a shorter --data-dir/,
+    );
+    expect(existsSync(long)).toBe(false);
+    const occupied = join(tmp, 'occupied');
+    await mkdir(occupied, { mode: 0o700 });
+    await writeFile(join(occupied, '.s.PGSQL.5432'), 'not a socket');
+    await expect(openDatabase({ dataDir: occupied })).rejects.toThrow(
+      /\.s\.PGSQL\.5432 exists and is not a socket; remove it/,
+    );
+    expect(await readFile(join(occupied, '.s.PGSQL.5432'), 'utf8')).toBe('not a socket');
+  });
+
   it(
     SETPRIV
       ? 'refuses another OS user (nobody) at the socket and at the files'

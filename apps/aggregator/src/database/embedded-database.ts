@@ -1,5 +1,6 @@
 import {
   chmodSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -50,8 +51,8 @@ export async function startEmbeddedDatabase(dataDir?: string): Promise<EmbeddedD
   let temporary = false;
   if (dataDir) {
     socketDir = dataDir;
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     checkSocketPath(join(dataDir, SOCKET_NAME));
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     await removeStaleSocket(join(dataDir, SOCKET_NAME));
     tightenTree(dataDir);
   } else {
@@ -66,7 +67,7 @@ export async function startEmbeddedDatabase(dataDir?: string): Promise<EmbeddedD
   const cleanUp = async (): Promise<void> => {
     if (server) await server.stop();
     if (pglite && !pglite.closed) await pglite.close();
-    if (dataDir) tightenTree(dataDir);
+    if (dataDir && existsSync(dataDir)) tightenTree(dataDir);
     releaseUmask();
     if (temporary) rmSync(socketDir, { recursive: true, force: true });
   };
