@@ -138,8 +138,10 @@ describe.skipIf(!reachable)(
       const owner = await client(roles.ownerUrl);
       const app = await client(roles.appUrl);
       try {
-        const rows = await owner.query(`SELECT count(*)::int AS n FROM ledger_entry`);
-        expect(rows.rows[0].n).toBeGreaterThan(0);
+        const rows = await owner.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ledger_entry`,
+        );
+        expect(rows.rows[0]!.n).toBeGreaterThan(0);
         for (const sql of statements) {
           // Superusers only, by design: system (foreign-key) triggers, and replica mode.
           if (/TRIGGER ALL|session_replication_role/.test(sql)) continue;
@@ -183,10 +185,12 @@ describe.skipIf(!reachable)(
       const app = await client(roles.appUrl);
       try {
         // The re-created tables belong to the owner and the application role may use them.
-        const blob = await app.query(`INSERT INTO weight_blob DEFAULT VALUES RETURNING id`);
+        const blob = await app.query<{ id: string }>(
+          `INSERT INTO weight_blob DEFAULT VALUES RETURNING id`,
+        );
         expect(blob.rowCount).toBe(1);
         await expect(
-          app.query(`DELETE FROM weight_blob WHERE id = $1`, [blob.rows[0].id]),
+          app.query(`DELETE FROM weight_blob WHERE id = $1`, [blob.rows[0]!.id]),
         ).resolves.toMatchObject({ rowCount: 1 });
         await expect(app.query(`DROP TABLE weight_chunk`)).rejects.toMatchObject({ code: '42501' });
       } finally {
@@ -282,7 +286,9 @@ async function superuserQuery(
 ): Promise<Array<Record<string, unknown>>> {
   const c = await client(url);
   try {
-    const r = await c.query(sql, params);
+    // A string of several statements answers with one result per statement.
+    const r = (await c.query(sql, params)) as unknown as
+      pg.QueryResult<Record<string, unknown>> | Array<pg.QueryResult<Record<string, unknown>>>;
     return Array.isArray(r) ? (r.at(-1)?.rows ?? []) : r.rows;
   } finally {
     await c.end();

@@ -130,7 +130,8 @@ export async function setUpRoles(
   for (const pw of [opts.ownerPassword, opts.appPassword]) checkPassword(pw);
   const c = new pg.Client({ connectionString: superuserUrl });
   await c.connect();
-  const run: RunSql = async (sql, params) => (await c.query(sql, params)).rows;
+  const run: RunSql = async (sql, params) =>
+    (await c.query<Record<string, unknown>>(sql, params)).rows;
   try {
     const me = await run(
       `SELECT rolsuper AS superuser, current_database() AS db FROM pg_roles WHERE rolname = current_user`,

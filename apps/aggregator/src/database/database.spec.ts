@@ -131,11 +131,11 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
     const weights = new Float32Array(Math.floor((2.5 * WEIGHT_CHUNK_BYTES) / 4) + 3);
     for (let i = 0; i < weights.length; i++) weights[i] = Math.sin(i);
     const stored = await models.store(weights);
-    const chunks = await db.manager.query(
+    const chunks = await db.manager.query<Array<{ n: number }>>(
       `SELECT idx, octet_length(data)::int AS n FROM weight_chunk WHERE blob_id = $1 ORDER BY idx`,
       [stored.blobId],
     );
-    expect(chunks.map((c: { n: number }) => c.n)).toEqual([
+    expect(chunks.map((c) => c.n)).toEqual([
       WEIGHT_CHUNK_BYTES,
       WEIGHT_CHUNK_BYTES,
       4 * weights.length - 2 * WEIGHT_CHUNK_BYTES,
@@ -158,7 +158,9 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
   it('removes weights no version took: at once when discarded, after an hour when abandoned', async () => {
     const models = new ModelVersionRepository(db);
     const blobs = async (): Promise<string[]> =>
-      (await db.manager.query(`SELECT id FROM weight_blob`)).map((r: { id: string }) => r.id);
+      (await db.manager.query<Array<{ id: string }>>(`SELECT id FROM weight_blob`)).map(
+        (r) => r.id,
+      );
     const discarded = await models.store(Float32Array.from([1, 2, 3]));
     await models.discard(discarded);
     expect(await blobs()).not.toContain(discarded.blobId);
@@ -172,11 +174,11 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
     const left = await blobs();
     expect(left).not.toContain(abandoned.blobId);
     expect(left).toEqual(expect.arrayContaining([recent.blobId, next.blobId]));
-    const orphans = await db.manager.query(
+    const orphans = await db.manager.query<Array<{ n: number }>>(
       `SELECT count(*)::int AS n FROM weight_chunk WHERE blob_id = $1`,
       [abandoned.blobId],
     );
-    expect(orphans[0].n).toBe(0);
+    expect(orphans[0]!.n).toBe(0);
   });
 
   it('keeps the weights of existing versions when the chunk migration is applied and reverted', async () => {
@@ -187,8 +189,8 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
       ),
     );
     const executed = async (): Promise<string[]> =>
-      (await db.manager.query(`SELECT name FROM schema_migration`)).map(
-        (r: { name: string }) => r.name,
+      (await db.manager.query<Array<{ name: string }>>(`SELECT name FROM schema_migration`)).map(
+        (r) => r.name,
       );
     let reverted = 0;
     while ((await executed()).includes(WeightChunks1763900000630.name)) {
@@ -197,10 +199,11 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
     }
     expect(reverted).toBeGreaterThan(0);
     for (const v of versions) {
-      const [legacy] = await db.manager.query(`SELECT weights FROM model_version WHERE id = $1`, [
-        v.id,
-      ]);
-      expect(sha256Hex(legacy.weights)).toBe(v.hash);
+      const [legacy] = await db.manager.query<Array<{ weights: Buffer }>>(
+        `SELECT weights FROM model_version WHERE id = $1`,
+        [v.id],
+      );
+      expect(sha256Hex(legacy!.weights)).toBe(v.hash);
     }
     await db.dataSource.runMigrations();
     for (const v of versions) {
