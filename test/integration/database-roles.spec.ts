@@ -227,6 +227,29 @@ describe.skipIf(!reachable)(
       );
     });
 
+    it('refuses a database holding tables that are not Confide’s, taking none of them over', async () => {
+      const other = `confide_t_shared_${suffix}`;
+      await superuserQuery(SERVER, `CREATE DATABASE ${other}`);
+      try {
+        const url = withDatabase(SERVER, other);
+        await superuserQuery(url, `CREATE TABLE payroll (salary int)`);
+        const io = captureIo();
+        const code = await main(
+          ['db', 'setup-roles', '--superuser-url', url, '--owner', OWNER, '--app', APP],
+          io,
+        );
+        expect(code).toBe(1);
+        expect(io.stderr()).toMatch(/tables in schema public that are not Confide's/);
+        const [owner] = await superuserQuery(
+          url,
+          `SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE relname = 'payroll'`,
+        );
+        expect(owner!['o']).not.toBe(OWNER);
+      } finally {
+        await superuserQuery(SERVER, `DROP DATABASE IF EXISTS ${other} WITH (FORCE)`);
+      }
+    });
+
     it('sends passwords as the SCRAM-SHA-256 verifier Postgres itself makes', async () => {
       const stored = await superuserQuery(
         superuserUrl,

@@ -143,6 +143,7 @@ export async function setUpRoles(
     const o = roleIdent(opts.owner);
     const a = roleIdent(opts.app);
     await run('BEGIN');
+    await refuseForeignTables(run, database);
     for (const [name, password] of [
       [opts.owner, opts.ownerPassword],
       [opts.app, opts.appPassword],
@@ -186,6 +187,23 @@ export async function setUpRoles(
 /** A fresh password for a generated role: 32 URL-safe characters. */
 export function generatePassword(): string {
   return randomBytes(24).toString('base64url');
+}
+
+/**
+ * Every table in schema public moves to the owner: refused when some are not Confide's (tables but
+ * no schema_migration), so a shared database's other tables are never taken over.
+ */
+async function refuseForeignTables(run: RunSql, database: string): Promise<void> {
+  const rows = await run(
+    `SELECT count(*)::int AS n, bool_or(c.relname = 'schema_migration') AS confide
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')`,
+  );
+  if (Number(rows[0]?.['n']) > 0 && !rows[0]?.['confide']) {
+    throw new Error(
+      `database ${database} has tables in schema public that are not Confide's (no schema_migration); give Confide a database of its own`,
+    );
+  }
 }
 
 /** Tables, views, standalone sequences and functions of schema public, from a one-role install. */
