@@ -138,7 +138,8 @@ export class FederationsService {
       return { ...fed, currentModelVersionId: v0.id };
     });
     return created.catch(async (e: unknown) => {
-      await this.models.discard(weights);
+      // The creation's own error is the one to report; an hour-old orphan is swept anyway.
+      await this.models.discard(weights).catch(() => undefined);
       throw e;
     });
   }
