@@ -5,17 +5,19 @@ import { initialWeights, parameterCount, parseModelSpec } from '@confide/ml/spec
 import { sha256Hex, float32ToBytes } from '@confide/protocol';
 import { databaseKind } from '../support/database';
 import { createFederation, testAggregator } from '../support/federation';
+import type { RunningAggregator } from '@confide/aggregator';
 import type { ApiClient } from '../../apps/cli/src/api-client';
 
 // About 9M parameters (36 MB): tens of chunks, and a single statement slow enough to see.
 const SPEC = { kind: 'mlp', inputDim: 3000, hidden: [3000], output: 'binary' } as const;
 
 describe(`a federation with a large model (${databaseKind})`, { timeout: 180_000 }, () => {
+  let agg: RunningAggregator;
   let api: ApiClient;
   let close: () => Promise<void>;
 
   beforeAll(async () => {
-    ({ api, close } = await testAggregator());
+    ({ agg, api, close } = await testAggregator());
   });
   afterAll(async () => {
     await close?.();
@@ -52,5 +54,27 @@ describe(`a federation with a large model (${databaseKind})`, { timeout: 180_000
     expect(
       Buffer.compare(Buffer.from(float32ToBytes(weights)), Buffer.from(float32ToBytes(expected))),
     ).toBe(0);
+  });
+
+  it('leaves no stored weights behind when a creation fails after storing them', async () => {
+    const blobs = async (): Promise<number> =>
+      (
+        await agg.db.manager.query<Array<{ n: number }>>(
+          `SELECT count(*)::int AS n FROM weight_blob b
+            WHERE NOT EXISTS (SELECT 1 FROM model_version m WHERE m.weights_blob_id = b.id)`,
+        )
+      )[0]!.n;
+    expect(await blobs()).toBe(0);
+    // Both pass the name check, both store their weights; the second to commit breaks the unique name.
+    const same = {
+      name: 'twice',
+      modelSpec: { kind: 'mlp', inputDim: 300, hidden: [300], output: 'binary' },
+    };
+    const results = await Promise.allSettled([
+      createFederation(api, same),
+      createFederation(api, same),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(await blobs()).toBe(0);
   });
 });
