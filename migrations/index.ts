@@ -5,6 +5,7 @@ import { LedgerIntegerNoise1763900000400 } from './1763900000400-ledger-integer-
 import { LedgerReleaseKind1763900000500 } from './1763900000500-ledger-release-kind';
 import { SiteMaxWeight1763900000600 } from './1763900000600-site-max-weight';
 import { ApiTokenExpiry1763900000620 } from './1763900000620-api-token-expiry';
+import { WeightChunks1763900000630 } from './1763900000630-weight-chunks';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   LedgerReleaseKind1763900000500,
   SiteMaxWeight1763900000600,
   ApiTokenExpiry1763900000620,
+  WeightChunks1763900000630,
 ];

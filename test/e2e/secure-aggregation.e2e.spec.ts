@@ -263,16 +263,17 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
       }
     }
 
-    // (b) Vectors only in model_version.weights; this federation's versions: initial, then the average.
+    // (b) Vectors only in model versions' weights; this federation's: initial, then the average.
     const vectors = dump.values.filter((v) => v.type === 'bytea' || longestNumberArray(v) >= L);
     expect(new Set(vectors.map((v) => `${v.table}.${v.column}`))).toEqual(
-      new Set(['model_version.weights']),
+      new Set(['weight_chunk.data']),
     );
     const versions = await agg.db.manager.query<
       Array<{ round_number: number | null; hex: string }>
     >(
-      `SELECT round_number, encode(weights, 'hex') AS hex FROM model_version
-        WHERE federation_id = $1 ORDER BY created_at`,
+      `SELECT m.round_number, encode(string_agg(c.data, ''::bytea ORDER BY c.idx), 'hex') AS hex
+         FROM model_version m JOIN weight_chunk c ON c.blob_id = m.weights_blob_id
+        WHERE m.federation_id = $1 GROUP BY m.id ORDER BY m.created_at`,
       [fed.id],
     );
     expect(versions.map((v) => v.round_number)).toEqual([null, 1]);
@@ -450,7 +451,9 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     expect(round!.state).toBe('committed');
     expect(round!.metrics!.secureAggregation).toMatchObject({ sites: 2, dropped: 0 });
     const [stored] = await agg.db.manager.query<Array<{ num_params: number; bytes: number }>>(
-      `SELECT num_params, octet_length(weights) AS bytes FROM model_version WHERE id = $1`,
+      `SELECT m.num_params, sum(octet_length(c.data))::int AS bytes
+         FROM model_version m JOIN weight_chunk c ON c.blob_id = m.weights_blob_id
+        WHERE m.id = $1 GROUP BY m.id`,
       [round!.modelVersionId],
     );
     expect(stored).toEqual({ num_params: L, bytes: 4 * L });

@@ -24,6 +24,7 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of [
     'DATABASE_URL',
+    'DATABASE_OWNER_URL',
     'CONFIDE_SERVER',
     'CONFIDE_TOKEN',
     'CONFIDE_FEDERATION',

@@ -22,6 +22,8 @@ export interface AggregatorOptions {
   host?: string;
   /** Postgres server; without it PGlite runs in `dataDir` (or in memory when that is absent too). */
   databaseUrl?: string;
+  /** The schema owner's URL (DATABASE_OWNER_URL): migrations run as it, the server as databaseUrl. */
+  databaseOwnerUrl?: string;
   dataDir?: string;
   /** An already open database (tests share one across restarts); takes precedence. */
   database?: Database;
@@ -124,7 +126,12 @@ export async function startAggregator(opts: AggregatorOptions = {}): Promise<Run
   const exposure = exposureConfig(opts);
   const ownsDb = !opts.database;
   const db =
-    opts.database ?? (await openDatabase({ databaseUrl: opts.databaseUrl, dataDir: opts.dataDir }));
+    opts.database ??
+    (await openDatabase({
+      databaseUrl: opts.databaseUrl,
+      ownerUrl: opts.databaseOwnerUrl,
+      dataDir: opts.dataDir,
+    }));
   try {
     const serverId = await ensureServerId(db);
     let identity = opts.identity;

@@ -25,7 +25,7 @@ export const COMMANDS: Command[] = [
 const GROUPS: Record<string, string> = {
   node: 'run a site: create keys, check its privacy policy, join a federation',
   admin: 'manage federations, sites, rounds and tokens over the REST API',
-  db: 'database migrations',
+  db: 'database migrations and roles',
   audit: 'verify and export the epsilon ledger',
   privacy: 'differential privacy: epsilon of a plan, noise for a budget',
   tls: 'TLS material for the aggregator: a private CA and a certificate',
@@ -43,7 +43,7 @@ function topHelp(): string {
   for (const c of COMMANDS) lines.push(`  ${c.path.join(' ').padEnd(w)}${c.summary}`);
   lines.push(
     '',
-    'Environment: DATABASE_URL (Postgres for server and demo), CONFIDE_SERVER, CONFIDE_TOKEN, CONFIDE_FEDERATION',
+    'Environment: DATABASE_URL (Postgres for server and demo), DATABASE_OWNER_URL (its migrations), CONFIDE_SERVER, CONFIDE_TOKEN, CONFIDE_FEDERATION',
   );
   return lines.join('\n');
 }

@@ -1,13 +1,26 @@
-import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
 import { MIGRATIONS } from '../../../../migrations/index';
+import {
+  checkApplicationRole,
+  currentRole,
+  grantApplicationRole,
+  type RunSql,
+} from './database-roles';
+import {
+  EMBEDDED_SOCKET_PORT,
+  startEmbeddedDatabase,
+  type EmbeddedDatabase,
+} from './embedded-database';
 
 /** Where the aggregator keeps its data. */
 export interface DatabaseOptions {
   /** A Postgres server; when absent the embedded PGlite is used. */
   databaseUrl?: string;
+  /**
+   * The role that owns the schema, for migrations (DATABASE_OWNER_URL); `databaseUrl` is then the
+   * application role, granted what it needs after they run. Absent: `databaseUrl` does everything.
+   */
+  ownerUrl?: string;
   /** PGlite data directory; absent means in memory (tests). Ignored with databaseUrl. */
   dataDir?: string;
   /** Run pending migrations on open (default true). */
@@ -19,7 +32,7 @@ export class Database {
   constructor(
     readonly dataSource: DataSource,
     readonly description: string,
-    private readonly embedded?: { pglite: PGlite; server: PGLiteSocketServer },
+    private readonly embedded?: EmbeddedDatabase,
   ) {}
 
   /** Runs `work` in one transaction (READ COMMITTED unless told otherwise). */
@@ -31,45 +44,72 @@ export class Database {
     return this.dataSource.manager;
   }
 
+  /** The embedded database's Unix socket, or null on a Postgres server. */
+  get socketPath(): string | null {
+    return this.embedded?.socketPath ?? null;
+  }
+
   /** Closes the pool, then the embedded server and PGlite (flushing it to disk). */
   async close(): Promise<void> {
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
-    if (this.embedded) {
-      await this.embedded.server.stop();
-      await this.embedded.pglite.close();
-    }
+    await this.embedded?.close();
   }
 }
 
 /**
  * Opens the database named by `databaseUrl`, or starts PGlite (in `dataDir`, or in memory) behind
- * pglite-socket so TypeORM talks to both through the ordinary `pg` driver; then runs the migrations.
+ * a Unix socket so TypeORM talks to both through the ordinary `pg` driver; then runs the migrations
+ * (as the owner role when `ownerUrl` is given).
  */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  let url: string;
-  let embedded: { pglite: PGlite; server: PGLiteSocketServer } | undefined;
+  if (opts.ownerUrl && !opts.databaseUrl) {
+    throw new Error(
+      'DATABASE_OWNER_URL is set without DATABASE_URL: the owner role runs migrations for the application role DATABASE_URL names',
+    );
+  }
+  let connection: Partial<DataSourceOptions>;
+  let embedded: EmbeddedDatabase | undefined;
   let description: string;
   if (opts.databaseUrl) {
-    url = opts.databaseUrl;
-    description = `postgres ${redactUrl(url)}`;
+    connection = { url: opts.databaseUrl };
+    description = `postgres ${redactUrl(opts.databaseUrl)}`;
   } else {
-    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
-    const pglite = opts.dataDir ? new PGlite(opts.dataDir) : new PGlite();
-    await pglite.waitReady;
-    const server = new PGLiteSocketServer({
-      db: pglite,
-      port: 0,
-      host: '127.0.0.1',
-      maxConnections: 8,
-    });
-    await server.start();
-    embedded = { pglite, server };
-    url = `postgres://postgres@${server.getServerConn()}/postgres`;
+    embedded = await startEmbeddedDatabase(opts.dataDir);
+    connection = {
+      host: embedded.socketDir,
+      port: EMBEDDED_SOCKET_PORT,
+      username: 'postgres',
+      database: 'postgres',
+    };
     description = opts.dataDir ? `embedded PGlite in ${opts.dataDir}` : 'embedded PGlite in memory';
   }
-  const dataSource = new DataSource({
+  const dataSource = newDataSource(connection, embedded ? 1 : 10);
+  try {
+    await dataSource.initialize();
+  } catch (e) {
+    await embedded?.close();
+    throw new Error(`cannot connect to ${description}: ${(e as Error).message}`);
+  }
+  const db = new Database(dataSource, description, embedded);
+  try {
+    if (opts.ownerUrl) {
+      await migrateAsOwner(opts.ownerUrl, dataSource, opts.migrate !== false);
+    } else if (opts.migrate !== false) {
+      await dataSource.runMigrations({ transaction: 'each' }).catch((e: unknown) => {
+        throw notTheOwner(e) ?? e;
+      });
+    }
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  return db;
+}
+
+function newDataSource(connection: Partial<DataSourceOptions>, max: number): DataSource {
+  return new DataSource({
     type: 'postgres',
-    url,
+    ...connection,
     synchronize: false,
     migrationsRun: false,
     migrations: MIGRATIONS,
@@ -78,22 +118,69 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     // PGlite is one backend: pglite-socket queues protocol messages, not whole extended-protocol
     // exchanges, so two connections can overwrite each other's unnamed statement. One connection, then;
     // the pool serialises queries and transactions in order.
-    extra: { max: embedded ? 1 : 10, connectionTimeoutMillis: 30_000 },
-  });
+    extra: { max, connectionTimeoutMillis: 30_000 },
+  } as DataSourceOptions);
+}
+
+/**
+ * Runs the migrations through the owner's connection and grants the application role what they
+ * created, after checking that role cannot act as the owner. With `migrate` false only the check.
+ */
+async function migrateAsOwner(ownerUrl: string, app: DataSource, migrate: boolean): Promise<void> {
+  const owner = newDataSource({ url: ownerUrl }, 1);
   try {
-    await dataSource.initialize();
+    await owner.initialize();
   } catch (e) {
-    if (embedded) {
-      await embedded.server.stop();
-      await embedded.pglite.close();
-    }
-    throw new Error(`cannot connect to ${description}: ${(e as Error).message}`);
+    throw new Error(
+      `cannot connect to the owner role ${redactUrl(ownerUrl)}: ${(e as Error).message}`,
+    );
   }
-  const db = new Database(dataSource, description, embedded);
-  if (opts.migrate !== false) {
-    await dataSource.runMigrations({ transaction: 'each' });
+  try {
+    const appRole = await currentUser(app);
+    await checkApplicationRole(sqlOf(owner), appRole, await currentUser(owner));
+    if (!migrate) return;
+    await owner.runMigrations({ transaction: 'each' });
+    await grant(owner, appRole);
+  } finally {
+    await owner.destroy();
   }
-  return db;
+}
+
+/**
+ * After migrations run through `owner` (a database opened with DATABASE_OWNER_URL), grants the
+ * application role that `appUrl` logs in as what the new tables need (`confide db migrate`).
+ */
+export async function grantToApplicationRole(owner: Database, appUrl: string): Promise<string> {
+  const appRole = await currentRole(appUrl);
+  await checkApplicationRole(sqlOf(owner.dataSource), appRole, await currentUser(owner.dataSource));
+  await grant(owner.dataSource, appRole);
+  return appRole;
+}
+
+function grant(owner: DataSource, appRole: string): Promise<void> {
+  return owner.transaction((em) =>
+    grantApplicationRole((sql, p) => em.query<Array<Record<string, unknown>>>(sql, p), appRole),
+  );
+}
+
+async function currentUser(ds: DataSource): Promise<string> {
+  return (await ds.query<Array<{ u: string }>>(`SELECT current_user AS u`))[0]!.u;
+}
+
+function sqlOf(ds: DataSource): RunSql {
+  return (sql, params) => ds.query<Array<Record<string, unknown>>>(sql, params);
+}
+
+/**
+ * A migration refused for want of privilege: DATABASE_URL is an application role (setup-roles),
+ * whose pending migrations only the owner may run.
+ */
+function notTheOwner(e: unknown): Error | null {
+  const err = e as { code?: string; driverError?: { code?: string }; message?: string };
+  if ((err.driverError?.code ?? err.code) !== '42501') return null;
+  return new Error(
+    `a pending migration needs the schema's owner (${err.message ?? 'permission denied'}): set DATABASE_OWNER_URL too, or run confide db migrate with it first`,
+  );
 }
 
 /** The URL with its password hidden, for logs. */

@@ -119,8 +119,10 @@ export class FederationsService {
       weighting: input.weighting,
       ...(input.maxUpdateNorm !== undefined ? { maxUpdateNorm: input.maxUpdateNorm } : {}),
     };
-    const weights = initialWeights(spec, config.seed);
-    return this.db.transaction(async (em) => {
+    // Written before the transaction, chunk by chunk: a large model never holds the (embedded)
+    // database's only connection for longer than one chunk.
+    const weights = await this.models.store(initialWeights(spec, config.seed));
+    const created = this.db.transaction(async (em) => {
       const fed = await this.federations.insert(em, {
         name: input.name,
         modelSpec: spec,
@@ -136,6 +138,11 @@ export class FederationsService {
       await this.federations.setCurrentModel(em, fed.id, v0.id);
       await this.events.record(actor, 'federation.create', fed.id, { name: fed.name }, em);
       return { ...fed, currentModelVersionId: v0.id };
+    });
+    return created.catch(async (e: unknown) => {
+      // The creation's own error is the one to report; an hour-old orphan is swept anyway.
+      await this.models.discard(weights).catch(() => undefined);
+      throw e;
     });
   }
 

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { bytesToFloat32, float32ToBytes, sha256Hex } from '@confide/protocol';
+import { float32ToBytes } from '@confide/protocol';
 import { DATABASE } from '../common/tokens';
 import type { Database } from '../database/database';
 import type { ModelVersionRow } from '../database/rows';
@@ -9,25 +10,68 @@ import { isUuid } from '../federations/federation.repository';
 
 const COLUMNS = 'id, federation_id, round_number, parent_id, hash, num_params, created_at';
 
-/** Model versions: weights as little-endian float32 bytes, with their SHA-256. */
+/**
+ * Bytes per stored chunk: one statement each, so on the embedded database (one connection, PGlite
+ * running on the event loop) no write or read of a model holds it for longer than one chunk.
+ */
+export const WEIGHT_CHUNK_BYTES = 1 << 20;
+
+/** Blobs no model version took within this long were left by a failed or interrupted write. */
+const ORPHAN_AFTER = '1 hour';
+
+/** Weights written to the database, not yet a model version: what {@link ModelVersionRepository.insert} commits. */
+export interface StoredWeights {
+  blobId: string;
+  hash: string;
+  numParams: number;
+}
+
+/** Model versions: weights as little-endian float32 bytes in chunks of a blob, with their SHA-256. */
 @Injectable()
 export class ModelVersionRepository {
   constructor(@Inject(DATABASE) private readonly db: Database) {}
 
+  /**
+   * Writes `weights` chunk by chunk, each its own statement outside any transaction, so other
+   * requests take turns on the database meanwhile. Commit them with {@link insert}; a caller whose
+   * transaction fails calls {@link discard}. Also removes blobs that earlier failed writes left.
+   */
+  async store(weights: Float32Array): Promise<StoredWeights> {
+    await this.db.manager.query(
+      `DELETE FROM weight_blob b WHERE b.created_at < now() - interval '${ORPHAN_AFTER}'
+         AND NOT EXISTS (SELECT 1 FROM model_version m WHERE m.weights_blob_id = b.id)`,
+    );
+    return writeChunks(this.db.manager, weights);
+  }
+
+  /** Removes stored weights that no model version took. */
+  async discard(stored: StoredWeights): Promise<void> {
+    await this.db.manager.query(
+      `DELETE FROM weight_blob b WHERE b.id = $1
+         AND NOT EXISTS (SELECT 1 FROM model_version m WHERE m.weights_blob_id = b.id)`,
+      [stored.blobId],
+    );
+  }
+
+  /**
+   * Records a model version in `em`'s transaction: of weights already {@link store}d, or of a
+   * Float32Array written here, inside the transaction (which then holds the connection while the
+   * chunks are written).
+   */
   async insert(
     em: EntityManager,
     v: {
       federationId: string;
       roundNumber: number | null;
       parentId: string | null;
-      weights: Float32Array;
+      weights: Float32Array | StoredWeights;
     },
   ): Promise<ModelVersionRow> {
-    const bytes = Buffer.from(float32ToBytes(v.weights));
+    const stored = v.weights instanceof Float32Array ? await writeChunks(em, v.weights) : v.weights;
     const rows = await em.query(
-      `INSERT INTO model_version (federation_id, round_number, parent_id, hash, num_params, weights)
+      `INSERT INTO model_version (federation_id, round_number, parent_id, hash, num_params, weights_blob_id)
        VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-      [v.federationId, v.roundNumber, v.parentId, sha256Hex(bytes), v.weights.length, bytes],
+      [v.federationId, v.roundNumber, v.parentId, stored.hash, stored.numParams, stored.blobId],
     );
     return camelRow<ModelVersionRow>(rows[0]);
   }
@@ -41,17 +85,52 @@ export class ModelVersionRepository {
     return rows.length ? camelRow<ModelVersionRow>(rows[0]) : null;
   }
 
-  /** The version's weights, checked against its stored hash. */
+  /** The version's weights, read chunk by chunk and checked against its stored hash. */
   async weights(id: string): Promise<Float32Array> {
-    const rows = await this.db.manager.query(
-      `SELECT hash, weights FROM model_version WHERE id = $1`,
+    const rows = await this.db.manager.query<
+      Array<{
+        hash: string;
+        num_params: number;
+        weights_blob_id: string;
+        sizes: number[];
+        idx: number[];
+      }>
+    >(
+      `SELECT m.hash, m.num_params, m.weights_blob_id,
+              coalesce(array_agg(octet_length(c.data) ORDER BY c.idx)
+                FILTER (WHERE c.idx IS NOT NULL), '{}') AS sizes,
+              coalesce(array_agg(c.idx ORDER BY c.idx) FILTER (WHERE c.idx IS NOT NULL), '{}') AS idx
+         FROM model_version m LEFT JOIN weight_chunk c ON c.blob_id = m.weights_blob_id
+        WHERE m.id = $1 GROUP BY m.id`,
       [id],
     );
-    if (!rows.length) throw new Error(`model version ${id} does not exist`);
-    const bytes = rows[0].weights as Buffer;
-    if (sha256Hex(bytes) !== rows[0].hash)
+    const row = rows[0];
+    if (!row) throw new Error(`model version ${id} does not exist`);
+    const sizes = row.sizes.map(Number);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (total !== 4 * row.num_params || row.idx.some((k, i) => Number(k) !== i)) {
+      throw new Error(`model version ${id} fails its hash check: its chunks are incomplete`);
+    }
+    const out = new Float32Array(row.num_params);
+    const bytes = float32ToBytes(out);
+    const hash = createHash('sha256');
+    let offset = 0;
+    for (let i = 0; i < sizes.length; i++) {
+      const chunk = await this.db.manager.query<Array<{ data: Buffer }>>(
+        `SELECT data FROM weight_chunk WHERE blob_id = $1 AND idx = $2`,
+        [row.weights_blob_id, i],
+      );
+      const data = chunk[0]?.data;
+      if (!data || data.length !== sizes[i]) {
+        throw new Error(`model version ${id} fails its hash check: chunk ${i} changed`);
+      }
+      bytes.set(data, offset);
+      hash.update(data);
+      offset += data.length;
+    }
+    if (hash.digest('hex') !== row.hash)
       throw new Error(`model version ${id} fails its hash check`);
-    return bytesToFloat32(bytes);
+    return out;
   }
 
   async list(federationId: string): Promise<ModelVersionRow[]> {
@@ -62,4 +141,28 @@ export class ModelVersionRepository {
       ),
     );
   }
+}
+
+async function writeChunks(em: EntityManager, weights: Float32Array): Promise<StoredWeights> {
+  const bytes = float32ToBytes(weights);
+  const [blob] = await em.query<Array<{ id: string }>>(
+    `INSERT INTO weight_blob DEFAULT VALUES RETURNING id`,
+  );
+  const blobId = blob!.id;
+  const hash = createHash('sha256');
+  for (let i = 0, offset = 0; offset < bytes.length; i++) {
+    const chunk = Buffer.from(
+      bytes.buffer,
+      bytes.byteOffset + offset,
+      Math.min(WEIGHT_CHUNK_BYTES, bytes.length - offset),
+    );
+    hash.update(chunk);
+    await em.query(`INSERT INTO weight_chunk (blob_id, idx, data) VALUES ($1, $2, $3)`, [
+      blobId,
+      i,
+      chunk,
+    ]);
+    offset += chunk.length;
+  }
+  return { blobId, hash: hash.digest('hex'), numParams: weights.length };
 }

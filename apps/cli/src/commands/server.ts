@@ -10,10 +10,12 @@ export const serverCommand: Command = {
   summary: 'Run the aggregator (REST API, dashboard, site protocol on one port)',
   description:
     'Runs the aggregator. With DATABASE_URL it uses that Postgres server; otherwise an embedded PGlite\n' +
-    'database in --data-dir, kept across restarts. Migrations run on start. On the first start against a\n' +
-    'database an admin token is created and written to a new file in --data-dir (admin-token, mode\n' +
-    '0600; also with DATABASE_URL, where --data-dir holds only that file and the identity key): only\n' +
-    'its path is printed, so the token stays out of logs. --print-token prints the token on stdout.\n' +
+    'database in --data-dir, kept across restarts, reachable only through a socket inside it.\n' +
+    'Migrations run on start (as DATABASE_OWNER_URL when set: see confide db setup-roles). On the first\n' +
+    'start against a database an admin token is created and written to a new file in --data-dir\n' +
+    '(admin-token, mode 0600; also with DATABASE_URL, where --data-dir holds only that file and the\n' +
+    'identity key): only its path is printed, so the token stays out of logs. --print-token prints the\n' +
+    'token on stdout.\n' +
     "The aggregator's Ed25519 identity key lives in --data-dir (server-identity.key, created on first\n" +
     'start, mode 0600): it signs every message that configures a round, and sites pin it. Give sites\n' +
     'its fingerprint (printed below) for `confide node join --server-key`. With --tls-cert and\n' +
@@ -241,6 +243,7 @@ export function serverOptions(opts: ParsedOptions): AggregatorOptions {
     port: numberOption(opts, 'port', { min: 0, max: 65535, integer: true })!,
     host,
     databaseUrl: process.env['DATABASE_URL'] || undefined,
+    databaseOwnerUrl: process.env['DATABASE_OWNER_URL'] || undefined,
     dataDir: resolve(String(opts['data-dir'])),
     ...(maskWorkers !== undefined ? { maskWorkers } : {}),
     loginTimeoutMs: seconds('login-timeout', 3600),
