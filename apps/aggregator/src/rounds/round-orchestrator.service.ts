@@ -498,22 +498,30 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           : null,
       };
       let newVersion: { id: string; hash: string } | null = null;
-      active.row = await this.rounds.transaction(async (em) => {
-        const version = await this.models.insert(em, {
-          federationId: fed.id,
-          roundNumber: row.number,
-          parentId: baseVersionId,
-          weights: next,
+      // The weights are written chunk by chunk before the transaction: a large model does not hold
+      // the (embedded database's only) connection while they are.
+      const stored = await this.models.store(next);
+      try {
+        active.row = await this.rounds.transaction(async (em) => {
+          const version = await this.models.insert(em, {
+            federationId: fed.id,
+            roundNumber: row.number,
+            parentId: baseVersionId,
+            weights: stored,
+          });
+          active.newModelVersionId = version.id;
+          newVersion = version;
+          return this.rounds.transition(em, row.id, 'aggregated', {
+            modelVersionId: version.id,
+            participants: active.participantList(),
+            metrics: partialMetrics,
+          });
         });
-        active.newModelVersionId = version.id;
-        this.latestWeights.set(fed.id, { versionId: version.id, weights: next });
-        newVersion = version;
-        return this.rounds.transition(em, row.id, 'aggregated', {
-          modelVersionId: version.id,
-          participants: active.participantList(),
-          metrics: partialMetrics,
-        });
-      });
+      } catch (e) {
+        await this.models.discard(stored).catch(() => undefined);
+        throw e;
+      }
+      this.latestWeights.set(fed.id, { versionId: active.newModelVersionId!, weights: next });
 
       // 5. Evaluation on the sites' held-out data: a secure sum of their counts under secure
       // aggregation, else the metrics sites that reveal their own send in the clear.
