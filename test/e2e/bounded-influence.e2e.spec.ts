@@ -402,7 +402,7 @@ describe(`implausible secure sums abort their round (${databaseKind})`, () => {
     const [round] = await listRounds(api, fedId);
     expect(round).toMatchObject({ state: 'aborted' });
     expect(round!.reason).toMatch(
-      /^the unmasked update sum is implausible: the unmasked total weight 2\.6\d* is outside \(0, 1\]/
+      /^the unmasked update sum is implausible: the unmasked total weight 2\.6\d* is outside \(0, 1\]/,
     );
     await liar.waitFor(
       (r) => r.type === 'round.end' && r.msg['outcome'] === 'aborted',
