@@ -104,8 +104,12 @@ export interface ClientNodeOptions {
   progress?: Progress;
   /** Reconnect after a lost connection (default true). */
   reconnect?: boolean;
-  /** First reconnect delay in ms, doubled up to 30 s. */
+  /** First reconnect delay in ms, doubled after each failed attempt up to maxBackoffMs. */
   reconnectDelayMs?: number;
+  /** The longest wait between reconnect attempts, in ms (default 30 s); each wait is jittered. */
+  maxBackoffMs?: number;
+  /** Stop (NodeStopped 'STOPPED') after this long without a connection; absent: retry for ever. */
+  giveUpAfterMs?: number;
   onUpdate?: (r: LocalRoundResult) => void;
   /** The site's own epsilon limit; also requires DP of every round. */
   epsilonLimit?: number;
@@ -165,6 +169,10 @@ export class ClientNode {
   private maskPool: MaskWorkerPool | null = null;
   private connectedOnce = false;
   private attempt = 0;
+  /** The pending reconnect; it keeps the process alive, as a node that waits must be. */
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  /** Since when this node has had no logged-in connection (null while it has one). */
+  private disconnectedSince: number | null = Date.now();
   private queue: Promise<void> = Promise.resolve();
   private model: { spec: ModelSpec; model: tf.LayersModel } | null = null;
   private standardized: { key: string; train: Dataset; eval: Dataset | null } | null = null;
@@ -314,6 +322,7 @@ export class ClientNode {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.cancelReconnect();
     this.release();
     this.ws?.close(1000, 'site stopping');
     this.ws = null;
@@ -334,9 +343,15 @@ export class ClientNode {
     this.model = null;
   }
 
+  private cancelReconnect(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+  }
+
   private fatal(code: ErrorCode | 'STOPPED', message: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.cancelReconnect();
     this.release();
     this.ws?.close(1000);
     this.ws = null;
@@ -360,9 +375,6 @@ export class ClientNode {
       return;
     }
     this.ws = ws;
-    ws.on('open', () => {
-      this.attempt = 0;
-    });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const parsed = this.parse(data, isBinary);
       if (!parsed) return;
@@ -411,10 +423,33 @@ export class ClientNode {
         );
         return;
       }
-      const delay = Math.min(30_000, (this.opts.reconnectDelayMs ?? 1000) * 2 ** this.attempt);
+      const now = Date.now();
+      this.disconnectedSince ??= now;
+      const giveUp = this.opts.giveUpAfterMs;
+      if (giveUp !== undefined && now - this.disconnectedSince >= giveUp) {
+        this.fatal(
+          'STOPPED',
+          `gave up: no connection to ${this.url} for ${Math.round((now - this.disconnectedSince) / 1000)} s (--give-up-after)`,
+        );
+        return;
+      }
+      // Capped exponential backoff with jitter, so sites that lost the same aggregator do not all
+      // come back at the same instant.
+      const cap = this.opts.maxBackoffMs ?? 30_000;
+      const ceiling = Math.min(
+        cap,
+        (this.opts.reconnectDelayMs ?? 1000) * 2 ** Math.min(this.attempt, 30),
+      );
+      const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
       this.attempt++;
-      this.log(`connection lost (${code}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
-      setTimeout(() => this.connect(), delay).unref();
+      this.log(
+        `${this.connectedOnce ? 'connection lost' : 'aggregator not reachable'} (${code}); reconnecting in ${(delay / 1000).toFixed(1)} s`,
+      );
+      this.cancelReconnect();
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        this.connect();
+      }, delay);
     });
   }
 
@@ -508,6 +543,11 @@ export class ClientNode {
           `${this.connectedOnce ? 'reconnected' : 'connected'} as site "${msg.siteName}" (aggregator key ${keyFingerprint(this.trust.publicKey!)}${this.trust.pinned ? '' : ', pinned on first use'})`,
         );
         this.connectedOnce = true;
+        // Backoff starts again only after a login: an aggregator that takes connections but refuses
+        // them (busy, restarting) keeps the waits growing.
+        this.attempt = 0;
+        this.disconnectedSince = null;
+        this.log('waiting for a round');
         this.opts.onWelcome?.(msg);
         return;
       case 'error':

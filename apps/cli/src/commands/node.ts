@@ -9,6 +9,7 @@ import {
   type ParsedOptions,
 } from '../command';
 import { caOption, readCaOption } from '../ca-option';
+import { parseDuration } from '../duration';
 
 const DEFAULT_KEY_DIR = '.confide/node';
 
@@ -142,6 +143,19 @@ export const nodeJoinCommand: Command = {
       description:
         "this site's own privacy budget, enforced locally (default: the limit the federation announces)",
     },
+    'max-backoff': {
+      type: 'string',
+      value: 'DURATION',
+      description:
+        'the longest wait between reconnect attempts (capped exponential backoff with jitter; 30s, 2m, ...)',
+      default: '30s',
+    },
+    'give-up-after': {
+      type: 'string',
+      value: 'DURATION',
+      description:
+        'stop after this long without a connection to the aggregator (default: retry for as long as it runs)',
+    },
     quiet: { type: 'boolean', description: 'no progress bars' },
     json: {
       type: 'boolean',
@@ -151,9 +165,16 @@ export const nodeJoinCommand: Command = {
   },
   examples: [
     'confide node join --server wss://fl.example.org --federation 3f0c... --data site.csv --label diagnosis --server-key 3f9a0c1b2d4e5f60',
+    'confide node join ... --give-up-after 2h    # a batch job that should fail rather than wait for ever',
     'confide node join ... --policy site-policy.json --ca /etc/confide/ca.pem',
   ],
   async run(opts, _pos, io) {
+    // Checked before anything loads, so a typo is a usage error at once.
+    const maxBackoffMs = parseDuration(String(opts['max-backoff']), 'max-backoff') * 1000;
+    const giveUpAfterMs =
+      opts['give-up-after'] !== undefined
+        ? parseDuration(String(opts['give-up-after']), 'give-up-after') * 1000
+        : undefined;
     const backendPref = choiceOption(opts, 'backend', [
       'auto',
       'tfjs-node-gpu',
@@ -227,6 +248,8 @@ export const nodeJoinCommand: Command = {
       ...(epsilonLimit !== undefined ? { epsilonLimit } : {}),
       ledgerStore: fileLedgerStore(join(keyDir, LEDGER_FILE)),
       contributions: fileContributionStore(join(keyDir, CONTRIBUTIONS_FILE)),
+      maxBackoffMs,
+      ...(giveUpAfterMs !== undefined ? { giveUpAfterMs } : {}),
       log: (line) => io.err(line),
       progress: opts['quiet'] || json ? undefined : progressBar(process.stderr),
       onWelcome: (m) =>
