@@ -98,6 +98,7 @@ describe(`a client node outlives its aggregator (${databaseKind})`, () => {
         'diagnosis',
         '--max-backoff',
         '1s',
+        '--json',
       ],
       cliEnv(),
     );
@@ -124,6 +125,26 @@ describe(`a client node outlives its aggregator (${databaseKind})`, () => {
     // A signal ends it cleanly.
     expect(await node.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(node.stderr).toMatch(/\nstopped\n?$/);
+    // --json tells a script each change: reconnecting (with the wait), connected, waiting, stopped.
+    const events = node.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; inMs?: number });
+    const kinds = events.map((e) => e.event).filter((k, i, all) => k !== all[i - 1]);
+    expect(kinds).toEqual([
+      'start',
+      'reconnecting',
+      'connected',
+      'waiting',
+      'reconnecting',
+      'connected',
+      'waiting',
+      'stopped',
+    ]);
+    for (const e of events.filter((x) => x.event === 'reconnecting')) {
+      expect(e.inMs).toBeGreaterThanOrEqual(0);
+      expect(e.inMs).toBeLessThanOrEqual(1000);
+    }
     await server.stop('SIGTERM');
   }, 180_000);
 

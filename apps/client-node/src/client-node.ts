@@ -124,7 +124,15 @@ export interface ClientNodeOptions {
   onWelcome?: (m: MessageOf<ServerMessage, 'welcome'>) => void;
   /** Called for every round or sum this node refuses. */
   onRefused?: (r: Refusal) => void;
+  /** Called at each change of what the node is doing (for status displays and `--json`). */
+  onState?: (s: NodeState) => void;
 }
+
+/** What a node is doing: waiting for a round, training one, or waiting to reconnect. */
+export type NodeState =
+  | { state: 'waiting' }
+  | { state: 'training'; round: number }
+  | { state: 'reconnecting'; inMs: number; attempt: number };
 
 /** Why a node stopped for good. */
 export class NodeStopped extends Error {
@@ -445,6 +453,11 @@ export class ClientNode {
       this.log(
         `${this.connectedOnce ? 'connection lost' : 'aggregator not reachable'} (${code}); reconnecting in ${(delay / 1000).toFixed(1)} s`,
       );
+      this.opts.onState?.({
+        state: 'reconnecting',
+        inMs: Math.round(delay),
+        attempt: this.attempt,
+      });
       this.cancelReconnect();
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = null;
@@ -549,6 +562,7 @@ export class ClientNode {
         this.disconnectedSince = null;
         this.log('waiting for a round');
         this.opts.onWelcome?.(msg);
+        this.opts.onState?.({ state: 'waiting' });
         return;
       case 'error':
         if (msg.fatal) {
@@ -769,6 +783,7 @@ export class ClientNode {
       return;
     }
     this.latestRound.set(msg.runId, msg.round);
+    this.opts.onState?.({ state: 'training', round: msg.round });
     try {
       const { train } = this.datasets(msg.standardization);
       const rows = this.declaredTrainRows();

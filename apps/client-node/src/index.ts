@@ -4,6 +4,7 @@ export {
   protocolUrl,
   type ClientNodeOptions,
   type LocalRoundResult,
+  type NodeState,
   type Refusal,
 } from './client-node';
 export {

@@ -261,8 +261,11 @@ export const nodeJoinCommand: Command = {
           serverKeyPinned: node.serverKey.pinned,
         }),
       onRefused: (r) => emit({ event: 'refused', ...r }),
-      onRoundEnd: (m) =>
-        emit({ event: 'round', round: m.round, outcome: m.outcome, reason: m.reason }),
+      onRoundEnd: (m) => {
+        emit({ event: 'round', round: m.round, outcome: m.outcome, reason: m.reason });
+        emit({ event: 'waiting' });
+      },
+      onState: ({ state, ...rest }) => emit({ event: state, ...rest }),
     });
     emit({
       event: 'start',
