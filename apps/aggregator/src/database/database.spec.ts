@@ -187,6 +187,16 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
       [stored.blobId],
     );
     await expect(models.weights(version.id)).rejects.toThrow(/fails its hash check$/);
+
+    // A failed COPY is an error and leaves the connection usable.
+    await expect(db.copyOut(`COPY (SELECT no_such_column) TO STDOUT`)).rejects.toThrow(
+      /no_such_column/,
+    );
+    const [after] = await db.manager.query<Array<{ hash: string }>>(
+      `SELECT hash FROM model_version WHERE id = $1`,
+      [version.id],
+    );
+    expect(after?.hash).toBe(stored.hash);
   });
 
   it('removes weights no version took: at once when discarded, after an hour when abandoned', async () => {

@@ -218,7 +218,6 @@ export function redactUrl(url: string): string {
 class CopyOut {
   readonly done: Promise<Buffer>;
   private readonly parts: Buffer[] = [];
-  private error: Error | null = null;
   private settle!: (err: Error | null, data?: Buffer) => void;
 
   constructor(private readonly sql: string) {
@@ -236,12 +235,14 @@ class CopyOut {
     this.parts.push(Buffer.from(msg.chunk));
   }
 
+  // At once: a lost connection gets no ReadyForQuery. The client still waits for it before the
+  // next query it is given, so the connection can go back to the pool now.
   handleError(err: Error): void {
-    this.error = err;
+    this.settle(err);
   }
 
   handleReadyForQuery(): void {
-    this.settle(this.error, Buffer.concat(this.parts));
+    this.settle(null, Buffer.concat(this.parts));
   }
 
   handleCommandComplete(): void {}
