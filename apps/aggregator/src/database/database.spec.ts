@@ -15,6 +15,11 @@ import { float32ToBytes, sha256Hex } from '@confide/protocol';
 import { ApiTokenRepository } from '../auth/api-token.repository';
 import { hashToken } from '../auth/auth.service';
 
+/** The parts of a `pg` pool's client this spec reads. */
+interface PooledClient {
+  connection: { stream: { bytesRead: number } };
+}
+
 describe(`migrations and repositories on ${databaseKind}`, () => {
   let db: Database;
   let drop: () => Promise<void>;
@@ -153,6 +158,45 @@ describe(`migrations and repositories on ${databaseKind}`, () => {
       stored.blobId,
     ]);
     await expect(models.weights(version.id)).rejects.toThrow(/hash check.*incomplete/);
+  });
+
+  it('reads weights as their bytes, not as hex text, and refuses a chunk changed in place', async () => {
+    const models = new ModelVersionRepository(db);
+    const weights = new Float32Array((2 * WEIGHT_CHUNK_BYTES) / 4 + 5);
+    for (let i = 0; i < weights.length; i++) weights[i] = Math.cos(i);
+    const stored = await models.store(weights);
+    const version = await insertVersion('binary-read', stored);
+    // What the server sent on every connection of the pool (the embedded database has one).
+    const pool = (db.dataSource.driver as unknown as { master: { _clients: PooledClient[] } })
+      .master;
+    const bytesRead = (): number =>
+      pool._clients.reduce((n, c) => n + c.connection.stream.bytesRead, 0);
+    const before = bytesRead();
+    const back = await models.weights(version.id);
+    const received = bytesRead() - before;
+    expect(Buffer.from(float32ToBytes(back)).equals(Buffer.from(float32ToBytes(weights)))).toBe(
+      true,
+    );
+    // Hex text would be twice the weights' size.
+    expect(received).toBeGreaterThanOrEqual(4 * weights.length);
+    expect(received).toBeLessThan(1.1 * 4 * weights.length);
+
+    await db.manager.query(
+      `UPDATE weight_chunk SET data = set_byte(data, 7, get_byte(data, 7) # 1)
+        WHERE blob_id = $1 AND idx = 1`,
+      [stored.blobId],
+    );
+    await expect(models.weights(version.id)).rejects.toThrow(/fails its hash check$/);
+
+    // A failed COPY is an error and leaves the connection usable.
+    await expect(db.copyOut(`COPY (SELECT no_such_column) TO STDOUT`)).rejects.toThrow(
+      /no_such_column/,
+    );
+    const [after] = await db.manager.query<Array<{ hash: string }>>(
+      `SELECT hash FROM model_version WHERE id = $1`,
+      [version.id],
+    );
+    expect(after?.hash).toBe(stored.hash);
   });
 
   it('removes weights no version took: at once when discarded, after an hour when abandoned', async () => {

@@ -85,7 +85,10 @@ export class ModelVersionRepository {
     return rows.length ? camelRow<ModelVersionRow>(rows[0]) : null;
   }
 
-  /** The version's weights, read chunk by chunk and checked against its stored hash. */
+  /**
+   * The version's weights, read chunk by chunk as binary (never as bytea's hex text) and checked
+   * against its stored hash.
+   */
   async weights(id: string): Promise<Float32Array> {
     const rows = await this.db.manager.query<
       Array<{
@@ -116,11 +119,7 @@ export class ModelVersionRepository {
     const hash = createHash('sha256');
     let offset = 0;
     for (let i = 0; i < sizes.length; i++) {
-      const chunk = await this.db.manager.query<Array<{ data: Buffer }>>(
-        `SELECT data FROM weight_chunk WHERE blob_id = $1 AND idx = $2`,
-        [row.weights_blob_id, i],
-      );
-      const data = chunk[0]?.data;
+      const data = await this.readChunk(row.weights_blob_id, i);
       if (!data || data.length !== sizes[i]) {
         throw new Error(`model version ${id} fails its hash check: chunk ${i} changed`);
       }
@@ -133,6 +132,17 @@ export class ModelVersionRepository {
     return out;
   }
 
+  /** Chunk `idx` of blob `blobId` as the server's bytes, or null when there is no such chunk. */
+  private async readChunk(blobId: string, idx: number): Promise<Buffer | null> {
+    // COPY takes no parameters: both values are checked to be what they claim first.
+    if (!isUuid(blobId) || !Number.isSafeInteger(idx))
+      throw new Error(`bad chunk ${blobId}/${idx}`);
+    const copied = await this.db.copyOut(
+      `COPY (SELECT data FROM weight_chunk WHERE blob_id = '${blobId}' AND idx = ${idx}) TO STDOUT (FORMAT binary)`,
+    );
+    return copiedBytea(copied);
+  }
+
   async list(federationId: string): Promise<ModelVersionRow[]> {
     return camelRows(
       await this.db.manager.query(
@@ -141,6 +151,29 @@ export class ModelVersionRepository {
       ),
     );
   }
+}
+
+/** COPY's binary format: this signature, 32-bit flags, a 32-bit header extension length. */
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/**
+ * The one bytea of a binary COPY of at most one row of one column, or null when it has no rows.
+ * Layout: header, then per row a 16-bit field count and per field a 32-bit length and the bytes,
+ * then a 16-bit -1.
+ */
+function copiedBytea(copied: Buffer): Buffer | null {
+  const bad = (why: string): Error => new Error(`unexpected binary COPY data: ${why}`);
+  if (copied.length < 21 || !copied.subarray(0, 11).equals(COPY_SIGNATURE)) throw bad('no header');
+  let at = 19 + copied.readUInt32BE(15);
+  const fields = copied.readInt16BE(at);
+  at += 2;
+  if (fields === -1) return null;
+  if (fields !== 1) throw bad(`${fields} fields`);
+  const length = copied.readInt32BE(at);
+  at += 4;
+  if (length < 0 || at + length + 2 !== copied.length) throw bad('not one bytea');
+  if (copied.readInt16BE(at + length) !== -1) throw bad('more than one row');
+  return copied.subarray(at, at + length);
 }
 
 async function writeChunks(em: EntityManager, weights: Float32Array): Promise<StoredWeights> {
