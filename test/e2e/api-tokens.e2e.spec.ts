@@ -11,16 +11,8 @@ import { openDatabase, startAggregator, type RunningAggregator } from '@confide/
 import { ApiClient, ApiRequestError } from '../../apps/cli/src/api-client';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import { createFederation, testAggregator, waitUntil } from '../support/federation';
+import type { TokenInfo } from '../../apps/cli/src/commands/admin-tokens';
 
-type TokenInfo = {
-  id: string;
-  role: string;
-  label: string;
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-};
 type Created = TokenInfo & { token: string };
 
 const MINUTE = 60_000;

@@ -4,16 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliEnv, runCli, runCliJson, spawnCli, type CliProcess } from '../support/cli';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
-
-type TokenInfo = {
-  id: string;
-  role: string;
-  label: string;
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-};
+import type { TokenInfo } from '../../apps/cli/src/commands/admin-tokens';
 
 const FIELDS = ['id', 'role', 'label', 'createdAt', 'expiresAt', 'lastUsedAt', 'revokedAt'];
 

@@ -2,7 +2,7 @@ import type { FeatureStatsPartial } from '@confide/ml/spec';
 import type { SiteMetrics } from '@confide/protocol';
 import type { UpdateCollector } from '@confide/federated';
 import { Signal } from '../common/signal';
-import type { FederationRow, Participant, RoundRow } from '../database/rows';
+import type { FederationRow, Participant, RoundRow, SiteRow } from '../database/rows';
 import type { LedgerSlot } from '../privacy/ledger.service';
 import type { SecAggServer } from '@confide/secure-aggregation';
 import type { SecureSum } from './secure-sum';
@@ -70,8 +70,8 @@ export class ActiveRound {
    * (the model's parameters), recorded with the distributed discrete Gaussian in every receipt.
    */
   integerNoise: { scale: number; dimension: number } | null = null;
-  /** The most records each participant's update may weigh, as its admin enrolled it (plain rounds). */
-  readonly maxWeights = new Map<string, number | null>();
+  /** Each participant's enrolment (its key, its admin's maxWeight), read once when it is selected. */
+  readonly sites = new Map<string, SiteRow>();
 
   constructor(
     readonly fed: FederationRow,

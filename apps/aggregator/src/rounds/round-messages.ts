@@ -168,7 +168,7 @@ export class RoundMessages {
             try {
               checkUpdateNorm(vector, maxUpdateNorm(active.fed, active.expectedLength));
               weight = plainWeight(msg.numExamples, weightingOf(active.fed), {
-                maxWeight: active.maxWeights.get(session.siteId) ?? null,
+                maxWeight: active.sites.get(session.siteId)?.maxWeight ?? null,
               });
               if (msg.trainLoss !== undefined && !(msg.trainLoss >= 0)) {
                 throw new ProtocolError(

@@ -308,7 +308,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           status: 'selected',
         });
       for (const site of await this.siteRepo.list(fed.id)) {
-        if (active.participants.has(site.id)) active.maxWeights.set(site.id, site.maxWeight);
+        if (active.participants.has(site.id)) active.sites.set(site.id, site);
       }
 
       // 1b. Privacy budgets: a site whose projected epsilon would pass its limit is skipped.
@@ -803,10 +803,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       scale,
       maxSites: n,
     };
-    const sites = new Map((await this.siteRepo.list(fed.id)).map((s) => [s.id, s]));
     const roster = chosen.map((p) => ({
       siteId: p.siteId,
-      publicKey: sites.get(p.siteId)!.publicKey,
+      publicKey: active.sites.get(p.siteId)!.publicKey,
     }));
     // A public divisor, never a site's own count (which would leave the site in the clear): the
     // sites' total from the statistics sum or the last round's sum, else a fixed power of two

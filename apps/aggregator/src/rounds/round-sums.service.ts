@@ -236,10 +236,12 @@ export class RoundSumsService {
   ): Promise<SecureSum> {
     const fed = active.fed;
     const { params, vectorLength } = sumParams(fed, roster.length, values);
-    const keys = new Map((await this.sites.list(fed.id)).map((s) => [s.id, s.publicKey]));
     const info: RoundSecAgg = {
       params: { ...params },
-      roster: roster.map((p) => ({ siteId: p.siteId, publicKey: keys.get(p.siteId)! })),
+      roster: roster.map((p) => ({
+        siteId: p.siteId,
+        publicKey: active.sites.get(p.siteId)!.publicKey,
+      })),
       weightNormalizer: 1,
       vectorLength,
     };
