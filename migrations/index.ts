@@ -6,6 +6,7 @@ import { LedgerReleaseKind1763900000500 } from './1763900000500-ledger-release-k
 import { SiteMaxWeight1763900000600 } from './1763900000600-site-max-weight';
 import { ApiTokenExpiry1763900000620 } from './1763900000620-api-token-expiry';
 import { WeightChunks1763900000630 } from './1763900000630-weight-chunks';
+import { LedgerReservation1763900000700 } from './1763900000700-ledger-reservation';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -17,4 +18,5 @@ export const MIGRATIONS = [
   SiteMaxWeight1763900000600,
   ApiTokenExpiry1763900000620,
   WeightChunks1763900000630,
+  LedgerReservation1763900000700,
 ];

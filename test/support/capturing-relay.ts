@@ -18,6 +18,12 @@ export interface RelayedMessage {
   error?: string;
 }
 
+/**
+ * What the relay does with one message: hand it on, or cut the connection (both sides, as a network
+ * cut would) before or after handing it on.
+ */
+export type RelayAction = 'forward' | 'cut-before' | 'cut-after';
+
 /** A relay in front of the aggregator's site socket that records every message both ways. */
 export interface CapturingRelay {
   /** ws://127.0.0.1:PORT/v1/fl: give this to a client node as its server. */
@@ -83,7 +89,10 @@ function record(from: RelayedMessage['from'], data: Buffer, binary: boolean): Re
  * and binary as binary, and recorded. It alters nothing, so the node's checks of the aggregator's
  * signatures and pinned key pass through it unchanged.
  */
-export async function startCapturingRelay(target: string): Promise<CapturingRelay> {
+export async function startCapturingRelay(
+  target: string,
+  intercept: (m: RelayedMessage) => RelayAction = () => 'forward',
+): Promise<CapturingRelay> {
   const messages: RelayedMessage[] = [];
   const sockets = new Set<WebSocket>();
   const wss = new WebSocketServer({
@@ -108,16 +117,28 @@ export async function startCapturingRelay(target: string): Promise<CapturingRela
     upstream.on('open', () => {
       for (const m of waiting.splice(0)) upstream.send(m.data, { binary: m.binary });
     });
+    const cut = (): void => {
+      site.terminate();
+      upstream.terminate();
+    };
     site.on('message', (raw, binary) => {
       const data = bytesOf(raw);
-      messages.push(record('site', data, binary));
+      const m = record('site', data, binary);
+      messages.push(m);
+      const action = intercept(m);
+      if (action === 'cut-before') return cut();
       if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary });
       else waiting.push({ data, binary });
+      if (action === 'cut-after') setImmediate(cut);
     });
     upstream.on('message', (raw, binary) => {
       const data = bytesOf(raw);
-      messages.push(record('aggregator', data, binary));
+      const m = record('aggregator', data, binary);
+      messages.push(m);
+      const action = intercept(m);
+      if (action === 'cut-before') return cut();
       if (site.readyState === WebSocket.OPEN) site.send(data, { binary });
+      if (action === 'cut-after') setImmediate(cut);
     });
     const closeOther = (other: WebSocket, code: number, reason: Buffer): void => {
       if (other.readyState === WebSocket.OPEN) other.close(sendableCode(code), reason);

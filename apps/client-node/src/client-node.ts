@@ -202,7 +202,17 @@ export class ClientNode {
   siteName: string | null = null;
   /** What this site has spent and may spend: its local ledger, held releases, contributions. */
   private readonly budget: SiteBudget;
-  private slotWaiter: { requestId: string; settle: (m: ServerMessage) => void } | null = null;
+  private slotWaiter: {
+    requestId: string;
+    ws: WebSocket;
+    settle: (m: ServerMessage) => void;
+    lost: () => void;
+  } | null = null;
+  /**
+   * The receipt being signed for a granted position, if any: a ledger.held question waits for it, so
+   * the answer ("here is my receipt" or "none") is never given while the receipt is half made.
+   */
+  private signing: Promise<unknown> = Promise.resolve();
   /** This round's secure-aggregation client and the trained update waiting for its key shares. */
   private secure: {
     client: SecAggClient;
@@ -393,7 +403,15 @@ export class ClientNode {
           this.slotWaiter.settle(parsed.msg);
           return;
         }
-        if (parsed.msg.type === 'ledger.slot') return; // an answer to no pending request
+        if (parsed.msg.type === 'ledger.slot') {
+          // A position granted after this site stopped waiting: it signs nothing there, and says so.
+          this.send(ws, { type: 'ledger.none', seq: parsed.msg.seq });
+          return;
+        }
+      }
+      if (parsed.msg.type === 'ledger.held') {
+        void this.answerHeld(ws, parsed.msg);
+        return;
       }
       // The key advertisements of this site's current secure round are answered at once, even while
       // it trains: sharing keys does not need the update, and the masks then expand on the mask
@@ -421,6 +439,7 @@ export class ClientNode {
         this.log(`cannot reach ${this.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
+      if (this.slotWaiter?.ws === ws) this.slotWaiter.lost();
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
@@ -594,7 +613,8 @@ export class ClientNode {
         else await this.releases.step({ ...msg, sum: msg.sum });
         return;
       case 'ledger.slot':
-        return; // delivered directly to the waiting release, never queued
+      case 'ledger.held':
+        return; // handled as they arrive, never queued
       case 'round.end':
         if (this.secure?.round === msg.round && this.secure.runId === msg.runId) {
           this.secure.client.destroy();
@@ -918,6 +938,8 @@ export class ClientNode {
       return;
     }
     const ref = { runId: msg.runId, round: msg.round, sum: 'update' };
+    /** A receipt signed in this step that has not left with its update yet. */
+    let receipt: LedgerEntry | undefined;
     try {
       switch (msg.type) {
         case 'secagg.advertisements':
@@ -948,7 +970,7 @@ export class ClientNode {
             );
           }
           if (s.contribution) await this.budget.recordContribution(s.contribution);
-          const receipt = pending.mechanism
+          receipt = pending.mechanism
             ? await this.signUpdate(ws, ref, pending.mechanism)
             : undefined;
           if (this.stopped || ws !== this.ws) return;
@@ -975,7 +997,10 @@ export class ClientNode {
             );
           }
           // The round may have ended (or a new one begun) while the masks were being added.
-          if (this.stopped || ws !== this.ws || this.secure !== s) return;
+          if (this.stopped || ws !== this.ws || this.secure !== s) {
+            this.sendReceipt(ws, receipt);
+            return;
+          }
           // No record count and no training loss in the clear: they would be this site's alone.
           const header = {
             v: PROTOCOL_VERSION,
@@ -992,6 +1017,7 @@ export class ClientNode {
               : encodeFrame(header, masked);
           this.opts.onUpdate?.(pending.report);
           s.pending = null;
+          receipt = undefined; // it travels with the update
           if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
           this.log(`round ${msg.round}: masked update sent`);
           return;
@@ -1015,6 +1041,7 @@ export class ClientNode {
           return;
       }
     } catch (e) {
+      this.sendReceipt(ws, receipt);
       // The round learns at once that this site is out of it (rather than waiting for its deadline).
       s.client.abort();
       s.pending = null;
@@ -1039,7 +1066,11 @@ export class ClientNode {
     return true;
   }
 
-  /** Asks for the ledger's next position, builds and signs the receipt, records it locally. */
+  /**
+   * Asks for the ledger's next position, builds and signs the receipt, records it locally (fsync).
+   * A position it does not sign at is given back at once (ledger.none); one it signed stays held by
+   * the aggregator until the receipt reaches it, with the update or, after a cut, on reconnect.
+   */
   private async signRelease(
     ws: WebSocket,
     ref: { runId: string; round: number; sum: SumKind },
@@ -1058,11 +1089,22 @@ export class ClientNode {
       }, 60_000);
       this.slotWaiter = {
         requestId,
+        ws,
         settle: (m) => {
           clearTimeout(timer);
           this.slotWaiter = null;
           if (m.type === 'ledger.slot') resolve(m);
           else if (m.type === 'error') reject(new ProtocolError(m.code as ErrorCode, m.message));
+        },
+        lost: () => {
+          clearTimeout(timer);
+          this.slotWaiter = null;
+          reject(
+            new ProtocolError(
+              ErrorCode.TIMEOUT,
+              'the connection ended while waiting for a ledger slot',
+            ),
+          );
         },
       };
       if (ws.readyState === WebSocket.OPEN) {
@@ -1071,17 +1113,66 @@ export class ClientNode {
         );
       }
     });
-    if (slot.runId !== ref.runId || slot.round !== ref.round || slot.sum !== ref.sum) {
-      throw new ProtocolError(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
+    const signed = (async () => {
+      if (slot.runId !== ref.runId || slot.round !== ref.round || slot.sum !== ref.sum) {
+        throw new ProtocolError(
+          ErrorCode.UNEXPECTED_MESSAGE,
+          `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
+        );
+      }
+      return this.budget.sign(slot, ref, mechanism, {
+        siteId: this.siteId!,
+        siteName: this.siteName!,
+        identity: this.opts.identity,
+      });
+    })();
+    this.signing = signed;
+    try {
+      return await signed;
+    } catch (e) {
+      // Nothing was recorded at this position (a failed write leaves no entry in memory either).
+      if (!this.budget.entries().some((x) => x.seq === slot.seq && x.siteId === this.siteId)) {
+        this.send(ws, { type: 'ledger.none', seq: slot.seq });
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * The aggregator says this site holds ledger position `seq` (after a cut or a restart of either
+   * side): once any receipt being signed is recorded, the site re-sends its receipt for it, or says
+   * it signed none. A dishonest aggregator learns nothing from this: a receipt is made for it.
+   */
+  private async answerHeld(
+    ws: WebSocket,
+    msg: MessageOf<ServerMessage, 'ledger.held'>,
+  ): Promise<void> {
+    await this.signing.catch(() => undefined);
+    if (ws !== this.ws) return;
+    const mine = this.budget
+      .entries()
+      .find(
+        (e) =>
+          e.federationId === this.opts.federationId &&
+          e.siteId === this.siteId &&
+          e.seq === msg.seq,
+      );
+    if (mine) {
+      this.send(ws, { type: 'ledger.receipt', receipt: mine });
+      this.log(
+        `re-sent the receipt for ledger position ${msg.seq} (round ${msg.round}, ${msg.sum})`,
+      );
+    } else {
+      this.send(ws, { type: 'ledger.none', seq: msg.seq });
+      this.log(
+        `signed nothing at ledger position ${msg.seq} (round ${msg.round}); told the aggregator`,
       );
     }
-    return this.budget.sign(slot, ref, mechanism, {
-      siteId: this.siteId!,
-      siteName: this.siteName!,
-      identity: this.opts.identity,
-    });
+  }
+
+  /** Sends a receipt that the message meant to carry it will not (the round moved on, a step failed). */
+  private sendReceipt(ws: WebSocket, receipt: LedgerEntry | undefined): void {
+    if (receipt && ws === this.ws) this.send(ws, { type: 'ledger.receipt', receipt });
   }
 
   /**

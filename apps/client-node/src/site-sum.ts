@@ -123,8 +123,16 @@ export class SiteSum {
     this.sharesIn = false;
     const input = this.input!;
     const receipt = await this.release();
-    const masked = this.client.maskInput(input);
-    input.fill(0);
+    let masked: Uint32Array;
+    try {
+      masked = this.client.maskInput(input);
+    } catch (e) {
+      // Signed and recorded, never sent: the aggregator must still get it (its position is held).
+      if (receipt) this.o.sendJson({ type: 'ledger.receipt', receipt });
+      throw e;
+    } finally {
+      input.fill(0);
+    }
     this.o.sendBinary(
       encodeFrame(
         {

@@ -207,6 +207,17 @@ export const ledgerSlotSchema = z.object({
   epsilonLimit: finite,
   delta: finite,
 });
+/**
+ * The chain position this site holds for a release it may have signed (sent after a reconnect): the
+ * site answers with its receipt for it (ledger.receipt) or says it signed none (ledger.none).
+ */
+export const ledgerHeldSchema = z.object({
+  ...signed,
+  type: z.literal('ledger.held'),
+  seq: z.number().int().positive(),
+  round: z.number().int().positive(),
+  sum: sumKind,
+});
 export const roundEvaluateSchema = z.object({
   ...signed,
   type: z.literal('round.evaluate'),
@@ -315,6 +326,18 @@ export const ledgerReserveSchema = z.object({
   type: z.literal('ledger.reserve'),
   ...roundRef,
 });
+/** A signed receipt the aggregator may lack, for the position this site holds (see ledger.held). */
+export const ledgerReceiptSchema = z.object({
+  ...base,
+  type: z.literal('ledger.receipt'),
+  receipt: z.unknown(),
+});
+/** This site signed no receipt at the position it was granted: the position may pass on. */
+export const ledgerNoneSchema = z.object({
+  ...base,
+  type: z.literal('ledger.none'),
+  seq: z.number().int().positive(),
+});
 export const roundMetricsSchema = z.object({
   ...base,
   type: z.literal('round.metrics'),
@@ -344,6 +367,7 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   sumOpenSchema,
   roundEndSchema,
   ledgerSlotSchema,
+  ledgerHeldSchema,
   secaggAdvertisementsSchema,
   secaggDeliverSchema,
   secaggConsistencySchema,
@@ -356,6 +380,8 @@ export const siteMessageSchema = z.discriminatedUnion('type', [
   roundMetricsSchema,
   roundDeclineSchema,
   ledgerReserveSchema,
+  ledgerReceiptSchema,
+  ledgerNoneSchema,
   secaggAdvertiseSchema,
   secaggSharesSchema,
   secaggMaskedSchema,

@@ -60,6 +60,11 @@ export class SessionRegistry {
     return this.bySite.get(siteId);
   }
 
+  /** Whether `session` is still its site's live connection (not closed, not replaced). */
+  isCurrent(session: SiteSession): boolean {
+    return this.bySite.get(session.siteId)?.connectionId === session.connectionId;
+  }
+
   isConnected(siteId: string): boolean {
     return this.bySite.has(siteId);
   }

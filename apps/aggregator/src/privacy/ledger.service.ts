@@ -15,25 +15,16 @@ import {
   type VerificationReport,
 } from '@confide/privacy-ledger';
 import { randomUUID } from 'node:crypto';
-import { ErrorCode, PROTOCOL_VERSION, ProtocolError } from '@confide/protocol';
+import { ErrorCode, PROTOCOL_VERSION, ProtocolError, type SumKind } from '@confide/protocol';
+import { LedgerHolds, type LedgerHold } from './ledger-holds';
 import { LedgerRepository } from './ledger.repository';
 import { CLOCK, DATABASE, type Clock } from '../common/tokens';
 import type { Database } from '../database/database';
 import type { DpConfig, FederationRow, SiteRow } from '../database/rows';
 import { SiteRepository } from '../sites/site.repository';
 
-/** The next position in a federation's chain, held by one site until it signs or lets go. */
-export interface LedgerSlot {
-  federationId: string;
-  siteId: string;
-  round: number;
-  seq: number;
-  prevHash: string;
-  createdAt: string;
-  epsilonLimit: number;
-  delta: number;
-  release(): void;
-}
+/** The next position in a federation's chain, held by one site until it sends its receipt or says it has none. */
+export type LedgerSlot = Omit<LedgerHold, 'reservedAt' | 'sum'>;
 
 /** The ledger.slot message that hands `slot` to its site for the `sum` of a round, answering `refId`. */
 export function ledgerSlotMessage(
@@ -60,8 +51,8 @@ export function ledgerSlotMessage(
 /** DP settings that are on. */
 export type ActiveDp = Exclude<DpConfig, { level: 'none' }>;
 
-/** How long a site may hold the chain's next position before it is given to the next site. */
-const SLOT_TTL_MS = 30_000;
+/** How long a site waits for the chain's next position before its request is refused. */
+const SLOT_WAIT_MS = 60_000;
 
 /**
  * The epsilon ledger's rules: one chain position at a time per federation, receipts verified
@@ -70,35 +61,30 @@ const SLOT_TTL_MS = 30_000;
  */
 @Injectable()
 export class LedgerService {
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly holds: LedgerHolds;
 
   constructor(
     @Inject(DATABASE) private readonly db: Database,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(LedgerRepository) private readonly ledger: LedgerRepository,
     @Inject(SiteRepository) private readonly sites: SiteRepository,
-  ) {}
+  ) {
+    this.holds = new LedgerHolds(db);
+  }
 
-  /** Waits for the federation's chain head and holds it for `site` until release (or a timeout). */
-  async reserve(fed: FederationRow, site: SiteRow, round: number): Promise<LedgerSlot> {
-    const previous = this.chains.get(fed.id) ?? Promise.resolve();
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    this.chains.set(
-      fed.id,
-      previous.then(() => held),
-    );
-    await previous;
-    let released = false;
-    const timer = setTimeout(() => doRelease(), SLOT_TTL_MS);
-    timer.unref();
-    const doRelease = (): void => {
-      if (released) return;
-      released = true;
-      clearTimeout(timer);
-      release();
-    };
-    try {
+  /**
+   * Waits for the federation's chain head and holds it for `site` (persisted) until its receipt or
+   * its "none"; null (nothing held) when `wanted` says no once the position is free.
+   */
+  async reserve(
+    fed: FederationRow,
+    site: SiteRow,
+    round: number,
+    sum: SumKind,
+    wanted: () => boolean = () => true,
+  ): Promise<LedgerSlot | null> {
+    return this.holds.acquire(fed.id, SLOT_WAIT_MS, async (persist) => {
+      if (!wanted()) return null;
       const head = chainHead((await this.ledger.last(fed.id)) ?? undefined);
       const budget = await this.ledger.budget(fed.id, site.id);
       if (!budget)
@@ -106,25 +92,83 @@ export class LedgerService {
           ErrorCode.BUDGET_EXCEEDED,
           `site ${site.name} has no privacy budget in this federation`,
         );
-      return {
+      const hold: LedgerHold = {
         federationId: fed.id,
         siteId: site.id,
         round,
+        sum,
         ...head,
         createdAt: this.clock.now().toISOString(),
         epsilonLimit: budget.epsilonLimit,
         delta: budget.delta,
-        release: doRelease,
+        reservedAt: this.clock.now(),
       };
-    } catch (e) {
-      doRelease();
-      throw e;
-    }
+      await this.db.transaction((em) => persist(em, hold));
+      // One last look: the site may have gone while the position was written. It was never told
+      // of it, so it cannot have signed for it.
+      if (!wanted()) {
+        await this.endHold(hold);
+        return null;
+      }
+      return slotOf(hold);
+    });
+  }
+
+  /** The position `siteId` holds in `federationId`'s chain, if any (its welcome names it). */
+  async heldBy(
+    federationId: string,
+    siteId: string,
+  ): Promise<{ seq: number; round: number; sum: SumKind } | null> {
+    const h = await this.holds.current(federationId);
+    return h && h.siteId === siteId ? { seq: h.seq, round: h.round, sum: h.sum } : null;
+  }
+
+  /** Who holds `federationId`'s next chain position, if anyone (the privacy summary shows it). */
+  hold(federationId: string): Promise<LedgerHold | null> {
+    return this.holds.current(federationId);
+  }
+
+  /**
+   * A receipt the site sent for the position it holds, outside the message that normally carries it
+   * (a resend after a cut, or a release the round no longer wanted): appended after every check but
+   * the round's own mechanism (the round may be gone; its update, if any, is not used). No-op when
+   * the site holds no position, or another one (already appended: a duplicate).
+   */
+  async acceptHeldReceipt(federationId: string, site: SiteRow, raw: unknown): Promise<boolean> {
+    const h = await this.holds.current(federationId);
+    const seq = (raw as { seq?: unknown } | null)?.seq;
+    if (!h || h.siteId !== site.id || seq !== h.seq) return false;
+    await this.acceptReceipt(slotOf(h), site, raw, (m) =>
+      (m.release ?? 'update') === h.sum
+        ? null
+        : `the receipt is for a ${m.release ?? 'update'} release; position ${h.seq} was reserved for the ${h.sum} of round ${h.round}`,
+    );
+    return true;
+  }
+
+  /** The site says it signed nothing at position `seq`: the position passes on. */
+  async siteSignedNone(federationId: string, siteId: string, seq: number): Promise<boolean> {
+    const h = await this.holds.current(federationId);
+    if (!h || h.siteId !== siteId || h.seq !== seq) return false;
+    await this.endHold(h);
+    return true;
+  }
+
+  /** An administrator frees a held position (its holder gone for good); returns what was held. */
+  async releaseHold(federationId: string): Promise<LedgerHold | null> {
+    const h = await this.holds.current(federationId);
+    if (h) await this.endHold(h);
+    return h;
+  }
+
+  private async endHold(h: LedgerHold): Promise<void> {
+    const after = await this.db.transaction((em) => this.holds.end(em, h));
+    after();
   }
 
   /**
    * Checks a site's signed receipt against its slot and the mechanism the round prescribes, recomputes
-   * its RDP curve and cumulative epsilon from this ledger, and appends it. Releases the slot.
+   * its RDP curve and cumulative epsilon from this ledger, and appends it; the position passes on.
    */
   async acceptReceipt(
     slot: LedgerSlot,
@@ -167,7 +211,7 @@ export class LedgerService {
       }
       const wrongMechanism = expected(entry.mechanism);
       if (wrongMechanism) throw new ProtocolError(ErrorCode.RECEIPT_INVALID, wrongMechanism);
-      await this.db.transaction(async (em) => {
+      const after = await this.db.transaction(async (em) => {
         // The budget row is locked: concurrent releases of one site are serialised, never double-spent.
         const budget = await this.ledger.budget(slot.federationId, site.id, em, true);
         const history = await this.ledger.siteEntries(slot.federationId, site.id, em);
@@ -205,13 +249,20 @@ export class LedgerService {
           );
         }
         await this.ledger.insert(em, entry);
+        return this.holds.end(em, slot);
       });
+      after();
       return entry;
     } catch (e) {
-      if (e instanceof LedgerError) throw new ProtocolError(ErrorCode.RECEIPT_INVALID, e.message);
-      throw e;
-    } finally {
-      slot.release();
+      const err =
+        e instanceof LedgerError ? new ProtocolError(ErrorCode.RECEIPT_INVALID, e.message) : e;
+      // A receipt refused on its merits frees the position (its site broke the protocol, or its
+      // ledger disagrees with this one); a failure of the database keeps it held for a resend.
+      if (err instanceof ProtocolError) {
+        const h = await this.holds.current(slot.federationId);
+        if (h && h.seq === slot.seq && h.siteId === site.id) await this.endHold(h);
+      }
+      throw err;
     }
   }
 
@@ -307,6 +358,19 @@ export class LedgerService {
       federationId: fed.id,
     });
   }
+}
+
+function slotOf(h: LedgerHold): LedgerSlot {
+  return {
+    federationId: h.federationId,
+    siteId: h.siteId,
+    round: h.round,
+    seq: h.seq,
+    prevHash: h.prevHash,
+    createdAt: h.createdAt,
+    epsilonLimit: h.epsilonLimit,
+    delta: h.delta,
+  };
 }
 
 function closeTo(a: number, b: number): boolean {

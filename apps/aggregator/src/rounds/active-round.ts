@@ -60,7 +60,11 @@ export class ActiveRound {
   readonly refused = new Set<string>();
   /** Sites whose masked input counted but that vanished before unmasking. */
   lateDrops = 0;
-  /** Ledger chain positions held by participants (DP federations). */
+  /**
+   * Ledger chain positions granted to participants for this round's update (DP federations). The
+   * round forgets a position when it is done with its site; the position itself stays held (by the
+   * ledger) until the site's receipt or its "none".
+   */
   readonly slots = new Map<string, LedgerSlot>();
   /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */
   siteSamplingRate = 1;
@@ -96,13 +100,12 @@ export class ActiveRound {
     if (!p) return;
     p.status = 'rejected';
     p.detail = `${error.code}: ${error.message}${note}`;
-    this.releaseSlot(siteId);
+    this.forgetSlot(siteId);
     this.signal.notify();
   }
 
-  /** Gives back the ledger slot `siteId` holds in this round, if any. */
-  releaseSlot(siteId: string): void {
-    this.slots.get(siteId)?.release();
+  /** Stops expecting `siteId`'s receipt in this round's update (a later one is settled by the ledger). */
+  forgetSlot(siteId: string): void {
     this.slots.delete(siteId);
   }
 

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import {
   assertFinite,
   assertLength,
   ErrorCode,
+  PROTOCOL_VERSION,
   ProtocolError,
   type SiteMessage,
 } from '@confide/protocol';
@@ -54,8 +56,58 @@ export interface RoundMessageDeps {
 export class RoundMessages {
   constructor(private readonly d: RoundMessageDeps) {}
 
-  /** Handles one validated message from a logged-in site; throws ProtocolError on a bad one. */
+  /**
+   * Handles one validated message from a logged-in site; throws ProtocolError on a bad one. A receipt
+   * it carries is appended to the ledger even when the round refuses the message (or is gone): the
+   * site signed and recorded it, so its position must not pass to another site.
+   */
   async handle(
+    session: SiteSession,
+    msg: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+    bytes: number,
+  ): Promise<void> {
+    if (msg.type === 'ledger.receipt' || msg.type === 'ledger.none') {
+      await this.settleHeld(session, msg);
+      return;
+    }
+    try {
+      await this.route(session, msg, vector, bytes);
+    } finally {
+      if ('receipt' in msg && msg.receipt !== undefined) {
+        await this.settleHeld(session, { type: 'ledger.receipt', receipt: msg.receipt }).catch(
+          (e: unknown) =>
+            this.d.config.log(
+              `the receipt site ${session.siteName} sent with ${msg.type} was refused: ${(e as Error).message}`,
+            ),
+        );
+      }
+    }
+  }
+
+  /** A receipt for the position the site holds, or its word that it signed none there. */
+  private async settleHeld(
+    session: SiteSession,
+    msg: { type: 'ledger.receipt'; receipt: unknown } | { type: 'ledger.none'; seq: number },
+  ): Promise<void> {
+    const fedId = session.federationId;
+    if (msg.type === 'ledger.none') {
+      if (await this.d.ledger.siteSignedNone(fedId, session.siteId, msg.seq)) {
+        this.d.config.log(
+          `site ${session.siteName} signed no receipt at ledger position ${msg.seq}; it passes on`,
+        );
+      }
+      return;
+    }
+    const site = await this.d.siteRepo.findById(fedId, session.siteId);
+    if (site && (await this.d.ledger.acceptHeldReceipt(fedId, site, msg.receipt))) {
+      this.d.config.log(
+        `site ${session.siteName}'s receipt for ledger position ${String((msg.receipt as { seq?: unknown }).seq)} appended`,
+      );
+    }
+  }
+
+  private async route(
     session: SiteSession,
     msg: SiteMessage,
     vector: Float32Array | Uint32Array | null,
@@ -65,6 +117,7 @@ export class RoundMessages {
     if (msg.type === 'login') {
       throw new ProtocolError(ErrorCode.ALREADY_AUTHENTICATED);
     }
+    if (msg.type === 'ledger.receipt' || msg.type === 'ledger.none') return; // settled in handle()
     if (!active) {
       throw new ProtocolError(
         ErrorCode.UNEXPECTED_MESSAGE,
@@ -331,16 +384,22 @@ export class RoundMessages {
           );
         }
         const site = await this.d.siteRepo.findById(active.federationId, session.siteId);
-        const slot = await this.d.ledger.reserve(active.fed, site!, active.number);
-        const current = this.d.activeRound(session.federationId);
-        if (
-          current !== active ||
-          active.phase !== 'collecting' ||
-          p.status !== reserveStatus ||
-          !this.d.sessions.isConnected(session.siteId)
-        ) {
-          slot.release();
-          return;
+        const slot = await this.d.ledger.reserve(
+          active.fed,
+          site!,
+          active.number,
+          'update',
+          () =>
+            this.d.activeRound(session.federationId) === active &&
+            active.phase === 'collecting' &&
+            p.status === reserveStatus &&
+            this.d.sessions.isCurrent(session),
+        );
+        if (!slot) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `round ${active.number} moved on while this site waited for the ledger's next position`,
+          );
         }
         active.slots.set(session.siteId, slot);
         session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: 'update' }));
@@ -397,7 +456,7 @@ export class RoundMessages {
         }
         p.status = 'declined';
         p.detail = detail;
-        active.releaseSlot(session.siteId);
+        active.forgetSlot(session.siteId);
         break;
       }
     }
@@ -405,8 +464,21 @@ export class RoundMessages {
     active.signal.notify();
   }
 
-  /** A site (re)connected: a participant of the running round gets that round's work again. */
+  /**
+   * A site (re)connected: it hears of a ledger position it still holds (it answers with its receipt
+   * or "none"), and a participant of the running round gets that round's work again.
+   */
   connected(session: SiteSession): void {
+    void this.d.ledger
+      .heldBy(session.federationId, session.siteId)
+      .then((h) => {
+        if (h && this.d.sessions.isCurrent(session)) {
+          session.sendJson({ v: PROTOCOL_VERSION, type: 'ledger.held', id: randomUUID(), ...h });
+        }
+      })
+      .catch((e: unknown) =>
+        this.d.config.log(`cannot read the ledger's held position: ${(e as Error).message}`),
+      );
     const active = this.d.activeRound(session.federationId);
     if (!active) return;
     active.disconnectedAt.delete(session.siteId);
@@ -435,13 +507,16 @@ export class RoundMessages {
     active.signal.notify();
   }
 
-  /** A site's connection ended: it keeps its place for the reconnect grace, not its ledger slot. */
+  /**
+   * A site's connection ended: it keeps its place for the reconnect grace. A ledger position it
+   * holds stays held (it may have signed its receipt just before the cut): it answers for it when it
+   * reconnects.
+   */
   disconnected(session: SiteSession): void {
     const active = this.d.activeRound(session.federationId);
     if (!active) return;
     if (active.participants.has(session.siteId)) {
-      // A site that vanishes while holding the ledger's next position gives it up.
-      active.releaseSlot(session.siteId);
+      active.forgetSlot(session.siteId);
       active.disconnectedAt.set(session.siteId, this.d.clock.now().getTime());
       // Re-check once the grace period has passed.
       setTimeout(() => active.signal.notify(), this.d.config.reconnectGraceMs + 5).unref();

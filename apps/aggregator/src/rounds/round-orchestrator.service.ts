@@ -604,8 +604,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
     } finally {
       // An evaluation sum opened for a round that ended another way waits for nothing more.
       active.evaluation?.sum.cancel('the round ended before its evaluation');
-      // Slots still held when the round ends can no longer be used: free the chain for what follows.
-      for (const siteId of [...active.slots.keys()]) active.releaseSlot(siteId);
+      // Positions still held when the round ends stay held until their sites' receipts or "none".
+      active.slots.clear();
       loop.active = null;
     }
   }

@@ -321,14 +321,21 @@ export class RoundSumsService {
           );
         }
         const site = await this.sites.findById(active.federationId, session.siteId);
-        const slot = await this.ledger.reserve(active.fed, site!, active.number);
-        if (
-          active.sum !== sum ||
-          !sum.canReserve(session.siteId) ||
-          !this.sessions.isConnected(session.siteId)
-        ) {
-          slot.release();
-          return;
+        const slot = await this.ledger.reserve(
+          active.fed,
+          site!,
+          active.number,
+          sum.kind,
+          () =>
+            active.sum === sum &&
+            sum.canReserve(session.siteId) &&
+            this.sessions.isCurrent(session),
+        );
+        if (!slot) {
+          throw new ProtocolError(
+            ErrorCode.UNEXPECTED_MESSAGE,
+            `the ${sum.kind} sum moved on while this site waited for the ledger's next position`,
+          );
         }
         sum.slots.set(session.siteId, slot);
         session.sendJson(ledgerSlotMessage(slot, msg.id, { runId: active.runId, sum: sum.kind }));
@@ -345,6 +352,8 @@ export class RoundSumsService {
       case 'round.metrics':
       case 'round.update':
       case 'stats.report':
+      case 'ledger.receipt':
+      case 'ledger.none':
         throw new ProtocolError(
           ErrorCode.UNEXPECTED_MESSAGE,
           `${msg.type} is not part of the ${sum.kind} sum`,

@@ -210,7 +210,7 @@ export class SecureSum {
       };
     } finally {
       this.phase = 'done';
-      for (const slot of this.slots.values()) slot.release();
+      // Positions still held stay held (by the ledger) until their sites' receipts or "none".
       this.slots.clear();
       this.server.destroy();
       port.changed();
@@ -245,7 +245,6 @@ export class SecureSum {
     }
     s.state = 'declined';
     s.detail = reason;
-    this.slots.get(siteId)?.release();
     this.slots.delete(siteId);
   }
 
@@ -332,7 +331,6 @@ export class SecureSum {
         // A bad input (or receipt) costs its sender its place in the sum, never the sum itself.
         s.state = 'rejected';
         s.detail = (e as Error).message;
-        this.slots.get(siteId)?.release();
         this.slots.delete(siteId);
       }
       if (e instanceof ProtocolError) throw e;
