@@ -5,16 +5,13 @@ import {
   verify as cryptoVerify,
   type KeyObject,
 } from 'node:crypto';
+import { PKCS8_PREFIX, SPKI_PREFIX } from './ed25519';
 import { fromBase64, toBase64 } from './encoding';
 import { encodeFrame, frameHeader } from './frames';
 import { keyFingerprint, type IdentityKeyPair } from './identity';
 
 /** The prefix of every byte string the aggregator signs; a new encoding gets a new prefix. */
 export const SERVER_MESSAGE_DOMAIN = 'confide/server-message/v1\n';
-
-// DER prefixes of an Ed25519 key in PKCS#8 (secret seed) and SPKI (public key), RFC 8410.
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /**
  * JSON with object keys sorted at every level and no whitespace, so that signer and verifier hash
