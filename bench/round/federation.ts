@@ -152,6 +152,8 @@ export async function startMode(
       const last = Math.floor(((p + 1) * opts.sites) / P);
       const child = fork(launcher, [fileURLToPath(new URL('./sites.ts', import.meta.url))], {
         env: { ...process.env, [ROLE_ENV]: 'sites' },
+        // The driver's --cpu-prof profiles the aggregator; sites are profiled with NODE_OPTIONS.
+        execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
         stdio: ['ignore', 2, 2, 'ipc'],
       });
       sites.push(child);

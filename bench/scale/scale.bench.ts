@@ -7,8 +7,8 @@
  *                                                 [--secure on|off|both] [--json]
  *
  * Each row (a number of sites and a mode) gets a fresh aggregator in this process (NestJS, in-memory
- * PGlite, plain ws on loopback, node:crypto backends) with its pending-login caps raised to the number
- * of sites, since every site logs in from one address at once. The sites are the round benchmark's
+ * PGlite, plain ws on loopback, node:crypto backends) with its pending-login caps (numbers, timeout) raised
+ * for the run, since every site logs in from one address at once. The sites are the round benchmark's
  * (bench/round/sites.ts), spread over a few child processes. A secure round runs on the graph, degree
  * and threshold the aggregator picks for its size (chooseGraphParameters above 64 sites).
  *
@@ -146,9 +146,10 @@ async function measureRow(opts: Options, sites: number, secure: boolean): Promis
   const siteProcesses = Math.min(sites, opts.siteProcesses ?? 4);
   const agg = await startAggregator({
     log: opts.verbose ? progress : undefined,
-    // Every site logs in from loopback at once.
+    // Every site logs in from loopback at once, on cores the site processes share.
     maxPendingLogins: Math.max(1024, sites),
     maxPendingLoginsPerAddress: Math.max(64, sites),
+    loginTimeoutMs: 120_000,
   });
   let mode: Mode | undefined;
   try {
