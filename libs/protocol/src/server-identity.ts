@@ -25,12 +25,27 @@ export function canonicalMessageJson(value: unknown): string {
     if (s === undefined) throw new Error(`cannot encode ${typeof value} in a signed message`);
     return s;
   }
-  if (Array.isArray(value))
-    return `[${value.map((v) => canonicalMessageJson(v ?? null)).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalMessageJson(v)}`).join(',')}}`;
+  // Plain loops and string concatenation: a site checks the signature of every message, among them
+  // a round's list of advertisements (thousands of members).
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      out += canonicalMessageJson((value[i] as unknown) ?? null);
+    }
+    return `${out}]`;
+  }
+  const record = value as Record<string, unknown>;
+  // The default sort compares UTF-16 code units, as `<` does.
+  const keys = Object.keys(record).sort();
+  let out = '{';
+  for (const key of keys) {
+    const v = record[key];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += `${JSON.stringify(key)}:${canonicalMessageJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** The bytes the aggregator signs for a message: the domain, then the message without `sig`, canonical. */
