@@ -51,8 +51,12 @@ export interface Span {
   end: number;
 }
 export type Spans = Partial<Record<SitePhase, Span>>;
-export type ToSites = SiteSetup | { type: 'close' };
+/** setup, then (once every process answered 'prepared') connect, then close. */
+export type ToSites = SiteSetup | { type: 'connect' } | { type: 'close' };
 export type FromSites =
+  /** Its updates are generated: it connects when told to. */
+  | { type: 'prepared' }
+  /** Every site of the process has logged in. */
   | { type: 'ready'; bufferutil: string }
   | {
       type: 'round.end';
@@ -133,6 +137,10 @@ export async function runSites(): Promise<void> {
   let bytesToSites = 0;
   let cpuMark = process.cpuUsage();
   const sockets: WebSocket[] = [];
+  send({ type: 'prepared' });
+  await new Promise<void>((resolve) =>
+    process.once('message', (m: ToSites) => m.type === 'connect' && resolve()),
+  );
 
   const now = (): number => performance.timeOrigin + performance.now();
   const began = (round: number, phase: SitePhase): void => {

@@ -35,6 +35,18 @@ describe('login signatures', () => {
     expect(signLogin(site, SERVER, NONCE, FED, SERVER_KEY)).toBe(signature);
   });
 
+  it("are tweetnacl's signatures, and tweetnacl's verify as they do", () => {
+    const bytes = loginChallengeBytes(SERVER, NONCE, FED, site.publicKey, SERVER_KEY);
+    const secretKey = fromBase64(site.secretKey, 64);
+    expect(toBase64(nacl.sign.detached(bytes, secretKey))).toBe(signature);
+    const other = seededIdentity(2);
+    const theirs = toBase64(nacl.sign.detached(bytes, fromBase64(other.secretKey, 64)));
+    expect(verifyLogin(site.publicKey, theirs, SERVER, NONCE, FED, SERVER_KEY)).toBe(false);
+    const forOther = loginChallengeBytes(SERVER, NONCE, FED, other.publicKey, SERVER_KEY);
+    const good = toBase64(nacl.sign.detached(forOther, fromBase64(other.secretKey, 64)));
+    expect(verifyLogin(other.publicKey, good, SERVER, NONCE, FED, SERVER_KEY)).toBe(true);
+  });
+
   it('verify for the key, server, nonce and federation they were made for', () => {
     expect(verifyLogin(site.publicKey, signature, SERVER, NONCE, FED, SERVER_KEY)).toBe(true);
   });

@@ -1,4 +1,5 @@
 import nacl from 'tweetnacl';
+import { ed25519Sign, ed25519Verify } from './ed25519';
 import { fromBase64, toBase64 } from './encoding';
 
 /** An Ed25519 identity key pair (tweetnacl `sign`), keys in base64. */
@@ -53,9 +54,12 @@ export function signLogin(
   serverKey: string,
 ): string {
   const msg = loginChallengeBytes(serverId, nonce, federationId, identity.publicKey, serverKey);
-  return toBase64(
-    nacl.sign.detached(msg, fromBase64(identity.secretKey, nacl.sign.secretKeyLength)),
-  );
+  const secretKey = fromBase64(identity.secretKey, nacl.sign.secretKeyLength);
+  try {
+    return toBase64(ed25519Sign(msg, secretKey));
+  } finally {
+    secretKey.fill(0);
+  }
 }
 
 /** Verifies a login signature; false (never a throw) on any malformed input. */
@@ -70,7 +74,7 @@ export function verifyLogin(
   try {
     const pk = fromBase64(publicKey, nacl.sign.publicKeyLength);
     const sig = fromBase64(signature, nacl.sign.signatureLength);
-    return nacl.sign.detached.verify(
+    return ed25519Verify(
       loginChallengeBytes(serverId, nonce, federationId, publicKey, serverKey),
       sig,
       pk,

@@ -5,16 +5,13 @@ import {
   verify as cryptoVerify,
   type KeyObject,
 } from 'node:crypto';
+import { PKCS8_PREFIX, SPKI_PREFIX } from './ed25519';
 import { fromBase64, toBase64 } from './encoding';
 import { encodeFrame, frameHeader } from './frames';
 import { keyFingerprint, type IdentityKeyPair } from './identity';
 
 /** The prefix of every byte string the aggregator signs; a new encoding gets a new prefix. */
 export const SERVER_MESSAGE_DOMAIN = 'confide/server-message/v1\n';
-
-// DER prefixes of an Ed25519 key in PKCS#8 (secret seed) and SPKI (public key), RFC 8410.
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /**
  * JSON with object keys sorted at every level and no whitespace, so that signer and verifier hash
@@ -28,12 +25,27 @@ export function canonicalMessageJson(value: unknown): string {
     if (s === undefined) throw new Error(`cannot encode ${typeof value} in a signed message`);
     return s;
   }
-  if (Array.isArray(value))
-    return `[${value.map((v) => canonicalMessageJson(v ?? null)).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalMessageJson(v)}`).join(',')}}`;
+  // Plain loops and string concatenation: a site checks the signature of every message, among them
+  // a round's list of advertisements (thousands of members).
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      out += canonicalMessageJson((value[i] as unknown) ?? null);
+    }
+    return `${out}]`;
+  }
+  const record = value as Record<string, unknown>;
+  // The default sort compares UTF-16 code units, as `<` does.
+  const keys = Object.keys(record).sort();
+  let out = '{';
+  for (const key of keys) {
+    const v = record[key];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += `${JSON.stringify(key)}:${canonicalMessageJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** The bytes the aggregator signs for a message: the domain, then the message without `sig`, canonical. */

@@ -58,9 +58,32 @@ describe('encodings', () => {
     expect(() => decodeFields(Uint8Array.of(0, 0, 0, 5, 1))).toThrow(/truncated/);
   });
 
+  it('encodes numbers as 8-byte big-endian unsigned integers and strings as UTF-8', () => {
+    const hex = (fields: (Uint8Array | string | number)[]): string =>
+      Buffer.from(encodeFields(fields)).toString('hex');
+    expect(hex(['confide', 7])).toBe(
+      `00000007${Buffer.from('confide').toString('hex')}000000080000000000000007`,
+    );
+    expect(hex([2 ** 53 - 1, 2 ** 32 + 5, 'é'])).toBe(
+      '00000008001fffffffffffff' + '000000080000000100000005' + '00000002c3a9',
+    );
+    expect(() => encodeFields([-1])).toThrow(/non-negative safe integer/);
+    expect(() => encodeFields([2 ** 53])).toThrow(/non-negative safe integer/);
+  });
+
   it('accepts only canonical base64 of the expected length', () => {
     expect(fromBase64('AQID', 3)).toEqual(Uint8Array.of(1, 2, 3));
-    for (const bad of ['AQI', 'AQI!', 'AQJ=', 42, 'AQID\n'])
+    for (const bad of [
+      'AQI',
+      'AQI!',
+      'AQJ=',
+      42,
+      'AQID\n',
+      ' AQID',
+      '-_-_',
+      'AQ==AQ==',
+      'AQ=='.slice(1),
+    ])
       expect(() => fromBase64(bad)).toThrow(/base64/);
     expect(() => fromBase64('AQID', 4)).toThrow(/4 bytes/);
   });

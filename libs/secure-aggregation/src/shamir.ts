@@ -165,22 +165,33 @@ export function lagrangeAtZero(xs: readonly number[]): readonly bigint[] {
   const id = xs.join(',');
   const hit = lagrangeCache.get(id);
   if (hit !== undefined) return hit;
+  // c_i = prod_{j != i} x_j / (x_j - x_i) = P / d_i with P = prod_j x_j and
+  // d_i = x_i * prod_{j != i} (x_j - x_i): one product, then the d_i inverted together (one modular
+  // inverse). On a SecAgg+ graph every secret has its own x-set, so this runs once per secret.
   const t = xs.length;
-  const numerators: bigint[] = [];
+  let product = 1n;
+  for (const x of xs) product = reduce(product * BigInt(x));
   const denominators: bigint[] = [];
   for (let i = 0; i < t; i++) {
     const xi = xs[i] ?? 0;
-    let num = 1n;
+    // The small differences (|x_j - x_i| < 2^20) multiplied as doubles while the product stays an
+    // exact integer, so a BigInt multiplication covers several of them.
     let den = 1n;
+    let run = xi;
     let negative = false;
     for (let j = 0; j < t; j++) {
       if (j === i) continue;
       const xj = xs[j] ?? 0;
-      num = reduce(num * BigInt(xj));
       if (xj < xi) negative = !negative;
-      den = reduce(den * BigInt(Math.abs(xj - xi)));
+      const f = Math.abs(xj - xi);
+      if (run * f > Number.MAX_SAFE_INTEGER) {
+        den = reduce(den * BigInt(run));
+        run = f;
+      } else {
+        run *= f;
+      }
     }
-    numerators.push(num);
+    den = reduce(den * BigInt(run));
     denominators.push(negative ? SHAMIR_PRIME - den : den);
   }
   // Batch inversion: one modular inverse for all denominators.
@@ -188,14 +199,14 @@ export function lagrangeAtZero(xs: readonly number[]): readonly bigint[] {
   let acc = 1n;
   for (const d of denominators) {
     prefix.push(acc);
-    acc = mod(acc * d);
+    acc = reduce(acc * d);
   }
   let inv = modInverse(acc);
   const coefficients = new Array<bigint>(t);
   for (let i = t - 1; i >= 0; i--) {
     const d = denominators[i] ?? 1n;
-    coefficients[i] = mod(mod(inv * (prefix[i] ?? 1n)) * (numerators[i] ?? 0n));
-    inv = mod(inv * d);
+    coefficients[i] = reduce(reduce(inv * (prefix[i] ?? 1n)) * product);
+    inv = reduce(inv * d);
   }
   if (lagrangeCache.size >= MAX_CACHED_SETS) lagrangeCache.clear();
   lagrangeCache.set(id, coefficients);
