@@ -62,6 +62,21 @@ export const STAGES: readonly Stage[] = [
   { type: 'round.end', dir: 'down' },
 ];
 
+/** Where an aggregator kill may land: each step of a round that leaves something half done. */
+const KILL_STAGES: readonly Stage[] = STAGES.filter((s) =>
+  [
+    'round.train',
+    'secagg.shares',
+    'ledger.reserve',
+    'ledger.slot',
+    'round.update',
+    'secagg.unmasked',
+    'round.evaluate',
+    'secagg.masked',
+    'round.end',
+  ].includes(s.type),
+);
+
 export type FaultKind = 'aggregatorKilled' | 'nodeKilled' | 'connectionCut';
 export const FAULT_KINDS: readonly FaultKind[] = [
   'aggregatorKilled',
@@ -86,8 +101,8 @@ export type RoundPlan = Fault[];
 
 /**
  * Draws the plan for `rounds` rounds over `sites` sites: 0 to 3 faults a round (1.5 on average),
- * mostly cuts, a node kill in about one round in two, the aggregator killed in about one round in
- * six (each kill of it costs the round it hits). Cuts walk through every stage in turn, so a run of
+ * mostly cuts, a node kill in about one round in two, and the aggregator killed in one round of
+ * five. Cuts walk through every stage in turn, so a run of
  * a few rounds already cuts each stage of the protocol in both directions of timing.
  */
 export function planFaults(seed: number, rounds: number, sites: number): RoundPlan[] {
@@ -99,11 +114,7 @@ export function planFaults(seed: number, rounds: number, sites: number): RoundPl
     const n = Math.floor(rnd() * 4);
     const plan: RoundPlan = [];
     for (let i = 0; i < n; i++) {
-      const x = rnd();
-      const kind: FaultKind =
-        x < 0.11 ? 'aggregatorKilled' : x < 0.45 ? 'nodeKilled' : 'connectionCut';
-      // Only one aggregator kill a round: the round it hits is over anyway.
-      if (kind === 'aggregatorKilled' && plan.some((f) => f.kind === kind)) continue;
+      const kind: FaultKind = rnd() < 0.4 ? 'nodeKilled' : 'connectionCut';
       const stage =
         kind === 'connectionCut' ? STAGES[cutStage++ % STAGES.length]! : pick(STAGES.slice(2));
       plan.push({
@@ -111,7 +122,17 @@ export function planFaults(seed: number, rounds: number, sites: number): RoundPl
         stage,
         when: rnd() < 0.5 ? 'before' : 'after',
         site: Math.floor(rnd() * sites),
-        downMs: kind === 'aggregatorKilled' ? Math.floor(rnd() * 3000) : Math.floor(rnd() * 8000),
+        downMs: Math.floor(rnd() * 8000),
+      });
+    }
+    // The aggregator dies in one round of five (once: the round it hits may be over anyway).
+    if (r % 5 === 2) {
+      plan.push({
+        kind: 'aggregatorKilled',
+        stage: pick(KILL_STAGES),
+        when: 'after',
+        site: 0,
+        downMs: Math.floor(rnd() * 3000),
       });
     }
     plans.push(plan);
