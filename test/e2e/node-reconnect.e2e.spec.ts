@@ -1,44 +1,31 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetToCsv, loadCsv, partitionIid } from '@confide/ml';
 import { ApiClient } from '../../apps/cli/src/api-client';
-import { cliEnv, runCliJson, spawnCli, type CliProcess } from '../support/cli';
+import { cliEnv, runCliJson, type CliProcess } from '../support/cli';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import { DATASET } from '../support/federation';
-
-/** A port nobody listens on now (the aggregator is started and killed on it several times). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort, ProcessGroup } from '../support/processes';
 
 /**
  * Issue 15's first complaint, as processes: a node started before its aggregator, and one whose
  * aggregator is killed and restarted, stays up and logs in again by itself.
  */
 describe(`a client node outlives its aggregator (${databaseKind})`, () => {
-  const children: CliProcess[] = [];
+  const group = new ProcessGroup();
   let tmp: string;
   let db: Awaited<ReturnType<typeof freshDatabaseUrl>>;
 
-  const spawn = (args: string[], env: NodeJS.ProcessEnv): CliProcess => {
-    const p = spawnCli(args, env);
-    children.push(p);
-    return p;
-  };
+  const spawn = (args: string[], env: NodeJS.ProcessEnv): CliProcess => group.spawn(args, env);
 
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'confide-reconnect-'));
     db = await freshDatabaseUrl();
   });
   afterAll(async () => {
-    await Promise.all(children.map((c) => c.stop('SIGKILL', 5000)));
+    await group.killAll();
     await db?.drop();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
