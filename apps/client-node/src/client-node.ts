@@ -205,8 +205,10 @@ export class ClientNode {
   private slotWaiter: {
     requestId: string;
     ws: WebSocket;
+    ref: { runId: string; round: number };
     settle: (m: ServerMessage) => void;
-    lost: () => void;
+    /** Stops waiting: the connection or the round ended. */
+    lost: (why: string) => void;
   } | null = null;
   /**
    * The receipt being signed for a granted position, if any: a ledger.held question waits for it, so
@@ -413,6 +415,16 @@ export class ClientNode {
         void this.answerHeld(ws, parsed.msg);
         return;
       }
+      // A round that ends while its release waits for a ledger position ends that wait now (the
+      // round's end is queued behind it); a position granted later is answered with "none".
+      const w = this.slotWaiter;
+      if (
+        parsed.msg.type === 'round.end' &&
+        w?.ref.runId === parsed.msg.runId &&
+        w.ref.round === parsed.msg.round
+      ) {
+        w.lost(`round ${parsed.msg.round} ended while this site waited for a ledger slot`);
+      }
       // The key advertisements of this site's current secure round are answered at once, even while
       // it trains: sharing keys does not need the update, and the masks then expand on the mask
       // worker during training instead of after it.
@@ -439,7 +451,8 @@ export class ClientNode {
         this.log(`cannot reach ${this.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
-      if (this.slotWaiter?.ws === ws) this.slotWaiter.lost();
+      if (this.slotWaiter?.ws === ws)
+        this.slotWaiter.lost('the connection ended while waiting for a ledger slot');
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
@@ -1090,21 +1103,17 @@ export class ClientNode {
       this.slotWaiter = {
         requestId,
         ws,
+        ref,
         settle: (m) => {
           clearTimeout(timer);
           this.slotWaiter = null;
           if (m.type === 'ledger.slot') resolve(m);
           else if (m.type === 'error') reject(new ProtocolError(m.code as ErrorCode, m.message));
         },
-        lost: () => {
+        lost: (why) => {
           clearTimeout(timer);
           this.slotWaiter = null;
-          reject(
-            new ProtocolError(
-              ErrorCode.TIMEOUT,
-              'the connection ended while waiting for a ledger slot',
-            ),
-          );
+          reject(new ProtocolError(ErrorCode.TIMEOUT, why));
         },
       };
       if (ws.readyState === WebSocket.OPEN) {

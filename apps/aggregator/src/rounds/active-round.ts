@@ -30,6 +30,11 @@ export class ActiveRound {
   readonly signal = new Signal();
   readonly participants = new Map<string, Participant>();
   readonly disconnectedAt = new Map<string, number>();
+  /**
+   * Participants that reconnected after joining a secure sum of this round: their round keys went
+   * with the old connection, so the round no longer waits for them (secure rounds do not resume).
+   */
+  readonly stateLost = new Set<string>();
   readonly stats = new Map<string, FeatureStatsPartial>();
   readonly evaluations = new Map<string, SiteMetrics>();
   collector: UpdateCollector | null = null;
@@ -115,6 +120,7 @@ export class ActiveRound {
 
   /** Whether a site can still answer: connected, or disconnected for less than the grace. */
   reachable(siteId: string, now: number, graceMs: number, connected: boolean): boolean {
+    if (this.stateLost.has(siteId)) return false;
     if (connected) return true;
     const since = this.disconnectedAt.get(siteId);
     return since !== undefined && now - since < graceMs;

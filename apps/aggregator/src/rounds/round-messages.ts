@@ -34,6 +34,15 @@ const SUM_STEPS: ReadonlySet<string> = new Set([
   'ledger.reserve',
 ]);
 
+/** The phases of a round's secure update sum, in which a site's round keys are in use. */
+const UPDATE_SUM_PHASES: ReadonlySet<string> = new Set([
+  'advertising',
+  'sharing',
+  'collecting',
+  'consistency',
+  'unmasking',
+]);
+
 /** What the site-message handling needs from the aggregator around it. */
 export interface RoundMessageDeps {
   /** The round running now in a federation, if any. */
@@ -484,8 +493,19 @@ export class RoundMessages {
     active.disconnectedAt.delete(session.siteId);
     const p = active.participants.get(session.siteId);
     // Resume within the round: a participant that reconnects gets the round's work again. A secure
-    // sum it already joined does not resume (its round keys are gone with the old connection).
-    const offered = !active.sum || active.sum.sites.get(session.siteId)?.state === 'offered';
+    // sum it already joined does not resume (its round keys are gone with the old connection): the
+    // round stops waiting for it there, rather than until the step's deadline.
+    const sumState = active.sum?.sites.get(session.siteId)?.state;
+    const offered = !active.sum || sumState === 'offered';
+    const joinedUpdateSum =
+      active.secagg !== null &&
+      UPDATE_SUM_PHASES.has(active.phase) &&
+      (p?.status === 'advertised' || p?.status === 'shared' || p?.status === 'submitted');
+    if (p && (joinedUpdateSum || (sumState !== undefined && sumState !== 'offered'))) {
+      active.stateLost.add(session.siteId);
+      const note = 'reconnected mid secure sum; its round keys were gone with the old connection';
+      if (!p.detail?.includes(note)) p.detail = p.detail ? `${p.detail}; ${note}` : note;
+    }
     if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
       session.sendBinary(active.trainFrame);
     } else if (
