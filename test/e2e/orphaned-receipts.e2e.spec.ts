@@ -21,6 +21,8 @@ import {
 import { fileLedgerStore, parsePolicy, type ClientNode } from '@confide/client-node';
 import { generateIdentity } from '@confide/protocol';
 import { ApiClient } from '../../apps/cli/src/api-client';
+import { main } from '../../apps/cli/src/main';
+import { captureIo } from '../support/cli';
 import { LedgerService } from '../../apps/aggregator/src/privacy/ledger.service';
 import {
   startCapturingRelay,
@@ -252,4 +254,97 @@ describe(`no orphaned receipt after a cut or a crash at each step of a release (
       expect((await listRounds(api, fed.id)).some((r) => r.state === 'committed')).toBe(true);
     }, 120_000);
   }
+
+  it('a site gone for good holds its position until an admin releases it, on the record', async () => {
+    const fed = await createFederation(api, FEDERATION);
+    const sites: TestSite[] = await enrolSites(api, fed.id, 3);
+    let gone = false;
+    const site1Ref: { node: ClientNode | null } = { node: null };
+    const relay = await startCapturingRelay(agg.wsUrl, (m) => {
+      if (!gone && fromSite('round.update', true)(m)) {
+        gone = true;
+        site1Ref.node?.stop(); // signed, recorded, never sent, never back
+        return 'cut-before';
+      }
+      return 'forward';
+    });
+    relays.push(relay);
+    const site1 = (
+      await startNode(agg, fed.id, sites[0]!, {
+        server: relay.url,
+        policy: POLICY,
+        ledgerStore: fileLedgerStore(join(workDir, `${fed.id}-gone.jsonl`)),
+      })
+    ).node;
+    site1Ref.node = site1;
+    live.push(site1);
+    const others: ClientNode[] = [];
+    for (const s of sites.slice(1)) {
+      const { node } = await startNode(agg, fed.id, s, { policy: POLICY });
+      live.push(node);
+      others.push(node);
+    }
+    const { id: runId } = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+      rounds: 1,
+    });
+    await waitUntil(() => gone, 60_000, 'site 1 to sign and vanish');
+    const cli = async (...args: string[]) => {
+      const io = captureIo();
+      const code = await main(
+        ['admin', 'ledger', ...args, '--server', agg.url, '--token', token, '--federation', fed.id],
+        io,
+      );
+      return { code, out: io.stdout(), err: io.stderr() };
+    };
+    const held = await waitUntil(
+      async () => {
+        const r = await cli('hold', '--json');
+        const h = (JSON.parse(r.out) as { hold: { siteId: string; connected: boolean } | null })
+          .hold;
+        return h && !h.connected ? h : undefined;
+      },
+      10_000,
+      "site 1's position to be held while it is away",
+    );
+    expect(held.siteId).toBe(sites[0]!.siteId);
+    // Nothing releases it on its own: no timer, no round end.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await agg.app.get(LedgerService).hold(fed.id)).not.toBeNull();
+
+    const refused = await cli('release-hold');
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/--reason/);
+    const released = await cli('release-hold', '--reason', 'hospital-1 decommissioned its node');
+    expect(released.code).toBe(0);
+    expect(released.out).toMatch(/released: position \d+ held for hospital-1/);
+    expect(await agg.app.get(LedgerService).hold(fed.id)).toBeNull();
+    const events = await agg.db.manager.query<Array<{ details: { reason?: string } | string }>>(
+      `SELECT details FROM admin_event WHERE action = 'ledger.hold.release' AND subject = $1`,
+      [fed.id],
+    );
+    expect(events).toHaveLength(1);
+    const details = events[0]!.details;
+    expect(typeof details === 'string' ? JSON.parse(details) : details).toMatchObject({
+      reason: 'hospital-1 decommissioned its node',
+      siteName: 'hospital-1',
+    });
+
+    // The chain goes on; site 1's signed receipt has no place in it, as the audit then says.
+    expect((await waitForRun(api, fed.id, runId, 90_000)).status).toBe('completed');
+    const { id: next } = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+      rounds: 1,
+    });
+    expect((await waitForRun(api, fed.id, next, 90_000)).status).toBe('completed');
+    const exported = parseLedgerExport(
+      await api.get<unknown>(`/api/v1/federations/${fed.id}/ledger/export`),
+    );
+    const report = verifyLedgerExport(exported, {
+      accountant: confideAccountant,
+      localLedgers: new Map([[sites[0]!.siteId, site1.ledgerEntries()]]),
+    });
+    expect(report.discrepancies.map((d) => d.kind)).toContain('LOCAL_DIFFERS');
+    const central = verifyLedgerExport(exported, { accountant: confideAccountant });
+    expect(central.ok).toBe(true);
+    for (const n of others) expect(n.ledgerEntries().length).toBeGreaterThan(0);
+  }, 120_000);
 });

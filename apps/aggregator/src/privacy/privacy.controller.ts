@@ -1,4 +1,5 @@
 import {
+  Body,
   Controller,
   Get,
   Header,
@@ -10,7 +11,7 @@ import {
   Req,
   Res,
 } from '@nestjs/common';
-import { ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { z } from 'zod';
 import { ledgerToCsv } from '@confide/privacy-ledger';
@@ -19,7 +20,14 @@ import { LedgerService } from './ledger.service';
 import { nextRelease } from './next-release';
 import { FederationsService } from '../federations/federations.service';
 import { parseInput } from '../common/validation';
-import { Roles, type AuthedRequest } from '../auth/roles.guard';
+import { actorOf, Roles, type AuthedRequest } from '../auth/roles.guard';
+import { AdminEventRepository } from '../common/admin-event.repository';
+import { ApiError } from '../common/errors';
+import { SessionRegistry } from '../fl/session-registry';
+import { SiteRepository } from '../sites/site.repository';
+import type { LedgerHold } from './ledger-holds';
+
+const releaseSchema = z.object({ reason: z.string().trim().min(1).max(1000) }).strict();
 
 const pageSchema = z
   .object({
@@ -37,6 +45,9 @@ export class PrivacyController {
     @Inject(LedgerService) private readonly ledger: LedgerService,
     @Inject(LedgerRepository) private readonly entries: LedgerRepository,
     @Inject(FederationsService) private readonly federations: FederationsService,
+    @Inject(SiteRepository) private readonly sites: SiteRepository,
+    @Inject(SessionRegistry) private readonly sessions: SessionRegistry,
+    @Inject(AdminEventRepository) private readonly events: AdminEventRepository,
   ) {}
 
   @Get('ledger')
@@ -104,5 +115,64 @@ export class PrivacyController {
   async privacy(@Param('federationId') federationId: string) {
     const fed = await this.federations.get(federationId);
     return this.ledger.summary(fed, (_site, history) => nextRelease(fed, history));
+  }
+
+  @Get('ledger/hold')
+  @Roles('auditor', 'admin')
+  @ApiOperation({
+    summary:
+      "The chain position held for a site's receipt, if any: who holds it, since when, whether it is connected",
+  })
+  async hold(@Param('federationId') federationId: string) {
+    await this.federations.get(federationId);
+    return { hold: await this.describe(await this.ledger.hold(federationId)) };
+  }
+
+  @Post('ledger/hold/release')
+  @HttpCode(200)
+  @Roles('admin')
+  @ApiBody({
+    schema: { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } },
+  })
+  @ApiOperation({
+    summary:
+      'Free the held chain position of a site that will not come back (recorded; a receipt it signed there can then never be appended)',
+  })
+  async releaseHold(
+    @Param('federationId') federationId: string,
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+  ) {
+    await this.federations.get(federationId);
+    const { reason } = parseInput(releaseSchema, body);
+    const held = await this.ledger.hold(federationId);
+    if (!held) throw new ApiError('INVALID_STATE', 'no ledger position is held in this federation');
+    if (this.sessions.isConnected(held.siteId)) {
+      throw new ApiError(
+        'INVALID_STATE',
+        'the site holding the position is connected and answers for it itself; release only the position of a site that is gone',
+      );
+    }
+    const released = await this.ledger.releaseHold(federationId);
+    const view = await this.describe(released);
+    await this.events.record(actorOf(req), 'ledger.hold.release', federationId, {
+      ...view,
+      reason,
+    });
+    return { released: view };
+  }
+
+  private async describe(h: LedgerHold | null) {
+    if (!h) return null;
+    const site = await this.sites.findById(h.federationId, h.siteId);
+    return {
+      seq: h.seq,
+      siteId: h.siteId,
+      siteName: site?.name ?? null,
+      round: h.round,
+      sum: h.sum,
+      reservedAt: h.reservedAt.toISOString(),
+      connected: this.sessions.isConnected(h.siteId),
+    };
   }
 }

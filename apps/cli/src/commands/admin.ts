@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { admin, client, federationOpt, jsonOption, jsonOrFileOption, print } from './admin-common';
 import { tokenCommands } from './admin-tokens';
+import { ledgerCommands } from './admin-ledger';
 import {
   choiceOption,
   CliError,
@@ -31,6 +32,7 @@ type Round = {
 
 export const adminCommands: Command[] = [
   ...tokenCommands,
+  ...ledgerCommands,
   admin(
     ['federation', 'create'],
     'Create a federation',
