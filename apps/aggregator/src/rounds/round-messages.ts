@@ -506,7 +506,12 @@ export class RoundMessages {
       const note = 'reconnected mid secure sum; its round keys were gone with the old connection';
       if (!p.detail?.includes(note)) p.detail = p.detail ? `${p.detail}; ${note}` : note;
     }
-    if (p?.status === 'selected' && active.phase === 'collecting' && active.trainFrame) {
+    // A plain round collects updates in 'collecting'; a secure one takes advertisements (sent as
+    // training starts) in 'advertising': until then a reconnecting site can start over.
+    const trainingOpen = active.secagg
+      ? active.phase === 'advertising'
+      : active.phase === 'collecting';
+    if (p?.status === 'selected' && trainingOpen && active.trainFrame) {
       session.sendBinary(active.trainFrame);
     } else if (
       p?.status === 'submitted' &&
