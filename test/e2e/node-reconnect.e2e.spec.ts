@@ -109,8 +109,9 @@ describe(`a client node outlives its aggregator (${databaseKind})`, () => {
     );
     expect(sites.find((s) => s.id === site.id)?.connected).toBe(true);
 
-    // A signal ends it cleanly.
+    // A signal ends it cleanly, saying what it abandons.
     expect(await node.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(node.stderr).toMatch(/SIGTERM: stopping; abandoned waiting for a round/);
     expect(node.stderr).toMatch(/\nstopped\n?$/);
     // --json tells a script each change: reconnecting (with the wait), connected, waiting, stopped.
     const events = node.stdout
@@ -126,6 +127,7 @@ describe(`a client node outlives its aggregator (${databaseKind})`, () => {
       'reconnecting',
       'connected',
       'waiting',
+      'stopping',
       'stopped',
     ]);
     for (const e of events.filter((x) => x.event === 'reconnecting')) {

@@ -132,7 +132,9 @@ export interface ClientNodeOptions {
 export type NodeState =
   | { state: 'waiting' }
   | { state: 'training'; round: number }
-  | { state: 'reconnecting'; inMs: number; attempt: number };
+  | { state: 'reconnecting'; inMs: number; attempt: number }
+  /** Stopping on a signal: what it was doing, now abandoned. */
+  | { state: 'stopping'; signal: string; abandoned: string };
 
 /** Why a node stopped for good. */
 export class NodeStopped extends Error {
@@ -177,6 +179,8 @@ export class ClientNode {
   private maskPool: MaskWorkerPool | null = null;
   private connectedOnce = false;
   private attempt = 0;
+  /** What the node is doing, for the line it prints when a signal stops it. */
+  private activity = 'connecting to the aggregator';
   /** The pending reconnect; it keeps the process alive, as a node that waits must be. */
   private reconnectTimer: NodeJS.Timeout | null = null;
   /** Since when this node has had no logged-in connection (null while it has one). */
@@ -338,15 +342,32 @@ export class ClientNode {
     this.maskPool = null;
   }
 
-  /** Stops for good: closes the connection, no reconnect. */
-  stop(): void {
+  /**
+   * Stops for good: closes the connection, no reconnect. On a signal it says which step it abandons
+   * (nothing of an unfinished step leaves); a receipt being written is finished first, so the local
+   * ledger never loses a charge that left.
+   */
+  stop(signal?: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    if (signal) {
+      this.log(`${signal}: stopping; abandoned ${this.activity}`);
+      this.setState({ state: 'stopping', signal, abandoned: this.activity });
+    }
     this.cancelReconnect();
     this.release();
     this.ws?.close(1000, 'site stopping');
     this.ws = null;
-    this.finish(null);
+    void this.signing.catch(() => undefined).then(() => this.finish(null));
+  }
+
+  /** Reports a state change and remembers it as what the node is doing. */
+  private setState(s: NodeState): void {
+    if (s.state === 'waiting') this.activity = 'waiting for a round';
+    else if (s.state === 'training')
+      this.activity = `round ${s.round} (training, before its update left)`;
+    else if (s.state === 'reconnecting') this.activity = 'waiting to reconnect';
+    this.opts.onState?.(s);
   }
 
   /** Drops the connection without telling the aggregator, as a crash or network cut would (tests, demo). */
@@ -485,7 +506,7 @@ export class ClientNode {
       this.log(
         `${this.connectedOnce ? 'connection lost' : 'aggregator not reachable'} (${code}); reconnecting in ${(delay / 1000).toFixed(1)} s`,
       );
-      this.opts.onState?.({
+      this.setState({
         state: 'reconnecting',
         inMs: Math.round(delay),
         attempt: this.attempt,
@@ -594,7 +615,7 @@ export class ClientNode {
         this.disconnectedSince = null;
         this.log('waiting for a round');
         this.opts.onWelcome?.(msg);
-        this.opts.onState?.({ state: 'waiting' });
+        this.setState({ state: 'waiting' });
         return;
       case 'error':
         if (msg.fatal) {
@@ -635,6 +656,7 @@ export class ClientNode {
         }
         this.releases.endRound(msg.runId, msg.round);
         this.budget.dropRound(msg.runId, msg.round);
+        this.activity = 'waiting for a round';
         this.log(
           msg.outcome === 'committed'
             ? `round ${msg.round} committed`
@@ -816,7 +838,7 @@ export class ClientNode {
       return;
     }
     this.latestRound.set(msg.runId, msg.round);
-    this.opts.onState?.({ state: 'training', round: msg.round });
+    this.setState({ state: 'training', round: msg.round });
     try {
       const { train } = this.datasets(msg.standardization);
       const rows = this.declaredTrainRows();
@@ -889,6 +911,7 @@ export class ClientNode {
       this.log(
         `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}, update sent`,
       );
+      this.activity = `round ${msg.round} (update sent; waiting for the round to end)`;
     } catch (e) {
       this.progress.done();
       this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
@@ -967,6 +990,7 @@ export class ClientNode {
           // masked update for sending without copying it.
           s.client.precomputeMasksOn(this.maskWorkers(), { reserveBefore: FRAME_HEADER_ROOM });
           this.log(`round ${msg.round}: key shares sent; masks expanding`);
+          this.activity = `round ${msg.round} (secure aggregation, before its masked update left)`;
           return;
         case 'secagg.deliver': {
           s.client.receiveShares(msg.shares);
@@ -1033,6 +1057,7 @@ export class ClientNode {
           receipt = undefined; // it travels with the update
           if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
           this.log(`round ${msg.round}: masked update sent`);
+          this.activity = `round ${msg.round} (masked update sent; helping unmask the sum)`;
           return;
         }
         case 'secagg.consistency':

@@ -281,8 +281,8 @@ export const nodeJoinCommand: Command = {
     io.err(
       `rows: ${node.rows.train} to train on, ${node.rows.eval} held out for evaluation${evalData ? ' (--eval-data)' : ` (${evalFraction * 100}% of --data)`}`,
     );
-    process.once('SIGINT', () => node.stop());
-    process.once('SIGTERM', () => node.stop());
+    process.once('SIGINT', () => node.stop('SIGINT'));
+    process.once('SIGTERM', () => node.stop('SIGTERM'));
     const stopped = await node.run();
     if (stopped) {
       emit({ event: 'stopped', code: stopped.code, message: stopped.message });
