@@ -167,6 +167,21 @@ describe(`no orphaned receipt after a cut or a crash at each step of a release (
     api = new ApiClient(agg.url, token);
   }
 
+  /** Client nodes of `sites` connected straight to the aggregator (no relay, no faults). */
+  async function startDirect(fedId: string, sites: TestSite[]): Promise<ClientNode[]> {
+    const nodes: ClientNode[] = [];
+    for (const s of sites) {
+      const { node } = await startNode(agg, fedId, s, { policy: POLICY });
+      live.push(node);
+      nodes.push(node);
+    }
+    return nodes;
+  }
+
+  async function startRun(fedId: string, rounds: number): Promise<string> {
+    return (await api.post<{ id: string }>(`/api/v1/federations/${fedId}/runs`, { rounds })).id;
+  }
+
   /** The chain verifies, each site's own ledger reconciles with it, and no position is held. */
   async function expectConsistent(fedId: string, locals: Map<string, LedgerEntry[]>) {
     const exported = parseLedgerExport(
@@ -222,15 +237,8 @@ describe(`no orphaned receipt after a cut or a crash at each step of a release (
         return node;
       };
       site1 = await node1();
-      const others: ClientNode[] = [];
-      for (const s of sites.slice(1)) {
-        const { node } = await startNode(agg, fed.id, s, { policy: POLICY });
-        live.push(node);
-        others.push(node);
-      }
-      const { id: runId } = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
-        rounds: 2,
-      });
+      const others = await startDirect(fed.id, sites.slice(1));
+      const runId = await startRun(fed.id, 2);
       // The fault strikes inside the run; a restarted aggregator is back before the run is polled.
       await waitUntil(() => fired > 0, 60_000, 'the fault to strike');
       if (crashed.restart) await crashed.restart;
@@ -278,15 +286,8 @@ describe(`no orphaned receipt after a cut or a crash at each step of a release (
     ).node;
     site1Ref.node = site1;
     live.push(site1);
-    const others: ClientNode[] = [];
-    for (const s of sites.slice(1)) {
-      const { node } = await startNode(agg, fed.id, s, { policy: POLICY });
-      live.push(node);
-      others.push(node);
-    }
-    const { id: runId } = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
-      rounds: 1,
-    });
+    const others = await startDirect(fed.id, sites.slice(1));
+    const runId = await startRun(fed.id, 1);
     await waitUntil(() => gone, 60_000, 'site 1 to sign and vanish');
     const cli = async (...args: string[]) => {
       const io = captureIo();
@@ -331,9 +332,7 @@ describe(`no orphaned receipt after a cut or a crash at each step of a release (
 
     // The chain goes on; site 1's signed receipt has no place in it, as the audit then says.
     expect((await waitForRun(api, fed.id, runId, 90_000)).status).toBe('completed');
-    const { id: next } = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
-      rounds: 1,
-    });
+    const next = await startRun(fed.id, 1);
     expect((await waitForRun(api, fed.id, next, 90_000)).status).toBe('completed');
     const exported = parseLedgerExport(
       await api.get<unknown>(`/api/v1/federations/${fed.id}/ledger/export`),
