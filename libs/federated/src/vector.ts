@@ -9,7 +9,7 @@ export function subtract(a: Float32Array, b: Float32Array): Float32Array {
 /** acc[i] += scale * v[i], accumulating in float64 so many sites add up without float32 drift. */
 export function addScaledInto(acc: Float64Array, v: Float32Array, scale: number): void {
   assertSameLength(acc, v);
-  for (let i = 0; i < v.length; i++) acc[i]! += scale * v[i]!;
+  for (let i = 0; i < v.length; i++) acc[i] = acc[i]! + scale * v[i]!;
 }
 
 /** The L2 norm of a vector, accumulated in float64. */

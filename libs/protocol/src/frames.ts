@@ -178,6 +178,22 @@ export function decodeFrame(data: Uint8Array, maxElements: number): DecodedFrame
 
 /** Throws NON_FINITE_VALUES naming the first bad index when `v` holds NaN or ±Infinity. */
 export function assertFinite(v: Float32Array, what = 'vector'): void {
+  squaredNorm(v, what);
+}
+
+/**
+ * The squared L2 norm of `v` in float64, or NON_FINITE_VALUES naming the first NaN or Infinity: one
+ * pass serves both checks, since the float64 sum of squares of float32 values is finite exactly when
+ * every value is (the largest float32 squared, times any length a frame can have, is far from the
+ * float64 limit).
+ */
+export function squaredNorm(v: Float32Array, what = 'vector'): number {
+  let sq = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    sq += x * x;
+  }
+  if (Number.isFinite(sq)) return sq;
   for (let i = 0; i < v.length; i++) {
     if (!Number.isFinite(v[i])) {
       throw new ProtocolError(
@@ -186,6 +202,7 @@ export function assertFinite(v: Float32Array, what = 'vector'): void {
       );
     }
   }
+  return sq;
 }
 
 /** Throws WRONG_VECTOR_LENGTH unless `v` has exactly `expected` elements. */

@@ -81,6 +81,13 @@ const SITE_EXAMPLES: Record<string, Record<string, unknown>> = {
     round: 1,
     sum: 'update',
   },
+  'ledger.receipt': {
+    v: PROTOCOL_VERSION,
+    type: 'ledger.receipt',
+    id: 'm6r',
+    receipt: { seq: 3 },
+  },
+  'ledger.none': { v: PROTOCOL_VERSION, type: 'ledger.none', id: 'm6n', seq: 3 },
   'secagg.advertise': {
     v: PROTOCOL_VERSION,
     type: 'secagg.advertise',
@@ -257,6 +264,14 @@ const SERVER_EXAMPLES: Record<string, Record<string, unknown>> = {
     createdAt: '2030-01-01T00:00:00.000Z',
     epsilonLimit: 1,
     delta: 1e-5,
+  },
+  'ledger.held': {
+    v: PROTOCOL_VERSION,
+    type: 'ledger.held',
+    id: 's8h',
+    seq: 3,
+    round: 2,
+    sum: 'update',
   },
   'secagg.advertisements': {
     v: PROTOCOL_VERSION,

@@ -1,4 +1,4 @@
-import { ErrorCode, ProtocolError, type SiteMetrics } from '@confide/protocol';
+import { ErrorCode, ProtocolError, squaredNorm, type SiteMetrics } from '@confide/protocol';
 import type { FederationRow, SiteRow } from '../database/rows';
 
 /**
@@ -68,10 +68,9 @@ export function maxUpdateNorm(fed: FederationRow, length: number): number {
 }
 
 /** Throws UPDATE_NORM_EXCEEDED when the update's L2 norm is above `max`. */
-export function checkUpdateNorm(update: Float32Array, max: number): void {
-  let sq = 0;
-  for (let i = 0; i < update.length; i++) sq += (update[i] as number) ** 2;
-  const norm = Math.sqrt(sq);
+export function checkUpdateNorm(update: Float32Array | number, max: number): void {
+  // A number is the update's squared norm, already computed (with the finiteness check).
+  const norm = Math.sqrt(typeof update === 'number' ? update : squaredNorm(update, 'update'));
   if (!(norm <= max)) {
     throw new ProtocolError(
       ErrorCode.UPDATE_NORM_EXCEEDED,

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import {
-  assertFinite,
   assertLength,
   ErrorCode,
   PROTOCOL_VERSION,
   ProtocolError,
+  squaredNorm,
   type SiteMessage,
 } from '@confide/protocol';
 import { canonicalJson, recordLevelRelease, siteLevelRelease } from '@confide/privacy-ledger';
@@ -226,9 +226,9 @@ export class RoundMessages {
           assertLength(vector!, active.expectedLength + (active.secagg ? 1 : 0), 'update');
           if (vector instanceof Float32Array) {
             // In the clear every contribution is checked against its range before it is used.
-            assertFinite(vector, 'update');
+            const sq = squaredNorm(vector, 'update');
             try {
-              checkUpdateNorm(vector, maxUpdateNorm(active.fed, active.expectedLength));
+              checkUpdateNorm(sq, maxUpdateNorm(active.fed, active.expectedLength));
               weight = plainWeight(msg.numExamples, weightingOf(active.fed), {
                 maxWeight: active.sites.get(session.siteId)?.maxWeight ?? null,
               });
