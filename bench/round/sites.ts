@@ -359,7 +359,7 @@ export async function runSites(): Promise<void> {
                   type: 'secagg.shares',
                   ...ref,
                   sum: 'update',
-                  shares: s!.client.shareKeys(m['advertisements'] as unknown[]),
+                  shares: s!.client.shareKeys(m['advertisements']),
                 });
                 // As the client node does: the masks expand while the shares go round, with room
                 // before them for the frame header.

@@ -407,7 +407,7 @@ function siteProcess(): void {
           result = live().advertise();
           break;
         case 'shareKeys':
-          result = live().shareKeys(msg.arg as unknown[]);
+          result = live().shareKeys(msg.arg);
           break;
         case 'receiveShares':
           live().receiveShares(msg.arg as unknown[]);
@@ -488,7 +488,11 @@ async function runSynthetic(
   const sidB64 = server.sessionId as string;
   const repAd = ads[0] as Advertisement;
   const repEnc = fromBase64(repAd.encPublicKey, 32);
-  const repShares = await rep.call<EncryptedShare[]>('shareKeys', ads, site);
+  const repShares = await rep.call<EncryptedShare[]>(
+    'shareKeys',
+    server.advertisementsFor(repId),
+    site,
+  );
   server.addShares(repId, repShares);
 
   // Who drops (after sharing, before masking) and who answers the unmask request.
@@ -666,11 +670,11 @@ async function runReal(
   const survivors = n - Math.round(cell.dropout * n);
   const updates = ids.map(() => randomUpdate(m));
   clients.forEach((c) => server.addAdvertisement(timed(c, () => c.advertise())));
-  const ads = server.closeAdvertising();
+  server.closeAdvertising();
   clients.forEach((c) =>
     server.addShares(
       c.siteId,
-      timed(c, () => c.shareKeys(ads)),
+      timed(c, () => c.shareKeys(server.advertisementsFor(c.siteId))),
     ),
   );
   server.closeSharing();

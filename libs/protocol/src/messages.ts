@@ -175,7 +175,9 @@ export const secaggAdvertisementsSchema = z.object({
   ...signed,
   type: z.literal('secagg.advertisements'),
   ...roundRef,
-  advertisements: z.array(z.unknown()),
+  // This site's neighbourhood (which sites advertised, their Merkle root, its neighbours' keys with
+  // proofs), or every advertisement; the secure-aggregation client checks either.
+  advertisements: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())]),
 });
 export const secaggDeliverSchema = z.object({
   ...signed,

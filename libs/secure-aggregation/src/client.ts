@@ -11,13 +11,17 @@ import {
 import { defaultBackend, type CryptoBackend, type X25519Secret } from './backend';
 import { SecAggError, type SecAggErrorCode } from './errors';
 import { neighboursOf } from './graph';
+import { parseNeighbourhood, sortedRosterIds } from './neighbourhood';
+import { merkleRootFrom } from './merkle';
 import {
   advertisementBytes,
+  advertisementLeaf,
   computeSessionId,
   parseAdvertisement,
   parseConsistencyRequest,
   parseEncryptedShare,
   parseUnmaskRequest,
+  sessionIdFrom,
   survivorsBytes,
   validateContext,
   type Advertisement,
@@ -129,6 +133,8 @@ export class SecAggClient {
   private sid: Uint8Array | undefined;
   private ads = new Map<string, ParsedAdvertisement>();
   private index = new Map<string, number>();
+  /** The roster's ids sorted (the order of a neighbourhood message's bitmap), once needed. */
+  private rosterIds: string[] | undefined;
   private nbrs: readonly string[] = [];
   private incomingKeys = new Map<string, Uint8Array>();
   private ownShares: SharePair | undefined;
@@ -241,63 +247,23 @@ export class SecAggClient {
   }
 
   /**
-   * Round 1: checks every advertisement (enrolled site, no repeats, no reused key, this site's own
-   * unchanged, signatures of every neighbour), fixes the session id and the graph, Shamir-shares the
+   * Round 1: checks the advertisements, fixes the session id and the graph, Shamir-shares the
    * self-mask seed and the mask secret key among the neighbours and returns one encrypted share per
-   * neighbour.
+   * neighbour. `advertisements` is either the aggregator's NeighbourhoodAdvertisements for this site
+   * (which sites advertised, the Merkle root of their advertisements, and exactly this site's own and
+   * its neighbours', each proven a member) or the list of every advertisement (enrolled sites, no
+   * repeats). Either way this site's own must be unchanged, the keys it uses distinct, every
+   * neighbour's signature valid (every site's with verify 'all'), and the sites enough for the
+   * threshold.
    */
-  shareKeys(advertisements: readonly unknown[]): EncryptedShare[] {
+  shareKeys(advertisements: unknown): EncryptedShare[] {
     this.expect('advertised', 'shareKeys');
     return this.guard(() => {
       const { params } = this.ctx;
-      if (!Array.isArray(advertisements) || advertisements.length > params.maxSites) {
-        throw new SecAggError(
-          'BAD_INPUT',
-          `advertisements must be an array of at most ${params.maxSites}`,
-        );
-      }
-      const ads = new Map<string, ParsedAdvertisement>();
-      const keys = new Set<string>();
-      for (const raw of advertisements) {
-        const ad = parseAdvertisement(raw);
-        if (ads.has(ad.siteId))
-          throw new SecAggError('DUPLICATE_SITE', `${ad.siteId} advertised twice`);
-        if (!this.roster.has(ad.siteId)) {
-          throw new SecAggError('UNKNOWN_SITE', `${ad.siteId} is not enrolled in this federation`);
-        }
-        for (const k of [ad.wire.encPublicKey, ad.wire.maskPublicKey]) {
-          if (keys.has(k)) {
-            throw new SecAggError('SUBSTITUTED_KEY', `a public key of ${ad.siteId} is used twice`);
-          }
-          keys.add(k);
-        }
-        ads.set(ad.siteId, ad);
-      }
-      const own = ads.get(this.siteId);
-      const mine = this.ownAd as Advertisement;
-      if (
-        own === undefined ||
-        own.wire.encPublicKey !== mine.encPublicKey ||
-        own.wire.maskPublicKey !== mine.maskPublicKey ||
-        own.wire.signature !== mine.signature
-      ) {
-        throw new SecAggError(
-          'SUBSTITUTED_KEY',
-          "this site's own advertisement is missing or altered in the aggregator's list",
-        );
-      }
-      if (ads.size > params.maxSites) {
-        throw new SecAggError('BAD_INPUT', `${ads.size} sites exceed maxSites ${params.maxSites}`);
-      }
-      if (ads.size < params.threshold) {
-        throw new SecAggError(
-          'TOO_FEW_SURVIVORS',
-          `${ads.size} sites advertised keys; the threshold is ${params.threshold}`,
-        );
-      }
-      const ids = [...ads.keys()].sort(compareIds);
-      const sessionId = computeSessionId(this.ctx, [...ads.values()]);
-      const nbrs = neighboursOf(ids, sessionId, params, this.siteId);
+      const view = Array.isArray(advertisements)
+        ? this.everyAdvertisement(advertisements)
+        : this.neighbourhood(advertisements);
+      const { ids, sessionId, nbrs, ads } = view;
       const toVerify = this.verifyAll ? ids.filter((id) => id !== this.siteId) : nbrs;
       for (const id of toVerify) {
         const ad = ads.get(id) as ParsedAdvertisement;
@@ -360,6 +326,143 @@ export class SecAggClient {
       this.current = 'shared';
       return out;
     });
+  }
+
+  /**
+   * The full list of advertisements: every site enrolled and listed once, no public key twice, this
+   * site's own unchanged, at most maxSites and at least threshold of them.
+   */
+  private everyAdvertisement(advertisements: readonly unknown[]): AdvertisementView {
+    const { params } = this.ctx;
+    if (advertisements.length > params.maxSites) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        `advertisements must be an array of at most ${params.maxSites}`,
+      );
+    }
+    const ads = new Map<string, ParsedAdvertisement>();
+    for (const raw of advertisements) {
+      const ad = parseAdvertisement(raw);
+      if (ads.has(ad.siteId))
+        throw new SecAggError('DUPLICATE_SITE', `${ad.siteId} advertised twice`);
+      if (!this.roster.has(ad.siteId)) {
+        throw new SecAggError('UNKNOWN_SITE', `${ad.siteId} is not enrolled in this federation`);
+      }
+      ads.set(ad.siteId, ad);
+    }
+    this.checkAdvertisements(ads);
+    const ids = [...ads.keys()].sort(compareIds);
+    const sessionId = computeSessionId(this.ctx, [...ads.values()]);
+    return { ids, sessionId, nbrs: neighboursOf(ids, sessionId, params, this.siteId), ads };
+  }
+
+  /**
+   * A NeighbourhoodAdvertisements message: the session id follows from the sites that advertised and
+   * the root of their advertisements, the graph from the session id; the message must then hold
+   * exactly this site's and its neighbours' advertisements, each a member of the root's set.
+   */
+  private neighbourhood(message: unknown): AdvertisementView {
+    const { params } = this.ctx;
+    if (this.verifyAll) {
+      throw new SecAggError(
+        'BAD_INPUT',
+        "this site verifies every advertisement (verify 'all'): it needs the full list",
+      );
+    }
+    const rosterIds = (this.rosterIds ??= sortedRosterIds(this.roster));
+    const most =
+      params.graph === 'harary'
+        ? Math.min(params.maxSites, (params.k as number) + 1)
+        : params.maxSites;
+    const view = parseNeighbourhood(message, rosterIds, most);
+    const ids = view.ids;
+    if (ids.length > params.maxSites) {
+      throw new SecAggError('BAD_INPUT', `${ids.length} sites exceed maxSites ${params.maxSites}`);
+    }
+    const position = new Map<string, number>();
+    ids.forEach((id, i) => position.set(id, i));
+    if (!position.has(this.siteId)) {
+      throw new SecAggError(
+        'SUBSTITUTED_KEY',
+        "this site's own advertisement is missing from the aggregator's list",
+      );
+    }
+    const sessionId = sessionIdFrom(this.ctx, ids, view.root);
+    const nbrs = neighboursOf(ids, sessionId, params, this.siteId);
+    const expected = new Set([this.siteId, ...nbrs]);
+    const ads = new Map<string, ParsedAdvertisement>();
+    for (const { ad, proof } of view.advertisements) {
+      if (!expected.has(ad.siteId)) {
+        throw new SecAggError(
+          'NOT_NEIGHBOUR',
+          `the advertisement of ${ad.siteId}, who is not a neighbour of ${this.siteId} in this round's graph`,
+        );
+      }
+      if (ads.has(ad.siteId))
+        throw new SecAggError('DUPLICATE_SITE', `${ad.siteId} advertised twice`);
+      const root = merkleRootFrom(
+        advertisementLeaf(ad),
+        position.get(ad.siteId) as number,
+        ids.length,
+        proof,
+      );
+      if (!bytesEqual(root, view.root)) {
+        throw new SecAggError(
+          'SUBSTITUTED_KEY',
+          `the advertisement of ${ad.siteId} is not the one the round's key set holds`,
+        );
+      }
+      ads.set(ad.siteId, ad);
+    }
+    for (const id of expected) {
+      if (!ads.has(id)) {
+        throw new SecAggError(
+          'SUBSTITUTED_KEY',
+          `the advertisement of neighbour ${id} is missing from the aggregator's list`,
+        );
+      }
+    }
+    this.checkAdvertisements(ads, ids.length);
+    return { ids, sessionId, nbrs, ads };
+  }
+
+  /**
+   * Checks common to both forms: no public key twice among the keys this site uses, its own
+   * advertisement unchanged, enough sites for the threshold.
+   */
+  private checkAdvertisements(
+    ads: ReadonlyMap<string, ParsedAdvertisement>,
+    sites: number = ads.size,
+  ): void {
+    const { params } = this.ctx;
+    const keys = new Set<string>();
+    for (const ad of ads.values()) {
+      for (const k of [ad.wire.encPublicKey, ad.wire.maskPublicKey]) {
+        if (keys.has(k)) {
+          throw new SecAggError('SUBSTITUTED_KEY', `a public key of ${ad.siteId} is used twice`);
+        }
+        keys.add(k);
+      }
+    }
+    const own = ads.get(this.siteId);
+    const mine = this.ownAd as Advertisement;
+    if (
+      own === undefined ||
+      own.wire.encPublicKey !== mine.encPublicKey ||
+      own.wire.maskPublicKey !== mine.maskPublicKey ||
+      own.wire.signature !== mine.signature
+    ) {
+      throw new SecAggError(
+        'SUBSTITUTED_KEY',
+        "this site's own advertisement is missing or altered in the aggregator's list",
+      );
+    }
+    if (sites < params.threshold) {
+      throw new SecAggError(
+        'TOO_FEW_SURVIVORS',
+        `${sites} sites advertised keys; the threshold is ${params.threshold}`,
+      );
+    }
   }
 
   /**
@@ -716,7 +819,7 @@ export class SecAggClient {
       this.checkSession(req.sessionId);
       const survivors = req.survivors;
       for (const id of survivors) {
-        if (!this.ads.has(id)) {
+        if (!this.index.has(id)) {
           throw new SecAggError('INCONSISTENT_LISTS', `${id} is not a site of this round`);
         }
         if (id !== this.siteId && this.nbrs.includes(id) && !this.received.has(id)) {
@@ -981,6 +1084,17 @@ function survivorFloorOf(params: Readonly<SecAggParams>, minSurvivors: number | 
     );
   }
   return Math.max(minSurvivors, params.threshold);
+}
+
+/** The advertisements shareKeys works from, whichever form they came in. */
+interface AdvertisementView {
+  /** Every site that advertised, sorted. */
+  ids: string[];
+  sessionId: Uint8Array;
+  /** This site's neighbours, sorted. */
+  nbrs: string[];
+  /** At least this site's and its neighbours' advertisements. */
+  ads: Map<string, ParsedAdvertisement>;
 }
 
 /** Masks expanded before the input exists: their sum (once expanded) and the neighbours it covers. */

@@ -86,7 +86,9 @@ export {
 export { validateParams, encodeParams, type SecAggParams } from './params';
 export {
   advertisementBytes,
+  advertisementLeaf,
   computeSessionId,
+  sessionIdFrom,
   survivorsBytes,
   parseAdvertisement,
   validateContext,
@@ -100,6 +102,13 @@ export {
   type RoundContext,
   type ParsedAdvertisement,
 } from './messages';
+export {
+  membershipBitmap,
+  parseNeighbourhood,
+  type NeighbourhoodAdvertisements,
+  type ProvenAdvertisement,
+} from './neighbourhood';
+export { merkleLevels, merkleRoot, merkleProof, merkleRootFrom } from './merkle';
 export { shareEncryptionKey, sealShare, openShare, type SharePair } from './share-box';
 export {
   SecAggClient,

@@ -8,6 +8,7 @@ import {
 } from './bytes';
 import { SecAggError } from './errors';
 import { LABELS, sha256 } from './kdf';
+import { merkleLevels, merkleRoot } from './merkle';
 import { encodeParams, validateParams, type SecAggParams } from './params';
 import { SHARE_BYTES } from './shamir';
 
@@ -211,9 +212,26 @@ export function parseAdvertisement(value: unknown): ParsedAdvertisement {
 }
 
 /**
- * The session id: SHA-256 over the label, the round context and every signed advertisement in site-id
- * order. Every key the round derives is salted with it, so nothing carries across rounds, runs,
- * models, parameters or key sets, and two sites agree on it only if they saw the same advertisements.
+ * The hash of one signed advertisement: a leaf of the tree whose root the session id holds.
+ *
+ * @example
+ * advertisementLeaf(parseAdvertisement(ad)); // 32 bytes
+ */
+export function advertisementLeaf(ad: ParsedAdvertisement): Uint8Array {
+  return sha256(
+    LEAF_TAG,
+    encodeFields([ad.siteId, ad.encPublicKey, ad.maskPublicKey, ad.signature]),
+  );
+}
+
+const LEAF_TAG = Uint8Array.of(0);
+
+/**
+ * The session id: SHA-256 over the label, the round context, the sorted ids of the sites that
+ * advertised and the Merkle root of their signed advertisements in that order (sessionIdFrom).
+ * Every key the round derives is salted with it, so nothing carries across rounds, runs, models,
+ * parameters or key sets, and two sites agree on it only if their advertisements came from the same
+ * set.
  *
  * @example
  * const sessionId = computeSessionId(ctx, advertisements); // 32 bytes
@@ -223,15 +241,27 @@ export function computeSessionId(
   advertisements: readonly ParsedAdvertisement[],
 ): Uint8Array {
   const sorted = [...advertisements].sort((a, b) => compareIds(a.siteId, b.siteId));
-  const fields: (Uint8Array | string | number)[] = [
-    LABELS.session,
-    ...contextFields(ctx),
-    sorted.length,
-  ];
-  for (const ad of sorted) {
-    fields.push(encodeFields([ad.siteId, ad.encPublicKey, ad.maskPublicKey, ad.signature]));
-  }
-  return sha256(encodeFields(fields));
+  const root = merkleRoot(merkleLevels(sorted.map(advertisementLeaf)));
+  return sessionIdFrom(
+    ctx,
+    sorted.map((ad) => ad.siteId),
+    root,
+  );
+}
+
+/**
+ * The session id from the sorted ids of the sites that advertised and the Merkle root of their
+ * advertisements (merkleLevels over advertisementLeaf in id order): what a site computes from the
+ * few advertisements it is sent.
+ */
+export function sessionIdFrom(
+  ctx: Readonly<RoundContext>,
+  sortedIds: readonly string[],
+  root: Uint8Array,
+): Uint8Array {
+  return sha256(
+    encodeFields([LABELS.session, ...contextFields(ctx), sortedIds.length, ...sortedIds, root]),
+  );
 }
 
 /**

@@ -96,11 +96,16 @@ function makeRound(
   return { ids, clients, server: new SecAggServer(common), roster };
 }
 
-/** Runs advertise and share-keys; returns the advertisements and every site's outgoing shares. */
+/**
+ * Runs advertise and share-keys (each site given its neighbourhood's advertisements); returns every
+ * advertisement and every site's outgoing shares.
+ */
 function throughSharing(r: Round): { ads: Advertisement[]; shares: EncryptedShare[][] } {
   r.clients.forEach((c) => r.server.addAdvertisement(c.advertise()));
   const ads = r.server.closeAdvertising();
-  const shares = r.clients.map((c) => c.shareKeys(ads));
+  const shares = r.clients.map((c, i) =>
+    c.shareKeys(r.server.advertisementsFor(r.ids[i] as string)),
+  );
   shares.forEach((s, i) => r.server.addShares(r.ids[i] as string, s));
   r.server.closeSharing();
   return { ads, shares };

@@ -2,13 +2,20 @@ import { assertSiteId, bytesEqual, compareIds, fromBase64, toBase64 } from './by
 import { defaultBackend, type CryptoBackend } from './backend';
 import { isSecAggError, SecAggError, type SecAggErrorCode } from './errors';
 import { neighbourhoods, type Neighbourhoods } from './graph';
+import { merkleLevels, merkleProof, merkleRoot } from './merkle';
+import {
+  membershipBitmap,
+  type NeighbourhoodAdvertisements,
+  type ProvenAdvertisement,
+} from './neighbourhood';
 import {
   advertisementBytes,
-  computeSessionId,
+  advertisementLeaf,
   parseAdvertisement,
   parseEncryptedShare,
   parseSurvivorSignature,
   parseUnmaskResponse,
+  sessionIdFrom,
   survivorsBytes,
   validateContext,
   type Advertisement,
@@ -87,6 +94,12 @@ export class SecAggServer {
   private ids: string[] = [];
   private readonly index = new Map<string, number>();
   private graph: Neighbourhoods = new Map();
+  /** The Merkle tree of the advertisements in id order (after closeAdvertising). */
+  private tree: Uint8Array[][] | undefined;
+  /** The parts every site's advertisementsFor message shares, built once. */
+  private membership: { sites: string; root: string } | undefined;
+  /** Membership proofs (base64) by site, built once each. */
+  private readonly proofs = new Map<string, string>();
   private readonly pendingShares = new Map<string, EncryptedShare[]>();
   private readonly inbox = new Map<string, EncryptedShare[]>();
   private u2 = new Set<string>();
@@ -200,7 +213,11 @@ export class SecAggServer {
     this.requireAtLeast(this.ads.size, 'sites advertised keys');
     this.ids = [...this.ads.keys()].sort(compareIds);
     this.ids.forEach((id, i) => this.index.set(id, i + 1));
-    this.sid = computeSessionId(this.ctx, [...this.ads.values()]);
+    const levels = merkleLevels(
+      this.ids.map((id) => advertisementLeaf(this.ads.get(id) as ParsedAdvertisement)),
+    );
+    this.tree = levels;
+    this.sid = sessionIdFrom(this.ctx, this.ids, merkleRoot(levels));
     this.graph = neighbourhoods(this.ids, this.sid, this.ctx.params);
     for (const id of this.ids) {
       if ((this.graph.get(id) ?? []).length + 1 < this.ctx.params.threshold) {
@@ -220,6 +237,42 @@ export class SecAggServer {
       );
     }
     return this.ids.map((id) => ({ ...(this.ads.get(id) as ParsedAdvertisement).wire }));
+  }
+
+  /**
+   * What to send one site after closeAdvertising (SecAgg+: it needs only its neighbours' keys): which
+   * sites advertised, the root of their advertisements, and the site's own and its neighbours'
+   * advertisements with membership proofs. Each site gets its own message, O(k log n) long.
+   *
+   * @example
+   * server.closeAdvertising();
+   * for (const id of server.advertisers()) sendTo(id, server.advertisementsFor(id));
+   */
+  advertisementsFor(siteId: string): NeighbourhoodAdvertisements {
+    const levels = this.tree;
+    if (levels === undefined) {
+      throw new SecAggError(
+        'WRONG_STATE',
+        'advertisementsFor() is available after closeAdvertising()',
+      );
+    }
+    const nbrs = this.neighboursOf(siteId);
+    this.membership ??= {
+      sites: membershipBitmap([...this.roster.keys()].sort(compareIds), new Set(this.ids)),
+      root: toBase64(merkleRoot(levels)),
+    };
+    const proven = (id: string): ProvenAdvertisement => {
+      let proof = this.proofs.get(id);
+      if (proof === undefined) {
+        proof = toBase64(merkleProof(levels, (this.index.get(id) as number) - 1));
+        this.proofs.set(id, proof);
+      }
+      return { ...(this.ads.get(id) as ParsedAdvertisement).wire, proof };
+    };
+    return {
+      ...this.membership,
+      advertisements: [siteId, ...nbrs].sort(compareIds).map(proven),
+    };
   }
 
   /**
@@ -630,6 +683,8 @@ export class SecAggServer {
     this.maskKeyShares.clear();
     this.pendingShares.clear();
     this.inbox.clear();
+    this.proofs.clear();
+    this.tree = undefined;
   }
 
   private expectedLists(siteId: string): { alive: string[]; dropped: string[] } {

@@ -90,8 +90,10 @@ export function simulateUntilFinish(options: SimulatedRound): SimulatedRoundStat
   );
   const live = (i: number): boolean => !absent.has(i);
   clients.forEach((c, i) => live(i) && server.addAdvertisement(c.advertise()));
-  const ads = server.closeAdvertising();
-  const sharing = clients.map((c, i) => (live(i) ? c.shareKeys(ads) : undefined));
+  server.closeAdvertising();
+  const sharing = clients.map((c, i) =>
+    live(i) ? c.shareKeys(server.advertisementsFor(names[i] as string)) : undefined,
+  );
   sharing.forEach((shares, i) => {
     if (shares && !dropShare.has(i)) server.addShares(names[i] as string, shares);
   });

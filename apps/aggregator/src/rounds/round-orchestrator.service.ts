@@ -875,9 +875,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         'dropped',
         'no key advertisement (dropped before sharing keys)',
       );
-      // One message object for every site: the gateway signs it once.
-      const ads = envelope('secagg.advertisements', { advertisements: server.closeAdvertising() });
-      send('advertised', () => ads);
+      // Each site gets its neighbourhood's advertisements (SecAgg+: O(k log n), not every site's),
+      // each proven a member of the set the session id holds.
+      server.closeAdvertising();
+      send('advertised', (siteId) =>
+        envelope('secagg.advertisements', { advertisements: server.advertisementsFor(siteId) }),
+      );
       // Round 1: encrypted Shamir shares, routed to their recipients.
       active.phase = 'sharing';
       await persist('sharing');

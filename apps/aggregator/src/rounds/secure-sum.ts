@@ -172,10 +172,11 @@ export class SecureSum {
     try {
       await waitFor('offered');
       dropUnanswered('offered', `no key advertisement for the ${this.kind} sum`);
-      const ads = envelope('secagg.advertisements', {
-        advertisements: this.server.closeAdvertising(),
-      });
-      sendTo('advertised', () => ads);
+      this.server.closeAdvertising();
+      // Each site gets its neighbourhood's advertisements, proven members of the round's set.
+      sendTo('advertised', (id) =>
+        envelope('secagg.advertisements', { advertisements: this.server.advertisementsFor(id) }),
+      );
       this.phase = 'sharing';
       port.changed();
       await waitFor('advertised');
