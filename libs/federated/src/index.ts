@@ -61,7 +61,7 @@ export {
   parseStrategyState,
   serializeStrategyState,
 } from './strategies/state';
-export { cryptoRandom, seededRandom, shuffled } from './strategies/random';
+export { cryptoUniformRandom, seededUniformRandom, shuffled } from './strategies/random';
 export { RobustStrategy, bucketMeans, plainMean } from './strategies/robust';
 /** The built-in strategies, one file each. */
 export { FedAvg, type FedAvgConfig } from './strategies/fedavg';

@@ -1,7 +1,7 @@
 import type { UniformRandom } from './types';
 
 /** A uniform number in [0, 1) from the platform CSPRNG (Web Crypto, in Node and in browsers). */
-export const cryptoRandom: UniformRandom = () => {
+export const cryptoUniformRandom: UniformRandom = () => {
   const words = new Uint32Array(2);
   globalThis.crypto.getRandomValues(words);
   // 53 random bits, so every float64 in [0, 1) on the 2^-53 grid is equally likely.
@@ -12,9 +12,9 @@ export const cryptoRandom: UniformRandom = () => {
  * A reproducible uniform source for tests and the simulator (splitmix32); not for secrets.
  *
  * @example
- * const strategy = buildStrategy('krum', { bucketSize: 2 }, { random: seededRandom(1) });
+ * const strategy = buildStrategy('krum', { bucketSize: 2 }, { random: seededUniformRandom(1) });
  */
-export function seededRandom(seed: number): UniformRandom {
+export function seededUniformRandom(seed: number): UniformRandom {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x9e3779b9) >>> 0;

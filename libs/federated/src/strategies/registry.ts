@@ -102,7 +102,7 @@ export function parseStrategyConfig(name: string, json: unknown): unknown {
  * A strategy from its name and the user's JSON configuration (checked as `parseStrategyConfig`).
  *
  * @example
- * const krum = buildStrategy('krum', { byzantine: 2 }, { random: seededRandom(1) });
+ * const krum = buildStrategy('krum', { byzantine: 2 }, { random: seededUniformRandom(1) });
  */
 export function buildStrategy(name: string, json?: unknown, deps?: StrategyDeps): Strategy {
   const config = parseStrategyConfig(name, json);

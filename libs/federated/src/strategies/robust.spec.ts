@@ -5,7 +5,7 @@ import { FedAvg } from './fedavg';
 import { Krum, krumScores } from './krum';
 import { Median } from './median';
 import { MultiKrum } from './multi-krum';
-import { seededRandom, shuffled } from './random';
+import { seededUniformRandom, shuffled } from './random';
 import { bucketMeans } from './robust';
 import { TrimmedMean } from './trimmed-mean';
 
@@ -114,40 +114,40 @@ describe('bucketing', () => {
   const six = updates([0], [1], [2], [3], [4], [5]).map((u) => u.delta);
 
   it('averages random buckets of s, the same ones for the same seed', () => {
-    const a = bucketMeans(six, 2, seededRandom(42)).map((v) => v[0]!);
-    const b = bucketMeans(six, 2, seededRandom(42)).map((v) => v[0]);
+    const a = bucketMeans(six, 2, seededUniformRandom(42)).map((v) => v[0]!);
+    const b = bucketMeans(six, 2, seededUniformRandom(42)).map((v) => v[0]);
     expect(a).toEqual(b);
     expect(a).toHaveLength(3);
     // Whatever the buckets, their means average to the mean of all.
     expect(a.reduce((s, x) => s + x, 0) / 3).toBeCloseTo(2.5, 12);
     const seeds = [1, 2, 3, 4, 5].map((seed) =>
-      JSON.stringify(bucketMeans(six, 2, seededRandom(seed)).map((v) => v[0])),
+      JSON.stringify(bucketMeans(six, 2, seededUniformRandom(seed)).map((v) => v[0])),
     );
     expect(new Set(seeds).size).toBeGreaterThan(1);
   });
 
   it('keeps a smaller last bucket', () => {
-    const [full, rest] = bucketMeans(six, 4, seededRandom(7)).map((v) => v[0]!);
+    const [full, rest] = bucketMeans(six, 4, seededUniformRandom(7)).map((v) => v[0]!);
     // A bucket of four and one of two: 4 full + 2 rest is the sum of all six.
     expect(4 * full! + 2 * rest!).toBeCloseTo(15, 12);
-    expect(bucketMeans(six, 4, seededRandom(7))).toHaveLength(2);
+    expect(bucketMeans(six, 4, seededUniformRandom(7))).toHaveLength(2);
   });
 
   it('gives the same robust step for the same seed', () => {
     const ups = updates([0, 0], [1, 0], [0, 2], [1, 1], [10, 10], [0.5, 0.5], [1, 2], [2, 1]);
-    const run = (seed: number) => step(new Krum(0, 2, { random: seededRandom(seed) }), ups);
+    const run = (seed: number) => step(new Krum(0, 2, { random: seededUniformRandom(seed) }), ups);
     expect(run(9)).toEqual(run(9));
   });
 
   it('counts buckets, not updates, against Krum’s bound', () => {
     const ups = updates([0], [1], [2], [3], [4], [5]);
-    expect(() => step(new Krum(1, 2, { random: seededRandom(1) }), ups)).toThrow(
+    expect(() => step(new Krum(1, 2, { random: seededUniformRandom(1) }), ups)).toThrow(
       /got 3 \(buckets of 2\)/,
     );
   });
 
   it('shuffles into a permutation of its input', () => {
-    const out = shuffled([1, 2, 3, 4, 5, 6, 7], seededRandom(3));
+    const out = shuffled([1, 2, 3, 4, 5, 6, 7], seededUniformRandom(3));
     expect([...out].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
   });
 });

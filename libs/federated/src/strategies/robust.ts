@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { applyStep, BaseStrategy, individualUpdates } from './common';
 import { StrategyError, StrategyErrorCode } from './errors';
-import { cryptoRandom, shuffled } from './random';
+import { cryptoUniformRandom, shuffled } from './random';
 import type {
   StrategyDeps,
   StrategyState,
@@ -31,7 +31,7 @@ export const bucketSizeField = z
  * average each, so a robust rule sees fewer, less heterogeneous inputs.
  *
  * @example
- * bucketMeans(updates, 2, seededRandom(7)); // ceil(n / 2) means
+ * bucketMeans(updates, 2, seededUniformRandom(7)); // ceil(n / 2) means
  */
 export function bucketMeans(
   vectors: readonly Vector[],
@@ -66,7 +66,7 @@ export abstract class RobustStrategy extends BaseStrategy {
     deps: StrategyDeps | undefined,
   ) {
     super();
-    this.random = deps?.random ?? cryptoRandom;
+    this.random = deps?.random ?? cryptoUniformRandom;
   }
 
   /** The robust combination of the (bucketed) updates: the step added to the global weights. */

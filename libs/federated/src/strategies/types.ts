@@ -98,7 +98,7 @@ export type UniformRandom = () => number;
 
 /** What a strategy may be given at creation besides its configuration. */
 export interface StrategyDeps {
-  /** Defaults to a CSPRNG; tests and the simulator pass `seededRandom(seed)`. */
+  /** Defaults to a CSPRNG; tests and the simulator pass `seededUniformRandom(seed)`. */
   random?: UniformRandom;
 }
 
