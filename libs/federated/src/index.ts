@@ -2,3 +2,76 @@ export * from './vector';
 export * from './aggregation';
 export * from './strategy';
 export * from './transforms';
+
+/**
+ * Strategies (Flower's shape): `buildStrategy(name, json, deps)` from the registry, then per round
+ * `configureTrain(round, state)`, `aggregateTrain(global, sumOrUpdates, state)`,
+ * `aggregateEvaluate(...)`; state persists as `serializeState(state)` / `parseState(json, n)`.
+ *
+ * @example
+ * checkStrategyCompatible('fedadam', { secureAggregation: true });
+ * const s = buildStrategy('fedadam', { serverLearningRate: 0.01 });
+ * const { weights, state } = s.aggregateTrain(global, collector.result(), s.initialState());
+ */
+export type {
+  EvaluateAggregate,
+  EvaluationMetrics,
+  EvaluationSummary,
+  SerializedStrategyState,
+  SerializedVector,
+  Strategy,
+  StrategyDefinition,
+  StrategyDeps,
+  StrategyState,
+  TrainAggregate,
+  TrainInstructions,
+  TrainResult,
+  UniformRandom,
+} from './strategies/types';
+/** Errors: every strategy and registry function throws `StrategyError` with a `StrategyErrorCode`. */
+export { StrategyError, StrategyErrorCode } from './strategies/errors';
+/** The registry: names, configurations (zod and JSON Schema), compatibility, registration. */
+export {
+  STRATEGIES,
+  STRATEGY_NAME_PATTERN,
+  buildStrategy,
+  checkStrategyCompatible,
+  parseStrategyConfig,
+  registerStrategy,
+  strategyCatalog,
+  strategyConfigJsonSchema,
+  strategyDefinition,
+  strategyNames,
+  type StrategyCatalogEntry,
+} from './strategies/registry';
+/** Building blocks for a new strategy file. */
+export {
+  BaseStrategy,
+  applyStep,
+  combineEvaluations,
+  individualUpdates,
+  isIndividualUpdates,
+  stateVector,
+  weightedMeanUpdate,
+} from './strategies/common';
+export {
+  MAX_STATE_VECTOR_LENGTH,
+  STATE_FORMAT,
+  emptyState,
+  parseStrategyState,
+  serializeStrategyState,
+} from './strategies/state';
+export { cryptoUniformRandom, seededUniformRandom, shuffled } from './strategies/random';
+export { RobustStrategy, bucketMeans, plainMean } from './strategies/robust';
+/** The built-in strategies, one file each. */
+export { FedAvg, type FedAvgConfig } from './strategies/fedavg';
+export { FedAvgM, type FedAvgMConfig } from './strategies/fedavgm';
+export { FedProx, type FedProxConfig } from './strategies/fedprox';
+export { AdaptiveStrategy } from './strategies/adaptive';
+export { FedAdam, type FedAdamConfig } from './strategies/fedadam';
+export { FedYogi, type FedYogiConfig } from './strategies/fedyogi';
+export { FedAdagrad, type FedAdagradConfig } from './strategies/fedadagrad';
+export { Median, type MedianConfig } from './strategies/median';
+export { TrimmedMean, type TrimmedMeanConfig } from './strategies/trimmed-mean';
+export { Krum, krumScores, type KrumConfig } from './strategies/krum';
+export { MultiKrum, type MultiKrumConfig } from './strategies/multi-krum';

@@ -14,6 +14,12 @@ export interface TrainOptions {
   optimizer?: 'sgd' | 'adam';
   /** Seed of the per-epoch row shuffle; default 0. */
   shuffleSeed?: number;
+  /**
+   * FedProx (Li et al. 2020): adds mu/2 * ||w - w_global||^2 to the loss, with w_global the weights
+   * the model holds when training starts, so each gradient gains mu * (w - w_global). 0 or absent
+   * trains exactly as without it. The reported loss is the data loss alone.
+   */
+  proximalMu?: number;
   onBatchEnd?: (info: {
     epoch: number;
     batch: number;
@@ -84,6 +90,10 @@ function checkTrainOptions(opts: TrainOptions): void {
   const o = opts.optimizer;
   if (o !== undefined && o !== 'sgd' && o !== 'adam')
     bad(`optimizer must be "sgd" or "adam", got ${String(o)}`);
+  const mu = opts.proximalMu;
+  if (mu !== undefined && !(typeof mu === 'number' && mu >= 0 && Number.isFinite(mu))) {
+    bad(`proximalMu must be a finite number >= 0, got ${String(mu)}`);
+  }
 }
 
 /** Copies the given rows into a new features tensor [rows, d] and labels tensor [rows, 1]. */
@@ -127,6 +137,9 @@ export async function trainModel(
   const batchesPerEpoch = Math.ceil(n / opts.batchSize);
   let epochLoss = NaN;
   let lastYield = Date.now();
+  const proximal = opts.proximalMu
+    ? proximalTrainer(model, spec, optimizer, opts.proximalMu)
+    : null;
   try {
     for (let epoch = 0; epoch < opts.epochs; epoch++) {
       const order = permutation(n, rng);
@@ -136,8 +149,12 @@ export async function trainModel(
         const { x, y } = batchTensors(data, rows);
         let loss: number;
         try {
-          const result = await model.trainOnBatch(x, y);
-          loss = Array.isArray(result) ? (result[0] as number) : result;
+          if (proximal) {
+            loss = await proximal.step(x, y);
+          } else {
+            const result = await model.trainOnBatch(x, y);
+            loss = Array.isArray(result) ? (result[0] as number) : result;
+          }
         } finally {
           tf.dispose([x, y]);
         }
@@ -152,9 +169,58 @@ export async function trainModel(
       opts.onEpochEnd?.({ epoch, epochs: opts.epochs, loss: epochLoss });
     }
   } finally {
+    proximal?.dispose();
     optimizer.dispose();
   }
   return { loss: epochLoss, numExamples: n };
+}
+
+/**
+ * One optimizer step on the compiled model's loss plus FedProx's proximal term, for
+ * {@link trainModel}: `trainOnBatch` offers no way to change the gradient. The centre is a copy of
+ * the weights at creation (the round's global model).
+ */
+function proximalTrainer(
+  model: tf.LayersModel,
+  spec: ModelSpec,
+  optimizer: tf.Optimizer,
+  mu: number,
+): { step(x: tf.Tensor2D, y: tf.Tensor2D): Promise<number>; dispose(): void } {
+  // LayerVariable.read() is the tf.Variable the optimizer updates (typed as a plain Tensor).
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const centres = vars.map((v) => v.clone());
+  const units = outputUnits(spec);
+  // The losses `trainModel` compiles: binary or sparse categorical cross-entropy, batch mean.
+  const dataLoss = (x: tf.Tensor2D, y: tf.Tensor2D): tf.Scalar => {
+    const p = model.apply(x, { training: true }) as tf.Tensor2D;
+    const perRow =
+      units === 1
+        ? tf.metrics.binaryCrossentropy(y, p)
+        : tf.metrics.categoricalCrossentropy(
+            tf.oneHot(tf.cast(tf.reshape(y, [-1]), 'int32'), units),
+            p,
+          );
+    return tf.mean(perRow);
+  };
+  return {
+    async step(x, y) {
+      const { value, grads } = tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => dataLoss(x, y), vars);
+        const adjusted: tf.NamedTensorMap = {};
+        vars.forEach((v, i) => {
+          adjusted[v.name] = tf.add(grads[v.name]!, tf.mul(tf.sub(v, centres[i]!), mu));
+        });
+        return { value, grads: adjusted };
+      });
+      try {
+        optimizer.applyGradients(grads);
+        return (await value.data())[0]!;
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+    },
+    dispose: () => tf.dispose(centres),
+  };
 }
 
 /** Model outputs for every row, flattened row-major (numRows x output units), predicted in chunks. */
