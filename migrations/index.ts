@@ -7,6 +7,7 @@ import { SiteMaxWeight1763900000600 } from './1763900000600-site-max-weight';
 import { ApiTokenExpiry1763900000620 } from './1763900000620-api-token-expiry';
 import { WeightChunks1763900000630 } from './1763900000630-weight-chunks';
 import { LedgerReservation1763900000700 } from './1763900000700-ledger-reservation';
+import { StrategyState1763900000800 } from './1763900000800-strategy-state';
 
 /** Every migration, oldest first: the only way the schema changes. */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   ApiTokenExpiry1763900000620,
   WeightChunks1763900000630,
   LedgerReservation1763900000700,
+  StrategyState1763900000800,
 ];

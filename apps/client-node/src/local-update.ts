@@ -76,6 +76,7 @@ export async function trainLocalUpdate(a: {
           batchSize: msg.train.batchSize,
           learningRate: msg.train.learningRate,
           optimizer: msg.train.optimizer,
+          proximalMu: msg.train.proximalMu,
           shuffleSeed: msg.round,
           onBatchEnd,
         });

@@ -62,6 +62,44 @@ export class PlainSumCollector implements UpdateCollector {
   }
 }
 
+/**
+ * For strategies that need each site's update (median, Krum): keeps a copy of every update and its
+ * weight beside the running sum, so the round can hand the strategy either. Plain rounds only; the
+ * aggregator then sees each update, as the federation's threat model says.
+ */
+export class IndividualUpdatesCollector implements UpdateCollector {
+  readonly kind = 'individual';
+  private readonly sum: PlainSumCollector;
+  private readonly kept: SiteUpdate[] = [];
+
+  constructor(readonly length: number) {
+    this.sum = new PlainSumCollector(length);
+  }
+
+  add(update: SiteUpdate): void {
+    this.sum.add(update);
+    // A copy: the caller's vector may be a view on a frame buffer that is reused or released.
+    this.kept.push({ siteId: update.siteId, delta: update.delta.slice(), weight: update.weight });
+  }
+
+  has(siteId: string): boolean {
+    return this.sum.has(siteId);
+  }
+
+  get count(): number {
+    return this.sum.count;
+  }
+
+  result(): AggregateSum {
+    return this.sum.result();
+  }
+
+  /** Each site's update and weight, in arrival order. */
+  updates(): SiteUpdate[] {
+    return [...this.kept];
+  }
+}
+
 /** sum / totalWeight as float32: the weighted mean update. */
 export function meanUpdate(agg: AggregateSum): Float32Array {
   if (!(agg.totalWeight > 0)) throw new Error('cannot average: total weight is zero');

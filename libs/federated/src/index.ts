@@ -1,6 +1,5 @@
 export * from './vector';
 export * from './aggregation';
-export * from './strategy';
 export * from './transforms';
 
 /**

@@ -38,6 +38,8 @@ export const trainConfigSchema = z.object({
   batchSize: z.number().int().min(1).max(1_000_000),
   learningRate: finite.refine((x) => x > 0 && x <= 10, 'must be in (0, 10]'),
   optimizer: z.enum(['sgd', 'adam']),
+  /** FedProx: the weight mu of the proximal term mu/2 * ||w - w_global||^2 (absent: none). */
+  proximalMu: finite.refine((x) => x >= 0 && x <= 1000, 'must be in [0, 1000]').optional(),
 });
 /** Local training settings sent with every round. */
 export type TrainConfig = z.infer<typeof trainConfigSchema>;

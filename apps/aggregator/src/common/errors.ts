@@ -7,7 +7,10 @@ export type ApiErrorCode =
   | 'CONFLICT'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  | 'UNKNOWN_STRATEGY'
+  | 'STRATEGY_CONFIG_INVALID'
+  | 'STRATEGY_NEEDS_INDIVIDUAL_UPDATES';
 
 const STATUS: { [K in ApiErrorCode]: HttpStatus } = {
   VALIDATION_FAILED: HttpStatus.BAD_REQUEST,
@@ -16,6 +19,9 @@ const STATUS: { [K in ApiErrorCode]: HttpStatus } = {
   UNAUTHENTICATED: HttpStatus.UNAUTHORIZED,
   FORBIDDEN: HttpStatus.FORBIDDEN,
   INVALID_STATE: HttpStatus.CONFLICT,
+  UNKNOWN_STRATEGY: HttpStatus.BAD_REQUEST,
+  STRATEGY_CONFIG_INVALID: HttpStatus.BAD_REQUEST,
+  STRATEGY_NEEDS_INDIVIDUAL_UPDATES: HttpStatus.BAD_REQUEST,
 };
 
 /** An API error rendered as `{ error: { code, message } }` with the matching HTTP status. */

@@ -1,6 +1,5 @@
 import type { ModelSpec } from '@confide/ml/spec';
 import type { SiteMetrics, TrainConfig } from '@confide/protocol';
-import type { StrategyName } from '@confide/federated';
 
 /** Roles an API token can carry. */
 export type Role = 'admin' | 'auditor';
@@ -65,6 +64,8 @@ export interface FederationConfig {
   evaluationTimeoutMs: number;
   train: TrainConfig;
   seed: number;
+  /** The strategy's settings with its defaults applied (absent on older federations: defaults). */
+  strategyConfig?: unknown;
 }
 
 export interface FeatureStatsRow {
@@ -78,7 +79,7 @@ export interface FederationRow {
   id: string;
   name: string;
   modelSpec: ModelSpec;
-  strategy: StrategyName;
+  strategy: string;
   config: FederationConfig;
   featureStats: FeatureStatsRow | null;
   currentModelVersionId: string | null;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { STRATEGY_NAMES } from '@confide/federated';
+import { STRATEGY_NAME_PATTERN, strategyCatalog, strategyNames } from '@confide/federated';
 import { DEFAULT_MAX_WEIGHT } from '../rounds/contribution-checks';
 
 /** The body of "create a federation". Unknown keys are refused so a typo is never silently ignored. */
@@ -11,7 +11,14 @@ export const createFederationSchema = z
       .max(100)
       .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, 'use letters, digits, spaces, ".", "_" or "-"'),
     modelSpec: z.unknown(),
-    strategy: z.enum(STRATEGY_NAMES).default('fedavg'),
+    /** A registered strategy's name; checked against the registry with its configuration. */
+    strategy: z
+      .string()
+      .max(40)
+      .regex(STRATEGY_NAME_PATTERN, 'a strategy name is lower-case letters, digits and "-"')
+      .default('fedavg'),
+    /** The strategy's settings (absent: its defaults), checked by its schema in the registry. */
+    strategyConfig: z.record(z.string().max(100), z.unknown()).optional(),
     minSites: z.number().int().min(1).max(10_000).default(2),
     roundTimeoutSeconds: z
       .number()
@@ -143,7 +150,20 @@ export const createFederationOpenApi = {
       description:
         "{ kind: 'logistic', inputDim } or { kind: 'mlp', inputDim, hidden: number[], output: 'binary' | { classes } }",
     },
-    strategy: { type: 'string', enum: [...STRATEGY_NAMES], default: 'fedavg' },
+    strategy: { type: 'string', enum: strategyNames(), default: 'fedavg' },
+    strategyConfig: {
+      type: 'object',
+      description:
+        "the strategy's settings (absent: its defaults), e.g. { serverLearningRate: 0.01 } for fedadam; strategies that need each site's update need secureAggregation.enabled: false",
+      oneOf: strategyCatalog().map(({ name, summary, needsIndividualUpdates, configSchema }) => {
+        const { $schema: _, ...schema } = configSchema;
+        return {
+          ...schema,
+          title: name,
+          description: summary + (needsIndividualUpdates ? ' Plain federations only.' : ''),
+        };
+      }),
+    },
     minSites: { type: 'integer', default: 2 },
     roundTimeoutSeconds: { type: 'integer', default: 300 },
     evaluationTimeoutSeconds: { type: 'integer', default: 60 },

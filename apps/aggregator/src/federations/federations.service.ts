@@ -8,6 +8,13 @@ import {
   parseModelSpec,
 } from '@confide/ml/spec';
 import { shareNoiseMultiplier } from '@confide/differential-privacy';
+import {
+  checkStrategyCompatible,
+  parseStrategyConfig,
+  strategyDefinition,
+  StrategyError,
+  StrategyErrorCode,
+} from '@confide/federated';
 import { FederationRepository } from './federation.repository';
 import { createFederationSchema } from './federation.schema';
 import { ModelVersionRepository } from '../models/model-version.repository';
@@ -17,6 +24,49 @@ import { parseInput } from '../common/validation';
 import { DATABASE } from '../common/tokens';
 import type { Database } from '../database/database';
 import type { FederationConfig, FederationRow } from '../database/rows';
+
+/**
+ * The strategy's configuration with its defaults applied, refusing an unknown strategy, a bad
+ * configuration, and a strategy that needs each site's update in a federation whose sites send only
+ * a (secure or sampled) sum, each under its own named error.
+ */
+function checkStrategy(input: {
+  strategy: string;
+  strategyConfig?: unknown;
+  secureAggregation: { enabled: boolean };
+  sampling: { fraction: number };
+}): unknown {
+  try {
+    const config = parseStrategyConfig(input.strategy, input.strategyConfig);
+    checkStrategyCompatible(input.strategy, { secureAggregation: input.secureAggregation.enabled });
+    if (strategyDefinition(input.strategy).needsIndividualUpdates && input.sampling.fraction < 1) {
+      // Unsampled sites send zero updates so nobody learns who took part: only an average corrects
+      // for them (by the sampling rate); a median or Krum would be pulled towards zero.
+      throw new StrategyError(
+        StrategyErrorCode.STRATEGY_NEEDS_INDIVIDUAL_UPDATES,
+        `strategy "${input.strategy}" compares each site's update with the others', but with ` +
+          'sampling.fraction below 1 unsampled sites send zero updates that only an average ' +
+          'corrects for; use sampling.fraction 1 or a strategy that works on the sum',
+      );
+    }
+    return config;
+  } catch (e) {
+    if (!(e instanceof StrategyError)) throw e;
+    switch (e.code) {
+      case StrategyErrorCode.UNKNOWN_STRATEGY:
+        throw new ApiError('UNKNOWN_STRATEGY', e.message);
+      case StrategyErrorCode.STRATEGY_CONFIG_INVALID:
+        throw new ApiError('STRATEGY_CONFIG_INVALID', e.message);
+      case StrategyErrorCode.STRATEGY_NEEDS_INDIVIDUAL_UPDATES:
+        throw new ApiError('STRATEGY_NEEDS_INDIVIDUAL_UPDATES', e.message);
+      case StrategyErrorCode.STRATEGY_DEFINITION_INVALID:
+      case StrategyErrorCode.STRATEGY_INPUT_INVALID:
+      case StrategyErrorCode.STRATEGY_STATE_INVALID:
+      case StrategyErrorCode.STRATEGY_TOO_FEW_UPDATES:
+        throw new ApiError('VALIDATION_FAILED', e.message);
+    }
+  }
+}
 
 /** Creating and reading federations. */
 @Injectable()
@@ -72,6 +122,7 @@ export class FederationsService {
         );
       }
     }
+    const strategyConfig = checkStrategy(input);
     if (input.sampling.fraction < 1 && input.dp.level !== 'site') {
       throw new ApiError(
         'VALIDATION_FAILED',
@@ -118,6 +169,7 @@ export class FederationsService {
       evaluation: input.evaluation.enabled,
       weighting: input.weighting,
       ...(input.maxUpdateNorm !== undefined ? { maxUpdateNorm: input.maxUpdateNorm } : {}),
+      strategyConfig,
     };
     // Written before the transaction, chunk by chunk: a large model never holds the (embedded)
     // database's only connection for longer than one chunk.

@@ -65,13 +65,23 @@ export class ModelVersionRepository {
       roundNumber: number | null;
       parentId: string | null;
       weights: Float32Array | StoredWeights;
+      /** The strategy's state after the step that made these weights (its serialized JSON). */
+      strategyState?: unknown;
     },
   ): Promise<ModelVersionRow> {
     const stored = v.weights instanceof Float32Array ? await writeChunks(em, v.weights) : v.weights;
     const rows = await em.query(
-      `INSERT INTO model_version (federation_id, round_number, parent_id, hash, num_params, weights_blob_id)
-       VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-      [v.federationId, v.roundNumber, v.parentId, stored.hash, stored.numParams, stored.blobId],
+      `INSERT INTO model_version (federation_id, round_number, parent_id, hash, num_params, weights_blob_id, strategy_state)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${COLUMNS}`,
+      [
+        v.federationId,
+        v.roundNumber,
+        v.parentId,
+        stored.hash,
+        stored.numParams,
+        stored.blobId,
+        v.strategyState === undefined ? null : JSON.stringify(v.strategyState),
+      ],
     );
     return camelRow<ModelVersionRow>(rows[0]);
   }
@@ -83,6 +93,15 @@ export class ModelVersionRepository {
       [federationId, id],
     );
     return rows.length ? camelRow<ModelVersionRow>(rows[0]) : null;
+  }
+
+  /** The strategy state stored with the version (its JSON), or null when it has none. */
+  async strategyState(id: string): Promise<unknown> {
+    const rows = await this.db.manager.query<Array<{ strategy_state: unknown }>>(
+      `SELECT strategy_state FROM model_version WHERE id = $1`,
+      [id],
+    );
+    return rows[0]?.strategy_state ?? null;
   }
 
   /**

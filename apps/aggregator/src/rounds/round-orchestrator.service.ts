@@ -6,7 +6,6 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { combineFeatureStats, evaluationLayoutFor, parameterCount } from '@confide/ml/spec';
-import { createStrategy, PlainSumCollector } from '@confide/federated';
 import {
   assertFinite,
   PROTOCOL_VERSION,
@@ -24,6 +23,7 @@ import {
 import type { AggregateSum } from '@confide/federated';
 import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
+import { aggregateRound, plainCollector, roundStrategy, trainInstructions } from './round-strategy';
 import { secureQuantization } from './secure-quantization';
 import { roundGraph, roundThreshold } from './secagg-params';
 import { DEFAULT_STATISTICS_SHARE, RoundSumsService } from './round-sums.service';
@@ -382,6 +382,14 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           : await this.models.weights(baseVersionId);
       const baseVersion = await this.models.find(fed.id, baseVersionId);
       active.expectedLength = parameterCount(fed.modelSpec);
+      // The strategy continues from the state stored with the base version, so a restarted
+      // aggregator takes the same step as one that kept running.
+      const strategy = roundStrategy(
+        fed,
+        await this.models.strategyState(baseVersionId),
+        active.expectedLength,
+      );
+      if (typeof strategy === 'string') return await abort(strategy);
       const sa = fed.config.secureAggregation;
       let secagg: SecureSetup | null = null;
       if (sa?.enabled) {
@@ -401,7 +409,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           active.integerNoise = { scale: secagg.params.scale, dimension: active.expectedLength };
         }
       } else {
-        active.collector = new PlainSumCollector(active.expectedLength);
+        active.collector = plainCollector(strategy, active.expectedLength);
       }
       active.row = await this.rounds.transaction((em) =>
         this.rounds.transition(em, row.id, secagg ? 'advertising' : 'collecting', {
@@ -419,7 +427,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           modelVersionId: baseVersionId,
           modelHash: baseVersion?.hash ?? '',
           modelSpec: fed.modelSpec,
-          train: cfg.train,
+          train: trainInstructions(strategy, row.number, cfg.train),
           // null: each site standardises with its own statistics (standardization 'local').
           standardization: stats ? { mean: stats.mean, std: stats.std } : null,
           privacy:
@@ -472,7 +480,8 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         aggregate = collector.result();
       }
 
-      // 4. Aggregation: the strategy's server step on the aggregate, stored as a new model version.
+      // 4. Aggregation: the strategy's step on the sum (or on each site's update where it needs
+      // them), stored with the strategy's new state as a new model version.
       active.phase = 'aggregating';
       this.live.round(active);
       // Poisson self-sampling: every site sends (a zero update when its coin said no, so nobody learns
@@ -480,7 +489,9 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       if (active.siteSamplingRate < 1) {
         aggregate = { ...aggregate, totalWeight: aggregate.totalWeight * active.siteSamplingRate };
       }
-      const next = createStrategy(fed.strategy).serverStep(global, aggregate);
+      const stepped = aggregateRound(strategy, global, aggregate, active.collector);
+      if (typeof stepped === 'string') return await abort(stepped);
+      const next = stepped.weights;
       assertFinite(next, 'aggregated model');
       const trainLoss =
         active.trainWeightSum > 0 ? active.trainLossSum / active.trainWeightSum : null;
@@ -508,6 +519,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
             roundNumber: row.number,
             parentId: baseVersionId,
             weights: stored,
+            strategyState: strategy.strategy.serializeState(stepped.state),
           });
           active.newModelVersionId = version.id;
           newVersion = version;

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createStrategy, PlainSumCollector, type SiteUpdate } from '../index';
+import {
+  buildStrategy,
+  IndividualUpdatesCollector,
+  PlainSumCollector,
+  type SiteUpdate,
+} from '../index';
 import { StrategyErrorCode } from './errors';
 import { FedAvg } from './fedavg';
 import { FedAvgM } from './fedavgm';
@@ -36,7 +41,7 @@ describe('fedavg', () => {
     expect(Array.from(fromList)).toEqual(Array.from(fromSum));
   });
 
-  it('keeps the aggregator’s createStrategy(…).serverStep result bit for bit', () => {
+  it('keeps the aggregator’s former server step (g + fround(sum / weight)) bit for bit', () => {
     const g = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i) / 3);
     const ups = [0, 1, 2].map((k) =>
       update(
@@ -48,7 +53,23 @@ describe('fedavg', () => {
     const agg = sumOf(ups);
     const legacy = new Float32Array(50);
     for (let i = 0; i < 50; i++) legacy[i] = g[i]! + Math.fround(agg.sum[i]! / agg.totalWeight);
-    expect(Array.from(createStrategy('fedavg').serverStep(g, agg))).toEqual(Array.from(legacy));
+    const s = buildStrategy('fedavg');
+    expect(Array.from(s.aggregateTrain(g, agg, s.initialState()).weights)).toEqual(
+      Array.from(legacy),
+    );
+  });
+
+  it('gets the same sum and copies of each update from the individual-updates collector', () => {
+    const c = new IndividualUpdatesCollector(2);
+    const first = f32(1, -2);
+    c.add({ siteId: 'a', delta: first, weight: 1 });
+    c.add(round[1]!);
+    first.fill(9);
+    expect(c.count).toBe(2);
+    expect(c.has('b')).toBe(true);
+    expect(c.result()).toEqual(sumOf(round));
+    expect(c.updates()).toEqual(round);
+    expect(() => c.add(round[0]!)).toThrow(/already contributed/);
   });
 
   it('refuses an aggregate of another length than the model', () => {
