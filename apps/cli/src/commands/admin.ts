@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { strategyCatalog } from '@confide/federated';
 import { admin, client, federationOpt, jsonOption, jsonOrFileOption, print } from './admin-common';
 import { tokenCommands } from './admin-tokens';
 import { ledgerCommands } from './admin-ledger';
@@ -66,6 +67,20 @@ export const adminCommands: Command[] = [
         default: '0.01',
       },
       optimizer: { type: 'string', value: 'NAME', description: 'sgd|adam', default: 'adam' },
+      strategy: {
+        type: 'string',
+        value: 'NAME',
+        description: `server strategy: ${strategyCatalog()
+          .map((e) => e.name + (e.needsIndividualUpdates ? '*' : ''))
+          .join(', ')} (*: needs each site's update, so secure aggregation off)`,
+        default: 'fedavg',
+      },
+      'strategy-config': {
+        type: 'string',
+        value: 'JSON|@FILE',
+        description:
+          "the strategy's settings, e.g. '{\"serverLearningRate\":0.01}' for fedadam (default: its defaults)",
+      },
       seed: { type: 'string', value: 'N', description: 'seed of the initial weights' },
       dp: {
         type: 'string',
@@ -131,6 +146,9 @@ export const adminCommands: Command[] = [
         batchSize: numberOption(opts, 'batch-size', { integer: true, min: 1 }),
         learningRate: numberOption(opts, 'learning-rate', { min: 0 }),
         optimizer: choiceOption(opts, 'optimizer', ['sgd', 'adam'] as const),
+        // The aggregator checks the name and the settings against its registry and says what is wrong.
+        strategy: str(opts, 'strategy'),
+        ...(await jsonOrFileOption(opts, 'strategy-config', 'strategyConfig')),
         ...(seed === undefined ? {} : { seed }),
         ...jsonOption(opts, 'dp'),
         ...jsonOption(opts, 'secure-aggregation', 'secureAggregation'),
@@ -157,6 +175,8 @@ export const adminCommands: Command[] = [
     },
     [
       `confide admin federation create --name breast-cancer --model '{"kind":"logistic","inputDim":30}' --epochs 5`,
+      `confide admin federation create --name robust --model '{"kind":"logistic","inputDim":30}' --strategy median --secure-aggregation '{"enabled":false}'`,
+      `confide admin federation create --name adaptive --model '{"kind":"logistic","inputDim":30}' --strategy fedadam --strategy-config '{"serverLearningRate":0.01}'`,
     ],
   ),
   admin(
