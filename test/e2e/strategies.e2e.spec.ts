@@ -1,0 +1,192 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildStrategy, type StrategyState } from '@confide/federated';
+import { parsePolicy, type LocalRoundResult } from '@confide/client-node';
+import type { RunningAggregator } from '@confide/aggregator';
+import { ApiRequestError, type ApiClient } from '../../apps/cli/src/api-client';
+import { databaseKind } from '../support/database';
+import {
+  createFederation,
+  enrolSites,
+  listRounds,
+  startNode,
+  testAggregator,
+  waitForRun,
+  type TestSite,
+} from '../support/federation';
+
+/** These federations run without secure aggregation, as strategies that see each update need. */
+const PLAIN = { secureAggregation: { enabled: false }, standardization: 'local' };
+/** The sites agree to send their updates unmasked (and to reveal their own metrics). */
+const OPEN_POLICY = parsePolicy({
+  secureAggregation: { required: false },
+  revealOwnMetrics: true,
+  minSitesPerSum: 2,
+});
+const PARAMETERS = 31;
+
+describe(`federations run the registry's strategies (${databaseKind})`, () => {
+  let env: Awaited<ReturnType<typeof testAggregator>>;
+  let agg: RunningAggregator;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    env = await testAggregator();
+    agg = env.agg;
+    api = env.api;
+  });
+  afterAll(async () => {
+    await env.close();
+  });
+
+  /** Runs `rounds` rounds of a new federation over three sites; returns what each site sent. */
+  async function run(
+    overrides: Record<string, unknown>,
+    rounds = 2,
+  ): Promise<{ fedId: string; updates: LocalRoundResult[][] }> {
+    const fed = await createFederation(api, { ...PLAIN, ...overrides });
+    const sites: TestSite[] = await enrolSites(api, fed.id, 3);
+    const updates: LocalRoundResult[][] = sites.map(() => []);
+    const nodes = await Promise.all(
+      sites.map((s, i) =>
+        startNode(agg, fed.id, s, { policy: OPEN_POLICY, onUpdate: (r) => updates[i]!.push(r) }),
+      ),
+    );
+    try {
+      const started = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+        rounds,
+      });
+      const ended = await waitForRun(api, fed.id, started.id);
+      expect(ended).toMatchObject({ status: 'completed', roundsDone: rounds });
+    } finally {
+      for (const n of nodes) n.node.stop();
+    }
+    return { fedId: fed.id, updates };
+  }
+
+  /** The strategy state stored with a model version, read back as the round engine reads it. */
+  async function storedState(
+    strategy: string,
+    config: unknown,
+    versionId: string,
+  ): Promise<StrategyState> {
+    const rows = await agg.db.manager.query<Array<{ strategy_state: unknown }>>(
+      'SELECT strategy_state FROM model_version WHERE id = $1',
+      [versionId],
+    );
+    expect(rows[0]?.strategy_state).toMatchObject({ strategy, format: 'confide.strategy-state/1' });
+    return buildStrategy(strategy, config).parseState(rows[0]!.strategy_state, PARAMETERS);
+  }
+
+  /** The sample-weighted mean of the sites' updates of round `i` (index), in float64. */
+  function meanUpdate(updates: LocalRoundResult[][], i: number): Float64Array {
+    const out = new Float64Array(PARAMETERS);
+    let total = 0;
+    for (const site of updates) {
+      const u = site[i]!;
+      total += u.numExamples;
+      for (let k = 0; k < PARAMETERS; k++) out[k]! += u.numExamples * u.update[k]!;
+    }
+    return out.map((x) => x / total);
+  }
+
+  function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    let m = 0;
+    for (let k = 0; k < a.length; k++) m = Math.max(m, Math.abs(a[k]! - b[k]!));
+    return m;
+  }
+
+  it('commits fedadam rounds that move the model, with its moments stored per version', async () => {
+    const config = { serverLearningRate: 0.05 };
+    const { fedId } = await run({ strategy: 'fedadam', strategyConfig: config });
+    const fed = await api.get<{ strategy: string; config: { strategyConfig: unknown } }>(
+      `/api/v1/federations/${fedId}`,
+    );
+    // The settings are stored with the strategy's defaults applied.
+    expect(fed.strategy).toBe('fedadam');
+    expect(fed.config.strategyConfig).toMatchObject({ serverLearningRate: 0.05, beta1: 0.9 });
+    const rounds = await listRounds(api, fedId);
+    expect(rounds.map((r) => r.state)).toEqual(['committed', 'committed']);
+    for (const [i, r] of rounds.entries()) {
+      const got = await api.modelWeights(fedId, r.modelVersionId!);
+      const base = await api.modelWeights(fedId, r.baseModelVersionId);
+      expect(got.hash).not.toBe(base.hash);
+      const state = await storedState('fedadam', config, r.modelVersionId!);
+      expect(state.steps).toBe(i + 1);
+      expect(state.vectors['v']!.some((x) => x > 0)).toBe(true);
+    }
+  });
+
+  it('commits median rounds whose step is the coordinate-wise median of the updates', async () => {
+    const { fedId, updates } = await run({ strategy: 'median' });
+    const rounds = await listRounds(api, fedId);
+    expect(rounds.map((r) => r.state)).toEqual(['committed', 'committed']);
+    for (const [i, r] of rounds.entries()) {
+      const base = (await api.modelWeights(fedId, r.baseModelVersionId)).weights;
+      const got = (await api.modelWeights(fedId, r.modelVersionId!)).weights;
+      const expected = base.map((w, k) => {
+        const column = updates.map((site) => site[i]!.update[k]!).sort((a, b) => a - b);
+        return w + column[1]!;
+      });
+      expect(maxDiff(got, expected)).toBeLessThan(1e-6);
+      expect(maxDiff(got, base)).toBeGreaterThan(0);
+    }
+  });
+
+  it('stores FedAvgM momentum with round 1 and steps from it in round 2', async () => {
+    const config = { serverLearningRate: 1, momentum: 0.9 };
+    const { fedId, updates } = await run({ strategy: 'fedavgm', strategyConfig: config });
+    const [r1, r2] = await listRounds(api, fedId);
+    const m1 = (await storedState('fedavgm', config, r1!.modelVersionId!)).vectors['momentum']!;
+    // Round 1 starts from no momentum: the buffer is the mean update, and it is not zero.
+    expect(maxDiff(m1, meanUpdate(updates, 0))).toBeLessThan(1e-6);
+    expect(m1.some((x) => x !== 0)).toBe(true);
+    // Round 2 read it back from round 1's model version: u2 = 0.9 u1 + mean2, w2 = w1 + u2.
+    const base = (await api.modelWeights(fedId, r2!.baseModelVersionId)).weights;
+    const got = (await api.modelWeights(fedId, r2!.modelVersionId!)).weights;
+    const mean2 = meanUpdate(updates, 1);
+    const expected = base.map((w, k) => w + (0.9 * m1[k]! + mean2[k]!));
+    expect(maxDiff(got, expected)).toBeLessThan(1e-5);
+    const withoutMomentum = base.map((w, k) => w + mean2[k]!);
+    expect(maxDiff(got, withoutMomentum)).toBeGreaterThan(1e-4);
+    const m2 = (await storedState('fedavgm', config, r2!.modelVersionId!)).vectors['momentum']!;
+    expect(
+      maxDiff(
+        m2,
+        m1.map((x, k) => 0.9 * x + mean2[k]!),
+      ),
+    ).toBeLessThan(1e-6);
+  });
+
+  /** The named error a refused creation answers with. */
+  async function refusal(body: Record<string, unknown>): Promise<ApiRequestError> {
+    const e: unknown = await createFederation(api, body).then(
+      () => new Error('the federation was created'),
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(ApiRequestError);
+    return e as ApiRequestError;
+  }
+
+  it('refuses median with secure aggregation on, saying why', async () => {
+    const e = await refusal({ strategy: 'median' });
+    expect(e.status).toBe(400);
+    expect(e.code).toBe('STRATEGY_NEEDS_INDIVIDUAL_UPDATES');
+    expect(e.message).toMatch(/secure aggregation/);
+    expect(e.message).toMatch(/fedavg/);
+  });
+
+  it('refuses an unknown strategy and a bad configuration with named errors', async () => {
+    const unknown = await refusal({ ...PLAIN, strategy: 'fedsgd' });
+    expect(unknown.code).toBe('UNKNOWN_STRATEGY');
+    expect(unknown.message).toMatch(/fedadam/);
+    const bad = await refusal({
+      ...PLAIN,
+      strategy: 'fedadam',
+      strategyConfig: { serverLearningRate: -1 },
+    });
+    expect(bad.code).toBe('STRATEGY_CONFIG_INVALID');
+    expect(bad.message).toMatch(/serverLearningRate/);
+    const extra = await refusal({ ...PLAIN, strategy: 'krum', strategyConfig: { typo: 1 } });
+    expect(extra.code).toBe('STRATEGY_CONFIG_INVALID');
+  });
+});
