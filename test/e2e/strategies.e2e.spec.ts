@@ -1,9 +1,14 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateIdentity } from '@confide/protocol';
+import { startAggregator } from '@confide/aggregator';
 import { buildStrategy, type StrategyState } from '@confide/federated';
 import { parsePolicy, type LocalRoundResult } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
-import { ApiRequestError, type ApiClient } from '../../apps/cli/src/api-client';
-import { databaseKind } from '../support/database';
+import { ApiClient, ApiRequestError } from '../../apps/cli/src/api-client';
+import { databaseKind, freshDatabaseUrl } from '../support/database';
 import {
   createFederation,
   enrolSites,
@@ -188,5 +193,65 @@ describe(`federations run the registry's strategies (${databaseKind})`, () => {
     expect(bad.message).toMatch(/serverLearningRate/);
     const extra = await refusal({ ...PLAIN, strategy: 'krum', strategyConfig: { typo: 1 } });
     expect(extra.code).toBe('STRATEGY_CONFIG_INVALID');
+  });
+});
+
+/** An aggregator stopped between rounds: the next one continues the strategy from the database. */
+describe(`strategy state across an aggregator restart (${databaseKind})`, () => {
+  it('gives round 2 on a restarted aggregator the momentum round 1 stored', async () => {
+    const db = await freshDatabaseUrl();
+    const dataDir = db.url ? undefined : mkdtempSync(join(tmpdir(), 'confide-strategy-'));
+    const identity = generateIdentity();
+    const options = { databaseUrl: db.url, dataDir, identity, reconnectGraceMs: 300 };
+    let agg = await startAggregator(options);
+    try {
+      // The first start's admin token stays valid in the database across the restart.
+      const token = agg.initialAdminToken!;
+      const api = new ApiClient(agg.url, token);
+      const fed = await createFederation(api, { ...PLAIN, strategy: 'fedavgm' });
+      const sites = await enrolSites(api, fed.id, 2);
+      const updates: LocalRoundResult[] = [];
+      const oneRound = async (): Promise<void> => {
+        const client = new ApiClient(agg.url, token);
+        const nodes = await Promise.all(
+          sites.map((s) =>
+            startNode(agg, fed.id, s, { policy: OPEN_POLICY, onUpdate: (r) => updates.push(r) }),
+          ),
+        );
+        const started = await client.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+          rounds: 1,
+        });
+        expect(await waitForRun(client, fed.id, started.id)).toMatchObject({ roundsDone: 1 });
+        for (const n of nodes) n.node.stop();
+        await Promise.all(nodes.map((n) => n.stopped.catch(() => undefined)));
+      };
+      await oneRound();
+      await agg.close();
+      agg = await startAggregator(options);
+      await oneRound();
+      const client = new ApiClient(agg.url, token);
+      const [r1, r2] = await listRounds(client, fed.id);
+      expect(r2!.baseModelVersionId).toBe(r1!.modelVersionId);
+      const mean = (round: number): Float64Array => {
+        const mine = updates.filter((u) => u.round === round);
+        const total = mine.reduce((a, u) => a + u.numExamples, 0);
+        return new Float64Array(PARAMETERS).map(
+          (_, k) => mine.reduce((a, u) => a + u.numExamples * u.update[k]!, 0) / total,
+        );
+      };
+      const m1 = mean(r1!.number);
+      const base = (await client.modelWeights(fed.id, r2!.baseModelVersionId)).weights;
+      const got = (await client.modelWeights(fed.id, r2!.modelVersionId!)).weights;
+      const mean2 = mean(r2!.number);
+      let err = 0;
+      for (let k = 0; k < PARAMETERS; k++) {
+        err = Math.max(err, Math.abs(got[k]! - (base[k]! + 0.9 * m1[k]! + mean2[k]!)));
+      }
+      expect(err).toBeLessThan(1e-5);
+    } finally {
+      await agg.close();
+      await db.drop();
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
