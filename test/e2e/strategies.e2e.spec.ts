@@ -8,6 +8,7 @@ import { buildStrategy, type StrategyState } from '@confide/federated';
 import { parsePolicy, type LocalRoundResult } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import { ApiClient, ApiRequestError } from '../../apps/cli/src/api-client';
+import { startCapturingRelay } from '../support/capturing-relay';
 import { databaseKind, freshDatabaseUrl } from '../support/database';
 import {
   createFederation,
@@ -193,6 +194,44 @@ describe(`federations run the registry's strategies (${databaseKind})`, () => {
     expect(bad.message).toMatch(/serverLearningRate/);
     const extra = await refusal({ ...PLAIN, strategy: 'krum', strategyConfig: { typo: 1 } });
     expect(extra.code).toBe('STRATEGY_CONFIG_INVALID');
+    // DP-SGD does not apply a proximal term: FedProx with record-level DP is refused, not ignored.
+    const prox = await refusal({
+      ...PLAIN,
+      strategy: 'fedprox',
+      strategyConfig: { proximalMu: 0.5 },
+      dp: { level: 'record', noiseMultiplier: 1, clipNorm: 1, delta: 1e-5, epsilonLimit: 10 },
+    });
+    expect(prox.code).toBe('STRATEGY_CONFIG_INVALID');
+    expect(prox.message).toMatch(/record-level DP/);
+  });
+
+  it("sends FedProx's mu to the sites in round.train, and its rounds commit", async () => {
+    const fed = await createFederation(api, {
+      ...PLAIN,
+      strategy: 'fedprox',
+      strategyConfig: { proximalMu: 0.25 },
+    });
+    const sites: TestSite[] = await enrolSites(api, fed.id, 3);
+    const relay = await startCapturingRelay(agg.wsUrl);
+    const nodes = await Promise.all(
+      sites.map((s, i) =>
+        startNode(agg, fed.id, s, {
+          policy: OPEN_POLICY,
+          ...(i === 0 ? { server: relay.url } : {}),
+        }),
+      ),
+    );
+    try {
+      const started = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, {
+        rounds: 1,
+      });
+      expect(await waitForRun(api, fed.id, started.id)).toMatchObject({ status: 'completed' });
+    } finally {
+      for (const n of nodes) n.node.stop();
+      await relay.close();
+    }
+    const train = relay.messages.find((m) => m.message?.['type'] === 'round.train');
+    expect((train?.message?.['train'] as { proximalMu?: number }).proximalMu).toBe(0.25);
   });
 });
 

@@ -123,6 +123,15 @@ export class FederationsService {
       }
     }
     const strategyConfig = checkStrategy(input);
+    const mu = (strategyConfig as { proximalMu?: unknown } | null)?.proximalMu;
+    if (input.dp.level === 'record' && typeof mu === 'number' && mu > 0) {
+      // DP-SGD clips and noises each example's gradient; a proximal term added outside that
+      // would change the mechanism the receipts account for, so it is not applied there.
+      throw new ApiError(
+        'STRATEGY_CONFIG_INVALID',
+        `strategy "${input.strategy}" adds a proximal term (proximalMu ${mu}) to local training, which record-level DP (DP-SGD) training does not apply; use dp.level "site" or "none", or proximalMu 0`,
+      );
+    }
     if (input.sampling.fraction < 1 && input.dp.level !== 'site') {
       throw new ApiError(
         'VALIDATION_FAILED',
