@@ -345,7 +345,7 @@ describe(`implausible secure sums abort their round (${databaseKind})`, () => {
         raw.sendJson({
           type: 'secagg.shares',
           ...ref,
-          shares: client.shareKeys(r.msg['advertisements'] as unknown[]),
+          shares: client.shareKeys(r.msg['advertisements']),
         });
       } else if (r.type === 'secagg.deliver' && client && params && info) {
         client.receiveShares(r.msg['shares'] as unknown[]);
