@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     alias: {
       '@confide/protocol': here('./libs/protocol/src/index.ts'),
+      '@confide/federated/testing': here('./libs/federated/src/testing.ts'),
       '@confide/federated': here('./libs/federated/src/index.ts'),
       '@confide/ml/spec': here('./libs/ml/src/spec.ts'),
       '@confide/ml': here('./libs/ml/src/index.ts'),

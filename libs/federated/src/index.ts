@@ -74,3 +74,30 @@ export { Median, type MedianConfig } from './strategies/median';
 export { TrimmedMean, type TrimmedMeanConfig } from './strategies/trimmed-mean';
 export { Krum, krumScores, type KrumConfig } from './strategies/krum';
 export { MultiKrum, type MultiKrumConfig } from './strategies/multi-krum';
+
+/**
+ * The Grid: the round engine's port to the sites (who is connected, send, collect by a deadline),
+ * with an in-memory Grid and a fake clock for tests and simulation.
+ *
+ * @example
+ * const grid = new InMemoryGrid<Msg>(new FakeClock());
+ * const answers = grid.collect({ from, accept, until: grid.clock.now() + 30_000 });
+ * grid.broadcast(from, jsonMessage(train));
+ */
+export {
+  binaryMessage,
+  jsonMessage,
+  runCollect,
+  systemClock,
+  type Clock,
+  type CollectOptions,
+  type CollectResult,
+  type CollectSink,
+  type ConnectionChange,
+  type Grid,
+  type Inbound,
+  type Outbound,
+  type Verdict,
+} from './grid/grid';
+export { InMemoryGrid, InMemorySite } from './grid/in-memory-grid';
+export { FakeClock } from './grid/fake-clock';
