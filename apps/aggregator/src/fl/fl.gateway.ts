@@ -222,6 +222,7 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         return;
       }
       if (!conn.session) throw new ProtocolError(ErrorCode.NOT_AUTHENTICATED);
+      this.sessions.messageReceived(conn.session, msg, vector, buf.length);
       await this.orchestrator.handleSiteMessage(conn.session, msg, vector, buf.length);
     } catch (e) {
       this.fail(conn, e, refId);

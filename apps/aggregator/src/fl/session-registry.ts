@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { ErrorCode } from '@confide/protocol';
+import { ErrorCode, type SiteMessage } from '@confide/protocol';
 import { Signal } from '../common/signal';
 
 /** A logged-in site connection as the rest of the aggregator sees it. */
@@ -16,6 +16,13 @@ export interface SiteSession {
 }
 
 type Listener = (session: SiteSession) => void;
+/** Sees a logged-in site's validated message; must not throw (it runs inside the gateway's routing). */
+export type MessageListener = (
+  session: SiteSession,
+  message: SiteMessage,
+  vector: Float32Array | Uint32Array | null,
+  bytes: number,
+) => void;
 
 /** The live, authenticated site connections: at most one per site. */
 @Injectable()
@@ -25,13 +32,34 @@ export class SessionRegistry {
   readonly changed = new Signal();
   private readonly connectListeners: Listener[] = [];
   private readonly disconnectListeners: Listener[] = [];
+  private readonly messageListeners: MessageListener[] = [];
 
-  onConnect(l: Listener): void {
-    this.connectListeners.push(l);
+  /** Calls `l` on every connect; returns the way to stop. */
+  onConnect(l: Listener): () => void {
+    return subscribe(this.connectListeners, l);
   }
 
-  onDisconnect(l: Listener): void {
-    this.disconnectListeners.push(l);
+  /** Calls `l` on every disconnect of a site's current connection; returns the way to stop. */
+  onDisconnect(l: Listener): () => void {
+    return subscribe(this.disconnectListeners, l);
+  }
+
+  /**
+   * Calls `l` on every message a logged-in site sends, before the gateway routes it on (the Grid
+   * observes the sites this way); returns the way to stop.
+   */
+  onMessage(l: MessageListener): () => void {
+    return subscribe(this.messageListeners, l);
+  }
+
+  /** The gateway reports a validated message of a logged-in site. */
+  messageReceived(
+    session: SiteSession,
+    message: SiteMessage,
+    vector: Float32Array | Uint32Array | null,
+    bytes: number,
+  ): void {
+    for (const l of [...this.messageListeners]) l(session, message, vector, bytes);
   }
 
   /** Registers a session; an older connection of the same site is closed. */
@@ -89,4 +117,12 @@ export class SessionRegistry {
     for (const s of [...this.bySite.values()])
       s.close(ErrorCode.INTERNAL, 'the aggregator is shutting down');
   }
+}
+
+function subscribe<T>(list: T[], item: T): () => void {
+  list.push(item);
+  return () => {
+    const i = list.indexOf(item);
+    if (i >= 0) list.splice(i, 1);
+  };
 }
