@@ -238,6 +238,18 @@ export function gridContract<M>(name: string, makeHarness: () => Promise<GridHar
       expect(result.missing).toEqual(ids(a));
     });
 
+    it('ends at once when its deadline has already passed, and takes nothing after', async () => {
+      const result = await h.grid.collect({
+        from: ids(a, b),
+        accept: forRound(9),
+        until: h.grid.clock.now() - 1,
+      });
+      await a.reply(9);
+      expect(result.ended).toBe('deadline');
+      expect(result.missing).toEqual(ids(a, b));
+      expect(result.replies.size).toBe(0);
+    });
+
     it('lets concurrent collects each take what they accept', async () => {
       const first = h.grid.collect({ from: ids(a, b), accept: forRound(1), until: deadline(1000) });
       const second = h.grid.collect({ from: ids(a), accept: forRound(2), until: deadline(1000) });

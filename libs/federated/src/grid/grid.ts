@@ -148,6 +148,11 @@ export function runCollect<M>(
   register: (sink: CollectSink<M>) => () => void,
   options: CollectOptions<M>,
 ): Promise<CollectResult<M>> {
+  if (!Number.isFinite(options.until)) {
+    return Promise.reject(
+      new RangeError(`a collect needs a finite deadline, not ${options.until}`),
+    );
+  }
   const dropOnDisconnect = (options.onDisconnect ?? 'drop') === 'drop';
   const replies = new Map<string, Inbound<M>>();
   const rejected = new Map<string, Inbound<M>>();

@@ -75,6 +75,13 @@ describe('InMemoryGrid', () => {
     expect(() => grid.addSite('a')).toThrow(/already exists/);
     expect(() => site.reply({ type: 'reply', round: 1 })).toThrow(/not connected/);
   });
+
+  it('refuses a collect without a finite deadline', async () => {
+    const grid = new InMemoryGrid<Reply>(new FakeClock());
+    await expect(
+      grid.collect({ from: new Set(['a']), accept: () => true, until: Number.NaN }),
+    ).rejects.toThrow(/finite deadline/);
+  });
 });
 
 describe('FakeClock', () => {
