@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { generateIdentity } from '@confide/protocol';
+import { strategyNames } from '@confide/federated';
 import { loadCsv, partitionIid } from '@confide/ml';
 import type { RunningAggregator } from '@confide/aggregator';
 import { parsePolicy, type ClientNode } from '@confide/client-node';
@@ -252,6 +253,51 @@ describeWithBrowser(`the dashboard in Chromium (${databaseKind})`, () => {
     await shot(page, '13-federations');
     expect(pageErrors).toEqual([]);
   }, 240_000);
+
+  it("admin: creates a fedadam federation with settings from the registry's schema and sees it listed with its strategy", async () => {
+    const page = await newPage();
+    await signIn(page, adminToken);
+    await page.goto(`${agg.url}/#/federations/new`);
+    await page.getByRole('heading', { name: 'New federation' }).waitFor();
+    const name = `adaptive-${Math.random().toString(36).slice(2, 6)}`;
+    await page.getByLabel('Name').fill(name);
+    await page.getByLabel('Kind').selectOption('logistic');
+    const strategy = page.getByLabel('Strategy', { exact: true });
+    // The drop-down is the registry, read from GET /api/v1/strategies.
+    await expect
+      .poll(() =>
+        strategy.locator('option').evaluateAll((o) => o.map((x) => x.getAttribute('value'))),
+      )
+      .toEqual(strategyNames());
+    // A robust rule is refused while secure aggregation is on, before anything is sent.
+    const secAgg = page.getByLabel('Mask updates so the aggregator only sees their sum');
+    if ((await secAgg.isEnabled()) && (await secAgg.isChecked())) {
+      await strategy.selectOption('median');
+      await page.getByRole('button', { name: 'Create federation' }).click();
+      await expect
+        .poll(() => page.locator('.field-error:visible').allTextContents())
+        .toEqual([expect.stringMatching(/^median compares each site's update/)]);
+    }
+    await strategy.selectOption('fedadam');
+    await expect
+      .poll(() => page.getByTestId('strategy-summary').textContent())
+      .toMatch(/^FedAdam \(Reddi et al\. 2021\)/);
+    await page.getByLabel('Strategy settings (JSON)').fill('{ "serverLearningRate": 0.05 }');
+    await shot(page, '14-new-federation-fedadam');
+    await page.getByRole('button', { name: 'Create federation' }).click();
+    await page.getByRole('heading', { name, level: 1 }).waitFor();
+    const id = /#\/federations\/([0-9a-f-]{36})\//.exec(page.url())![1]!;
+
+    await page.goto(`${agg.url}/#/federations/${id}/overview`);
+    await page
+      .getByText('fedadam (beta1 0.9, beta2 0.99, serverLearningRate 0.05, tau 0.001)')
+      .waitFor();
+    await page.goto(`${agg.url}/#/federations`);
+    const row = page.locator('tr', { has: page.getByRole('link', { name }) });
+    await expect.poll(() => row.locator('td').nth(3).textContent()).toBe('fedadam');
+    await shot(page, '15-federations-fedadam');
+    expect(pageErrors).toEqual([]);
+  });
 
   it('auditor: sees everything read-only; the server refuses what the UI does not offer', async () => {
     expect(fedId).not.toBe('');

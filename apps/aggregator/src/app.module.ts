@@ -17,6 +17,7 @@ import { PrivacyController } from './privacy/privacy.controller';
 import { FederationRepository } from './federations/federation.repository';
 import { FederationsController } from './federations/federations.controller';
 import { FederationsService } from './federations/federations.service';
+import { StrategiesController } from './federations/strategies.controller';
 import { FlGateway } from './fl/fl.gateway';
 import { SessionRegistry } from './fl/session-registry';
 import { ModelVersionRepository } from './models/model-version.repository';
@@ -44,6 +45,7 @@ export class AppModule {
       module: AppModule,
       controllers: [
         FederationsController,
+        StrategiesController,
         SitesController,
         RoundsController,
         ModelsController,

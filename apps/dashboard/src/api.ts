@@ -79,23 +79,56 @@ export class Api {
   }
 }
 
-/** Which optional federation settings this aggregator accepts, read from its OpenAPI document. */
+/** One strategy of the aggregator's registry, as `GET /api/v1/strategies` lists it. */
+export interface StrategyInfo {
+  name: string;
+  summary: string;
+  /** True for the robust rules that compare each site's update: not with secure aggregation. */
+  needsIndividualUpdates: boolean;
+  /** JSON Schema of its `strategyConfig` (an object schema; empty when unknown). */
+  configSchema: Record<string, unknown>;
+}
+
+/** Which optional federation settings this aggregator accepts, and its strategies. */
 export interface Capabilities {
   dp: boolean;
   secureAggregation: boolean;
-  strategies: string[];
+  strategies: StrategyInfo[];
 }
 
-/** Reads the create-federation schema from `/api/docs/json`; unknown means "not offered". */
-export async function loadCapabilities(): Promise<Capabilities> {
-  const fallback: Capabilities = { dp: false, secureAggregation: false, strategies: ['fedavg'] };
+/** A strategy known only by its name (an aggregator without the strategies endpoint). */
+export function namedStrategy(name: string): StrategyInfo {
+  return {
+    name,
+    summary: '',
+    needsIndividualUpdates: false,
+    configSchema: { type: 'object', properties: {} },
+  };
+}
+
+/**
+ * Reads the create-federation schema from `/api/docs/json` (unknown means "not offered") and the
+ * strategies from `GET /api/v1/strategies`, falling back to the schema's strategy names.
+ */
+export async function loadCapabilities(api: Api): Promise<Capabilities> {
+  let caps: Capabilities = {
+    dp: false,
+    secureAggregation: false,
+    strategies: [namedStrategy('fedavg')],
+  };
   try {
     const res = await fetch('/api/docs/json');
-    if (!res.ok) return fallback;
-    return capabilitiesFromOpenApi(await res.json());
+    if (res.ok) caps = capabilitiesFromOpenApi(await res.json());
   } catch {
-    return fallback;
+    /* keep the fallback */
   }
+  try {
+    const listed = strategiesFromApi(await api.get<unknown>('/api/v1/strategies'));
+    if (listed) caps = { ...caps, strategies: listed };
+  } catch (e) {
+    if (!isMissingRoute(e)) throw e;
+  }
+  return caps;
 }
 
 /** Pure part of {@link loadCapabilities}. */
@@ -116,12 +149,44 @@ export function capabilitiesFromOpenApi(doc: unknown): Capabilities {
   )?.paths?.['/api/v1/federations']?.post?.requestBody?.content?.['application/json']?.schema
     ?.properties;
   const strategy = props?.['strategy'] as { enum?: unknown } | undefined;
+  const names =
+    Array.isArray(strategy?.enum) && strategy.enum.every((x) => typeof x === 'string')
+      ? strategy.enum
+      : ['fedavg'];
   return {
     dp: Boolean(props && 'dp' in props),
     secureAggregation: Boolean(props && 'secureAggregation' in props),
-    strategies:
-      Array.isArray(strategy?.enum) && strategy.enum.every((x) => typeof x === 'string')
-        ? strategy.enum
-        : ['fedavg'],
+    strategies: names.map(namedStrategy),
   };
+}
+
+const MAX_STRATEGIES = 200;
+
+/** The strategies endpoint's answer, checked entry by entry; null when it is not a list of them. */
+export function strategiesFromApi(json: unknown): StrategyInfo[] | null {
+  if (!Array.isArray(json) || json.length === 0 || json.length > MAX_STRATEGIES) return null;
+  const out: StrategyInfo[] = [];
+  for (const item of json as unknown[]) {
+    const e = item as Partial<Record<keyof StrategyInfo, unknown>> | null;
+    if (
+      typeof e !== 'object' ||
+      e === null ||
+      typeof e.name !== 'string' ||
+      !/^[a-z][a-z0-9-]{0,39}$/.test(e.name) ||
+      typeof e.summary !== 'string' ||
+      typeof e.needsIndividualUpdates !== 'boolean' ||
+      typeof e.configSchema !== 'object' ||
+      e.configSchema === null ||
+      Array.isArray(e.configSchema)
+    ) {
+      return null;
+    }
+    out.push({
+      name: e.name,
+      summary: e.summary.slice(0, 500),
+      needsIndividualUpdates: e.needsIndividualUpdates,
+      configSchema: e.configSchema as Record<string, unknown>,
+    });
+  }
+  return out;
 }

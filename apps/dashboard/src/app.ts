@@ -57,7 +57,12 @@ export function startApp(root: HTMLElement): void {
   const ctx = (): Ctx => ({
     api: session!.api,
     me: session!.me,
-    capabilities: () => (caps ??= loadCapabilities()),
+    // A failed load is not kept, so the next visit to the form asks again.
+    capabilities: () =>
+      (caps ??= loadCapabilities(session!.api).catch((e: unknown) => {
+        caps = null;
+        throw e;
+      })),
     go: (hash) => {
       if (location.hash === hash) void route();
       else location.hash = hash;

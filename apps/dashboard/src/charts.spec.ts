@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { layoutChart, niceTicks } from './charts';
-import { capabilitiesFromOpenApi } from './api';
+import { strategyCatalog } from '@confide/federated';
+import { capabilitiesFromOpenApi, namedStrategy, strategiesFromApi } from './api';
 import { federationHref, parseRoute } from './router';
 import { limitLines } from './pages/privacy';
 import { ledgerPath, ledgerQuery } from './pages/ledger';
@@ -132,7 +133,7 @@ describe('routes, capabilities and the ledger query', () => {
     ).toEqual({
       dp: false,
       secureAggregation: false,
-      strategies: ['fedavg', 'fedadam'],
+      strategies: [namedStrategy('fedavg'), namedStrategy('fedadam')],
     });
     expect(capabilitiesFromOpenApi(doc({ dp: {}, secureAggregation: {} }))).toMatchObject({
       dp: true,
@@ -141,8 +142,21 @@ describe('routes, capabilities and the ledger query', () => {
     expect(capabilitiesFromOpenApi(null)).toEqual({
       dp: false,
       secureAggregation: false,
-      strategies: ['fedavg'],
+      strategies: [namedStrategy('fedavg')],
     });
+  });
+
+  it('reads the strategies endpoint, refusing an answer that is not a list of strategies', () => {
+    const catalog = JSON.parse(JSON.stringify(strategyCatalog())) as unknown;
+    expect(strategiesFromApi(catalog)).toEqual(strategyCatalog());
+    expect(strategiesFromApi([])).toBeNull();
+    expect(strategiesFromApi({ name: 'fedavg' })).toBeNull();
+    expect(
+      strategiesFromApi([
+        { name: 'Bad Name', summary: '', needsIndividualUpdates: false, configSchema: {} },
+      ]),
+    ).toBeNull();
+    expect(strategiesFromApi([{ name: 'fedavg', summary: 'x', configSchema: {} }])).toBeNull();
   });
 
   it('builds ledger requests from the route query', () => {

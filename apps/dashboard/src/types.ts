@@ -48,6 +48,8 @@ export interface Federation {
     evaluationTimeoutMs: number;
     seed: number;
     train: { epochs: number; batchSize: number; learningRate: number; optimizer: string };
+    /** The strategy's settings with its defaults applied (absent on older federations). */
+    strategyConfig?: unknown;
     dp?: DpConfig;
     secureAggregation?: SecureAggregationConfig;
   };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Capabilities } from '../api';
+import { strategyCatalog } from '@confide/federated';
+import { namedStrategy, type Capabilities } from '../api';
 import {
   defaultFederationForm,
   federationRequestBody,
@@ -8,9 +9,20 @@ import {
   validateFederationForm,
   type FederationFormState,
 } from './federation-form';
+import { strategyConfigExample, strategySettings } from './strategy-config';
 
-const plain: Capabilities = { dp: false, secureAggregation: false, strategies: ['fedavg'] };
-const full: Capabilities = { dp: true, secureAggregation: true, strategies: ['fedavg'] };
+const plain: Capabilities = {
+  dp: false,
+  secureAggregation: false,
+  strategies: [namedStrategy('fedavg')],
+};
+const full: Capabilities = {
+  dp: true,
+  secureAggregation: true,
+  strategies: [namedStrategy('fedavg')],
+};
+/** What GET /api/v1/strategies answers: the registry's catalog. */
+const registry: Capabilities = { dp: true, secureAggregation: true, strategies: strategyCatalog() };
 
 const form = (over: Partial<FederationFormState> = {}): FederationFormState => ({
   ...defaultFederationForm(),
@@ -82,6 +94,69 @@ describe('federation form: client-side checks', () => {
       threshold: 'cannot exceed minSites (3): the sum could never be unmasked',
       k: 'required',
     });
+  });
+});
+
+describe("federation form: the registry's strategies", () => {
+  it('refuses a strategy the aggregator does not have', () => {
+    expect(validateFederationForm(form({ strategy: 'fedadam' }), plain).strategy).toBe(
+      'choose one of fedavg',
+    );
+  });
+
+  it('refuses a strategy that needs individual updates while secure aggregation is on', () => {
+    const median = form({ strategy: 'median', secAggEnabled: true });
+    expect(validateFederationForm(median, registry).strategy).toMatch(
+      /^median compares each site's update .* turn secure aggregation off/,
+    );
+    expect(validateFederationForm({ ...median, secAggEnabled: false }, registry)).toEqual({});
+    expect(
+      validateFederationForm(form({ strategy: 'fedadam', secAggEnabled: true }), registry),
+    ).toEqual({});
+  });
+
+  it("checks the settings against the strategy's JSON Schema", () => {
+    const check = (strategy: string, strategyConfig: string) =>
+      validateFederationForm(form({ strategy, strategyConfig }), registry).strategyConfig;
+    expect(check('fedadam', '')).toBeUndefined();
+    expect(check('fedadam', '{ "serverLearningRate": 0.05, "beta1": 0.8 }')).toBeUndefined();
+    expect(check('fedadam', '{ serverLearningRate: 1 }')).toMatch(/^not valid JSON/);
+    expect(check('fedadam', '[1]')).toMatch(/^must be a JSON object/);
+    expect(check('fedadam', '{ "lr": 1 }')).toBe(
+      'fedadam has no setting "lr"; its settings are serverLearningRate, beta1, tau, beta2',
+    );
+    expect(check('fedadam', '{ "serverLearningRate": 0 }')).toBe(
+      'serverLearningRate: must be greater than 0',
+    );
+    expect(check('fedadam', '{ "beta1": 1 }')).toBe('beta1: must be less than 1');
+    expect(check('krum', '{ "byzantine": 1.5 }')).toBe('byzantine: must be a whole number');
+    expect(check('fedavg', '{ "x": 1 }')).toBe('fedavg takes no settings');
+  });
+
+  it('lists the settings with their defaults, from the schema', () => {
+    const fedadam = registry.strategies.find((s) => s.name === 'fedadam')!;
+    expect(strategySettings(fedadam).map((s) => [s.name, s.default])).toEqual([
+      ['serverLearningRate', 0.1],
+      ['beta1', 0.9],
+      ['tau', 0.001],
+      ['beta2', 0.99],
+    ]);
+    expect(JSON.parse(strategyConfigExample(fedadam))).toEqual({
+      serverLearningRate: 0.1,
+      beta1: 0.9,
+      tau: 0.001,
+      beta2: 0.99,
+    });
+  });
+
+  it('sends the settings as an object, and none when blank', () => {
+    expect(
+      federationRequestBody(
+        form({ strategy: 'fedadam', strategyConfig: '{ "serverLearningRate": 0.05 }' }),
+        registry,
+      ),
+    ).toMatchObject({ strategy: 'fedadam', strategyConfig: { serverLearningRate: 0.05 } });
+    expect(federationRequestBody(form(), registry)).not.toHaveProperty('strategyConfig');
   });
 });
 
@@ -196,6 +271,16 @@ describe("federation form: the server's messages", () => {
     ).toEqual({
       modelJson: 'must be "logistic" or "mlp", got "cnn"',
     });
+  });
+
+  it("points the registry's refusals at the strategy and its settings", () => {
+    const config = 'invalid configuration for strategy "fedadam": beta1: Too big: expected <1';
+    expect(serverFieldErrors(config, 'mlp')).toEqual({ strategyConfig: config });
+    const needs = 'strategy "median" compares each site\'s update with the others\', but ...';
+    expect(serverFieldErrors(needs, 'mlp')).toEqual({ strategy: needs });
+    expect(
+      serverFieldErrors('invalid request body: strategyConfig: Expected object', 'mlp'),
+    ).toEqual({ strategyConfig: 'Expected object' });
   });
 
   it('shows a name conflict on the name field', () => {

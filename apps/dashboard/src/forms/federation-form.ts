@@ -2,7 +2,8 @@
  * The "new federation" form as data: its state (strings, as typed), client-side checks, the request
  * body, and the mapping of the server's error messages back to fields. Pure; the view renders it.
  */
-import type { Capabilities } from '../api';
+import type { Capabilities, StrategyInfo } from '../api';
+import { secureAggregationConflict, strategyConfigProblem } from './strategy-config';
 
 export interface FederationFormState {
   name: string;
@@ -14,6 +15,8 @@ export interface FederationFormState {
   classes: string;
   modelJson: string;
   strategy: string;
+  /** The strategy's settings as JSON; blank means its defaults. */
+  strategyConfig: string;
   optimizer: 'adam' | 'sgd';
   learningRate: string;
   localEpochs: string;
@@ -49,6 +52,7 @@ export function defaultFederationForm(): FederationFormState {
     classes: '3',
     modelJson: '{ "kind": "logistic", "inputDim": 30 }',
     strategy: 'fedavg',
+    strategyConfig: '',
     optimizer: 'adam',
     learningRate: '0.01',
     localEpochs: '1',
@@ -175,8 +179,13 @@ export function validateFederationForm(s: FederationFormState, caps: Capabilitie
     }
     if (s.output === 'classes') set('classes', intProblem(s.classes, 2, 10_000));
   }
-  if (!caps.strategies.includes(s.strategy))
-    e.strategy = `choose one of ${caps.strategies.join(', ')}`;
+  const strategy = strategyOf(s, caps);
+  if (!strategy) {
+    e.strategy = `choose one of ${caps.strategies.map((x) => x.name).join(', ')}`;
+  } else {
+    set('strategy', secureAggregationConflict(strategy, caps.secureAggregation && s.secAggEnabled));
+    set('strategyConfig', strategyConfigProblem(s.strategyConfig, strategy));
+  }
   set('learningRate', numberProblem(s.learningRate, 0, 10));
   set('localEpochs', intProblem(s.localEpochs, 1, 1000));
   set('batchSize', intProblem(s.batchSize, 1, 1_000_000));
@@ -204,6 +213,11 @@ export function validateFederationForm(s: FederationFormState, caps: Capabilitie
   return e;
 }
 
+/** The registry entry of the strategy the form names, if the aggregator has it. */
+export function strategyOf(s: FederationFormState, caps: Capabilities): StrategyInfo | undefined {
+  return caps.strategies.find((x) => x.name === s.strategy);
+}
+
 /** The POST /api/v1/federations body; optional sections only when the server accepts them. */
 export function federationRequestBody(
   s: FederationFormState,
@@ -213,6 +227,7 @@ export function federationRequestBody(
     name: s.name.trim(),
     modelSpec: modelSpecOf(s),
     strategy: s.strategy,
+    ...(s.strategyConfig.trim() ? { strategyConfig: JSON.parse(s.strategyConfig) as unknown } : {}),
     minSites: Number(s.minSites),
     roundTimeoutSeconds: Number(s.roundTimeoutSeconds),
     evaluationTimeoutSeconds: Number(s.evaluationTimeoutSeconds),
@@ -257,6 +272,7 @@ const SERVER_PATHS: Array<[RegExp, FederationField]> = [
   [/^spec\.activation\b/, 'activation'],
   [/^spec\.output\b/, 'classes'],
   [/^spec\b/, 'modelJson'],
+  [/^strategyConfig\b/, 'strategyConfig'],
   [/^strategy\b/, 'strategy'],
   [/^optimizer\b/, 'optimizer'],
   [/^learningRate\b/, 'learningRate'],
@@ -292,6 +308,15 @@ export function serverFieldErrors(
   const body = message.replace(/^invalid (request body|modelSpec):\s*/, '');
   if (/^a federation named/.test(message)) {
     e.name = message;
+    return e;
+  }
+  // The registry's own refusals (UNKNOWN_STRATEGY, STRATEGY_CONFIG_INVALID, ..._INDIVIDUAL_UPDATES).
+  if (/^invalid configuration for strategy\b/.test(message)) {
+    e.strategyConfig = message;
+    return e;
+  }
+  if (/^(unknown strategy\b|strategy ")/.test(message)) {
+    e.strategy = message;
     return e;
   }
   for (const part of body.split(/;\s*/)) {

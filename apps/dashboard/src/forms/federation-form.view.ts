@@ -6,11 +6,13 @@ import {
   federationRequestBody,
   parameterEstimate,
   serverFieldErrors,
+  strategyOf,
   validateFederationForm,
   type FederationField,
   type FederationFormState,
 } from './federation-form';
 import { checkbox, FormView, selectInput, textInput } from './form-view';
+import { strategyConfigExample, strategySettings } from './strategy-config';
 
 export interface FederationFormOptions {
   caps: Capabilities;
@@ -125,23 +127,37 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
     estimate,
   );
 
+  // The strategy's summary and its settings come from the aggregator's registry.
+  const strategySummary = h('span', { 'data-testid': 'strategy-summary' });
+  const settingsHint = h('span', null);
+  const strategyConfig = h('textarea', { rows: 2, spellcheck: 'false', class: 'mono' });
+  strategyConfig.value = state.strategyConfig;
+  strategyConfig.addEventListener('input', () => {
+    state.strategyConfig = strategyConfig.value;
+    changed('strategyConfig')();
+  });
+  const strategySelect = selectInput(
+    state,
+    'strategy',
+    caps.strategies.map((s) => [s.name, s.name === 'fedavg' ? 'FedAvg' : s.name]),
+    () => {
+      // Settings are per strategy: another strategy starts from its own defaults.
+      state.strategyConfig = '';
+      strategyConfig.value = '';
+      v.clearError('strategyConfig');
+      changed('strategy')();
+    },
+  );
+
   const training = h(
     'fieldset',
     null,
     h('legend', null, 'Training and strategy'),
+    v.field('strategy', 'Strategy', strategySelect, strategySummary),
+    v.field('strategyConfig', 'Strategy settings (JSON)', strategyConfig, settingsHint),
     h(
       'div',
       { class: 'grid-3' },
-      v.field(
-        'strategy',
-        'Strategy',
-        selectInput(
-          state,
-          'strategy',
-          caps.strategies.map((s) => [s, s === 'fedavg' ? 'FedAvg' : s]),
-          changed('strategy'),
-        ),
-      ),
       v.field(
         'optimizer',
         'Local optimizer',
@@ -314,6 +330,38 @@ export function federationForm(opts: FederationFormOptions): HTMLFormElement {
     dpParams.hidden = state.dpLevel === 'none';
     secAggParams.hidden = !state.secAggEnabled;
     harary.hidden = state.graph !== 'harary';
+    syncStrategy();
+  }
+
+  function syncStrategy(): void {
+    const info = strategyOf(state, caps);
+    const settings = info ? strategySettings(info) : [];
+    strategySummary.textContent = info
+      ? [
+          info.summary,
+          info.needsIndividualUpdates
+            ? "Needs each site's update: only for federations without secure aggregation."
+            : '',
+        ]
+          .filter(Boolean)
+          .join(' ')
+      : '';
+    v.row('strategyConfig')!.hidden = settings.length === 0;
+    strategyConfig.placeholder = info ? strategyConfigExample(info) || '{}' : '';
+    settingsHint.replaceChildren(
+      'Blank for the defaults. ',
+      ...settings.map((s, i) =>
+        h(
+          'span',
+          null,
+          i ? '; ' : '',
+          h('code', null, s.name),
+          // Descriptions often open with the symbol of the paper ("beta1: ..."): not twice.
+          s.description ? `: ${s.description.replace(`${s.name}: `, '')}` : '',
+          'default' in s ? ` (default ${JSON.stringify(s.default)})` : '',
+        ),
+      ),
+    );
   }
   sync();
 

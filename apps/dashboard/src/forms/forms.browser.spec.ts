@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
+import { strategyCatalog } from '@confide/federated';
+import { namedStrategy, type Capabilities } from '../api';
 import {
   describeWithBrowser,
   launchChromium,
@@ -74,7 +76,11 @@ describeWithBrowser('dashboard forms in Chromium', () => {
 
   const render = (
     which: string,
-    caps = { dp: false, secureAggregation: false, strategies: ['fedavg'] },
+    caps: Capabilities = {
+      dp: false,
+      secureAggregation: false,
+      strategies: [namedStrategy('fedavg')],
+    },
   ) => page.evaluate(([w, c]) => (window as any).render(w, c), [which, caps] as const);
   const submitted = () =>
     page.evaluate(() => (window as any).submitted as Array<Record<string, unknown>>);
@@ -140,7 +146,11 @@ describeWithBrowser('dashboard forms in Chromium', () => {
   });
 
   it('new federation: sends site-level DP and secure aggregation when offered, after checking them', async () => {
-    await render('federation', { dp: true, secureAggregation: true, strategies: ['fedavg'] });
+    await render('federation', {
+      dp: true,
+      secureAggregation: true,
+      strategies: [namedStrategy('fedavg')],
+    });
     await page.getByLabel('Name').fill('private');
     expect(await page.getByLabel('Noise multiplier z').isVisible()).toBe(false);
     await page.getByLabel('Protection level').selectOption('site');
@@ -160,6 +170,54 @@ describeWithBrowser('dashboard forms in Chromium', () => {
       secureAggregation: { enabled: true, graph: 'harary', k: 4, threatModel: 'semi-honest' },
     });
     await page.screenshot({ path: screenshotPath('component-federation-form-dp'), fullPage: true });
+  });
+
+  it("new federation: offers the registry's strategies with their summaries and settings, refusing a robust one with secure aggregation", async () => {
+    await render('federation', {
+      dp: false,
+      secureAggregation: true,
+      strategies: strategyCatalog(),
+    });
+    const strategy = page.getByLabel('Strategy', { exact: true });
+    const settings = page.getByLabel('Strategy settings (JSON)');
+    expect(await strategy.locator('option').allTextContents()).toEqual(
+      strategyCatalog().map((s) => (s.name === 'fedavg' ? 'FedAvg' : s.name)),
+    );
+    // FedAvg takes no settings: the field is hidden.
+    expect(await settings.isVisible()).toBe(false);
+    await strategy.selectOption('median');
+    await expect
+      .poll(() => page.getByTestId('strategy-summary').textContent())
+      .toMatch(/^Coordinate-wise median .* only for federations without secure aggregation\.$/);
+    await page.getByLabel('Name').fill('robust');
+    await page.getByRole('button', { name: 'Create federation' }).click();
+    await expect
+      .poll(() => page.locator('.field-error:visible').allTextContents())
+      .toEqual([expect.stringMatching(/^median compares each site's update/)]);
+    expect(await submitted()).toEqual([]);
+    // fedadam works on the sum; its settings are checked against its schema before sending.
+    await strategy.selectOption('fedadam');
+    expect(await settings.getAttribute('placeholder')).toContain('"serverLearningRate":0.1');
+    await settings.fill('{ "serverLearningRate": 0 }');
+    await page.getByRole('button', { name: 'Create federation' }).click();
+    await expect
+      .poll(() => page.locator('.field-error:visible').allTextContents())
+      .toEqual(['serverLearningRate: must be greater than 0']);
+    await settings.fill('{ "serverLearningRate": 0.05 }');
+    const refusal = 'invalid configuration for strategy "fedadam": beta1: Too big';
+    await rejectWith(refusal);
+    await page.getByRole('button', { name: 'Create federation' }).click();
+    await expect.poll(() => page.locator('.server-message').textContent()).toBe(refusal);
+    expect(await page.locator('.field-error:visible').allTextContents()).toEqual([refusal]);
+    expect((await submitted())[0]).toMatchObject({
+      strategy: 'fedadam',
+      strategyConfig: { serverLearningRate: 0.05 },
+      secureAggregation: { enabled: true },
+    });
+    await page.screenshot({
+      path: screenshotPath('component-federation-form-strategy'),
+      fullPage: true,
+    });
   });
 
   it('enrol a site: refuses a malformed key and sends a pasted one without its line breaks', async () => {

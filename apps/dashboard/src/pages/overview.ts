@@ -5,7 +5,7 @@ import { duration, metric } from '../format';
 import { federationHref } from '../router';
 import type { FederationStore } from '../store';
 import type { TabView } from './federation';
-import { dpOf, modelSummary, secAggOf } from './summary';
+import { dpOf, modelSummary, secAggOf, strategyText } from './summary';
 
 export function overviewTab(_ctx: Ctx, store: FederationStore): TabView {
   const live = h('div');
@@ -24,7 +24,7 @@ export function overviewTab(_ctx: Ctx, store: FederationStore): TabView {
         'Model',
         `${modelSummary(fed)} (${fed.parameters.toLocaleString('en-US')} parameters)`,
       ),
-      ...pair('Strategy', fed.strategy === 'fedavg' ? 'FedAvg' : fed.strategy),
+      ...pair('Strategy', strategyText(fed)),
       ...pair(
         'Local training',
         `${fed.config.train.optimizer}, learning rate ${fed.config.train.learningRate}, ${fed.config.train.epochs} epoch(s), batch ${fed.config.train.batchSize}`,

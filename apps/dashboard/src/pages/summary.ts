@@ -15,3 +15,17 @@ export function dpOf(f: Federation): DpConfig | undefined {
 export function secAggOf(f: Federation): SecureAggregationConfig | undefined {
   return f.secureAggregation ?? f.config.secureAggregation;
 }
+
+/** "fedadam (beta1 0.9, serverLearningRate 0.05)": the strategy and its stored settings. */
+export function strategyText(f: Federation): string {
+  const name = f.strategy === 'fedavg' ? 'FedAvg' : f.strategy;
+  const config = f.config.strategyConfig;
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) return name;
+  const parts = Object.entries(config as Record<string, unknown>)
+    .filter(([, v]) => typeof v === 'number' || typeof v === 'boolean' || typeof v === 'string')
+    // Sorted: the database's JSON does not keep the order the settings were written in.
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .slice(0, 12)
+    .map(([k, v]) => `${k.slice(0, 40)} ${String(v).slice(0, 40)}`);
+  return parts.length ? `${name} (${parts.join(', ')})` : name;
+}
