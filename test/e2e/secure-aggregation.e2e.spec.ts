@@ -413,17 +413,6 @@ describe(`secure aggregation over real WebSockets (${databaseKind})`, () => {
     }
   }, 60_000);
 
-  it('refuses self-sampling outside site-level DP, naming why', async () => {
-    const err = await createFederation(api, { sampling: { fraction: 0.5 } }).then(
-      () => null,
-      (e: unknown) => e as ApiRequestError,
-    );
-    expect(err).toBeInstanceOf(ApiRequestError);
-    expect(err!.message).toMatch(
-      /sampling\.fraction below 1 is Poisson self-sampling for site-level DP/,
-    );
-  });
-
   it('secure-aggregates a model of over 10M parameters', async () => {
     const spec: ModelSpec = { kind: 'mlp', inputDim: 30, hidden: [3150, 3150], output: 'binary' };
     const L = parameterCount(spec);

@@ -52,7 +52,10 @@ export interface FederationConfig {
   standardization?: 'federated' | 'local';
   /** Whether sites evaluate each new model (absent: yes). */
   evaluation?: boolean;
-  /** Poisson self-sampling rate of each site (site-level DP); absent: 1. */
+  /**
+   * The share of connected sites each round takes: the aggregator's draw, or under site-level DP each
+   * site's own Poisson coin; absent: 1.
+   */
   samplingFraction?: number;
   /** How sites weigh in the average; absent: by records, capped at DEFAULT_MAX_WEIGHT. */
   weighting?: { mode: 'records' | 'equal'; maxWeight: number };
@@ -149,12 +152,21 @@ export interface Participant {
   detail?: string;
 }
 
+/** The aggregator's draw of a round's sites: `sampled` of the `connected` approved sites. */
+export interface RoundSampling {
+  fraction: number;
+  connected: number;
+  sampled: number;
+}
+
 export interface RoundMetrics {
   /** Sample-weighted mean of the sites' final local training loss. */
   trainLoss: number | null;
   /** Sample-weighted held-out metrics the sites reported for the new model (null if none did). */
   evaluation: (Omit<SiteMetrics, 'auc'> & { auc: number | null; sites: number }) | null;
   bytesReceived: number;
+  /** Present when the aggregator sampled the round's sites (sampling.fraction below 1, no site DP). */
+  sampling?: RoundSampling;
   /** The round's secure-aggregation parameters and how many selected sites dropped (null when off). */
   secureAggregation?: {
     threshold: number;

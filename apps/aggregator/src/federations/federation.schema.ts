@@ -106,7 +106,10 @@ export const createFederationSchema = z
       .default({ mode: 'records', maxWeight: DEFAULT_MAX_WEIGHT }),
     /** The largest L2 norm of a plain update; default: secureAggregation.clip x sqrt(parameters). */
     maxUpdateNorm: z.number().gt(0).max(1e12).optional(),
-    /** Poisson self-sampling: each site's own coin decides whether it takes part (site-level DP). */
+    /**
+     * The share of connected sites each round takes: drawn by the aggregator (at least minSites), or
+     * under site-level DP by each site's own Poisson coin.
+     */
     sampling: z
       .object({ fraction: z.number().gt(0).max(1).default(1) })
       .strict()
@@ -206,7 +209,7 @@ export const createFederationOpenApi = {
     sampling: {
       type: 'object',
       description:
-        'Poisson self-sampling of sites, { fraction } (default 1): each site flips its own coin; site-level DP only',
+        'client sampling, { fraction } (default 1): each round takes max(minSites, ceil(fraction x connected sites)), drawn by the aggregator with a CSPRNG and recorded in the round; under site-level DP each site flips its own coin instead (Poisson self-sampling)',
     },
     dp: {
       type: 'object',

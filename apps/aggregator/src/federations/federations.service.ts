@@ -28,25 +28,29 @@ import type { FederationConfig, FederationRow } from '../database/rows';
 /**
  * The strategy's configuration with its defaults applied, refusing an unknown strategy, a bad
  * configuration, and a strategy that needs each site's update in a federation whose sites send only
- * a (secure or sampled) sum, each under its own named error.
+ * a (secure or self-sampled) sum, each under its own named error.
  */
 function checkStrategy(input: {
   strategy: string;
   strategyConfig?: unknown;
   secureAggregation: { enabled: boolean };
   sampling: { fraction: number };
+  dp: { level: string };
 }): unknown {
   try {
     const config = parseStrategyConfig(input.strategy, input.strategyConfig);
     checkStrategyCompatible(input.strategy, { secureAggregation: input.secureAggregation.enabled });
-    if (strategyDefinition(input.strategy).needsIndividualUpdates && input.sampling.fraction < 1) {
-      // Unsampled sites send zero updates so nobody learns who took part: only an average corrects
-      // for them (by the sampling rate); a median or Krum would be pulled towards zero.
+    const selfSampling = input.dp.level === 'site' && input.sampling.fraction < 1;
+    if (strategyDefinition(input.strategy).needsIndividualUpdates && selfSampling) {
+      // Under site-level DP's self-sampling unsampled sites send zero updates so nobody learns who
+      // took part: only an average corrects for them (by the sampling rate); a median or Krum would
+      // be pulled towards zero. The aggregator's own draw (no site-level DP) has no such zeros: only
+      // the sampled sites train, and they send real updates.
       throw new StrategyError(
         StrategyErrorCode.STRATEGY_NEEDS_INDIVIDUAL_UPDATES,
         `strategy "${input.strategy}" compares each site's update with the others', but with ` +
-          'sampling.fraction below 1 unsampled sites send zero updates that only an average ' +
-          'corrects for; use sampling.fraction 1 or a strategy that works on the sum',
+          'site-level DP and sampling.fraction below 1 unsampled sites send zero updates that ' +
+          'only an average corrects for; use sampling.fraction 1 or a strategy that works on the sum',
       );
     }
     return config;
@@ -130,12 +134,6 @@ export class FederationsService {
       throw new ApiError(
         'STRATEGY_CONFIG_INVALID',
         `strategy "${input.strategy}" adds a proximal term (proximalMu ${mu}) to local training, which record-level DP (DP-SGD) training does not apply; use dp.level "site" or "none", or proximalMu 0`,
-      );
-    }
-    if (input.sampling.fraction < 1 && input.dp.level !== 'site') {
-      throw new ApiError(
-        'VALIDATION_FAILED',
-        'sampling.fraction below 1 is Poisson self-sampling for site-level DP (dp.level "site"); other federations take every connected site',
       );
     }
     if (await this.federations.findByName(input.name)) {

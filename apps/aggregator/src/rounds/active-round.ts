@@ -2,7 +2,13 @@ import type { FeatureStatsPartial } from '@confide/ml/spec';
 import type { SiteMetrics } from '@confide/protocol';
 import type { UpdateCollector } from '@confide/federated';
 import { Signal } from '../common/signal';
-import type { FederationRow, Participant, RoundRow, SiteRow } from '../database/rows';
+import type {
+  FederationRow,
+  Participant,
+  RoundRow,
+  RoundSampling,
+  SiteRow,
+} from '../database/rows';
 import type { LedgerSlot } from '../privacy/ledger.service';
 import type { SecAggServer } from '@confide/secure-aggregation';
 import type { SecureSum } from './secure-sum';
@@ -71,6 +77,8 @@ export class ActiveRound {
    * ledger) until the site's receipt or its "none".
    */
   readonly slots = new Map<string, LedgerSlot>();
+  /** The aggregator's draw of this round's sites (sampling.fraction below 1 outside site-level DP). */
+  sampling: RoundSampling | null = null;
   /** Site-level DP: sampled sites / approved sites, and the honest survivors the noise assumes. */
   siteSamplingRate = 1;
   survivorsAssumed: number | null = null;

@@ -51,6 +51,7 @@ import { FederationRepository } from '../federations/federation.repository';
 import { ModelVersionRepository } from '../models/model-version.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { MetricsService } from '../observability/metrics.service';
+import { sampleSites } from './site-sampling';
 
 /** A round's secure-aggregation state machine and what the sites are told about it. */
 interface SecureSetup {
@@ -295,11 +296,22 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         () => this.sessions.connected(fed.id).length >= cfg.minSites,
         deadline,
       );
-      const selected = this.sessions.connected(fed.id);
+      const connected = this.sessions.connected(fed.id);
       if (!enough) {
         return await abort(
-          `only ${selected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
+          `only ${connected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
         );
+      }
+      // Client sampling: outside site-level DP the aggregator draws the round's sites itself (a
+      // CSPRNG); the others get nothing this round. Site-level DP samples on the sites' own coins
+      // instead, so that nobody, the aggregator included, learns who took part.
+      const fraction = cfg.samplingFraction ?? 1;
+      const aggregatorSamples = fraction < 1 && cfg.dp?.level !== 'site';
+      const selected = aggregatorSamples
+        ? sampleSites(connected, fraction, cfg.minSites)
+        : connected;
+      if (aggregatorSamples) {
+        active.sampling = { fraction, connected: connected.length, sampled: selected.length };
       }
       for (const s of selected)
         active.participants.set(s.siteId, {
@@ -499,6 +511,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         trainLoss,
         evaluation: null,
         bytesReceived: active.bytesReceived,
+        ...(active.sampling ? { sampling: active.sampling } : {}),
         secureAggregation: active.secaggSummary
           ? {
               ...active.secaggSummary,
@@ -741,6 +754,17 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           ended: true,
           reason,
           participants: active.participantList(),
+          // The draw is part of the round's record even when the round did not finish.
+          ...(active.sampling
+            ? {
+                metrics: {
+                  trainLoss: null,
+                  evaluation: null,
+                  bytesReceived: active.bytesReceived,
+                  sampling: active.sampling,
+                },
+              }
+            : {}),
         }),
       );
     } finally {

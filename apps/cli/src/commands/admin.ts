@@ -109,7 +109,8 @@ export const adminCommands: Command[] = [
       'sampling-fraction': {
         type: 'string',
         value: 'Q',
-        description: 'Poisson self-sampling rate of each site (site-level DP only; default 1)',
+        description:
+          'share of connected sites each round takes (default 1): drawn by the aggregator, at least --min-sites, and recorded in the round; under site-level DP each site flips its own coin instead',
       },
       'no-evaluation': {
         type: 'boolean',
