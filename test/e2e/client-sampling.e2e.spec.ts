@@ -119,6 +119,39 @@ describe(`client sampling by the aggregator (${databaseKind})`, () => {
     expect([...trained.keys()].sort()).toEqual(round!.participants.map((p) => p.siteId).sort());
   }, 60_000);
 
+  it('charges only the drawn sites in a record-level DP federation', async () => {
+    const rounds = 3;
+    const fed = await createFederation(api, {
+      localEpochs: 1,
+      batchSize: 64,
+      evaluation: { enabled: false },
+      sampling: { fraction: 0.5 },
+      dp: { level: 'record', noiseMultiplier: 3, clipNorm: 1, delta: 1e-5, epsilonLimit: 50 },
+    });
+    // Three drawn of six: the sites' default policy wants at least three in a secure sum.
+    const sites = await enrolSites(api, fed.id, 6);
+    const nodes = await Promise.all(sites.map((s) => startNode(agg, fed.id, s)));
+    try {
+      const run = await api.post<{ id: string }>(`/api/v1/federations/${fed.id}/runs`, { rounds });
+      expect(await waitForRun(api, fed.id, run.id)).toMatchObject({
+        status: 'completed',
+        reason: null,
+      });
+    } finally {
+      for (const n of nodes) n.node.stop();
+    }
+    const ledger = await api.get<{ entries: Array<{ siteId: string; round: number }> }>(
+      `/api/v1/federations/${fed.id}/ledger?pageSize=1000`,
+    );
+    for (const r of await listRounds(api, fed.id)) {
+      expect(r.metrics?.sampling).toEqual({ fraction: 0.5, connected: 6, sampled: 3 });
+      // One update release per drawn site; a site left out of the round spends nothing.
+      const charged = ledger.entries.filter((e) => e.round === r.number).map((e) => e.siteId);
+      expect(charged.sort()).toEqual(r.participants.map((p) => p.siteId).sort());
+    }
+    expect(ledger.entries).toHaveLength(3 * rounds);
+  }, 60_000);
+
   it('keeps fraction 1 as before: every connected site, no sample recorded', async () => {
     const fed = await createFederation(api, { ...PLAIN, localEpochs: 1 });
     const sites = await enrolSites(api, fed.id, 3);

@@ -152,7 +152,10 @@ export interface Participant {
   detail?: string;
 }
 
-/** The aggregator's draw of a round's sites: `sampled` of the `connected` approved sites. */
+/**
+ * The aggregator's draw of a round's sites: `sampled` of the `connected` approved sites (those with
+ * privacy budget left, in a DP federation).
+ */
 export interface RoundSampling {
   fraction: number;
   connected: number;

@@ -296,22 +296,11 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         () => this.sessions.connected(fed.id).length >= cfg.minSites,
         deadline,
       );
-      const connected = this.sessions.connected(fed.id);
+      const selected = this.sessions.connected(fed.id);
       if (!enough) {
         return await abort(
-          `only ${connected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
+          `only ${selected.length} approved site(s) connected before the deadline; the federation needs minSites=${cfg.minSites}`,
         );
-      }
-      // Client sampling: outside site-level DP the aggregator draws the round's sites itself (a
-      // CSPRNG); the others get nothing this round. Site-level DP samples on the sites' own coins
-      // instead, so that nobody, the aggregator included, learns who took part.
-      const fraction = cfg.samplingFraction ?? 1;
-      const aggregatorSamples = fraction < 1 && cfg.dp?.level !== 'site';
-      const selected = aggregatorSamples
-        ? sampleSites(connected, fraction, cfg.minSites)
-        : connected;
-      if (aggregatorSamples) {
-        active.sampling = { fraction, connected: connected.length, sampled: selected.length };
       }
       for (const s of selected)
         active.participants.set(s.siteId, {
@@ -374,6 +363,12 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
           );
         }
       }
+
+      // 1c. Client sampling: outside site-level DP the aggregator draws the round's sites itself,
+      // among those with budget left; the others get nothing this round. Site-level DP samples on
+      // the sites' own coins instead, so that nobody, the aggregator included, learns who took part.
+      const fraction = cfg.samplingFraction ?? 1;
+      if (fraction < 1 && dp.level !== 'site') this.drawSites(active, fraction, cfg.minSites);
 
       // 2. Federated standardisation statistics, once per federation: a secure sum under secure
       // aggregation (the aggregator learns only the sites' total), in the clear otherwise.
@@ -733,6 +728,21 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
         p.detail = detail;
       }
     }
+  }
+
+  /**
+   * Keeps a CSPRNG draw of the round's eligible ('selected') sites and forgets the rest, recording
+   * the draw; sites skipped for their budget stay on the roster as skipped.
+   */
+  private drawSites(active: ActiveRound, fraction: number, minSites: number): void {
+    const eligible = active.participantList().filter((p) => p.status === 'selected');
+    const drawn = new Set(sampleSites(eligible, fraction, minSites).map((p) => p.siteId));
+    for (const p of eligible) {
+      if (drawn.has(p.siteId)) continue;
+      active.participants.delete(p.siteId);
+      active.sites.delete(p.siteId);
+    }
+    active.sampling = { fraction, connected: eligible.length, sampled: drawn.size };
   }
 
   private shortfall(active: ActiveRound, got: number, minSites: number): string {
