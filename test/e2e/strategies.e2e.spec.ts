@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateIdentity } from '@confide/protocol';
 import { startAggregator } from '@confide/aggregator';
-import { buildStrategy, type StrategyState } from '@confide/federated';
+import {
+  buildStrategy,
+  registerStrategy,
+  strategyNames,
+  type StrategyState,
+} from '@confide/federated';
+import { partialStep } from '../support/partial-step-strategy';
 import { parsePolicy, type LocalRoundResult } from '@confide/client-node';
 import type { RunningAggregator } from '@confide/aggregator';
 import { ApiClient, ApiRequestError } from '../../apps/cli/src/api-client';
@@ -119,6 +125,28 @@ describe(`federations run the registry's strategies (${databaseKind})`, () => {
       const state = await storedState('fedadam', config, r.modelVersionId!);
       expect(state.steps).toBe(i + 1);
       expect(state.vectors['v']!.some((x) => x > 0)).toBe(true);
+    }
+  });
+
+  it('runs a federation with a strategy defined in one file and registered', async () => {
+    if (!strategyNames().includes(partialStep.name)) registerStrategy(partialStep);
+    const { fedId, updates } = await run({
+      strategy: 'partial-step',
+      strategyConfig: { fraction: 0.25 },
+    });
+    const rounds = await listRounds(api, fedId);
+    expect(rounds.map((r) => r.state)).toEqual(['committed', 'committed']);
+    for (const [i, r] of rounds.entries()) {
+      const base = (await api.modelWeights(fedId, r.baseModelVersionId)).weights;
+      const got = (await api.modelWeights(fedId, r.modelVersionId!)).weights;
+      const mean = meanUpdate(updates, i);
+      expect(
+        maxDiff(
+          got,
+          base.map((w, k) => w + 0.25 * mean[k]!),
+        ),
+      ).toBeLessThan(1e-5);
+      expect(maxDiff(got, base)).toBeGreaterThan(0);
     }
   });
 
