@@ -20,7 +20,7 @@ import {
   SecAggServer,
   type SecAggParams,
 } from '@confide/secure-aggregation';
-import type { AggregateSum } from '@confide/federated';
+import { combineEvaluations, type AggregateSum } from '@confide/federated';
 import type { RoundSecAgg } from '@confide/protocol';
 import { ActiveRound } from './active-round';
 import { aggregateRound, plainCollector, roundStrategy, trainInstructions } from './round-strategy';
@@ -1090,20 +1090,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
 
 /** Sample-weighted mean of the sites' held-out metrics; null when no site reported. */
 export function weightedMetrics(all: SiteMetrics[]): RoundMetrics['evaluation'] {
-  const total = all.reduce((a, m) => a + m.numExamples, 0);
-  if (!all.length || total === 0) return null;
-  const mean = (f: (m: SiteMetrics) => number): number =>
-    all.reduce((a, m) => a + f(m) * m.numExamples, 0) / total;
-  const withAuc = all.filter((m) => m.auc !== null);
-  const aucTotal = withAuc.reduce((a, m) => a + m.numExamples, 0);
-  return {
-    loss: mean((m) => m.loss),
-    accuracy: mean((m) => m.accuracy),
-    f1: mean((m) => m.f1),
-    auc: aucTotal > 0 ? withAuc.reduce((a, m) => a + m.auc! * m.numExamples, 0) / aucTotal : null,
-    numExamples: total,
-    sites: all.length,
-  };
+  return combineEvaluations({ kind: 'by-site', metrics: all });
 }
 
 /** An error's message for a round or run record (a stack trace goes to the log only). */
