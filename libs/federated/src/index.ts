@@ -101,3 +101,13 @@ export {
 } from './grid/grid';
 export { InMemoryGrid, InMemorySite } from './grid/in-memory-grid';
 export { FakeClock } from './grid/fake-clock';
+
+/**
+ * The round engine: `RoundRunner` composes workflows (selection, plain training, evaluation)
+ * over a Grid with a strategy and a `RoundStore`.
+ *
+ * @example
+ * const runner = new RoundRunner({ grid, store: new MemoryRoundStore(initial), strategy, minSites: 3, roundTimeoutMs: 30_000 });
+ * await runner.run(10);
+ */
+export * from './engine/index';

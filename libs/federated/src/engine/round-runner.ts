@@ -1,0 +1,249 @@
+import { jsonMessage, type Grid } from '../grid/grid';
+import { StrategyError } from '../strategies/errors';
+import { cryptoUniformRandom } from '../strategies/random';
+import type { Strategy, StrategyState, UniformRandom } from '../strategies/types';
+import type { EngineReply, RoundEnd } from './messages';
+import type { RoundParticipant, RoundRecord, RoundStore } from './round-store';
+import { EvaluationWorkflow } from './workflows/evaluation';
+import { PlainTrainingWorkflow } from './workflows/plain-training';
+import { awaitSites, drawSites } from './workflows/selection';
+
+/** How the runner runs each round. */
+export interface RoundRunnerOptions {
+  readonly grid: Grid<EngineReply>;
+  readonly store: RoundStore;
+  readonly strategy: Strategy;
+  /** Fewest sites a round needs, at selection and among the updates. */
+  readonly minSites: number;
+  /** Client sampling: the fraction of the connected sites drawn for a round (1: all). */
+  readonly fraction?: number;
+  /** From the round's start to the last update. */
+  readonly roundTimeoutMs: number;
+  readonly evaluationTimeoutMs?: number;
+  /** Whether rounds evaluate the new model on the contributors' held-out data. */
+  readonly evaluate?: boolean;
+  /** The most examples one site may claim. */
+  readonly maxExamples?: number;
+  /** The draw's randomness: a CSPRNG unless given (the simulator seeds it). */
+  readonly random?: UniformRandom;
+  /** Progress: called at each step of a round. */
+  readonly onEvent?: (event: RoundEvent) => void;
+}
+
+export type RoundEvent =
+  | { kind: 'started'; round: number; sites: number }
+  | { kind: 'trained'; round: number; contributors: number }
+  | { kind: 'ended'; record: RoundRecord };
+
+/** One round's outcome, as the store recorded it. */
+export type RoundOutcome = RoundRecord;
+
+const DEFAULT_MAX_EXAMPLES = 1_000_000_000;
+
+/**
+ * The round runner: one round at a time over the Grid, composed of workflows (selection, plain
+ * training, evaluation) and the strategy's server step, each round's outcome persisted in the
+ * store. Clock (the Grid's), randomness and the store are injected, so whole rounds run in a unit
+ * test on the in-memory Grid with a fake clock. A runner built over a store a previous runner left
+ * continues from its committed head and strategy state; a round that runner left running is
+ * recorded as aborted, with why, before anything else.
+ *
+ * @example
+ * const runner = new RoundRunner({ grid, store, strategy, minSites: 3, roundTimeoutMs: 30_000 });
+ * for (let i = 0; i < 10; i++) console.log(await runner.runRound());
+ */
+export class RoundRunner {
+  private readonly training: PlainTrainingWorkflow;
+  private readonly evaluation: EvaluationWorkflow;
+  private readonly random: UniformRandom;
+  private recovered = false;
+
+  constructor(private readonly options: RoundRunnerOptions) {
+    if (!Number.isInteger(options.minSites) || options.minSites < 1) {
+      throw new RangeError(`minSites must be a positive integer, not ${options.minSites}`);
+    }
+    if (!(options.roundTimeoutMs > 0)) {
+      throw new RangeError(`roundTimeoutMs must be positive, not ${options.roundTimeoutMs}`);
+    }
+    this.training = new PlainTrainingWorkflow(options.grid);
+    this.evaluation = new EvaluationWorkflow(options.grid);
+    this.random = options.random ?? cryptoUniformRandom;
+  }
+
+  /** Runs `rounds` rounds (aborted ones count), stopping early when `signal` aborts. */
+  async run(rounds: number, signal?: AbortSignal): Promise<RoundOutcome[]> {
+    const out: RoundOutcome[] = [];
+    for (let i = 0; i < rounds && !signal?.aborted; i++) out.push(await this.runRound(signal));
+    return out;
+  }
+
+  /** Runs the next round to its commit or abort. */
+  async runRound(signal?: AbortSignal): Promise<RoundOutcome> {
+    await this.recover();
+    const { grid, store, strategy } = this.options;
+    const head = await store.head();
+    const previous = await store.rounds();
+    const number = Math.max(head.round, ...previous.map((r) => r.round)) + 1;
+    const clock = grid.clock;
+    const record: RoundRecord = {
+      round: number,
+      startedAt: clock.now(),
+      endedAt: null,
+      status: 'running',
+      reason: null,
+      participants: [],
+      sampling: null,
+      trainLoss: null,
+      evaluation: null,
+    };
+    await store.begin(record);
+    const deadline = record.startedAt + this.options.roundTimeoutMs;
+    const end = async (reason: string | null): Promise<RoundOutcome> => {
+      record.endedAt = clock.now();
+      record.status = reason === null ? 'committed' : 'aborted';
+      record.reason = reason;
+      if (reason !== null) await store.abort(record);
+      const message: RoundEnd = {
+        type: 'round.end',
+        round: number,
+        outcome: record.status,
+        reason,
+      };
+      grid.broadcast(
+        record.participants.map((p) => p.siteId),
+        jsonMessage(message),
+      );
+      this.options.onEvent?.({ kind: 'ended', record });
+      return record;
+    };
+
+    // Selection, then the aggregator's draw when it samples.
+    const minSites = this.options.minSites;
+    const connected = await awaitSites(grid, minSites, deadline, signal);
+    if (connected.length < minSites) {
+      return end(
+        `only ${connected.length} site(s) connected before the deadline; the round needs minSites=${minSites}`,
+      );
+    }
+    const draw = drawSites(connected, this.options.fraction ?? 1, minSites, this.random);
+    record.sampling = draw.sampling;
+    const participants = new Map<string, RoundParticipant>(
+      draw.selected.map((siteId) => [siteId, { siteId, status: 'selected' }]),
+    );
+    record.participants = [...participants.values()];
+    this.options.onEvent?.({ kind: 'started', round: number, sites: draw.selected.length });
+
+    let state: StrategyState;
+    try {
+      state =
+        head.strategyState === null
+          ? strategy.initialState()
+          : strategy.parseState(head.strategyState, head.weights.length);
+    } catch (e) {
+      return end(`strategy "${strategy.name}": the stored state cannot be read: ${text(e)}`);
+    }
+
+    // Training.
+    const maxExamples = this.options.maxExamples ?? DEFAULT_MAX_EXAMPLES;
+    const trained = await this.training.run({
+      round: number,
+      sites: draw.selected,
+      global: head.weights,
+      instructions: strategy.configureTrain(number, state),
+      strategy,
+      deadline,
+      maxExamples,
+      ...(signal ? { signal } : {}),
+    });
+    for (const id of trained.contributors) participants.get(id)!.status = 'submitted';
+    for (const [id, why] of trained.rejected) mark(participants, id, 'rejected', why);
+    for (const [id, why] of trained.declined) mark(participants, id, 'declined', why);
+    for (const id of trained.missing) {
+      mark(participants, id, 'dropped', 'no update before the deadline or disconnected');
+    }
+    record.participants = [...participants.values()];
+    record.trainLoss = trained.trainLoss;
+    this.options.onEvent?.({
+      kind: 'trained',
+      round: number,
+      contributors: trained.contributors.length,
+    });
+    if (signal?.aborted) return end('the run was stopped');
+    if (trained.contributors.length < minSites) {
+      return end(
+        `only ${trained.contributors.length} update(s) arrived; the round needs minSites=${minSites}`,
+      );
+    }
+
+    // The strategy's server step.
+    let next: { weights: Float32Array; state: StrategyState };
+    try {
+      next = strategy.aggregateTrain(head.weights, trained.aggregate, state);
+    } catch (e) {
+      if (e instanceof StrategyError) {
+        return end(`strategy "${strategy.name}" cannot aggregate: ${e.message}`);
+      }
+      throw e;
+    }
+    for (let i = 0; i < next.weights.length; i++) {
+      if (!Number.isFinite(next.weights[i]!)) {
+        return end(`strategy "${strategy.name}" produced a non-finite weight at ${i}`);
+      }
+    }
+
+    // Evaluation of the new model on the contributors' held-out data.
+    if (this.options.evaluate ?? true) {
+      const evaluated = await this.evaluation.run({
+        round: number,
+        sites: trained.contributors,
+        weights: next.weights,
+        strategy,
+        deadline: clock.now() + (this.options.evaluationTimeoutMs ?? this.options.roundTimeoutMs),
+        maxExamples,
+        ...(signal ? { signal } : {}),
+      });
+      record.evaluation = evaluated.summary;
+    }
+
+    // Commit: model, strategy state and record together.
+    record.endedAt = clock.now();
+    record.status = 'committed';
+    await store.commit(record, {
+      round: number,
+      weights: next.weights,
+      strategyState: strategy.serializeState(next.state),
+    });
+    return end(null);
+  }
+
+  /** Records as aborted a round a previous runner left running (once per runner). */
+  private async recover(): Promise<void> {
+    if (this.recovered) return;
+    this.recovered = true;
+    const left = await this.options.store.unfinished();
+    if (!left) return;
+    await this.options.store.abort({
+      ...left,
+      status: 'aborted',
+      endedAt: this.options.grid.clock.now(),
+      reason: 'the round runner stopped mid-round; the round was not committed',
+    });
+  }
+}
+
+function mark(
+  participants: Map<string, RoundParticipant>,
+  siteId: string,
+  status: RoundParticipant['status'],
+  detail: string,
+): void {
+  const p = participants.get(siteId);
+  if (p && p.status === 'selected') {
+    p.status = status;
+    p.detail = detail;
+  }
+}
+
+function text(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
