@@ -98,6 +98,8 @@ export interface Round {
     trainLoss: number | null;
     evaluation: Evaluation | null;
     bytesReceived: number;
+    /** The aggregator's draw of the round's sites (client sampling), when it drew. */
+    sampling?: { fraction: number; connected: number; sampled: number };
   } | null;
   startedAt: string;
   endedAt: string | null;

@@ -7,6 +7,7 @@ import { dateTime, duration, metric, relative, shortId } from '../format';
 import type { FederationStore } from '../store';
 import type { Round, Run, Schedule } from '../types';
 import type { TabView } from './federation';
+import { roundSites } from '../round-sites';
 
 const ROUND_TONES: Record<string, string> = { committed: 'ok', aborted: 'bad' };
 const RUN_TONES: Record<Run['status'], string> = {
@@ -376,19 +377,13 @@ function roundsTable(rounds: Round[]): HTMLElement {
       null,
       rounds.map((r) => {
         const ev = r.metrics?.evaluation ?? null;
-        const sent = r.participants.filter(
-          (p) => p.status === 'submitted' || p.status === 'evaluated',
-        ).length;
+        const sites = roundSites(r);
         return h(
           'tr',
           { 'data-round': r.number },
           h('td', { class: 'num' }, String(r.number)),
           h('td', null, badge(r.state, ROUND_TONES[r.state] ?? 'progress')),
-          h(
-            'td',
-            { class: 'num', title: r.participants.map((p) => `${p.name}: ${p.status}`).join('\n') },
-            `${sent}/${r.participants.length}`,
-          ),
+          h('td', { class: 'num', title: sites.title }, sites.text),
           h('td', { class: 'num' }, metric(ev?.accuracy)),
           h('td', { class: 'num' }, metric(ev?.auc)),
           h('td', { class: 'num' }, metric(ev?.loss)),
