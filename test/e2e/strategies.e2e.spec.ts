@@ -107,6 +107,54 @@ describe(`federations run the registry's strategies (${databaseKind})`, () => {
     return m;
   }
 
+  /** Each registered strategy's configuration for a three-site federation (Krum's f = 0). */
+  const BUILT_IN: Record<string, Record<string, unknown>> = {
+    krum: { byzantine: 0 },
+    'multi-krum': { byzantine: 0 },
+    'trimmed-mean': { beta: 0.34 },
+  };
+
+  it.each(strategyNames().filter((n) => n !== 'partial-step'))(
+    "commits a %s round whose model is the strategy's own step from the sites' updates",
+    async (name) => {
+      const config = BUILT_IN[name] ?? {};
+      const { fedId, updates } = await run({ strategy: name, strategyConfig: config }, 1);
+      const [round] = await listRounds(api, fedId);
+      expect(round?.state).toBe('committed');
+      const base = (await api.modelWeights(fedId, round!.baseModelVersionId)).weights;
+      const got = (await api.modelWeights(fedId, round!.modelVersionId!)).weights;
+      const strategy = buildStrategy(name, config);
+      const sites = updates.map((site, i) => ({
+        siteId: `site-${i}`,
+        delta: Float32Array.from(site[0]!.update),
+        weight: site[0]!.numExamples,
+      }));
+      const sum = new Float64Array(PARAMETERS);
+      for (const u of sites) for (let k = 0; k < PARAMETERS; k++) sum[k]! += u.weight * u.delta[k]!;
+      const step = (input: typeof sites) =>
+        strategy.aggregateTrain(
+          Float32Array.from(base),
+          strategy.needsIndividualUpdates
+            ? input
+            : { sum, totalWeight: sites.reduce((a, u) => a + u.weight, 0), contributors: [] },
+          strategy.initialState(),
+        ).weights;
+      // Updates reach the strategy in arrival order, which breaks Krum's ties between equally
+      // scored updates: the model must be the step for one of the orders.
+      const orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+      ];
+      const closest = Math.min(...orders.map((o) => maxDiff(got, step(o.map((i) => sites[i]!)))));
+      expect(closest).toBeLessThan(1e-5);
+      expect(maxDiff(got, base)).toBeGreaterThan(0);
+    },
+  );
+
   it('commits fedadam rounds that move the model, with its moments stored per version', async () => {
     const config = { serverLearningRate: 0.05 };
     const { fedId } = await run({ strategy: 'fedadam', strategyConfig: config });
