@@ -106,6 +106,44 @@ describe('RoundRunner on the in-memory Grid', () => {
     for (const w of (await f.store.head()).weights) expect(w).toBeCloseTo(2, 5);
   });
 
+  it('a site that reconnects within its grace is sent the stage again and continues', async () => {
+    let cuts = 0;
+    const flaky: Behaviour = (req, site) => {
+      if (req.type === 'train' && cuts++ === 0) {
+        site.disconnect();
+        return null;
+      }
+      return honest(7, 10)(req, site);
+    };
+    const f = federation({ a: honest(1, 10), b: honest(4, 10), c: flaky });
+    const done = f.runner({ reconnectGraceMs: 10_000 }).runRound();
+    await f.clock.advance(5_000);
+    f.sites.get('c')!.connect();
+    const outcome = await done;
+    expect(outcome.status).toBe('committed');
+    expect(outcome.participants.map((p) => p.status)).toEqual([
+      'submitted',
+      'submitted',
+      'submitted',
+    ]);
+    for (const w of (await f.store.head()).weights) expect(w).toBeCloseTo(4, 5);
+    expect(f.trainedBy.filter((id) => id === 'c')).toHaveLength(2);
+  });
+
+  it('a site away for longer than its grace is dropped then, not at the deadline', async () => {
+    const gone: Behaviour = (req, site) => {
+      if (req.type === 'train') site.disconnect();
+      return null;
+    };
+    const f = federation({ a: honest(1, 10), b: honest(3, 10), c: gone });
+    const done = f.runner({ reconnectGraceMs: 10_000, evaluate: false }).runRound();
+    await f.clock.advance(10_000);
+    const outcome = await done;
+    expect(outcome.status).toBe('committed');
+    expect(outcome.endedAt! - outcome.startedAt).toBe(10_000);
+    expect(outcome.participants.find((p) => p.siteId === 'c')?.status).toBe('dropped');
+  });
+
   it('a silent site holds the round until its deadline, then counts as dropped', async () => {
     const f = federation({ a: honest(1, 10), b: honest(3, 10), c: silent });
     const done = f.runner({ evaluate: false }).runRound();

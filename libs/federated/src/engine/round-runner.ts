@@ -24,6 +24,11 @@ export interface RoundRunnerOptions {
   readonly evaluate?: boolean;
   /** The most examples one site may claim. */
   readonly maxExamples?: number;
+  /**
+   * How long a site may be away within a stage and still continue it (it is sent the stage's
+   * request again when it reconnects); 0, the default, drops it from the round at once.
+   */
+  readonly reconnectGraceMs?: number;
   /** The draw's randomness: a CSPRNG unless given (the simulator seeds it). */
   readonly random?: UniformRandom;
   /** Progress: called at each step of a round. */
@@ -153,6 +158,7 @@ export class RoundRunner {
       strategy,
       deadline,
       maxExamples,
+      ...this.grace(),
       ...(signal ? { signal } : {}),
     });
     for (const id of trained.contributors) participants.get(id)!.status = 'submitted';
@@ -200,6 +206,7 @@ export class RoundRunner {
         strategy,
         deadline: clock.now() + (this.options.evaluationTimeoutMs ?? this.options.roundTimeoutMs),
         maxExamples,
+        ...this.grace(),
         ...(signal ? { signal } : {}),
       });
       record.evaluation = evaluated.summary;
@@ -214,6 +221,11 @@ export class RoundRunner {
       strategyState: strategy.serializeState(next.state),
     });
     return end(null);
+  }
+
+  private grace(): { reconnectGraceMs?: number } {
+    const ms = this.options.reconnectGraceMs;
+    return ms === undefined ? {} : { reconnectGraceMs: ms };
   }
 
   /** Records as aborted a round a previous runner left running (once per runner). */

@@ -196,6 +196,42 @@ export function gridContract<M>(name: string, makeHarness: () => Promise<GridHar
       expect(result.disconnected).toEqual(ids(b));
     });
 
+    it('drops a site away for longer than its reconnect grace, before the deadline', async () => {
+      const done = h.grid.collect({
+        from: ids(a, b),
+        accept: forRound(6),
+        until: deadline(1000),
+        onDisconnect: 'wait',
+        reconnectGraceMs: 3 * h.unit,
+      });
+      await b.disconnect();
+      await a.reply(6);
+      await h.advance(4 * h.unit);
+      const result = await done;
+      expect(result.ended).toBe('complete');
+      expect(result.missing).toEqual(ids(b));
+      expect(result.disconnected).toEqual(ids(b));
+    });
+
+    it('takes the answer of a site back within its reconnect grace', async () => {
+      const done = h.grid.collect({
+        from: ids(a, b),
+        accept: forRound(6),
+        until: deadline(1000),
+        onDisconnect: 'wait',
+        reconnectGraceMs: 5 * h.unit,
+      });
+      await b.disconnect();
+      await a.reply(6);
+      await h.advance(h.unit);
+      await b.connect();
+      await h.advance(5 * h.unit);
+      await b.reply(6);
+      const result = await done;
+      expect(result.ended).toBe('complete');
+      expect([...result.replies.keys()]).toEqual([a.id, b.id]);
+    });
+
     it('shows a reconnect in connected() and to its listeners', async () => {
       const changes: Array<[string, boolean]> = [];
       const stop = h.grid.onChange((ch) => changes.push([ch.siteId, ch.connected]));

@@ -81,6 +81,12 @@ export interface CollectOptions<M> {
    * so a site that reconnects may still answer.
    */
   readonly onDisconnect?: 'drop' | 'wait';
+  /**
+   * With `onDisconnect: 'wait'`: how long a site may stay away (from its disconnect, or from the
+   * collect's start if it was not connected then) before it counts as no answer; without it, it
+   * is awaited until the deadline.
+   */
+  readonly reconnectGraceMs?: number;
   /** Ends the collect early (an aborted round); what arrived so far is returned. */
   readonly signal?: AbortSignal;
 }
@@ -169,6 +175,20 @@ export function runCollect<M>(
   const stop = new AbortController();
   const finish = (): void => stop.abort();
   let closed = false;
+  const grace = dropOnDisconnect ? undefined : options.reconnectGraceMs;
+  if (grace !== undefined && !(grace >= 0)) {
+    return Promise.reject(new RangeError(`a reconnect grace must be >= 0 ms, not ${grace}`));
+  }
+  /** Drops `siteId` when it is still away and unanswered once its grace has passed. */
+  const graceFor = (siteId: string): void => {
+    if (grace === undefined) return;
+    void clock.sleep(grace, stop.signal).then(() => {
+      if (closed || stop.signal.aborted || !waiting.has(siteId) || isConnected(siteId)) return;
+      waiting.delete(siteId);
+      dropped.add(siteId);
+      if (waiting.size === 0) finish();
+    });
+  };
   const sink: CollectSink<M> = {
     message(reply) {
       // The deadline is exclusive, and holds even before the timer that ends the collect has run.
@@ -180,13 +200,18 @@ export function runCollect<M>(
       if (waiting.size === 0) finish();
     },
     disconnected(siteId) {
-      if (closed || !dropOnDisconnect || !waiting.has(siteId)) return;
+      if (closed || !waiting.has(siteId)) return;
+      if (!dropOnDisconnect) {
+        graceFor(siteId);
+        return;
+      }
       waiting.delete(siteId);
       dropped.add(siteId);
       if (waiting.size === 0) finish();
     },
   };
   const unregister = register(sink);
+  for (const id of waiting) if (!isConnected(id)) graceFor(id);
   const onAbort = (): void => finish();
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (waiting.size === 0 || options.signal?.aborted) finish();

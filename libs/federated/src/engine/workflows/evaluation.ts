@@ -1,4 +1,5 @@
-import { jsonMessage, type Grid, type Inbound, type Verdict } from '../../grid/grid';
+import type { Grid, Inbound, Verdict } from '../../grid/grid';
+import { ask } from './ask';
 import type { EvaluationMetrics, EvaluationSummary, Strategy } from '../../strategies/types';
 import type { EngineReply, EvaluateRequest } from '../messages';
 import { boundedText } from './plain-training';
@@ -10,6 +11,8 @@ export interface EvaluationInput {
   readonly strategy: Strategy;
   readonly deadline: number;
   readonly maxExamples: number;
+  /** How long a site may be away and still answer (it is sent the request again). */
+  readonly reconnectGraceMs?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -47,20 +50,20 @@ export class EvaluationWorkflow {
       }
       return true;
     };
-    const answers = this.grid.collect({
-      from: new Set(input.sites),
-      accept,
-      until: input.deadline,
-      ...(input.signal ? { signal: input.signal } : {}),
-    });
     const request: EvaluateRequest = {
       type: 'evaluate',
       round: input.round,
       weights: input.weights,
       deadline: input.deadline,
     };
-    this.grid.broadcast(input.sites, jsonMessage(request));
-    const got = await answers;
+    const got = await ask(this.grid, {
+      sites: input.sites,
+      request,
+      accept,
+      deadline: input.deadline,
+      ...(input.reconnectGraceMs !== undefined ? { reconnectGraceMs: input.reconnectGraceMs } : {}),
+      ...(input.signal ? { signal: input.signal } : {}),
+    });
     const metrics = [...got.replies.values()].map(
       (r) => (r.message as { metrics: EvaluationMetrics }).metrics,
     );

@@ -1,5 +1,6 @@
 import { IndividualUpdatesCollector, PlainSumCollector } from '../../aggregation';
-import { jsonMessage, type Grid, type Inbound, type Verdict } from '../../grid/grid';
+import type { Grid, Inbound, Verdict } from '../../grid/grid';
+import { ask } from './ask';
 import type { Strategy, TrainAggregate, TrainInstructions } from '../../strategies/types';
 import type { EngineReply, TrainRequest, UpdateReply } from '../messages';
 
@@ -27,6 +28,8 @@ export interface PlainTrainingInput {
   readonly deadline: number;
   /** The most examples one site may claim (its weight in the average). */
   readonly maxExamples: number;
+  /** How long a site may be away and still answer (it is sent the request again). */
+  readonly reconnectGraceMs?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -69,12 +72,6 @@ export class PlainTrainingWorkflow {
       }
       return true;
     };
-    const answers = this.grid.collect({
-      from: new Set(input.sites),
-      accept,
-      until: input.deadline,
-      ...(input.signal ? { signal: input.signal } : {}),
-    });
     const request: TrainRequest = {
       type: 'train',
       round: input.round,
@@ -82,8 +79,14 @@ export class PlainTrainingWorkflow {
       instructions: input.instructions,
       deadline: input.deadline,
     };
-    this.grid.broadcast(input.sites, jsonMessage(request));
-    const got = await answers;
+    const got = await ask(this.grid, {
+      sites: input.sites,
+      request,
+      accept,
+      deadline: input.deadline,
+      ...(input.reconnectGraceMs !== undefined ? { reconnectGraceMs: input.reconnectGraceMs } : {}),
+      ...(input.signal ? { signal: input.signal } : {}),
+    });
     const rejected = new Map<string, string>();
     const declined = new Map<string, string>();
     for (const [siteId, reply] of got.rejected) {
