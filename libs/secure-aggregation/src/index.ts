@@ -84,6 +84,7 @@ export {
   type Neighbourhoods,
 } from './graph';
 export { validateParams, encodeParams, type SecAggParams } from './params';
+export { completeThreshold, sumGraph, type SumGraph, type SumGraphSettings } from './round-graph';
 export {
   advertisementBytes,
   advertisementLeaf,
