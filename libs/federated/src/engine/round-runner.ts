@@ -1,11 +1,18 @@
 import { jsonMessage, type Grid } from '../grid/grid';
 import { StrategyError } from '../strategies/errors';
 import { cryptoUniformRandom } from '../strategies/random';
-import type { Strategy, StrategyState, UniformRandom } from '../strategies/types';
+import { sha256 } from '@confide/secure-aggregation';
+import type {
+  Strategy,
+  StrategyState,
+  TrainInstructions,
+  UniformRandom,
+} from '../strategies/types';
 import type { EngineReply, RoundEnd } from './messages';
 import type { RoundParticipant, RoundRecord, RoundStore } from './round-store';
 import { EvaluationWorkflow } from './workflows/evaluation';
-import { PlainTrainingWorkflow } from './workflows/plain-training';
+import { PlainTrainingWorkflow, type PlainTrainingResult } from './workflows/plain-training';
+import { SecureTrainingWorkflow, type SecureSettings } from './workflows/secure-training';
 import { awaitSites, drawSites } from './workflows/selection';
 
 /** How the runner runs each round. */
@@ -31,6 +38,11 @@ export interface RoundRunnerOptions {
   readonly reconnectGraceMs?: number;
   /** The draw's randomness: a CSPRNG unless given (the simulator seeds it). */
   readonly random?: UniformRandom;
+  /**
+   * Secure aggregation (SecAgg+): the aggregator learns only the survivors' weighted sum. A
+   * strategy that needs each update cannot run with it.
+   */
+  readonly secure?: SecureSettings;
   /** Progress: called at each step of a round. */
   readonly onEvent?: (event: RoundEvent) => void;
 }
@@ -59,6 +71,7 @@ const DEFAULT_MAX_EXAMPLES = 1_000_000_000;
  */
 export class RoundRunner {
   private readonly training: PlainTrainingWorkflow;
+  private readonly secureTraining: SecureTrainingWorkflow;
   private readonly evaluation: EvaluationWorkflow;
   private readonly random: UniformRandom;
   private recovered = false;
@@ -70,7 +83,13 @@ export class RoundRunner {
     if (!(options.roundTimeoutMs > 0)) {
       throw new RangeError(`roundTimeoutMs must be positive, not ${options.roundTimeoutMs}`);
     }
+    if (options.secure && options.strategy.needsIndividualUpdates) {
+      throw new RangeError(
+        `strategy "${options.strategy.name}" needs each site's update, which secure aggregation hides: run it without secure aggregation`,
+      );
+    }
     this.training = new PlainTrainingWorkflow(options.grid);
+    this.secureTraining = new SecureTrainingWorkflow(options.grid);
     this.evaluation = new EvaluationWorkflow(options.grid);
     this.random = options.random ?? cryptoUniformRandom;
   }
@@ -150,23 +169,33 @@ export class RoundRunner {
 
     // Training.
     const maxExamples = this.options.maxExamples ?? DEFAULT_MAX_EXAMPLES;
-    const trained = await this.training.run({
-      round: number,
-      sites: draw.selected,
-      global: head.weights,
-      instructions: strategy.configureTrain(number, state),
-      strategy,
-      deadline,
-      maxExamples,
-      ...this.grace(),
-      ...(signal ? { signal } : {}),
-    });
+    const instructions = strategy.configureTrain(number, state);
+    const trained: Trained = this.options.secure
+      ? await this.trainSecurely(
+          number,
+          draw.selected,
+          head.weights,
+          instructions,
+          deadline,
+          signal,
+        )
+      : plainTrained(
+          await this.training.run({
+            round: number,
+            sites: draw.selected,
+            global: head.weights,
+            instructions,
+            strategy,
+            deadline,
+            maxExamples,
+            ...this.grace(),
+            ...(signal ? { signal } : {}),
+          }),
+        );
     for (const id of trained.contributors) participants.get(id)!.status = 'submitted';
     for (const [id, why] of trained.rejected) mark(participants, id, 'rejected', why);
     for (const [id, why] of trained.declined) mark(participants, id, 'declined', why);
-    for (const id of trained.missing) {
-      mark(participants, id, 'dropped', 'no update before the deadline or disconnected');
-    }
+    for (const [id, why] of trained.missing) mark(participants, id, 'dropped', why);
     record.participants = [...participants.values()];
     record.trainLoss = trained.trainLoss;
     this.options.onEvent?.({
@@ -175,6 +204,7 @@ export class RoundRunner {
       contributors: trained.contributors.length,
     });
     if (signal?.aborted) return end('the run was stopped');
+    if (trained.abort) return end(trained.abort);
     if (trained.contributors.length < minSites) {
       return end(
         `only ${trained.contributors.length} update(s) arrived; the round needs minSites=${minSites}`,
@@ -184,7 +214,7 @@ export class RoundRunner {
     // The strategy's server step.
     let next: { weights: Float32Array; state: StrategyState };
     try {
-      next = strategy.aggregateTrain(head.weights, trained.aggregate, state);
+      next = strategy.aggregateTrain(head.weights, trained.aggregate!, state);
     } catch (e) {
       if (e instanceof StrategyError) {
         return end(`strategy "${strategy.name}" cannot aggregate: ${e.message}`);
@@ -223,6 +253,48 @@ export class RoundRunner {
     return end(null);
   }
 
+  /** SecAgg+ training, its outcome in the shape plain training gives. */
+  private async trainSecurely(
+    round: number,
+    sites: readonly string[],
+    global: Float32Array,
+    instructions: TrainInstructions,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Trained> {
+    const got = await this.secureTraining.run({
+      round,
+      sites,
+      global,
+      instructions,
+      modelHash: modelHash(global),
+      deadline,
+      secure: this.options.secure!,
+      ...this.grace(),
+      ...(signal ? { signal } : {}),
+    });
+    const declined = new Map<string, string>();
+    const rejected = new Map<string, string>();
+    for (const [id, why] of got.rejected) {
+      (why.startsWith('declined: ') ? declined : rejected).set(id, why.replace(/^declined: /, ''));
+    }
+    return {
+      aggregate: got.aggregate,
+      abort: got.abort,
+      contributors: got.contributors,
+      rejected,
+      declined,
+      missing: new Map(
+        [...got.dropped].map(([id, stage]) => [
+          id,
+          `no ${stage} step before the deadline or disconnected`,
+        ]),
+      ),
+      // A site's loss stays inside its masked input.
+      trainLoss: null,
+    };
+  }
+
   private grace(): { reconnectGraceMs?: number } {
     const ms = this.options.reconnectGraceMs;
     return ms === undefined ? {} : { reconnectGraceMs: ms };
@@ -241,6 +313,35 @@ export class RoundRunner {
       reason: 'the round runner stopped mid-round; the round was not committed',
     });
   }
+}
+
+/** What training gave the round, plain or secure. */
+interface Trained {
+  readonly aggregate: PlainTrainingResult['aggregate'] | null;
+  readonly abort?: string | null;
+  readonly contributors: readonly string[];
+  readonly rejected: ReadonlyMap<string, string>;
+  readonly declined: ReadonlyMap<string, string>;
+  /** Sites with no answer, with what they did not send. */
+  readonly missing: ReadonlyMap<string, string>;
+  readonly trainLoss: number | null;
+}
+
+function plainTrained(r: PlainTrainingResult): Trained {
+  return {
+    ...r,
+    abort: null,
+    missing: new Map(
+      [...r.missing].map((id) => [id, 'no update before the deadline or disconnected']),
+    ),
+  };
+}
+
+/** The hash a secure round's session binds to: SHA-256 of the global weights' bytes. */
+function modelHash(weights: Float32Array): string {
+  return Buffer.from(
+    sha256(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)),
+  ).toString('hex');
 }
 
 function mark(

@@ -9,7 +9,8 @@ import type { EngineReply, EngineRequest } from '../messages';
 
 export interface AskOptions {
   readonly sites: readonly string[];
-  readonly request: EngineRequest;
+  /** The request, the same for every site or each site's own. */
+  readonly request: EngineRequest | ((siteId: string) => EngineRequest);
   readonly accept: (reply: Inbound<EngineReply>) => Verdict;
   readonly deadline: number;
   /**
@@ -31,12 +32,14 @@ export async function ask(
 ): Promise<CollectResult<EngineReply>> {
   const grace = options.reconnectGraceMs ?? 0;
   const answered = new Set<string>();
+  const requestFor = (siteId: string): EngineRequest =>
+    typeof options.request === 'function' ? options.request(siteId) : options.request;
   const awaited = new Set(options.sites);
   const stop =
     grace > 0
       ? grid.onChange((change) => {
           if (change.connected && awaited.has(change.siteId) && !answered.has(change.siteId)) {
-            grid.send(change.siteId, jsonMessage(options.request));
+            grid.send(change.siteId, jsonMessage(requestFor(change.siteId)));
           }
         })
       : () => undefined;
@@ -52,7 +55,11 @@ export async function ask(
       ...(grace > 0 ? { onDisconnect: 'wait' as const, reconnectGraceMs: grace } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    grid.broadcast(options.sites, jsonMessage(options.request));
+    if (typeof options.request === 'function') {
+      for (const siteId of options.sites) grid.send(siteId, jsonMessage(requestFor(siteId)));
+    } else {
+      grid.broadcast(options.sites, jsonMessage(options.request));
+    }
     return await answers;
   } finally {
     stop();
