@@ -131,7 +131,7 @@ describe('secure rounds (SecAgg+) on the in-memory Grid', () => {
     }
   });
 
-  it.each([
+  it.each<[string, Cut, boolean]>([
     ['before sharing keys', 'advertisements', false],
     ['before its masked input', 'deliver', false],
     ['after its masked input, before unmasking', 'unmask', true],
