@@ -1,0 +1,450 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  InMemoryGrid,
+  MemoryRoundStore,
+  RoundRunner,
+  StrategyError,
+  buildStrategy,
+  parseStrategyConfig,
+  seededUniformRandom,
+  systemClock,
+  type EngineReply,
+  type RoundRecord,
+  type RoundStore,
+  type UniformRandom,
+} from '@confide/federated';
+import {
+  MlError,
+  combineFeatureStats,
+  featureStatsPartial,
+  initialWeights,
+  loadCsv,
+  outputUnits,
+  parameterCount,
+  standardize,
+  stratifiedSplit,
+  type Dataset,
+  type ModelSpec,
+} from '@confide/ml';
+import { checkRound, parsePolicy, type SitePolicy } from '@confide/client-node';
+import { ATTACK_DESCRIPTIONS, type AttackKind } from './settings';
+import { SimulationError } from './errors';
+import { FileRoundStore, writeAtomically } from './file-round-store';
+import { partitionSites } from './partition';
+import type { PartitionKind } from './settings';
+import type { TestMetrics } from './pool-messages';
+import { TrainingPool } from './training-pool';
+import { ReplyOrder, attachVirtualSite, mix } from './virtual-site';
+
+/** The share of the rows held out, stratified, as the global test set. */
+export const TEST_FRACTION = 0.2;
+
+/** Everything a simulation runs with (the CLI's options, checked). */
+export interface SimulationOptions {
+  sites: number;
+  /** Client sampling: the share of the sites drawn each round. */
+  fraction: number;
+  rounds: number;
+  strategy: string;
+  /** The strategy's configuration as the user wrote it (JSON); undefined: its defaults. */
+  strategyConfig?: unknown;
+  partition: PartitionKind;
+  alpha: number;
+  /** A CSV file with a header line. */
+  data: string;
+  label: string;
+  model: ModelSpec;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  /** How many sites (the first ones) send adversarial updates. */
+  byzantine: number;
+  attack: AttackKind | null;
+  /** The virtual sites' policy; null: one that allows the plain rounds the simulator runs. */
+  policy: SitePolicy | null;
+  seed: number;
+  /** Keep rounds and models here (resumable); null: in memory. */
+  dataDir: string | null;
+  /** The pool to train in; the process's shared pool by default. */
+  pool?: TrainingPool;
+  onProgress?: (event: SimulationProgress) => void;
+}
+
+/** Progress as the simulation runs. */
+export type SimulationProgress =
+  | { kind: 'setup'; lines: string[] }
+  | { kind: 'round-started'; round: number; rounds: number; sites: number }
+  | { kind: 'site-replied'; round: number; replied: number; sites: number }
+  | { kind: 'round-ended'; rounds: number; result: RoundResult };
+
+/** One round as the report gives it: the new model's metrics on the global test set. */
+export interface RoundResult {
+  round: number;
+  accuracy: number;
+  auc: number | null;
+  loss: number;
+  /** Sites whose update the round took. */
+  sites: number;
+  durationMs: number;
+}
+
+/** The `--json` report. */
+export interface SimulationReport {
+  rounds: RoundResult[];
+  final: { accuracy: number; auc: number | null; loss: number };
+}
+
+/** What a run used besides the report (for people and the benchmark). */
+export interface SimulationSetup {
+  trainRows: number;
+  testRows: number;
+  siteRows: number[];
+  strategyConfig: unknown;
+  backend: string | null;
+}
+
+const ROUND_TIMEOUT_MS = 60 * 60_000;
+const SETTINGS_FILE = 'simulation.json';
+const REPORT_FILE = 'report.json';
+
+/** The policy virtual sites run by default: it allows the plain (unmasked) rounds of the simulator. */
+export function permissivePolicy(): SitePolicy {
+  return parsePolicy(
+    { secureAggregation: { required: false }, revealOwnMetrics: true },
+    'simulated sites',
+  );
+}
+
+/**
+ * Runs a federated simulation: the data's stratified test share held out, the rest standardised
+ * with its own statistics and dealt to `sites` virtual sites on the in-memory Grid, `rounds` rounds
+ * of the round engine (the strategy from the registry, plain training), and after each round the
+ * new model evaluated on the test set. Virtual sites train in the worker pool; with `dataDir` the
+ * rounds and models persist there and a rerun with the same settings continues where it stopped.
+ *
+ * @example
+ * const { report } = await runSimulation({ ...defaults, strategy: 'median', rounds: 20 });
+ */
+export async function runSimulation(
+  o: SimulationOptions,
+): Promise<{ report: SimulationReport; setup: SimulationSetup }> {
+  checkOptions(o);
+  const strategyConfig = input(() => parseStrategyConfig(o.strategy, o.strategyConfig));
+  let roundRandom: UniformRandom = seededUniformRandom(o.seed);
+  // One stream per round, so a run resumed from --data-dir draws what the whole run would have.
+  const random: UniformRandom = () => roundRandom();
+  const strategy = input(() => buildStrategy(o.strategy, o.strategyConfig, { random }));
+
+  const all = await loadData(o);
+  const split = stratifiedSplit(all, TEST_FRACTION, o.seed);
+  const stats = combineFeatureStats([featureStatsPartial(split.train)]);
+  const train = standardize(split.train, stats);
+  const test = standardize(split.test, stats);
+  const parts = partitionSites(train, {
+    kind: o.partition,
+    sites: o.sites,
+    alpha: o.alpha,
+    seed: o.seed,
+  });
+  const policy = o.policy ?? permissivePolicy();
+
+  const pool = o.pool ?? TrainingPool.shared();
+  const run = pool.load({ spec: o.model, sites: parts, test });
+  const initial = initialWeights(o.model, o.seed);
+  const store = await openStore(o, initial);
+  const previous = await previousRounds(o);
+
+  const grid = new InMemoryGrid<EngineReply>(systemClock);
+  const stop = new AbortController();
+  let failure: unknown = null;
+  const order = new ReplyOrder();
+  const replied = new Map<number, number>();
+  let drawn = 0;
+  for (let i = 0; i < o.sites; i++) {
+    attachVirtualSite(grid.addSite(siteId(i)), {
+      index: i,
+      policy,
+      offer: {
+        stage: 'training',
+        // No network between the engine and its virtual sites: nothing for TLS to protect.
+        tls: true,
+        secureAggregation: null,
+        privacy: null,
+        model: { kind: o.model.kind, parameters: parameterCount(o.model) },
+      },
+      check: checkRound,
+      train: (task) => pool.train(run, task),
+      settings: {
+        epochs: o.epochs,
+        batchSize: o.batchSize,
+        learningRate: o.learningRate,
+        seed: o.seed,
+      },
+      attack: i < o.byzantine ? o.attack : null,
+      order,
+      onFailure: (e) => {
+        failure ??= e;
+        stop.abort();
+      },
+      onReply: (round) => {
+        const n = (replied.get(round) ?? 0) + 1;
+        replied.set(round, n);
+        o.onProgress?.({ kind: 'site-replied', round, replied: n, sites: drawn });
+      },
+    });
+  }
+  const runner = new RoundRunner({
+    grid,
+    store,
+    strategy,
+    minSites: 1,
+    fraction: o.fraction,
+    roundTimeoutMs: ROUND_TIMEOUT_MS,
+    evaluate: false,
+    random,
+    onEvent: (e) => {
+      if (e.kind === 'started') {
+        drawn = e.sites;
+        o.onProgress?.({ kind: 'round-started', round: e.round, rounds: o.rounds, sites: e.sites });
+      }
+    },
+  });
+
+  o.onProgress?.({
+    kind: 'setup',
+    lines: describeSetup(o, all, train, test, parts, strategyConfig, pool),
+  });
+  const results: RoundResult[] = [...previous];
+  let committed = (await store.rounds()).filter((r) => r.status === 'committed').length;
+  if (committed !== results.length) {
+    throw new SimulationError(
+      'input',
+      `--data-dir ${o.dataDir}: ${REPORT_FILE} and the stored rounds disagree; use a fresh directory`,
+    );
+  }
+  while (committed < o.rounds) {
+    const started = Date.now();
+    const records = await store.rounds();
+    const next = Math.max((await store.head()).round, ...records.map((r) => r.round)) + 1;
+    roundRandom = seededUniformRandom(mix(o.seed, next));
+    const outcome = await runner.runRound(stop.signal);
+    if (failure !== null) throw asRunError(failure);
+    if (outcome.status !== 'committed') throw abortError(outcome, o);
+    const metrics = await pool.evaluate(run, (await store.head()).weights);
+    committed++;
+    const result = roundResult(outcome, metrics, Date.now() - started);
+    results.push(result);
+    if (o.dataDir) await writeReport(o.dataDir, results);
+    o.onProgress?.({ kind: 'round-ended', rounds: o.rounds, result });
+  }
+  const last = results.at(-1)!;
+  return {
+    report: {
+      rounds: results,
+      final: { accuracy: last.accuracy, auc: last.auc, loss: last.loss },
+    },
+    setup: {
+      trainRows: train.numRows,
+      testRows: test.numRows,
+      siteRows: parts.map((p) => p.numRows),
+      strategyConfig,
+      backend: pool.backend,
+    },
+  };
+}
+
+function siteId(i: number): string {
+  return `site-${String(i + 1).padStart(3, '0')}`;
+}
+
+function checkOptions(o: SimulationOptions): void {
+  const bad = (why: string): never => {
+    throw new SimulationError('input', why);
+  };
+  const int = (name: string, v: number, min: number): void => {
+    if (!Number.isSafeInteger(v) || v < min)
+      bad(`--${name} must be an integer >= ${min}, got ${v}`);
+  };
+  int('sites', o.sites, 1);
+  int('rounds', o.rounds, 1);
+  int('epochs', o.epochs, 1);
+  int('batch-size', o.batchSize, 1);
+  int('byzantine', o.byzantine, 0);
+  int('seed', o.seed, 0);
+  if (!(o.fraction > 0 && o.fraction <= 1)) bad(`--fraction must be in (0, 1], got ${o.fraction}`);
+  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
+    bad(`--learning-rate must be a positive number, got ${o.learningRate}`);
+  }
+  if (o.partition === 'dirichlet' && !(o.alpha > 0 && Number.isFinite(o.alpha))) {
+    bad(`--alpha must be a positive number, got ${o.alpha}`);
+  }
+  if (o.byzantine > o.sites) {
+    bad(`--byzantine ${o.byzantine} is more than the ${o.sites} sites (--sites)`);
+  }
+  if (o.byzantine > 0 && o.attack === null) {
+    bad('--byzantine needs --attack scale, sign-flip or noise');
+  }
+  if (o.byzantine === 0 && o.attack !== null) bad(`--attack ${o.attack} needs --byzantine N`);
+}
+
+/** A strategy error from the user's choices is an input error. */
+function input<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof StrategyError) throw new SimulationError('input', e.message);
+    throw e;
+  }
+}
+
+async function loadData(o: SimulationOptions): Promise<Dataset> {
+  let all: Dataset;
+  try {
+    all = await loadCsv(o.data, { label: o.label });
+  } catch (e) {
+    if (e instanceof MlError) throw new SimulationError('input', `--data: ${e.message}`);
+    throw e;
+  }
+  if (all.numFeatures !== o.model.inputDim) {
+    throw new SimulationError(
+      'input',
+      `--model: inputDim is ${o.model.inputDim} but ${o.data} has ${all.numFeatures} feature ` +
+        `columns besides the label "${o.label}"`,
+    );
+  }
+  const units = outputUnits(o.model);
+  const classes = units === 1 ? 2 : units;
+  const top = all.labels.reduce((m, l) => Math.max(m, l), 0);
+  if (top >= classes) {
+    throw new SimulationError(
+      'input',
+      `--label ${o.label}: the data has label ${top}; the model's output has ${classes} classes ` +
+        `(0..${classes - 1})`,
+    );
+  }
+  if (all.numRows < 2) throw new SimulationError('input', `--data: ${o.data} has too few rows`);
+  return all;
+}
+
+/** The settings a --data-dir run is tied to (everything but --rounds). */
+function settingsOf(o: SimulationOptions): Record<string, unknown> {
+  return {
+    sites: o.sites,
+    fraction: o.fraction,
+    strategy: o.strategy,
+    strategyConfig: o.strategyConfig ?? null,
+    partition: o.partition,
+    alpha: o.partition === 'dirichlet' ? o.alpha : null,
+    data: o.data,
+    label: o.label,
+    model: o.model,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    learningRate: o.learningRate,
+    byzantine: o.byzantine,
+    attack: o.attack,
+    policy: o.policy,
+    seed: o.seed,
+  };
+}
+
+async function openStore(o: SimulationOptions, initial: Float32Array): Promise<RoundStore> {
+  if (!o.dataDir) return new MemoryRoundStore(initial);
+  const settings = settingsOf(o);
+  const path = join(o.dataDir, SETTINGS_FILE);
+  const saved = await readFile(path, 'utf8').catch(() => null);
+  if (saved !== null) {
+    const before = JSON.parse(saved) as Record<string, unknown>;
+    const changed = Object.keys(settings).filter(
+      (k) => JSON.stringify(before[k] ?? null) !== JSON.stringify(settings[k] ?? null),
+    );
+    if (changed.length > 0) {
+      throw new SimulationError(
+        'input',
+        `--data-dir ${o.dataDir} holds a simulation with other settings (${changed.join(', ')}); ` +
+          'rerun it with the same options (only --rounds may change) or use a fresh directory',
+      );
+    }
+  }
+  const store = await FileRoundStore.open(o.dataDir, initial);
+  if (saved === null) await writeAtomically(path, `${JSON.stringify(settings, null, 1)}\n`);
+  return store;
+}
+
+async function previousRounds(o: SimulationOptions): Promise<RoundResult[]> {
+  if (!o.dataDir) return [];
+  const text = await readFile(join(o.dataDir, REPORT_FILE), 'utf8').catch(() => null);
+  if (text === null) return [];
+  return (JSON.parse(text) as SimulationReport).rounds;
+}
+
+async function writeReport(dir: string, rounds: RoundResult[]): Promise<void> {
+  const last = rounds.at(-1)!;
+  const report: SimulationReport = {
+    rounds,
+    final: { accuracy: last.accuracy, auc: last.auc, loss: last.loss },
+  };
+  await writeAtomically(join(dir, REPORT_FILE), `${JSON.stringify(report, null, 1)}\n`);
+}
+
+function roundResult(record: RoundRecord, m: TestMetrics, durationMs: number): RoundResult {
+  return {
+    round: record.round,
+    accuracy: m.accuracy,
+    auc: m.auc,
+    loss: m.loss,
+    sites: record.participants.filter((p) => p.status === 'submitted').length,
+    durationMs,
+  };
+}
+
+function asRunError(e: unknown): SimulationError {
+  return e instanceof SimulationError
+    ? e
+    : new SimulationError('run', e instanceof Error ? e.message : String(e));
+}
+
+/** Why the run stops at an aborted round, with the sites' reasons when they declined. */
+function abortError(record: RoundRecord, o: SimulationOptions): SimulationError {
+  const declined = record.participants.filter((p) => p.status === 'declined');
+  let why = `round ${record.round} was aborted: ${record.reason ?? 'no reason recorded'}`;
+  if (declined.length > 0) {
+    const reasons = [...new Set(declined.map((p) => p.detail ?? 'no reason given'))];
+    why += `; ${declined.length} site(s) declined: ${reasons.join('; ')}`;
+    why +=
+      '. The simulator runs plain rounds (no secure aggregation); give --policy a policy that ' +
+      'allows them (secureAggregation.required: false, no dp)';
+    if (declined.length === o.sites) return new SimulationError('input', why);
+  }
+  return new SimulationError('run', why);
+}
+
+function describeSetup(
+  o: SimulationOptions,
+  all: Dataset,
+  train: Dataset,
+  test: Dataset,
+  parts: Dataset[],
+  strategyConfig: unknown,
+  pool: TrainingPool,
+): string[] {
+  const lines = [
+    `data: ${all.numRows} rows x ${all.numFeatures} features from ${o.data}; ${train.numRows} ` +
+      `train / ${test.numRows} test (stratified ${TEST_FRACTION * 100}%, standardised with the ` +
+      "training rows' statistics)",
+    `sites: ${o.sites} (${o.partition}${o.partition === 'dirichlet' ? `, alpha ${o.alpha}` : ''}` +
+      `) holding ${parts.map((p) => p.numRows).join(', ')} rows` +
+      (o.fraction < 1 ? `; a share of ${o.fraction} drawn each round` : ''),
+    `strategy: ${o.strategy} ${JSON.stringify(strategyConfig)}; model ${JSON.stringify(o.model)}; ` +
+      `${o.epochs} local epoch(s), batch ${o.batchSize}, adam at ${o.learningRate}`,
+    `training: worker pool of up to ${pool.maxWorkers} thread(s); seed ${o.seed}`,
+  ];
+  if (o.byzantine > 0 && o.attack) {
+    lines.push(
+      `byzantine: sites 1-${o.byzantine} send ${o.attack} updates (${ATTACK_DESCRIPTIONS[o.attack]})`,
+    );
+  }
+  if (o.dataDir) lines.push(`rounds and models kept in ${o.dataDir}`);
+  return lines;
+}
