@@ -143,7 +143,8 @@ export const simulateCommand: Command = {
     } catch (e) {
       progress.done();
       if (e instanceof SimulationError) {
-        throw e.kind === 'input' ? new UsageError(e.message) : new CliError(e.message);
+        // A setting that cannot work is the user's to change (exit code 2), as a usage error is.
+        throw new CliError(e.message, e.kind === 'input' ? 2 : 1);
       }
       throw e;
     }

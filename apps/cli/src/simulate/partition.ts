@@ -1,5 +1,9 @@
 import {
+  combineFeatureStats,
   dirichletSample,
+  featureStatsPartial,
+  standardize,
+  stratifiedSplit,
   partitionIid,
   seededRandom,
   shuffleInPlace as shuffle,
@@ -19,6 +23,25 @@ export interface PartitionOptions {
   alpha: number;
   seed: number;
   minRows?: number;
+  /** Dirichlet draws tried before giving up (default MAX_DIRICHLET_DRAWS). */
+  maxDraws?: number;
+}
+
+/** The share of the rows held out, stratified, as the global test set. */
+export const TEST_FRACTION = 0.2;
+
+/**
+ * The global test set: a stratified TEST_FRACTION of the rows, held out before the rest is dealt to
+ * the sites; both parts standardised with the training rows' statistics, so the test rows tell the
+ * model nothing it could not have seen.
+ *
+ * @example
+ * const { train, test } = holdOutTestSet(all, 1);
+ */
+export function holdOutTestSet(all: Dataset, seed: number): { train: Dataset; test: Dataset } {
+  const split = stratifiedSplit(all, TEST_FRACTION, seed);
+  const stats = combineFeatureStats([featureStatsPartial(split.train)]);
+  return { train: standardize(split.train, stats), test: standardize(split.test, stats) };
 }
 
 /**
@@ -48,7 +71,7 @@ export function partitionSites(train: Dataset, o: PartitionOptions): Dataset[] {
     case 'iid':
       return partitionIid(train, o.sites, o.seed);
     case 'dirichlet':
-      return dirichletPartition(train, o.sites, o.alpha, o.seed, minRows);
+      return dirichletPartition(train, o.sites, o.alpha, o.seed, minRows, o.maxDraws);
     case 'shards':
       return shardPartition(train, o.sites, o.seed, minRows);
   }
@@ -60,13 +83,14 @@ function dirichletPartition(
   alpha: number,
   seed: number,
   minRows: number,
+  maxDraws = MAX_DIRICHLET_DRAWS,
 ): Dataset[] {
   if (!(alpha > 0) || !Number.isFinite(alpha)) {
     throw new SimulationError('input', `--alpha must be a positive number, got ${alpha}`);
   }
   const rng = seededRandom(seed);
   const classes = rowsByClass(train);
-  for (let draw = 0; draw < MAX_DIRICHLET_DRAWS; draw++) {
+  for (let draw = 0; draw < maxDraws; draw++) {
     // Only the counts are drawn until they hold: rows are dealt once, for the draw that is kept.
     const counts = classes.map((rows) =>
       apportion(rows.length, dirichletSample(sites, alpha, rng)),
@@ -93,7 +117,7 @@ function dirichletPartition(
   }
   throw new SimulationError(
     'input',
-    `--partition dirichlet --alpha ${alpha}: none of ${MAX_DIRICHLET_DRAWS} draws gave each of the ` +
+    `--partition dirichlet --alpha ${alpha}: none of ${maxDraws} draws gave each of the ` +
       `${sites} sites at least ${minRows} of the ${train.numRows} training rows; raise --alpha ` +
       'or lower --sites',
   );

@@ -16,14 +16,10 @@ import {
 } from '@confide/federated';
 import {
   MlError,
-  combineFeatureStats,
-  featureStatsPartial,
   initialWeights,
   loadCsv,
   outputUnits,
   parameterCount,
-  standardize,
-  stratifiedSplit,
   type Dataset,
   type ModelSpec,
 } from '@confide/ml';
@@ -31,14 +27,11 @@ import { checkRound, parsePolicy, type SitePolicy } from '@confide/client-node';
 import { ATTACK_DESCRIPTIONS, type AttackKind } from './settings';
 import { SimulationError } from './errors';
 import { FileRoundStore, writeAtomically } from './file-round-store';
-import { partitionSites } from './partition';
+import { TEST_FRACTION, holdOutTestSet, partitionSites } from './partition';
 import type { PartitionKind } from './settings';
 import type { TestMetrics } from './pool-messages';
 import { TrainingPool } from './training-pool';
 import { ReplyOrder, attachVirtualSite, mix } from './virtual-site';
-
-/** The share of the rows held out, stratified, as the global test set. */
-export const TEST_FRACTION = 0.2;
 
 /** Everything a simulation runs with (the CLI's options, checked). */
 export interface SimulationOptions {
@@ -137,10 +130,7 @@ export async function runSimulation(
   const strategy = input(() => buildStrategy(o.strategy, o.strategyConfig, { random }));
 
   const all = await loadData(o);
-  const split = stratifiedSplit(all, TEST_FRACTION, o.seed);
-  const stats = combineFeatureStats([featureStatsPartial(split.train)]);
-  const train = standardize(split.train, stats);
-  const test = standardize(split.test, stats);
+  const { train, test } = holdOutTestSet(all, o.seed);
   const parts = partitionSites(train, {
     kind: o.partition,
     sites: o.sites,
@@ -230,7 +220,9 @@ export async function runSimulation(
     roundRandom = seededUniformRandom(mix(o.seed, next));
     const outcome = await runner.runRound(stop.signal);
     if (failure !== null) throw asRunError(failure);
-    if (outcome.status !== 'committed') throw abortError(outcome, o);
+    if (outcome.status !== 'committed') {
+      throw abortError(outcome, o, strategy.needsIndividualUpdates);
+    }
     const metrics = await pool.evaluate(run, (await store.head()).weights);
     committed++;
     const result = roundResult(outcome, metrics, Date.now() - started);
@@ -406,18 +398,21 @@ function asRunError(e: unknown): SimulationError {
 }
 
 /** Why the run stops at an aborted round, with the sites' reasons when they declined. */
-function abortError(record: RoundRecord, o: SimulationOptions): SimulationError {
+function abortError(
+  record: RoundRecord,
+  o: SimulationOptions,
+  needsUpdates: boolean,
+): SimulationError {
   const declined = record.participants.filter((p) => p.status === 'declined');
   let why = `round ${record.round} was aborted: ${record.reason ?? 'no reason recorded'}`;
-  if (declined.length > 0) {
-    const reasons = [...new Set(declined.map((p) => p.detail ?? 'no reason given'))];
-    why += `; ${declined.length} site(s) declined: ${reasons.join('; ')}`;
-    why +=
-      '. The simulator runs plain rounds (no secure aggregation); give --policy a policy that ' +
-      'allows them (secureAggregation.required: false, no dp)';
-    if (declined.length === o.sites) return new SimulationError('input', why);
-  }
-  return new SimulationError('run', why);
+  if (declined.length === 0) return new SimulationError('run', why);
+  const reasons = [...new Set(declined.map((p) => p.detail ?? 'no reason given'))];
+  why += `; ${declined.length} site(s) declined: ${reasons.join('; ')}. `;
+  why += needsUpdates
+    ? `Strategy "${o.strategy}" needs each site's update, which secure aggregation would hide, so its sites must allow plain rounds`
+    : 'The simulator runs plain rounds (no secure aggregation, no DP)';
+  why += ': give --policy a policy with secureAggregation.required false and no dp';
+  return new SimulationError(declined.length === record.participants.length ? 'input' : 'run', why);
 }
 
 function describeSetup(
