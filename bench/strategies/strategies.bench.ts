@@ -42,7 +42,7 @@ Options:
 `;
 
 /** The server learning rate the adaptive strategies (FedAdam, FedYogi, FedAdagrad) run with. */
-const ADAPTIVE_SERVER_LR = 0.03;
+const ADAPTIVE_SERVER_LR = 0.1;
 
 /** The configuration each strategy runs with here (the same in every scenario). */
 const CONFIGS: Readonly<Record<string, Record<string, unknown>>> = {

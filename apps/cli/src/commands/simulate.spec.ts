@@ -97,6 +97,23 @@ describe('confide simulate', () => {
     }
   });
 
+  it("FedProx's mu reaches the sites' training", async () => {
+    const fedavg = await simulate('--rounds', '1');
+    const loose = await simulate('--rounds', '1', '--strategy', 'fedprox');
+    const tight = await simulate(
+      '--rounds',
+      '1',
+      '--strategy',
+      'fedprox',
+      '--strategy-config',
+      '{"proximalMu":1000}',
+    );
+    // A small mu trains nearly as FedAvg; a huge one holds the sites at the global model.
+    expect(Math.abs(loose.final.loss - fedavg.final.loss)).toBeLessThan(0.01);
+    expect(loose.final.loss).not.toBe(fedavg.final.loss);
+    expect(tight.final.loss).toBeGreaterThan(fedavg.final.loss + 0.2);
+  });
+
   it("two x100-scaling sites ruin FedAvg's model but not the median's", async () => {
     const setting = ['--rounds', '5', '--seed', '1'];
     const attack = ['--byzantine', '2', '--attack', 'scale'];
