@@ -135,9 +135,16 @@ describe('confide simulate', () => {
     const data = join(dir, 'run');
     const args = ['--sites', '5', '--strategy', 'fedadam', '--partition', 'shards'];
     const first = await simulate(...args, '--rounds', '2', '--data-dir', data);
+    // As if stopped after round 2's commit, before its report line was written.
+    await writeFile(
+      join(data, 'report.json'),
+      JSON.stringify({ rounds: first.rounds.slice(0, 1), final: {} }),
+    );
     const resumed = await simulate(...args, '--rounds', '3', '--data-dir', data);
     const whole = await simulate(...args, '--rounds', '3');
-    expect(resumed.rounds.slice(0, 2)).toEqual(first.rounds);
+    expect(resumed.rounds[0]).toEqual(first.rounds[0]);
+    const { durationMs: _, ...round2 } = first.rounds[1]!;
+    expect(resumed.rounds[1]).toMatchObject(round2);
     expect(resumed.rounds.map((r) => r.loss)).toEqual(whole.rounds.map((r) => r.loss));
     const index = JSON.parse(await readFile(join(data, 'rounds.json'), 'utf8')) as {
       head: { round: number; strategyState: { strategy: string } };

@@ -206,7 +206,16 @@ export async function runSimulation(
     lines: describeSetup(o, all, train, test, parts, strategyConfig, pool),
   });
   const results: RoundResult[] = [...previous];
-  let committed = (await store.rounds()).filter((r) => r.status === 'committed').length;
+  const done = (await store.rounds()).filter((r) => r.status === 'committed');
+  let committed = done.length;
+  const unreported = done.at(-1);
+  if (o.dataDir && unreported && committed === results.length + 1) {
+    // Stopped between the commit and the report: the committed model is the one to evaluate.
+    const metrics = await pool.evaluate(run, (await store.head()).weights);
+    const ms = (unreported.endedAt ?? unreported.startedAt) - unreported.startedAt;
+    results.push(roundResult(unreported, metrics, ms));
+    await writeReport(o.dataDir, results);
+  }
   if (committed !== results.length) {
     throw new SimulationError(
       'input',
