@@ -1,15 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
-  InMemoryGrid,
-  MemoryRoundStore,
-  RoundRunner,
   StrategyError,
   buildStrategy,
   parseStrategyConfig,
   seededUniformRandom,
-  systemClock,
-  type EngineReply,
   type RoundRecord,
   type RoundStore,
   type UniformRandom,
@@ -19,19 +12,21 @@ import {
   initialWeights,
   loadCsv,
   outputUnits,
-  parameterCount,
   type Dataset,
   type ModelSpec,
 } from '@confide/ml';
-import { checkRound, parsePolicy, type SitePolicy } from '@confide/client-node';
-import { ATTACK_DESCRIPTIONS, type AttackKind } from './settings';
+import { parsePolicy, type SitePolicy } from '@confide/client-node';
 import { SimulationError } from './errors';
-import { FileRoundStore, writeAtomically } from './file-round-store';
+import { startFederation } from './federation';
 import { TEST_FRACTION, holdOutTestSet, partitionSites } from './partition';
-import type { PartitionKind } from './settings';
 import type { TestMetrics } from './pool-messages';
+import { reportOf, roundResult, type RoundResult, type SimulationReport } from './report';
+import { REPORT_FILE, openRunDir, writeReport } from './run-dir';
+import { ATTACK_DESCRIPTIONS, type AttackKind, type PartitionKind } from './settings';
 import { TrainingPool } from './training-pool';
-import { ReplyOrder, attachVirtualSite, mix } from './virtual-site';
+import { mix } from './virtual-site';
+
+export type { RoundResult, SimulationReport } from './report';
 
 /** Everything a simulation runs with (the CLI's options, checked). */
 export interface SimulationOptions {
@@ -71,23 +66,6 @@ export type SimulationProgress =
   | { kind: 'site-replied'; round: number; replied: number; sites: number }
   | { kind: 'round-ended'; rounds: number; result: RoundResult };
 
-/** One round as the report gives it: the new model's metrics on the global test set. */
-export interface RoundResult {
-  round: number;
-  accuracy: number;
-  auc: number | null;
-  loss: number;
-  /** Sites whose update the round took. */
-  sites: number;
-  durationMs: number;
-}
-
-/** The `--json` report. */
-export interface SimulationReport {
-  rounds: RoundResult[];
-  final: { accuracy: number; auc: number | null; loss: number };
-}
-
 /** What a run used besides the report (for people and the benchmark). */
 export interface SimulationSetup {
   trainRows: number;
@@ -96,10 +74,6 @@ export interface SimulationSetup {
   strategyConfig: unknown;
   backend: string | null;
 }
-
-const ROUND_TIMEOUT_MS = 60 * 60_000;
-const SETTINGS_FILE = 'simulation.json';
-const REPORT_FILE = 'report.json';
 
 /** The policy virtual sites run by default: it allows the plain (unmasked) rounds of the simulator. */
 export function permissivePolicy(): SitePolicy {
@@ -141,110 +115,34 @@ export async function runSimulation(
 
   const pool = o.pool ?? TrainingPool.shared();
   const run = pool.load({ spec: o.model, sites: parts, test });
-  const initial = initialWeights(o.model, o.seed);
-  const store = await openStore(o, initial);
-  const previous = await previousRounds(o);
-
-  const grid = new InMemoryGrid<EngineReply>(systemClock);
-  const stop = new AbortController();
-  let failure: unknown = null;
-  const order = new ReplyOrder();
-  const replied = new Map<number, number>();
-  let drawn = 0;
-  for (let i = 0; i < o.sites; i++) {
-    attachVirtualSite(grid.addSite(siteId(i)), {
-      index: i,
-      policy,
-      offer: {
-        stage: 'training',
-        // No network between the engine and its virtual sites: nothing for TLS to protect.
-        tls: true,
-        secureAggregation: null,
-        privacy: null,
-        model: { kind: o.model.kind, parameters: parameterCount(o.model) },
-      },
-      check: checkRound,
-      train: (task) => pool.train(run, task),
-      settings: {
-        epochs: o.epochs,
-        batchSize: o.batchSize,
-        learningRate: o.learningRate,
-        seed: o.seed,
-      },
-      attack: i < o.byzantine ? o.attack : null,
-      order,
-      onFailure: (e) => {
-        failure ??= e;
-        stop.abort();
-      },
-      onReply: (round) => {
-        const n = (replied.get(round) ?? 0) + 1;
-        replied.set(round, n);
-        o.onProgress?.({ kind: 'site-replied', round, replied: n, sites: drawn });
-      },
-    });
-  }
-  const runner = new RoundRunner({
-    grid,
-    store,
-    strategy,
-    minSites: 1,
-    fraction: o.fraction,
-    roundTimeoutMs: ROUND_TIMEOUT_MS,
-    evaluate: false,
-    random,
-    onEvent: (e) => {
-      if (e.kind === 'started') {
-        drawn = e.sites;
-        o.onProgress?.({ kind: 'round-started', round: e.round, rounds: o.rounds, sites: e.sites });
-      }
-    },
-  });
-
+  const { store, previous } = await openRunDir(o, initialWeights(o.model, o.seed));
+  const federation = startFederation({ o, pool, run, store, strategy, random, policy });
   o.onProgress?.({
     kind: 'setup',
     lines: describeSetup(o, all, train, test, parts, strategyConfig, pool),
   });
-  const results: RoundResult[] = [...previous];
-  const done = (await store.rounds()).filter((r) => r.status === 'committed');
-  let committed = done.length;
-  const unreported = done.at(-1);
-  if (o.dataDir && unreported && committed === results.length + 1) {
-    // Stopped between the commit and the report: the committed model is the one to evaluate.
-    const metrics = await pool.evaluate(run, (await store.head()).weights);
-    const ms = (unreported.endedAt ?? unreported.startedAt) - unreported.startedAt;
-    results.push(roundResult(unreported, metrics, ms));
-    await writeReport(o.dataDir, results);
-  }
-  if (committed !== results.length) {
-    throw new SimulationError(
-      'input',
-      `--data-dir ${o.dataDir}: ${REPORT_FILE} and the stored rounds disagree; use a fresh directory`,
-    );
-  }
-  while (committed < o.rounds) {
+  const results = await catchUp(o, store, previous, async () =>
+    pool.evaluate(run, await headWeights(store)),
+  );
+  while (results.length < o.rounds) {
     const started = Date.now();
     const records = await store.rounds();
     const next = Math.max((await store.head()).round, ...records.map((r) => r.round)) + 1;
     roundRandom = seededUniformRandom(mix(o.seed, next));
-    const outcome = await runner.runRound(stop.signal);
+    const outcome = await federation.runner.runRound(federation.signal);
+    const failure = federation.failure();
     if (failure !== null) throw asRunError(failure);
     if (outcome.status !== 'committed') {
       throw abortError(outcome, o, strategy.needsIndividualUpdates);
     }
-    const metrics = await pool.evaluate(run, (await store.head()).weights);
-    committed++;
+    const metrics = await pool.evaluate(run, await headWeights(store));
     const result = roundResult(outcome, metrics, Date.now() - started);
     results.push(result);
     if (o.dataDir) await writeReport(o.dataDir, results);
     o.onProgress?.({ kind: 'round-ended', rounds: o.rounds, result });
   }
-  const last = results.at(-1)!;
   return {
-    report: {
-      rounds: results,
-      final: { accuracy: last.accuracy, auc: last.auc, loss: last.loss },
-    },
+    report: reportOf(results),
     setup: {
       trainRows: train.numRows,
       testRows: test.numRows,
@@ -255,8 +153,35 @@ export async function runSimulation(
   };
 }
 
-function siteId(i: number): string {
-  return `site-${String(i + 1).padStart(3, '0')}`;
+async function headWeights(store: RoundStore): Promise<Float32Array> {
+  return (await store.head()).weights;
+}
+
+/**
+ * The report's rounds of a resumed run, checked against the store's: a run stopped between a
+ * round's commit and its report line gets that line now (from the committed model).
+ */
+async function catchUp(
+  o: SimulationOptions,
+  store: RoundStore,
+  previous: RoundResult[],
+  evaluate: () => Promise<TestMetrics>,
+): Promise<RoundResult[]> {
+  const results = [...previous];
+  const done = (await store.rounds()).filter((r) => r.status === 'committed');
+  const unreported = done.at(-1);
+  if (o.dataDir && unreported && done.length === results.length + 1) {
+    const ms = (unreported.endedAt ?? unreported.startedAt) - unreported.startedAt;
+    results.push(roundResult(unreported, await evaluate(), ms));
+    await writeReport(o.dataDir, results);
+  }
+  if (done.length !== results.length) {
+    throw new SimulationError(
+      'input',
+      `--data-dir ${o.dataDir}: ${REPORT_FILE} and the stored rounds disagree; use a fresh directory`,
+    );
+  }
+  return results;
 }
 
 function checkOptions(o: SimulationOptions): void {
@@ -326,78 +251,6 @@ async function loadData(o: SimulationOptions): Promise<Dataset> {
   }
   if (all.numRows < 2) throw new SimulationError('input', `--data: ${o.data} has too few rows`);
   return all;
-}
-
-/** The settings a --data-dir run is tied to (everything but --rounds). */
-function settingsOf(o: SimulationOptions): Record<string, unknown> {
-  return {
-    sites: o.sites,
-    fraction: o.fraction,
-    strategy: o.strategy,
-    strategyConfig: o.strategyConfig ?? null,
-    partition: o.partition,
-    alpha: o.partition === 'dirichlet' ? o.alpha : null,
-    data: o.data,
-    label: o.label,
-    model: o.model,
-    epochs: o.epochs,
-    batchSize: o.batchSize,
-    learningRate: o.learningRate,
-    byzantine: o.byzantine,
-    attack: o.attack,
-    policy: o.policy,
-    seed: o.seed,
-  };
-}
-
-async function openStore(o: SimulationOptions, initial: Float32Array): Promise<RoundStore> {
-  if (!o.dataDir) return new MemoryRoundStore(initial);
-  const settings = settingsOf(o);
-  const path = join(o.dataDir, SETTINGS_FILE);
-  const saved = await readFile(path, 'utf8').catch(() => null);
-  if (saved !== null) {
-    const before = JSON.parse(saved) as Record<string, unknown>;
-    const changed = Object.keys(settings).filter(
-      (k) => JSON.stringify(before[k] ?? null) !== JSON.stringify(settings[k] ?? null),
-    );
-    if (changed.length > 0) {
-      throw new SimulationError(
-        'input',
-        `--data-dir ${o.dataDir} holds a simulation with other settings (${changed.join(', ')}); ` +
-          'rerun it with the same options (only --rounds may change) or use a fresh directory',
-      );
-    }
-  }
-  const store = await FileRoundStore.open(o.dataDir, initial);
-  if (saved === null) await writeAtomically(path, `${JSON.stringify(settings, null, 1)}\n`);
-  return store;
-}
-
-async function previousRounds(o: SimulationOptions): Promise<RoundResult[]> {
-  if (!o.dataDir) return [];
-  const text = await readFile(join(o.dataDir, REPORT_FILE), 'utf8').catch(() => null);
-  if (text === null) return [];
-  return (JSON.parse(text) as SimulationReport).rounds;
-}
-
-async function writeReport(dir: string, rounds: RoundResult[]): Promise<void> {
-  const last = rounds.at(-1)!;
-  const report: SimulationReport = {
-    rounds,
-    final: { accuracy: last.accuracy, auc: last.auc, loss: last.loss },
-  };
-  await writeAtomically(join(dir, REPORT_FILE), `${JSON.stringify(report, null, 1)}\n`);
-}
-
-function roundResult(record: RoundRecord, m: TestMetrics, durationMs: number): RoundResult {
-  return {
-    round: record.round,
-    accuracy: m.accuracy,
-    auc: m.auc,
-    loss: m.loss,
-    sites: record.participants.filter((p) => p.status === 'submitted').length,
-    durationMs,
-  };
 }
 
 function asRunError(e: unknown): SimulationError {
