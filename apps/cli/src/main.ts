@@ -6,11 +6,13 @@ import { demoCommand } from './commands/demo-command';
 import { nodeJoinCommand, nodeKeysCommand, nodePolicyCommand } from './commands/node';
 import { privacyCommands } from './commands/privacy';
 import { serverCommand } from './commands/server';
+import { simulateCommand } from './commands/simulate';
 import { tlsCreateCommand } from './commands/tls';
 
 /** Every command of `confide`. */
 export const COMMANDS: Command[] = [
   demoCommand,
+  simulateCommand,
   serverCommand,
   nodeKeysCommand,
   nodeJoinCommand,

@@ -21,7 +21,7 @@ export {
   type FeatureStats,
   type FeatureStatsPartial,
 } from './standardize';
-export { seededRandom } from './random';
+export { dirichletSample, seededRandom, shuffleInPlace } from './random';
 export {
   checkBounds as checkFeatureBounds,
   statisticsFromSum,
