@@ -32,13 +32,8 @@ import {
   type SumKind,
 } from '@confide/protocol';
 import { silentProgress, type Progress } from './progress';
-import { distributedNoiseShare, sampleDiscreteGaussian } from '@confide/differential-privacy';
-import {
-  MaskWorkerPool,
-  quantizeWeighted,
-  SecAggClient,
-  type SecAggParams,
-} from '@confide/secure-aggregation';
+import { MaskWorkerPool, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
+import { runMods, updatePipeline, type Mod, type SiteUpdateDraft } from '@confide/site-runtime';
 import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
 import { DEFAULT_POLICY, type SitePolicy } from './policy';
 import { checkRound, type RoundOffer } from './policy-check';
@@ -225,15 +220,13 @@ export class ClientNode {
     runId: string;
     round: number;
     info: RoundSecAgg;
-    /** Recorded before the masked update leaves (no DP: its values go into one sum only). */
-    contribution: string | null;
     pending: {
-      /** What training produced; its update leaves masked. */
+      /** What training produced, reported once its update leaves. */
       report: LocalRoundResult;
-      /** Declared records over the round's public normaliser: this site's weight in the average. */
-      weight: number;
-      mechanism: MechanismParams | null;
-      privacy: TrainMsg['privacy'];
+      /** The update as the prepare mods left it. */
+      draft: SiteUpdateDraft;
+      /** The mods that record, sign, quantize, noise and mask it once the key shares are in. */
+      release: Mod[];
     } | null;
   } | null = null;
   /** Its feature statistics and evaluation metrics, as secure sums or as its policy allows. */
@@ -779,6 +772,8 @@ export class ClientNode {
     }
     let spec: ModelSpec;
     let mechanism: MechanismParams | null = null;
+    /** The contribution recorded before a secure sum without DP takes the update. */
+    let once: string | null = null;
     try {
       assertModelHash(global, msg.modelHash);
       try {
@@ -819,12 +814,12 @@ export class ClientNode {
         mechanism = updateMechanism(msg, this.declaredTrainRows());
         this.budget.check(mechanism, msg.privacy.epsilonLimit, 'this round');
       }
-      const once = msg.secureAggregation
+      once = msg.secureAggregation
         ? this.budget.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
         : null;
       if (msg.secureAggregation) {
         try {
-          this.startSecure(ws, msg, once);
+          this.startSecure(ws, msg);
         } catch (e) {
           throw new Refused(
             ErrorCode.SECAGG_REFUSED,
@@ -842,53 +837,74 @@ export class ClientNode {
     try {
       const { train } = this.datasets(msg.standardization);
       const rows = this.declaredTrainRows();
-      const { local, update, loss } = await trainLocalUpdate({
+      const trained = await trainLocalUpdate({
         model: this.modelFor(spec),
         spec,
         train,
         global,
         msg,
         mechanism,
-        declaredRows: rows,
-        federationId: this.opts.federationId,
-        transforms: this.opts.transforms ?? [],
         progress: this.progress,
       });
-      if (this.stopped || ws !== this.ws) return;
+      const loss = trained.loss;
       // The weight it claims: its records, clamped to the cap the round announced (a claim above
       // it would be refused), or 1 when sites weigh equally.
       const weighting = msg.weighting ?? { mode: 'records' as const, cap: Infinity };
       const claimed = Math.min(rows, weighting.cap);
+      const info = msg.secureAggregation;
+      const params = info ? (info.params as unknown as SecAggParams) : null;
+      const live = (): boolean => !this.stopped && ws === this.ws;
+      const pipeline = updatePipeline({
+        privacy: msg.privacy,
+        secure: params,
+        transforms: this.opts.transforms ?? [],
+        contribution: once,
+      });
+      const prepared = await runMods(
+        pipeline.prepare,
+        {
+          federationId: this.opts.federationId,
+          runId: msg.runId,
+          round: msg.round,
+          update: trained.update,
+          numExamples: rows,
+          // Under secure aggregation its weight (declared records over the public normaliser)
+          // travels inside the masked vector.
+          weight:
+            !info || msg.privacy?.level === 'site' || weighting.mode === 'equal'
+              ? 1
+              : Math.min(1, claimed / info.weightNormalizer),
+          privacy: msg.privacy,
+          secure: params,
+          mechanism,
+        },
+        { live },
+      );
+      if (!prepared.completed || this.stopped || ws !== this.ws) return;
+      const update = prepared.draft.update;
       const report: LocalRoundResult = {
         round: msg.round,
         globalWeights: global,
-        localWeights: local,
+        localWeights: trained.local,
         update,
         numExamples: rows,
         trainLoss: loss,
       };
       if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
-        // Under secure aggregation the update waits for the key shares; it leaves masked, its weight
-        // (declared records over the public normaliser) inside the masked vector.
-        this.secure.pending = {
-          report,
-          weight:
-            msg.privacy?.level === 'site' || weighting.mode === 'equal'
-              ? 1
-              : Math.min(1, claimed / this.secure.info.weightNormalizer),
-          mechanism,
-          privacy: msg.privacy,
-        };
+        // Under secure aggregation the update waits for the key shares; it leaves masked.
+        this.secure.pending = { report, draft: prepared.draft, release: pipeline.release };
         this.log(
           `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}; waiting for key shares`,
         );
         return;
       }
       // The release is signed and recorded in the site's own ledger before the update leaves.
-      const receipt = mechanism
-        ? await this.signUpdate(ws, { runId: msg.runId, round: msg.round }, mechanism)
-        : undefined;
-      if (this.stopped || ws !== this.ws) return;
+      const released = await runMods(pipeline.release, prepared.draft, {
+        receipts: { sign: (ref, m) => this.signUpdate(ws, ref, m) },
+        live,
+      });
+      const receipt = released.draft.receipt;
+      if (!released.completed || this.stopped || ws !== this.ws) return;
       // In the clear, as its policy allows: its weight (the declared record count) except at site
       // level, where every site weighs 1; its training loss only without DP (it is not noised).
       const frame = encodeFrame(
@@ -933,7 +949,7 @@ export class ClientNode {
   }
 
   /** Creates this round's secure-aggregation client and advertises its signed keys at once. */
-  private startSecure(ws: WebSocket, msg: TrainMsg, contribution: string | null): void {
+  private startSecure(ws: WebSocket, msg: TrainMsg): void {
     const info = msg.secureAggregation!;
     this.secure?.client.destroy();
     const client = new SecAggClient({
@@ -947,7 +963,7 @@ export class ClientNode {
       vectorLength: info.vectorLength,
       minSurvivors: this.policy.minSitesPerSum,
     });
-    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null, contribution };
+    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null };
     this.send(ws, {
       type: 'secagg.advertise',
       runId: msg.runId,
@@ -998,41 +1014,25 @@ export class ClientNode {
           if (!pending)
             throw new Error('key shares arrived but this site has no update for the round');
           if (this.vanishAt('mask')) return;
-          const update = pending.report.update;
-          const dim = pending.mechanism?.dimension;
-          if (dim !== undefined && dim !== update.length) {
-            // The receipt would account noise over other coordinates than the ones it is added to.
-            throw new Error(
-              `the round accounts ${dim} noised coordinates, the update has ${update.length}`,
-            );
+          const mask = (): MaskWorkerPool => this.maskWorkers();
+          const released = await runMods(pending.release, pending.draft, {
+            // Signed here, it must reach the aggregator even if a later step fails (see catch).
+            receipts: {
+              sign: async (r, m) => (receipt = await this.signUpdate(ws, r, m)),
+            },
+            contributions: { record: (key) => this.budget.recordContribution(key) },
+            masker: {
+              maskInput: (input) => s.client.maskInputOn(mask(), input),
+              maskWeightedUpdate: (u, w) => s.client.maskWeightedUpdateOn(mask(), u, w),
+            },
+            live: () => !this.stopped && ws === this.ws,
+          });
+          if (!released.completed) {
+            // Stopped before its receipt: nothing of this release is pending any more.
+            if (!receipt) this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
+            return;
           }
-          if (s.contribution) await this.budget.recordContribution(s.contribution);
-          receipt = pending.mechanism
-            ? await this.signUpdate(ws, ref, pending.mechanism)
-            : undefined;
-          if (this.stopped || ws !== this.ws) return;
-          const privacy = pending.privacy;
-          const params = s.info.params as unknown as SecAggParams;
-          let masked: Uint32Array;
-          if (privacy?.level === 'site') {
-            const quantized = quantizeWeighted(update, pending.weight, params);
-            // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
-            // sized for the round's threshold t of survivors (what its receipt accounts), not for
-            // a number of survivors the aggregator could inflate.
-            const t = params.threshold;
-            const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
-            const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
-            const noise = sampleDiscreteGaussian(discreteGaussianSigma2, update.length);
-            for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
-            masked = await s.client.maskInputOn(this.maskWorkers(), quantized);
-            quantized.fill(0); // this site's input and noise share, now inside the masked vector
-          } else {
-            masked = await s.client.maskWeightedUpdateOn(
-              this.maskWorkers(),
-              update,
-              pending.weight,
-            );
-          }
+          const masked = released.draft.masked!;
           // The round may have ended (or a new one begun) while the masks were being added.
           if (this.stopped || ws !== this.ws || this.secure !== s) {
             this.sendReceipt(ws, receipt);

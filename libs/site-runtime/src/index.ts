@@ -1,0 +1,50 @@
+/**
+ * @confide/site-runtime: a site's update pipeline as composable **mods** (Flower's Mods). A mod is a
+ * function `(draft, ctx) => draft` applied in order by `runMods`; the draft carries the update from
+ * training to the wire (floats, then quantized and masked under secure aggregation) with its
+ * receipt. What only a host has comes in as ports in the context: the receipt signer (ledger slot,
+ * signature, durable local ledger), the mask executor (a worker thread in Node), the contribution
+ * record and the CSPRNG. No Node built-ins, sockets or files here: the Node site (apps/client-node)
+ * supplies ports over ws and files, and a browser tab could supply its own.
+ *
+ * `updatePipeline(plan)` gives a round's standard mods: `prepare` (clip, self-sampling coin,
+ * Gaussian noise when no secure sum shares it, the site's transforms, finite check) right after
+ * training, and `release` (contribution record, receipt, then quantize, distributed discrete
+ * Gaussian share and mask under secure aggregation) when the update may leave. The site's policy
+ * check gates the round before training touches any data (apps/client-node's `admit`).
+ *
+ * @example
+ * import { clip, gaussianNoise, receipt, runMods, type Mod } from '@confide/site-runtime';
+ * const logNorm: Mod = (d) => (console.log(Math.hypot(...d.update)), d);
+ * const pipeline = [clip(1.0), logNorm, gaussianNoise(1.1 * 1.0), receipt];
+ * const { draft, completed } = await runMods(pipeline, draftFromTraining, { receipts: signer });
+ */
+
+/** The pipeline: `runMods(mods, draft, ctx)`; the draft, the context and its ports. */
+export {
+  runMods,
+  type ContributionRecorder,
+  type MaskExecutor,
+  type Mod,
+  type ModContext,
+  type ModRun,
+  type ReceiptSigner,
+  type SiteUpdateDraft,
+  type UpdatePrivacy,
+} from './mod';
+/** The standard mods, and a round's pipeline of them: `updatePipeline({ privacy, secure })`. */
+export {
+  assertFiniteUpdate,
+  checkNoisedDimension,
+  clip,
+  discreteGaussianNoise,
+  gaussianNoise,
+  mask,
+  quantize,
+  receipt,
+  recordContribution,
+  selfSample,
+  transforms,
+  updatePipeline,
+  type UpdatePlan,
+} from './update-mods';
