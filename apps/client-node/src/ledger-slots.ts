@@ -10,7 +10,7 @@ import {
   type SumKind,
 } from '@confide/protocol';
 import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
-import type { SiteBudget } from './site-budget';
+import type { SiteBudget } from '@confide/site-runtime';
 
 /** What LedgerSlots needs from the node around it. */
 export interface LedgerSlotsHost {

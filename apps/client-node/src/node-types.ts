@@ -6,7 +6,7 @@ import type { SitePolicy } from './policy';
 import type { Progress } from './progress';
 import type { Stage } from './refusal';
 import type { PinStore } from './server-trust';
-import type { LocalLedgerStore } from './site-budget';
+import type { LocalLedgerStore } from '@confide/site-runtime';
 
 /** What one local round produced; handed to `onUpdate` observers (tests, the demo). */
 export interface LocalRoundResult {

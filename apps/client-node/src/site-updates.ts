@@ -14,8 +14,16 @@ import {
 } from '@confide/protocol';
 import { MaskWorkerPool, SecAggClient, type SecAggParams } from '@confide/secure-aggregation';
 import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
-import { runMods, updatePipeline, type Mod, type SiteUpdateDraft } from '@confide/site-runtime';
-import type { Admission } from './admission';
+import {
+  runMods,
+  sumKey,
+  updateMechanism,
+  updatePipeline,
+  type Admission,
+  type Mod,
+  type SiteBudget,
+  type SiteUpdateDraft,
+} from '@confide/site-runtime';
 import { secAggOffer } from './data-releases';
 import type { LedgerSlots } from './ledger-slots';
 import { trainLocalUpdate } from './local-update';
@@ -23,8 +31,6 @@ import type { ClientNodeOptions, LocalRoundResult, NodeState } from './node-type
 import type { SitePolicy } from './policy';
 import type { Progress } from './progress';
 import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
-import { sumKey, type SiteBudget } from './site-budget';
-import { updateMechanism } from './site-accounting';
 import type { SiteModel } from './site-model';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;

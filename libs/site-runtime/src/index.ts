@@ -48,3 +48,22 @@ export {
   updatePipeline,
   type UpdatePlan,
 } from './update-mods';
+/** The site's policy as the runtime enforces it, and its check of what a round offers. */
+export {
+  DEFAULT_SITE_DELTA,
+  DEFAULT_SITE_STATISTICS_SHARE,
+  MODEL_KINDS,
+  THREAT_RANK,
+  type ModelKind,
+  type SitePolicy,
+} from './policy';
+export { checkRound, type PolicyRule, type PolicyViolation, type RoundOffer } from './policy-check';
+/** The gate in front of the data: `new Admission({ federationId, policy, tls, delta }).admit(msg, offer)`. */
+export { Admission } from './admission';
+/** Refusals: `throw new Refused(ErrorCode.POLICY_DP_REQUIRED, why)` declines the round's stage. */
+export { assertModelHash, Refused, type Stage } from './refusal';
+/** The site's own accounting: its budget over its local ledger (a port), what each release costs. */
+export { roundPrefix, SiteBudget, sumKey, type GrantedSlot } from './site-budget';
+export { sumMechanism, updateMechanism, withinStatisticsShare } from './site-accounting';
+/** Ports for durable storage: the local ledger and the contribution record (files in Node). */
+export type { ContributionStore, LocalLedgerStore } from './stores';
