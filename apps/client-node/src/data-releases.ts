@@ -25,12 +25,12 @@ import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
 import type { SitePolicy } from './policy';
 import {
   roundPrefix,
+  SiteSum,
   sumKey,
   sumMechanism,
   type RoundOffer,
   type SiteBudget,
 } from '@confide/site-runtime';
-import { SiteSum } from './site-sum';
 import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
 
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;

@@ -10,8 +10,10 @@
  * `updatePipeline(plan)` gives a round's standard mods: `prepare` (clip, self-sampling coin,
  * Gaussian noise when no secure sum shares it, the site's transforms, finite check) right after
  * training, and `release` (contribution record, receipt, then quantize, distributed discrete
- * Gaussian share and mask under secure aggregation) when the update may leave. The site's policy
- * check gates the round before training touches any data (apps/client-node's `admit`).
+ * Gaussian share and mask under secure aggregation) when the update may leave. First of all, the
+ * site's policy check (`Admission`) gates the round before training touches any data, and its
+ * `SiteBudget` (over the `LocalLedgerStore` port) vetoes a release past its own epsilon limit.
+ * Statistics and evaluation sums (`SiteSum`) send through the `SiteTransport` port.
  *
  * @example
  * import { clip, gaussianNoise, receipt, runMods, type Mod } from '@confide/site-runtime';
@@ -67,3 +69,6 @@ export { roundPrefix, SiteBudget, sumKey, type GrantedSlot } from './site-budget
 export { sumMechanism, updateMechanism, withinStatisticsShare } from './site-accounting';
 /** Ports for durable storage: the local ledger and the contribution record (files in Node). */
 export type { ContributionStore, LocalLedgerStore } from './stores';
+/** A site's part in a statistics or evaluation secure sum, over the transport port. */
+export { SiteSum, type SiteSumOptions } from './secure-sum';
+export type { SiteTransport } from './transport';
