@@ -38,7 +38,8 @@ export {
  * round against its own policy before it touches its data, trains locally, and reconnects after a
  * lost connection. Raw data never leaves this object; updates, statistics and metrics leave only
  * inside secure sums (or in the clear where the site's policy allows it), noised and charged to its
- * own ledger under DP.
+ * own ledger under DP. The Node glue around @confide/site-runtime: it owns the connection and the
+ * message queue, and composes the parts (SiteUpdates, LedgerSlots, DataReleases) that run the mods.
  */
 export class ClientNode {
   private ws: WebSocket | null = null;
