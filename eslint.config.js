@@ -79,6 +79,30 @@ const domainRestrictions = [
   },
 ];
 
+// The site runtime runs in a Node process today and could run in a browser tab later: what only
+// Node has (files, sockets, worker threads, node:crypto) comes in through its ports.
+const siteRuntimeRestrictions = [
+  ...domainRestrictions,
+  {
+    group: [
+      'node:*',
+      'fs',
+      'fs/**',
+      'crypto',
+      'path',
+      'os',
+      'net',
+      'tls',
+      'http',
+      'https',
+      'worker_threads',
+    ],
+    message:
+      'libs/site-runtime must run in a browser tab too: no Node built-ins. Take the ' +
+      'implementation through a port (ModContext, LocalLedgerStore, MaskExecutor).',
+  },
+];
+
 const UTIL = 'libs/ml is written against @tensorflow/tfjs only';
 
 const mlRestrictions = [
@@ -203,6 +227,10 @@ export default defineConfig([
   {
     files: DOMAIN_LIBS.map((dir) => `${dir}/**/*.{ts,mts,cts,js,mjs}`),
     rules: { 'no-restricted-imports': ['error', { patterns: domainRestrictions }] },
+  },
+  {
+    files: ['libs/site-runtime/**/*.{ts,mts,cts,js,mjs}'],
+    rules: { 'no-restricted-imports': ['error', { patterns: siteRuntimeRestrictions }] },
   },
   {
     files: ['libs/ml/**/*.{ts,mts,cts,js,mjs}'],

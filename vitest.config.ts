@@ -14,6 +14,7 @@ export default defineConfig({
       '@confide/secure-aggregation': here('./libs/secure-aggregation/src/index.ts'),
       '@confide/differential-privacy': here('./libs/differential-privacy/src/index.ts'),
       '@confide/privacy-ledger': here('./libs/privacy-ledger/src/index.ts'),
+      '@confide/site-runtime': here('./libs/site-runtime/src/index.ts'),
       '@confide/aggregator': here('./apps/aggregator/src/index.ts'),
       '@confide/client-node': here('./apps/client-node/src/index.ts'),
     },

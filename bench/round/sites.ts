@@ -27,7 +27,7 @@ import {
   verifyServerMessage,
   type IdentityKeyPair,
 } from '@confide/protocol';
-import { SiteSum } from '../../apps/client-node/src/site-sum';
+import { SiteSum } from '@confide/site-runtime';
 
 /** Set in the environment of the forked site process. */
 export const ROLE_ENV = 'CONFIDE_BENCH_ROLE';

@@ -7,7 +7,7 @@ import {
 } from '@confide/secure-aggregation';
 import { SecureSum, type SumPort } from '../../apps/aggregator/src/rounds/secure-sum';
 import { Signal, waitFor } from '../../apps/aggregator/src/common/signal';
-import { SiteSum } from '../../apps/client-node/src/site-sum';
+import { SiteSum } from '@confide/site-runtime';
 
 /**
  * The aggregator's and the sites' halves of an evaluation sum, wired together in memory (the

@@ -1,182 +1,49 @@
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
-import type * as tf from '@tensorflow/tfjs';
 import {
-  buildModel,
-  parameterCount,
-  parseModelSpec,
-  type Dataset,
-  type ModelSpec,
-} from '@confide/ml';
-import type { UpdateTransform } from '@confide/federated';
-import {
-  decodeFrame,
-  encodeFrame,
-  encodeFrameInPlace,
   ErrorCode,
-  FRAME_HEADER_ROOM,
-  fromBase64,
   keyFingerprint,
-  MAX_CONTROL_BYTES,
-  toBase64,
-  parameterLimit,
-  parseJsonText,
-  parseServerMessage,
   PROTOCOL_VERSION,
   ProtocolError,
-  signLogin,
-  type IdentityKeyPair,
-  type MessageOf,
-  type RoundSecAgg,
   type ServerMessage,
-  type SumKind,
 } from '@confide/protocol';
+import type { LedgerEntry } from '@confide/privacy-ledger';
+import type { Dataset } from '@confide/ml';
 import { silentProgress, type Progress } from './progress';
-import { distributedNoiseShare, sampleDiscreteGaussian } from '@confide/differential-privacy';
-import {
-  MaskWorkerPool,
-  quantizeWeighted,
-  SecAggClient,
-  type SecAggParams,
-} from '@confide/secure-aggregation';
-import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
 import { DEFAULT_POLICY, type SitePolicy } from './policy';
-import { checkRound, type RoundOffer } from './policy-check';
-import { memoryPinStore, parseServerKey, ServerTrust, type PinStore } from './server-trust';
+import { memoryPinStore, parseServerKey, ServerTrust } from './server-trust';
 import { isLoopbackHost, socketOptions } from './transport';
-import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData, standardizeSite } from './site-data';
-import { updateMechanism } from './site-accounting';
-import { memoryContributionStore, type ContributionStore } from './contributions';
-import { SiteBudget, sumKey, type LocalLedgerStore } from './site-budget';
-import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
-import { DataReleases, secAggOffer } from './data-releases';
-import { trainLocalUpdate } from './local-update';
+import { declaredRows, DEFAULT_EVAL_FRACTION, splitSiteData } from './site-data';
+import { memoryContributionStore } from './contributions';
+import { Admission, SiteBudget } from '@confide/site-runtime';
+import { codeOf, type Stage } from './refusal';
+import { DataReleases } from './data-releases';
+import { loginAnswer, readServerMessage, reconnectDelay } from './server-messages';
+import { LedgerSlots } from './ledger-slots';
+import { SiteModel } from './site-model';
+import { SiteUpdates } from './site-updates';
+import { NodeStopped, protocolUrl, type ClientNodeOptions, type NodeState } from './node-types';
 
-type TrainMsg = MessageOf<ServerMessage, 'round.train'>;
-
-/** What one local round produced; handed to `onUpdate` observers (tests, the demo). */
-export interface LocalRoundResult {
-  round: number;
-  globalWeights: Float32Array;
-  localWeights: Float32Array;
-  update: Float32Array;
-  numExamples: number;
-  trainLoss: number;
-}
-
-/** A round (or one of its sums) this node refused, and why. */
-export interface Refusal {
-  runId: string;
-  round: number;
-  stage: Stage;
-  /** A POLICY_ code, BUDGET_EXCEEDED, or the protocol code of what was wrong. */
-  code: string;
-  message: string;
-}
-
-/** Settings of a client node. */
-export interface ClientNodeOptions {
-  /** ws(s)://host:port or http(s)://host:port (the /v1/fl path is added when missing). */
-  server: string;
-  federationId: string;
-  identity: IdentityKeyPair;
-  /** The site's data, raw (standardised with the federation's agreed statistics, or its own). */
-  data: Dataset;
-  /** Held-out data for evaluation; without it a stratified `evalFraction` of `data` is held out. */
-  evalData?: Dataset;
-  /** The share of `data` held out for evaluation when there is no `evalData` (default 0.2). */
-  evalFraction?: number;
-  /** The seed of that held-out split, kept beside the site's key; random per process when absent. */
-  holdoutSeed?: number;
-  /** The site's privacy policy, enforced before every round touches its data (default policy). */
-  policy?: SitePolicy;
-  /** The aggregator's identity key or fingerprint (--server-key); pinned on first sight when absent. */
-  serverKey?: string;
-  /** Where pinned aggregator keys persist (a file beside the site's key); memory when absent. */
-  pins?: PinStore;
-  /** PEM bundle of the CAs that may sign the aggregator's TLS certificate (--ca). */
-  ca?: string;
-  /** Environment for proxy settings (HTTPS_PROXY, NO_PROXY); process.env when absent. */
-  env?: NodeJS.ProcessEnv;
-  /** Client-side update transforms applied before masking, in order. */
-  transforms?: UpdateTransform[];
-  log?: (line: string) => void;
-  progress?: Progress;
-  /** Reconnect after a lost connection (default true). */
-  reconnect?: boolean;
-  /** First reconnect delay in ms, doubled after each failed attempt up to maxBackoffMs. */
-  reconnectDelayMs?: number;
-  /** The longest wait between reconnect attempts, in ms (default 30 s); each wait is jittered. */
-  maxBackoffMs?: number;
-  /** Stop (NodeStopped 'STOPPED') after this long without a connection; absent: retry for ever. */
-  giveUpAfterMs?: number;
-  onUpdate?: (r: LocalRoundResult) => void;
-  /** The site's own epsilon limit; also requires DP of every round. */
-  epsilonLimit?: number;
-  /** Test and demo hook: vanish at this secure-aggregation stage (before sharing keys, before the masked input, before unmasking). */
-  dropAt?: 'share' | 'mask' | 'unmask';
-  /** Where the site's signed receipts persist (a file beside its key); memory only when absent. */
-  ledgerStore?: LocalLedgerStore;
-  /** What the site put into secure sums without DP (a file beside its key); memory when absent. */
-  contributions?: ContributionStore;
-  onRoundEnd?: (m: MessageOf<ServerMessage, 'round.end'>) => void;
-  /** Called once logged in (each time after a reconnect too). */
-  onWelcome?: (m: MessageOf<ServerMessage, 'welcome'>) => void;
-  /** Called for every round or sum this node refuses. */
-  onRefused?: (r: Refusal) => void;
-  /** Called at each change of what the node is doing (for status displays and `--json`). */
-  onState?: (s: NodeState) => void;
-}
-
-/** What a node is doing: waiting for a round, training one, or waiting to reconnect. */
-export type NodeState =
-  | { state: 'waiting' }
-  | { state: 'training'; round: number }
-  | { state: 'reconnecting'; inMs: number; attempt: number }
-  /** Stopping on a signal: what it was doing, now abandoned. */
-  | { state: 'stopping'; signal: string; abandoned: string };
-
-/** Why a node stopped for good. */
-export class NodeStopped extends Error {
-  constructor(
-    readonly code: ErrorCode | 'STOPPED',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'NodeStopped';
-  }
-}
-
-/** Turns a server address as people type it into the protocol URL. */
-export function protocolUrl(server: string): string {
-  let u: URL;
-  try {
-    u = new URL(server);
-  } catch {
-    throw new Error(
-      `--server must be a URL such as ws://aggregator:8080 or https://aggregator.example; got "${server}"`,
-    );
-  }
-  if (u.protocol === 'http:') u.protocol = 'ws:';
-  else if (u.protocol === 'https:') u.protocol = 'wss:';
-  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
-    throw new Error(`--server must use ws, wss, http or https; got "${u.protocol}"`);
-  }
-  if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/fl';
-  return u.toString();
-}
+export {
+  NodeStopped,
+  protocolUrl,
+  type ClientNodeOptions,
+  type LocalRoundResult,
+  type NodeState,
+  type Refusal,
+} from './node-types';
 
 /**
  * A site's runtime: logs in with its Ed25519 key to an aggregator whose key it pinned, checks every
  * round against its own policy before it touches its data, trains locally, and reconnects after a
  * lost connection. Raw data never leaves this object; updates, statistics and metrics leave only
  * inside secure sums (or in the clear where the site's policy allows it), noised and charged to its
- * own ledger under DP.
+ * own ledger under DP. The Node glue around @confide/site-runtime: it owns the connection and the
+ * message queue, and composes the parts (SiteUpdates, LedgerSlots, DataReleases) that run the mods.
  */
 export class ClientNode {
   private ws: WebSocket | null = null;
   private stopped = false;
-  private maskPool: MaskWorkerPool | null = null;
   private connectedOnce = false;
   private attempt = 0;
   /** What the node is doing, for the line it prints when a signal stops it. */
@@ -186,8 +53,6 @@ export class ClientNode {
   /** Since when this node has had no logged-in connection (null while it has one). */
   private disconnectedSince: number | null = Date.now();
   private queue: Promise<void> = Promise.resolve();
-  private model: { spec: ModelSpec; model: tf.LayersModel } | null = null;
-  private standardized: { key: string; train: Dataset; eval: Dataset | null } | null = null;
   private finish!: (err: NodeStopped | null) => void;
   private readonly finished: Promise<NodeStopped | null>;
   private readonly url: string;
@@ -198,44 +63,18 @@ export class ClientNode {
   private readonly trust: ServerTrust;
   /** The rows this site trains on and the rows it evaluates on (never the same). */
   private readonly split: { train: Dataset; eval: Dataset | null };
-  /** The round this node last trained; a resent train message for it is answered from memory. */
-  private lastSent: { runId: string; round: number; frame: Buffer } | null = null;
-  /** The rounds this node took part in, by run: a configuration for an earlier one is a replay. */
-  private readonly latestRound = new Map<string, number>();
   siteId: string | null = null;
   siteName: string | null = null;
   /** What this site has spent and may spend: its local ledger, held releases, contributions. */
   private readonly budget: SiteBudget;
-  private slotWaiter: {
-    requestId: string;
-    ws: WebSocket;
-    ref: { runId: string; round: number };
-    settle: (m: ServerMessage) => void;
-    /** Stops waiting: the connection or the round ended. */
-    lost: (why: string) => void;
-  } | null = null;
-  /**
-   * The receipt being signed for a granted position, if any: a ledger.held question waits for it, so
-   * the answer ("here is my receipt" or "none") is never given while the receipt is half made.
-   */
-  private signing: Promise<unknown> = Promise.resolve();
-  /** This round's secure-aggregation client and the trained update waiting for its key shares. */
-  private secure: {
-    client: SecAggClient;
-    runId: string;
-    round: number;
-    info: RoundSecAgg;
-    /** Recorded before the masked update leaves (no DP: its values go into one sum only). */
-    contribution: string | null;
-    pending: {
-      /** What training produced; its update leaves masked. */
-      report: LocalRoundResult;
-      /** Declared records over the round's public normaliser: this site's weight in the average. */
-      weight: number;
-      mechanism: MechanismParams | null;
-      privacy: TrainMsg['privacy'];
-    } | null;
-  } | null = null;
+  /** The site's gate in front of its data: freshness, its policy, DP when it keeps a limit. */
+  private readonly admission: Admission;
+  /** Its model and standardised rows, kept between rounds. */
+  private readonly siteModel: SiteModel;
+  /** Its ledger positions at the aggregator: receipts signed there, answers for held ones. */
+  private readonly slots: LedgerSlots;
+  /** Its update in each round: trained, passed through the mods, sent or masked. */
+  private readonly updates: SiteUpdates;
   /** Its feature statistics and evaluation metrics, as secure sums or as its policy allows. */
   private readonly releases: DataReleases;
   /** The nonce of this connection's login, which the aggregator's signed welcome must echo. */
@@ -268,6 +107,43 @@ export class ClientNode {
       ledgerStore: opts.ledgerStore,
       contributions: opts.contributions ?? memoryContributionStore(),
     });
+    this.admission = new Admission({
+      federationId: opts.federationId,
+      policy: this.policy,
+      tls: this.tls,
+      delta: () => this.budget.delta(),
+      epsilonLimit: opts.epsilonLimit,
+    });
+    this.siteModel = new SiteModel(this.split);
+    this.slots = new LedgerSlots({
+      federationId: opts.federationId,
+      identity: opts.identity,
+      budget: this.budget,
+      log: this.log,
+      siteId: () => this.siteId,
+      siteName: () => this.siteName,
+      current: () => this.ws,
+      send: (ws, msg) => this.send(ws, msg),
+    });
+    this.updates = new SiteUpdates({
+      opts,
+      policy: this.policy,
+      budget: this.budget,
+      admission: this.admission,
+      model: this.siteModel,
+      slots: this.slots,
+      progress: this.progress,
+      log: this.log,
+      siteId: () => this.siteId!,
+      live: (ws) => !this.stopped && ws === this.ws,
+      trainRows: () => this.split.train,
+      declaredTrainRows: () => declaredRows(this.split.train.numRows, this.policy.rowCount),
+      send: (ws, msg) => this.send(ws, msg),
+      refuse: (ws, msg, stage, code, reason) => this.refuse(ws, msg, stage, code, reason),
+      setState: (st) => this.setState(st),
+      setActivity: (activity) => (this.activity = activity),
+      vanishAt: (stage) => this.vanishAt(stage),
+    });
     this.releases = new DataReleases({
       budget: this.budget,
       policy: this.policy,
@@ -275,11 +151,12 @@ export class ClientNode {
       log: this.log,
       siteId: () => this.siteId!,
       trainRows: () => this.split.train,
-      evaluationTarget: (msg) => this.evaluationTarget(msg),
-      admit: (msg, offer) => this.admit(msg, offer),
+      evaluationTarget: (msg) =>
+        this.siteModel.evaluationTarget(msg, this.admission.trainedIn(msg.runId, msg.round)),
+      admit: (msg, offer) => this.admission.admit(msg, offer),
       refuse: (ws, msg, stage, code, reason) => this.refuse(ws, msg, stage, code, reason),
       send: (ws, msg) => this.send(ws, msg),
-      signRelease: (ws, ref, mechanism) => this.signRelease(ws, ref, mechanism),
+      signRelease: (ws, ref, mechanism) => this.slots.signRelease(ws, ref, mechanism),
     });
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -328,21 +205,6 @@ export class ClientNode {
   }
 
   /**
-   * The worker thread that adds this site's masks (started on the first secure round): masking a
-   * large model takes seconds, during which the event loop keeps answering the aggregator's pings,
-   * and the keystream's buffers stay off this thread's heap.
-   */
-  private maskWorkers(): MaskWorkerPool {
-    this.maskPool ??= new MaskWorkerPool(1);
-    return this.maskPool;
-  }
-
-  private closeMaskWorkers(): void {
-    void this.maskPool?.close();
-    this.maskPool = null;
-  }
-
-  /**
    * Stops for good: closes the connection, no reconnect. On a signal it says which step it abandons
    * (nothing of an unfinished step leaves); a receipt being written is finished first, so the local
    * ledger never loses a charge that left.
@@ -358,7 +220,7 @@ export class ClientNode {
     this.release();
     this.ws?.close(1000, 'site stopping');
     this.ws = null;
-    void this.signing.catch(() => undefined).then(() => this.finish(null));
+    void this.slots.settled().then(() => this.finish(null));
   }
 
   /** Reports a state change and remembers it as what the node is doing. */
@@ -376,12 +238,9 @@ export class ClientNode {
   }
 
   private release(): void {
-    this.closeMaskWorkers();
     this.releases.endAll();
-    this.secure?.client.destroy();
-    this.secure = null;
-    this.model?.model.dispose();
-    this.model = null;
+    this.updates.destroy();
+    this.siteModel.dispose();
   }
 
   private cancelReconnect(): void {
@@ -419,45 +278,10 @@ export class ClientNode {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const parsed = this.parse(data, isBinary);
       if (!parsed) return;
-      // A ledger slot answers a request made from inside a queued handler: deliver it at once, to
-      // the request it names.
-      if (parsed.msg.type === 'ledger.slot' || parsed.msg.type === 'error') {
-        if (parsed.msg.refId !== undefined && this.slotWaiter?.requestId === parsed.msg.refId) {
-          this.slotWaiter.settle(parsed.msg);
-          return;
-        }
-        if (parsed.msg.type === 'ledger.slot') {
-          // A position granted after this site stopped waiting: it signs nothing there, and says so.
-          this.send(ws, { type: 'ledger.none', seq: parsed.msg.seq });
-          return;
-        }
-      }
-      if (parsed.msg.type === 'ledger.held') {
-        void this.answerHeld(ws, parsed.msg);
-        return;
-      }
-      // A round that ends while its release waits for a ledger position ends that wait now (the
-      // round's end is queued behind it); a position granted later is answered with "none".
-      const w = this.slotWaiter;
-      if (
-        parsed.msg.type === 'round.end' &&
-        w?.ref.runId === parsed.msg.runId &&
-        w.ref.round === parsed.msg.round
-      ) {
-        w.lost(`round ${parsed.msg.round} ended while this site waited for a ledger slot`);
-      }
-      // The key advertisements of this site's current secure round are answered at once, even while
-      // it trains: sharing keys does not need the update, and the masks then expand on the mask
-      // worker during training instead of after it.
-      const s = this.secure;
-      if (
-        parsed.msg.type === 'secagg.advertisements' &&
-        parsed.msg.sum === 'update' &&
-        s?.runId === parsed.msg.runId &&
-        s.round === parsed.msg.round &&
-        s.client.state === 'advertised'
-      ) {
-        void this.onSecure(ws, parsed.msg);
+      // Ledger answers and this round's key advertisements are handled as they arrive.
+      if (this.slots.route(ws, parsed.msg)) return;
+      if (this.updates.answersAtOnce(parsed.msg)) {
+        void this.updates.step(ws, parsed.msg);
         return;
       }
       // Other messages are handled strictly in order; training blocks the queue, not the socket.
@@ -472,8 +296,7 @@ export class ClientNode {
         this.log(`cannot reach ${this.url}: ${e.message}`);
     });
     ws.on('close', (code, reason) => {
-      if (this.slotWaiter?.ws === ws)
-        this.slotWaiter.lost('the connection ended while waiting for a ledger slot');
+      this.slots.closed(ws);
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
@@ -494,14 +317,7 @@ export class ClientNode {
         );
         return;
       }
-      // Capped exponential backoff with jitter, so sites that lost the same aggregator do not all
-      // come back at the same instant.
-      const cap = this.opts.maxBackoffMs ?? 30_000;
-      const ceiling = Math.min(
-        cap,
-        (this.opts.reconnectDelayMs ?? 1000) * 2 ** Math.min(this.attempt, 30),
-      );
-      const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+      const delay = reconnectDelay(this.attempt, this.opts);
       this.attempt++;
       this.log(
         `${this.connectedOnce ? 'connection lost' : 'aggregator not reachable'} (${code}); reconnecting in ${(delay / 1000).toFixed(1)} s`,
@@ -524,42 +340,17 @@ export class ClientNode {
       ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id: randomUUID(), ...msg }));
   }
 
-  /**
-   * Decodes a message and checks that the aggregator signed it with the pinned key (the challenge
-   * carries its own proof, checked when it is handled); anything else is dropped, so neither a relay
-   * nor a replay from another aggregator can configure a round.
-   */
+  /** Reads a message the aggregator signed (see readServerMessage); null, logged, otherwise. */
   private parse(
     data: Buffer,
     isBinary: boolean,
   ): { msg: ServerMessage; vector: Float32Array | null } | null {
-    let raw: unknown;
-    let vector: Float32Array | null = null;
-    let msg: ServerMessage;
     try {
-      if (isBinary) {
-        const frame = decodeFrame(data, parameterLimit);
-        if (!(frame.vector instanceof Float32Array))
-          throw new ProtocolError(ErrorCode.MALFORMED_MESSAGE, 'expected float32');
-        raw = frame.header;
-        vector = frame.vector;
-      } else {
-        if (data.length > MAX_CONTROL_BYTES) throw new ProtocolError(ErrorCode.FRAME_TOO_LARGE);
-        raw = parseJsonText(data.toString('utf8'));
-      }
-      const type = (raw as { type?: unknown } | null)?.type;
-      if (type !== 'challenge' && !this.trust.verify(raw as Record<string, unknown>)) {
-        throw new ProtocolError(
-          ErrorCode.BAD_SERVER_SIGNATURE,
-          `${String(type)} is not signed with the aggregator's pinned key`,
-        );
-      }
-      msg = parseServerMessage(raw);
+      return readServerMessage(data, isBinary, this.trust);
     } catch (e) {
       this.log(`ignoring an invalid message from the aggregator: ${(e as Error).message}`);
       return null;
     }
-    return { msg, vector };
   }
 
   private async onMessage(
@@ -577,25 +368,9 @@ export class ClientNode {
           this.fatal(code, `${code}: ${(e as Error).message}`);
           return;
         }
-        const signature = signLogin(
-          this.opts.identity,
-          msg.serverId,
-          msg.nonce,
-          this.opts.federationId,
-          msg.serverKey,
-        );
-        // A fresh nonce of its own: the signed welcome must echo it, so a recorded challenge and
-        // welcome replayed by a relay cannot pass for a login.
-        this.clientNonce = toBase64(randomBytes(32));
-        this.send(ws, {
-          type: 'login',
-          federationId: this.opts.federationId,
-          publicKey: this.opts.identity.publicKey,
-          nonce: msg.nonce,
-          clientNonce: this.clientNonce,
-          signature,
-          client: 'confide-node/0.2',
-        });
+        const login = loginAnswer(msg, this.opts.identity, this.opts.federationId);
+        this.clientNonce = login.clientNonce;
+        this.send(ws, login.message);
         return;
       }
       case 'welcome':
@@ -628,7 +403,7 @@ export class ClientNode {
         await this.guarded(ws, msg, 'statistics', () => this.releases.statistics(ws, msg));
         return;
       case 'round.train':
-        await this.train(ws, msg, vector!);
+        await this.updates.train(ws, msg, vector!);
         return;
       case 'round.evaluate':
         await this.guarded(ws, msg, 'evaluation', () => this.releases.evaluate(ws, msg, vector!));
@@ -643,17 +418,14 @@ export class ClientNode {
       case 'secagg.deliver':
       case 'secagg.consistency':
       case 'secagg.unmask':
-        if (msg.sum === 'update') await this.onSecure(ws, msg);
+        if (msg.sum === 'update') await this.updates.step(ws, msg);
         else await this.releases.step({ ...msg, sum: msg.sum });
         return;
       case 'ledger.slot':
       case 'ledger.held':
         return; // handled as they arrive, never queued
       case 'round.end':
-        if (this.secure?.round === msg.round && this.secure.runId === msg.runId) {
-          this.secure.client.destroy();
-          this.secure = null;
-        }
+        this.updates.endRound(msg.runId, msg.round);
         this.releases.endRound(msg.runId, msg.round);
         this.budget.dropRound(msg.runId, msg.round);
         this.activity = 'waiting for a round';
@@ -704,396 +476,6 @@ export class ClientNode {
     });
   }
 
-  /**
-   * The site's own checks of a round configuration, before anything touches its data: fresh (not past
-   * its deadline, not an earlier round of the run), its policy, and DP whenever the site keeps a limit.
-   */
-  private admit(
-    msg: { runId: string; round: number; deadline: string; federationId: string },
-    announced: Omit<RoundOffer, 'tls'>,
-  ): void {
-    const offer: RoundOffer = { ...announced, tls: this.tls };
-    if (msg.federationId !== this.opts.federationId) {
-      throw new Refused(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `the configuration is for federation ${msg.federationId}, this node joined ${this.opts.federationId}`,
-      );
-    }
-    const deadline = Date.parse(msg.deadline);
-    if (!(deadline > Date.now())) {
-      throw new Refused(
-        ErrorCode.STALE_CONFIGURATION,
-        `the configuration's deadline ${msg.deadline} has passed (a replayed or delayed message)`,
-      );
-    }
-    const latest = this.latestRound.get(msg.runId);
-    if (latest !== undefined && msg.round < latest) {
-      throw new Refused(
-        ErrorCode.STALE_CONFIGURATION,
-        `round ${msg.round} of run ${msg.runId} comes after round ${latest} (a replayed configuration)`,
-      );
-    }
-    const v = checkRound(this.policy, offer);
-    if (v) throw new Refused(v.code, v.message);
-    // The delta the site's epsilon is measured at is the site's, never a larger one the aggregator
-    // picks (the same mechanism has a far smaller epsilon at a larger delta).
-    if (offer.privacy && !(offer.privacy.delta <= this.budget.delta())) {
-      throw new Refused(
-        ErrorCode.POLICY_DELTA,
-        `the round's delta ${offer.privacy.delta} is larger than this site's delta ${this.budget.delta()} (a larger delta is a weaker guarantee)`,
-      );
-    }
-    if (this.opts.epsilonLimit !== undefined && offer.privacy === null) {
-      throw new Refused(
-        ErrorCode.POLICY_DP_REQUIRED,
-        `this site keeps its own epsilon limit (${this.opts.epsilonLimit}); the ${offer.stage} round carries no differential privacy, so what it releases could not be charged`,
-      );
-    }
-  }
-
-  private modelFor(spec: ModelSpec): tf.LayersModel {
-    if (this.model && JSON.stringify(this.model.spec) === JSON.stringify(spec))
-      return this.model.model;
-    this.model?.model.dispose();
-    this.model = { spec, model: buildModel(spec) };
-    return this.model.model;
-  }
-
-  private datasets(stats: TrainMsg['standardization']): { train: Dataset; eval: Dataset | null } {
-    const key = JSON.stringify(stats);
-    if (this.standardized?.key === key) return this.standardized;
-    this.standardized = { key, ...standardizeSite(this.split, stats) };
-    return this.standardized;
-  }
-
-  /** The record count this site reveals (weight, receipts): exact or a lower bound, per its policy. */
-  private declaredTrainRows(): number {
-    return declaredRows(this.split.train.numRows, this.policy.rowCount);
-  }
-
-  private async train(ws: WebSocket, msg: TrainMsg, global: Float32Array): Promise<void> {
-    if (this.lastSent && this.lastSent.runId === msg.runId && this.lastSent.round === msg.round) {
-      // Resumed after a reconnect: the update was computed already; send it again.
-      if (ws.readyState === WebSocket.OPEN) ws.send(this.lastSent.frame, { binary: true });
-      return;
-    }
-    let spec: ModelSpec;
-    let mechanism: MechanismParams | null = null;
-    try {
-      assertModelHash(global, msg.modelHash);
-      try {
-        spec = parseModelSpec(msg.modelSpec);
-      } catch (e) {
-        throw new Refused(
-          ErrorCode.SCHEMA_MISMATCH,
-          `the federation's model spec is invalid: ${(e as Error).message}`,
-        );
-      }
-      this.admit(msg, {
-        stage: 'training',
-        secureAggregation: secAggOffer(msg.secureAggregation),
-        privacy: msg.privacy
-          ? {
-              level: msg.privacy.level,
-              noiseMultiplier: msg.privacy.noiseMultiplier,
-              clipNorm: msg.privacy.clipNorm,
-              delta: msg.privacy.delta,
-            }
-          : null,
-        model: { kind: spec.kind, parameters: parameterCount(spec) },
-      });
-      if (spec.inputDim !== this.split.train.numFeatures) {
-        throw new Refused(
-          ErrorCode.SCHEMA_MISMATCH,
-          `the model expects ${spec.inputDim} features, this site's data has ${this.split.train.numFeatures}`,
-        );
-      }
-      if (msg.privacy?.level === 'record' && (msg.privacy.siteSamplingRate ?? 1) !== 1) {
-        throw new Refused(
-          ErrorCode.POLICY_SAMPLING,
-          'site self-sampling is accounted at site level only; a record-level round must take every site',
-        );
-      }
-      // The site's own veto: its accountant, its ledger, its limit, whatever the aggregator says.
-      if (msg.privacy) {
-        mechanism = updateMechanism(msg, this.declaredTrainRows());
-        this.budget.check(mechanism, msg.privacy.epsilonLimit, 'this round');
-      }
-      const once = msg.secureAggregation
-        ? this.budget.contributionKey(`update/${msg.runId}/${msg.round}`, msg.privacy)
-        : null;
-      if (msg.secureAggregation) {
-        try {
-          this.startSecure(ws, msg, once);
-        } catch (e) {
-          throw new Refused(
-            ErrorCode.SECAGG_REFUSED,
-            `cannot take part in secure aggregation: ${(e as Error).message}`,
-          );
-        }
-      }
-      if (mechanism) this.budget.hold(sumKey(msg.runId, msg.round, 'update'), mechanism);
-    } catch (e) {
-      this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
-      return;
-    }
-    this.latestRound.set(msg.runId, msg.round);
-    this.setState({ state: 'training', round: msg.round });
-    try {
-      const { train } = this.datasets(msg.standardization);
-      const rows = this.declaredTrainRows();
-      const { local, update, loss } = await trainLocalUpdate({
-        model: this.modelFor(spec),
-        spec,
-        train,
-        global,
-        msg,
-        mechanism,
-        declaredRows: rows,
-        federationId: this.opts.federationId,
-        transforms: this.opts.transforms ?? [],
-        progress: this.progress,
-      });
-      if (this.stopped || ws !== this.ws) return;
-      // The weight it claims: its records, clamped to the cap the round announced (a claim above
-      // it would be refused), or 1 when sites weigh equally.
-      const weighting = msg.weighting ?? { mode: 'records' as const, cap: Infinity };
-      const claimed = Math.min(rows, weighting.cap);
-      const report: LocalRoundResult = {
-        round: msg.round,
-        globalWeights: global,
-        localWeights: local,
-        update,
-        numExamples: rows,
-        trainLoss: loss,
-      };
-      if (this.secure && this.secure.round === msg.round && this.secure.runId === msg.runId) {
-        // Under secure aggregation the update waits for the key shares; it leaves masked, its weight
-        // (declared records over the public normaliser) inside the masked vector.
-        this.secure.pending = {
-          report,
-          weight:
-            msg.privacy?.level === 'site' || weighting.mode === 'equal'
-              ? 1
-              : Math.min(1, claimed / this.secure.info.weightNormalizer),
-          mechanism,
-          privacy: msg.privacy,
-        };
-        this.log(
-          `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}; waiting for key shares`,
-        );
-        return;
-      }
-      // The release is signed and recorded in the site's own ledger before the update leaves.
-      const receipt = mechanism
-        ? await this.signUpdate(ws, { runId: msg.runId, round: msg.round }, mechanism)
-        : undefined;
-      if (this.stopped || ws !== this.ws) return;
-      // In the clear, as its policy allows: its weight (the declared record count) except at site
-      // level, where every site weighs 1; its training loss only without DP (it is not noised).
-      const frame = encodeFrame(
-        {
-          v: PROTOCOL_VERSION,
-          type: 'round.update',
-          id: randomUUID(),
-          runId: msg.runId,
-          round: msg.round,
-          ...(msg.privacy?.level === 'site' ? {} : { numExamples: claimed }),
-          ...(msg.privacy ? {} : { trainLoss: loss }),
-          ...(receipt ? { receipt } : {}),
-        },
-        update,
-      );
-      // A signed release is never sent twice (a resend would need a second receipt).
-      this.lastSent = receipt ? null : { runId: msg.runId, round: msg.round, frame };
-      this.opts.onUpdate?.(report);
-      if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
-      this.log(
-        `round ${msg.round}: trained on ${train.numRows} rows, loss ${loss.toFixed(4)}, update sent`,
-      );
-      this.activity = `round ${msg.round} (update sent; waiting for the round to end)`;
-    } catch (e) {
-      this.progress.done();
-      this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
-      this.refuse(ws, msg, 'training', codeOf(e), (e as Error).message);
-    }
-  }
-
-  /** Signs the update's receipt; the admitted release is no longer pending once signed or refused. */
-  private async signUpdate(
-    ws: WebSocket,
-    ref: { runId: string; round: number },
-    mechanism: MechanismParams,
-  ): Promise<LedgerEntry> {
-    try {
-      return await this.signRelease(ws, { ...ref, sum: 'update' }, mechanism);
-    } finally {
-      this.budget.drop(sumKey(ref.runId, ref.round, 'update'));
-    }
-  }
-
-  /** Creates this round's secure-aggregation client and advertises its signed keys at once. */
-  private startSecure(ws: WebSocket, msg: TrainMsg, contribution: string | null): void {
-    const info = msg.secureAggregation!;
-    this.secure?.client.destroy();
-    const client = new SecAggClient({
-      siteId: this.siteId!,
-      identitySecretKey: fromBase64(this.opts.identity.secretKey, 64),
-      roster: new Map(info.roster.map((r) => [r.siteId, fromBase64(r.publicKey, 32)])),
-      runId: msg.runId,
-      round: msg.round,
-      modelHash: msg.modelHash,
-      params: info.params as unknown as SecAggParams,
-      vectorLength: info.vectorLength,
-      minSurvivors: this.policy.minSitesPerSum,
-    });
-    this.secure = { client, runId: msg.runId, round: msg.round, info, pending: null, contribution };
-    this.send(ws, {
-      type: 'secagg.advertise',
-      runId: msg.runId,
-      round: msg.round,
-      sum: 'update',
-      advertisement: client.advertise(),
-    });
-  }
-
-  /**
-   * The secure-aggregation steps of the update: share keys (as soon as the advertisements come,
-   * during training), then after training send the masked update, and unmask.
-   */
-  private async onSecure(
-    ws: WebSocket,
-    msg: MessageOf<
-      ServerMessage,
-      'secagg.advertisements' | 'secagg.deliver' | 'secagg.consistency' | 'secagg.unmask'
-    >,
-  ): Promise<void> {
-    const s = this.secure;
-    if (!s || s.round !== msg.round || s.runId !== msg.runId) {
-      this.log(`ignoring ${msg.type} for a round this site is not in`);
-      return;
-    }
-    const ref = { runId: msg.runId, round: msg.round, sum: 'update' };
-    /** A receipt signed in this step that has not left with its update yet. */
-    let receipt: LedgerEntry | undefined;
-    try {
-      switch (msg.type) {
-        case 'secagg.advertisements':
-          if (this.vanishAt('share')) return;
-          this.send(ws, {
-            type: 'secagg.shares',
-            ...ref,
-            shares: s.client.shareKeys(msg.advertisements),
-          });
-          // The masks do not depend on the update: they expand on the mask worker while the shares
-          // go round (the update is added when they come back), with room before them to frame the
-          // masked update for sending without copying it.
-          s.client.precomputeMasksOn(this.maskWorkers(), { reserveBefore: FRAME_HEADER_ROOM });
-          this.log(`round ${msg.round}: key shares sent; masks expanding`);
-          this.activity = `round ${msg.round} (secure aggregation, before its masked update left)`;
-          return;
-        case 'secagg.deliver': {
-          s.client.receiveShares(msg.shares);
-          const pending = s.pending;
-          if (!pending)
-            throw new Error('key shares arrived but this site has no update for the round');
-          if (this.vanishAt('mask')) return;
-          const update = pending.report.update;
-          const dim = pending.mechanism?.dimension;
-          if (dim !== undefined && dim !== update.length) {
-            // The receipt would account noise over other coordinates than the ones it is added to.
-            throw new Error(
-              `the round accounts ${dim} noised coordinates, the update has ${update.length}`,
-            );
-          }
-          if (s.contribution) await this.budget.recordContribution(s.contribution);
-          receipt = pending.mechanism
-            ? await this.signUpdate(ws, ref, pending.mechanism)
-            : undefined;
-          if (this.stopped || ws !== this.ws) return;
-          const privacy = pending.privacy;
-          const params = s.info.params as unknown as SecAggParams;
-          let masked: Uint32Array;
-          if (privacy?.level === 'site') {
-            const quantized = quantizeWeighted(update, pending.weight, params);
-            // Distributed discrete Gaussian: this site's share of the noise, in the integer domain,
-            // sized for the round's threshold t of survivors (what its receipt accounts), not for
-            // a number of survivors the aggregator could inflate.
-            const t = params.threshold;
-            const sd = privacy.noiseMultiplier * privacy.clipNorm * params.scale;
-            const { discreteGaussianSigma2 } = distributedNoiseShare({ sigma: sd, t });
-            const noise = sampleDiscreteGaussian(discreteGaussianSigma2, update.length);
-            for (let i = 0; i < noise.length; i++) quantized[i] = (quantized[i]! + noise[i]!) >>> 0;
-            masked = await s.client.maskInputOn(this.maskWorkers(), quantized);
-            quantized.fill(0); // this site's input and noise share, now inside the masked vector
-          } else {
-            masked = await s.client.maskWeightedUpdateOn(
-              this.maskWorkers(),
-              update,
-              pending.weight,
-            );
-          }
-          // The round may have ended (or a new one begun) while the masks were being added.
-          if (this.stopped || ws !== this.ws || this.secure !== s) {
-            this.sendReceipt(ws, receipt);
-            return;
-          }
-          // No record count and no training loss in the clear: they would be this site's alone.
-          const header = {
-            v: PROTOCOL_VERSION,
-            type: 'round.update',
-            id: randomUUID(),
-            runId: msg.runId,
-            round: msg.round,
-            ...(receipt ? { receipt } : {}),
-          };
-          // Precomputed masks leave room before the vector for the frame header (no 4 MB copy).
-          const frame =
-            masked.byteOffset >= FRAME_HEADER_ROOM
-              ? encodeFrameInPlace(header, masked)
-              : encodeFrame(header, masked);
-          this.opts.onUpdate?.(pending.report);
-          s.pending = null;
-          receipt = undefined; // it travels with the update
-          if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
-          this.log(`round ${msg.round}: masked update sent`);
-          this.activity = `round ${msg.round} (masked update sent; helping unmask the sum)`;
-          return;
-        }
-        case 'secagg.consistency':
-          this.send(ws, {
-            type: 'secagg.signature',
-            ...ref,
-            signature: s.client.confirmSurvivors(msg.request),
-          });
-          return;
-        case 'secagg.unmask':
-          if (this.vanishAt('unmask')) return;
-          this.send(ws, {
-            type: 'secagg.unmasked',
-            ...ref,
-            response: s.client.unmask(msg.request),
-          });
-          s.client.destroy();
-          this.secure = null;
-          return;
-      }
-    } catch (e) {
-      this.sendReceipt(ws, receipt);
-      // The round learns at once that this site is out of it (rather than waiting for its deadline).
-      s.client.abort();
-      s.pending = null;
-      this.budget.drop(sumKey(msg.runId, msg.round, 'update'));
-      this.refuse(
-        ws,
-        msg,
-        'training',
-        codeOf(e),
-        `secure aggregation step ${msg.type} refused: ${describe(e)}`,
-      );
-    }
-  }
-
   /** Test and demo hook: vanish (no goodbye) instead of performing `stage`. */
   private vanishAt(stage: 'share' | 'mask' | 'unmask'): boolean {
     if (this.opts.dropAt !== stage) return false;
@@ -1102,135 +484,5 @@ export class ClientNode {
     this.stopped = true;
     this.finish(null);
     return true;
-  }
-
-  /**
-   * Asks for the ledger's next position, builds and signs the receipt, records it locally (fsync).
-   * A position it does not sign at is given back at once (ledger.none); one it signed stays held by
-   * the aggregator until the receipt reaches it, with the update or, after a cut, on reconnect.
-   */
-  private async signRelease(
-    ws: WebSocket,
-    ref: { runId: string; round: number; sum: SumKind },
-    mechanism: MechanismParams,
-  ): Promise<LedgerEntry> {
-    const requestId = randomUUID();
-    const slot = await new Promise<MessageOf<ServerMessage, 'ledger.slot'>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.slotWaiter = null;
-        reject(
-          new ProtocolError(
-            ErrorCode.TIMEOUT,
-            'the aggregator did not grant a ledger slot in time',
-          ),
-        );
-      }, 60_000);
-      this.slotWaiter = {
-        requestId,
-        ws,
-        ref,
-        settle: (m) => {
-          clearTimeout(timer);
-          this.slotWaiter = null;
-          if (m.type === 'ledger.slot') resolve(m);
-          else if (m.type === 'error') reject(new ProtocolError(m.code as ErrorCode, m.message));
-        },
-        lost: (why) => {
-          clearTimeout(timer);
-          this.slotWaiter = null;
-          reject(new ProtocolError(ErrorCode.TIMEOUT, why));
-        },
-      };
-      if (ws.readyState === WebSocket.OPEN) {
-        ws.send(
-          JSON.stringify({ v: PROTOCOL_VERSION, id: requestId, type: 'ledger.reserve', ...ref }),
-        );
-      }
-    });
-    const signed = (async () => {
-      if (slot.runId !== ref.runId || slot.round !== ref.round || slot.sum !== ref.sum) {
-        throw new ProtocolError(
-          ErrorCode.UNEXPECTED_MESSAGE,
-          `the ledger slot is for ${slot.sum} of round ${slot.round}, not ${ref.sum} of round ${ref.round}`,
-        );
-      }
-      return this.budget.sign(slot, ref, mechanism, {
-        siteId: this.siteId!,
-        siteName: this.siteName!,
-        identity: this.opts.identity,
-      });
-    })();
-    this.signing = signed;
-    try {
-      return await signed;
-    } catch (e) {
-      // Nothing was recorded at this position (a failed write leaves no entry in memory either).
-      if (!this.budget.entries().some((x) => x.seq === slot.seq && x.siteId === this.siteId)) {
-        this.send(ws, { type: 'ledger.none', seq: slot.seq });
-      }
-      throw e;
-    }
-  }
-
-  /**
-   * The aggregator says this site holds ledger position `seq` (after a cut or a restart of either
-   * side): once any receipt being signed is recorded, the site re-sends its receipt for it, or says
-   * it signed none. A dishonest aggregator learns nothing from this: a receipt is made for it.
-   */
-  private async answerHeld(
-    ws: WebSocket,
-    msg: MessageOf<ServerMessage, 'ledger.held'>,
-  ): Promise<void> {
-    await this.signing.catch(() => undefined);
-    if (ws !== this.ws) return;
-    const mine = this.budget
-      .entries()
-      .find(
-        (e) =>
-          e.federationId === this.opts.federationId &&
-          e.siteId === this.siteId &&
-          e.seq === msg.seq,
-      );
-    if (mine) {
-      this.send(ws, { type: 'ledger.receipt', receipt: mine });
-      this.log(
-        `re-sent the receipt for ledger position ${msg.seq} (round ${msg.round}, ${msg.sum})`,
-      );
-    } else {
-      this.send(ws, { type: 'ledger.none', seq: msg.seq });
-      this.log(
-        `signed nothing at ledger position ${msg.seq} (round ${msg.round}); told the aggregator`,
-      );
-    }
-  }
-
-  /** Sends a receipt that the message meant to carry it will not (the round moved on, a step failed). */
-  private sendReceipt(ws: WebSocket, receipt: LedgerEntry | undefined): void {
-    if (receipt && ws === this.ws) this.send(ws, { type: 'ledger.receipt', receipt });
-  }
-
-  /**
-   * The model and held-out rows a round's new model is evaluated with; refused for a round this site
-   * did not train in, or when it holds no rows out.
-   */
-  private evaluationTarget(msg: { runId: string; round: number }): {
-    model: tf.LayersModel;
-    spec: ModelSpec;
-    rows: Dataset;
-  } {
-    if (!this.model || !this.standardized || this.latestRound.get(msg.runId) !== msg.round) {
-      throw new Refused(
-        ErrorCode.UNEXPECTED_MESSAGE,
-        `this site did not train in round ${msg.round} of this run; nothing to evaluate`,
-      );
-    }
-    const rows = this.standardized.eval;
-    if (!rows || rows.numRows === 0) {
-      throw new Refused(
-        ErrorCode.SCHEMA_MISMATCH,
-        'this site holds no rows out for evaluation (too few rows, and no --eval-data)',
-      );
-    }
-    return { ...this.model, rows };
   }
 }

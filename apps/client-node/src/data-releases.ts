@@ -23,10 +23,14 @@ import { addGaussianNoise } from '@confide/differential-privacy';
 import type { SecAggParams } from '@confide/secure-aggregation';
 import type { LedgerEntry, MechanismParams } from '@confide/privacy-ledger';
 import type { SitePolicy } from './policy';
-import type { RoundOffer } from './policy-check';
-import { sumMechanism } from './site-accounting';
-import { SiteSum } from './site-sum';
-import { roundPrefix, sumKey, type SiteBudget } from './site-budget';
+import {
+  roundPrefix,
+  SiteSum,
+  sumKey,
+  sumMechanism,
+  type RoundOffer,
+  type SiteBudget,
+} from '@confide/site-runtime';
 import { assertModelHash, codeOf, describe, Refused, type Stage } from './refusal';
 
 type EvaluateMsg = MessageOf<ServerMessage, 'round.evaluate'>;

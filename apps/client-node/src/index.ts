@@ -16,7 +16,7 @@ export {
   policyJson,
   type SitePolicy,
 } from './policy';
-export { checkRound, type PolicyViolation, type RoundOffer } from './policy-check';
+export { checkRound, type PolicyViolation, type RoundOffer } from '@confide/site-runtime';
 export {
   filePinStore,
   KNOWN_SERVERS_FILE,
@@ -42,4 +42,4 @@ export {
 export { progressBar, silentProgress, type Progress } from './progress';
 export { selectBackend, type BackendPreference } from './backend';
 export { fileLedgerStore, LEDGER_FILE } from './ledger-file';
-export type { LocalLedgerStore } from './site-budget';
+export type { LocalLedgerStore } from '@confide/site-runtime';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseLocalLedger, serializeLocalEntry, type LedgerEntry } from '@confide/privacy-ledger';
-import type { LocalLedgerStore } from './site-budget';
+import type { LocalLedgerStore } from '@confide/site-runtime';
 import { appendDurably } from './durable-append';
 
 /** Name of a site's local ledger, beside its identity key. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseGraphParameters, majorityThreshold } from '@confide/secure-aggregation';
 import { DEFAULT_POLICY, parsePolicy, type SitePolicy } from './policy';
-import { checkRound, type RoundOffer } from './policy-check';
+import { checkRound, type RoundOffer } from '@confide/site-runtime';
 
 type SecAgg = NonNullable<RoundOffer['secureAggregation']>;
 

@@ -1,7 +1,23 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import type { ThreatModel } from '@confide/secure-aggregation';
 import { NodeError } from './keys';
+import {
+  DEFAULT_SITE_DELTA,
+  DEFAULT_SITE_STATISTICS_SHARE,
+  MODEL_KINDS,
+  THREAT_RANK,
+  type ModelKind,
+  type SitePolicy,
+} from '@confide/site-runtime';
+
+export {
+  DEFAULT_SITE_DELTA,
+  DEFAULT_SITE_STATISTICS_SHARE,
+  MODEL_KINDS,
+  THREAT_RANK,
+  type ModelKind,
+  type SitePolicy,
+};
 
 /**
  * The site's privacy policy: what this node accepts before it touches its data, whatever the
@@ -9,47 +25,6 @@ import { NodeError } from './keys';
  * JSON; every field has a default, and the defaults are what a node runs with when it has no file.
  * Its JSON Schema is docs/schemas/site-policy.schema.json, generated from `sitePolicySchema` below.
  */
-
-/** The model kinds a policy may accept. */
-export const MODEL_KINDS = ['logistic', 'mlp', 'cnn', 'layers'] as const;
-/** A model kind a policy may accept. */
-export type ModelKind = (typeof MODEL_KINDS)[number];
-
-/** A site privacy policy with every default filled in. */
-export interface SitePolicy {
-  readonly secureAggregation: {
-    /** Refuse rounds that would reveal this site's contribution outside a secure sum. */
-    readonly required: boolean;
-    /** The weakest threat model accepted ('semi-malicious' is the stronger). */
-    readonly minThreatModel: ThreatModel;
-    /** Fraction of sites assumed to collude with the aggregator, for Harary-graph thresholds. */
-    readonly adversarialRate: number;
-  };
-  /** Fewest sites a secure sum may hold when it includes this site's data. */
-  readonly minSitesPerSum: number;
-  /** Differential privacy the site requires, or null when it requires none. */
-  readonly dp: null | {
-    readonly level: 'record' | 'site';
-    /** Cumulative epsilon the node's accountant refuses to exceed. */
-    readonly epsilonLimit: number;
-    /** The delta at which epsilon is accounted; a round may not ask for a larger one. */
-    readonly delta: number;
-    readonly minNoiseMultiplier?: number;
-    readonly maxClipNorm?: number;
-    /** The most of its budget (in zCDP) it lets statistics and evaluation releases spend. */
-    readonly statisticsShare: number;
-  };
-  readonly models: {
-    readonly kinds: readonly ModelKind[];
-    readonly maxParameters: number;
-  };
-  /** May the site's own evaluation metrics reach the aggregator outside a secure sum. */
-  readonly revealOwnMetrics: boolean;
-  /** How the site reports its number of rows: exactly, or as a lower bound. */
-  readonly rowCount: 'exact' | 'lowerBound';
-  /** Refuse to talk to an aggregator over plain ws://. */
-  readonly requireTls: boolean;
-}
 
 /** Stable codes of a refused policy document. */
 export type PolicyErrorCode =
@@ -73,11 +48,6 @@ export class PolicyError extends NodeError {
 // ---- the document -------------------------------------------------------------------------------
 
 const threatModels = ['semi-honest', 'semi-malicious'] as const;
-/** Semi-malicious rounds add the signed consistency round, so they protect at least as much. */
-export const THREAT_RANK: Readonly<Record<ThreatModel, number>> = {
-  'semi-honest': 0,
-  'semi-malicious': 1,
-};
 const MAX_ADVERSARIAL_RATE = 0.5;
 const MAX_SEMI_MALICIOUS_ADVERSARIAL_RATE = 1 / 3;
 
@@ -103,11 +73,6 @@ const secureAggregationSchema = z.strictObject({
       "Fraction of sites assumed to collude with the aggregator; sets the threshold a Harary graph needs. Below 1/2, and below 1/3 when minThreatModel is 'semi-malicious'.",
     ),
 });
-
-/** The delta a site accounts at when its policy names none: a round may not ask for a larger one. */
-export const DEFAULT_SITE_DELTA = 1e-5;
-/** The most of its budget a site lets statistics and evaluation spend when its policy names none. */
-export const DEFAULT_SITE_STATISTICS_SHARE = 0.1;
 
 const dpSchema = z.strictObject({
   level: z

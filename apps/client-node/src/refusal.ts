@@ -1,17 +1,8 @@
 import { MlError } from '@confide/ml';
-import { ErrorCode, float32ToBytes, ProtocolError, sha256Hex } from '@confide/protocol';
+import { ErrorCode, ProtocolError } from '@confide/protocol';
+import { Refused } from '@confide/site-runtime';
 import { isSecAggError } from '@confide/secure-aggregation';
 import { LedgerError, LedgerErrorCode } from '@confide/privacy-ledger';
-
-/** A refusal thrown inside a handler: the round is declined with this code. */
-export class Refused extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** The code a round is declined with for an error: its own, or what kind of failure it was. */
 export function codeOf(e: unknown): string {
@@ -29,15 +20,4 @@ export function describe(e: unknown): string {
   return isSecAggError(e) ? `${e.code}: ${e.message}` : (e as Error).message;
 }
 
-/** The part of a round a refusal declines. */
-export type Stage = 'statistics' | 'training' | 'evaluation';
-
-/** Refuses weights that are not the model whose hash the aggregator signed. */
-export function assertModelHash(weights: Float32Array, hash: string): void {
-  if (sha256Hex(float32ToBytes(weights)) !== hash) {
-    throw new Refused(
-      ErrorCode.BAD_SERVER_SIGNATURE,
-      "the model's weights do not match the hash the aggregator signed",
-    );
-  }
-}
+export { assertModelHash, Refused, type Stage } from '@confide/site-runtime';

@@ -10,7 +10,7 @@ import {
 import { memoryContributionStore } from './contributions';
 import { parsePolicy } from './policy';
 import { Refused } from './refusal';
-import { SiteBudget, type GrantedSlot } from './site-budget';
+import { SiteBudget, type GrantedSlot } from '@confide/site-runtime';
 
 const identity = generateIdentity();
 const site = { siteId: 's1', siteName: 'clinic', identity };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MessageOf, ServerMessage } from '@confide/protocol';
 import { confideAccountant, scaleRdp, sumRelease } from '@confide/privacy-ledger';
 import { zcdpOfBudget } from '@confide/differential-privacy';
-import fixture from '../../../libs/differential-privacy/src/fixtures/opacus-rdp.json';
+import fixture from '../../differential-privacy/src/fixtures/opacus-rdp.json';
 import { updateMechanism, withinStatisticsShare } from './site-accounting';
 
 type TrainMsg = MessageOf<ServerMessage, 'round.train'>;

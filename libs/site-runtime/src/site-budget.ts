@@ -9,7 +9,7 @@ import {
 import { ErrorCode, ProtocolError, type IdentityKeyPair, type SumKind } from '@confide/protocol';
 import { DEFAULT_SITE_DELTA, DEFAULT_SITE_STATISTICS_SHARE, type SitePolicy } from './policy';
 import { withinStatisticsShare } from './site-accounting';
-import type { ContributionStore } from './contributions';
+import type { ContributionStore, LocalLedgerStore } from './stores';
 import { Refused } from './refusal';
 
 /** The key of one release of a round: `<runId>/<round>/<kind>`. */
@@ -20,13 +20,6 @@ export function sumKey(runId: string, round: number, kind: string): string {
 /** What the keys of every release of a round start with. */
 export function roundPrefix(runId: string, round: number): string {
   return `${runId}/${round}/`;
-}
-
-/** Durable storage of a site's local ledger. */
-export interface LocalLedgerStore {
-  load(): Promise<LedgerEntry[]>;
-  /** Appends one entry durably (fsync) before it resolves. */
-  append(entry: LedgerEntry): Promise<void>;
 }
 
 /** The ledger position the aggregator granted for one release (its ledger.slot message). */

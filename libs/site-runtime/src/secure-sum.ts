@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   encodeFrame,
   fromBase64,
@@ -14,6 +13,7 @@ import {
   type SecAggParams,
 } from '@confide/secure-aggregation';
 import type { LedgerEntry } from '@confide/privacy-ledger';
+import type { SiteTransport } from './transport';
 
 type SumStep = MessageOf<
   ServerMessage,
@@ -21,7 +21,7 @@ type SumStep = MessageOf<
 >;
 
 /** What a site's part in a statistics or evaluation sum needs from the node. */
-export interface SiteSumOptions {
+export interface SiteSumOptions extends SiteTransport {
   kind: 'statistics' | 'evaluation';
   siteId: string;
   identitySecretKey: string;
@@ -31,8 +31,6 @@ export interface SiteSumOptions {
   modelHash: string;
   /** The fewest sites this site lets a sum it contributes to hold (its policy's minSitesPerSum). */
   minSurvivors: number;
-  sendJson(msg: Record<string, unknown>): void;
-  sendBinary(frame: Buffer): void;
   /** Records the contribution and, under DP, signs its receipt before the masked input leaves. */
   release(): Promise<LedgerEntry | undefined>;
   /** Tells the round this site is out of the sum: the step it refused and why. */
@@ -138,7 +136,7 @@ export class SiteSum {
         {
           v: PROTOCOL_VERSION,
           type: 'secagg.masked',
-          id: randomUUID(),
+          id: globalThis.crypto.randomUUID(),
           ...this.ref(),
           ...(receipt ? { receipt } : {}),
         },
