@@ -681,6 +681,7 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
   private sumPort(loop: RunLoop, active: ActiveRound): SumPort {
     return {
       send: (siteId, message) => this.sessions.get(siteId)?.sendJson(message),
+      sendEach: (entries) => this.sessions.sendEach(entries, (m) => this.config.signer.signEach(m)),
       until: (ready, deadline) => this.until(loop, active.signal, ready, deadline),
       reachable: (siteId) =>
         active.reachable(
@@ -899,9 +900,15 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       );
       this.live.round(active);
     };
+    // Each site its own message, all signed with one signature.
     const send = (status: Participant['status'], message: (siteId: string) => object): void => {
-      for (const p of active.participantList())
-        if (p.status === status) this.sessions.get(p.siteId)?.sendJson(message(p.siteId));
+      this.sessions.sendEach(
+        active
+          .participantList()
+          .filter((p) => p.status === status)
+          .map((p) => [p.siteId, message(p.siteId)] as const),
+        (m) => this.config.signer.signEach(m),
+      );
     };
     const envelope = (type: string, body: object): object => ({
       v: PROTOCOL_VERSION,
@@ -964,8 +971,10 @@ export class RoundOrchestrator implements OnApplicationBootstrap, OnModuleDestro
       if (consistency) {
         // Round 3 (semi-malicious): every survivor signs the survivor list.
         active.phase = 'consistency';
+        // One message for every survivor: signed once, as the same object.
         const request = envelope('secagg.consistency', { request: consistency });
-        send('submitted', () => request);
+        for (const p of active.participantList())
+          if (p.status === 'submitted') this.sessions.get(p.siteId)?.sendJson(request);
         await this.until(
           loop,
           active.signal,
