@@ -290,12 +290,13 @@ export class SecAggServer {
       throw new SecAggError('DUPLICATE_SHARE', `${from} sent shares twice`);
     if (!Array.isArray(shares)) throw new SecAggError('BAD_INPUT', 'shares must be an array');
     const nbrs = new Set(this.graph.get(from));
-    const sid = this.sid as Uint8Array;
+    // parseEncryptedShare admits only canonical base64 of 32 bytes: equal text, equal bytes.
+    const sid = toBase64(this.sid as Uint8Array);
     const parsed: EncryptedShare[] = [];
     const seen = new Set<string>();
     for (const raw of shares) {
       const msg = parseEncryptedShare(raw);
-      if (!bytesEqual(fromBase64(msg.sessionId, 32), sid)) {
+      if (msg.sessionId !== sid) {
         throw new SecAggError('REPLAYED_SHARE', `a share from ${from} belongs to another session`);
       }
       if (msg.from !== from) {
