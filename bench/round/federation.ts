@@ -13,6 +13,8 @@ import { mergeSpans, ROLE_ENV, type FromSites, type Span, type Spans, type ToSit
 import type { RoundFigures } from './report';
 
 const MB = 1e6;
+/** A folder to write a V8 CPU profile of each site process into (when set). */
+export const SITES_PROFILE_ENV = 'CONFIDE_BENCH_SITES_PROFILE';
 
 /** A model spec with about `params` parameters and few input features (the stats phase is JSON). */
 export function specFor(params: number): ModelSpec {
@@ -152,8 +154,14 @@ export async function startMode(
       const last = Math.floor(((p + 1) * opts.sites) / P);
       const child = fork(launcher, [fileURLToPath(new URL('./sites.ts', import.meta.url))], {
         env: { ...process.env, [ROLE_ENV]: 'sites' },
-        // The driver's --cpu-prof profiles the aggregator; sites are profiled with NODE_OPTIONS.
-        execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+        // The driver's --cpu-prof profiles the aggregator; the sites' processes are profiled into
+        // the folder SITES_PROFILE_ENV names (Node refuses --cpu-prof in NODE_OPTIONS).
+        execArgv: [
+          ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+          ...(process.env[SITES_PROFILE_ENV]
+            ? ['--cpu-prof', `--cpu-prof-dir=${process.env[SITES_PROFILE_ENV]}`]
+            : []),
+        ],
         stdio: ['ignore', 2, 2, 'ipc'],
       });
       sites.push(child);
@@ -240,12 +248,14 @@ export async function startMode(
     const counterAfter = await bytesReceivedCounter(agg.url);
     const round = await api.get<RoundView>(`/api/v1/federations/${fed.id}/rounds/${ended.round}`);
     const at = new Map(round.events.map((e) => [e.state, Date.parse(e.at)]));
-    const phasesMs = Object.fromEntries(
-      (secureAggregation ? SECURE_PHASES : PHASES).map(([from, to, name]) => [
+    const phaseSpans = (secureAggregation ? SECURE_PHASES : PHASES).map(
+      ([from, to, name]): [string, number, number] => [
         name,
-        (at.get(to) ?? NaN) - (at.get(from) ?? NaN),
-      ]),
+        at.get(from) ?? NaN,
+        at.get(to) ?? NaN,
+      ],
     );
+    const phasesMs = Object.fromEntries(phaseSpans.map(([name, s, e]) => [name, e - s]));
     const mbReceived = (round.metrics?.bytesReceived ?? NaN) / MB;
     return {
       round: round.number,
@@ -258,6 +268,7 @@ export async function startMode(
       aggregatorCpuMs: (cpu.user + cpu.system) / 1000,
       sitesCpuMs: ended.cpuMs,
       phasesMs,
+      phaseSpans,
       statisticsMs: spanMs(ended.spans.statistics),
       evaluationMs: spanMs(ended.spans.evaluation),
     };

@@ -25,6 +25,8 @@ export interface RoundFigures {
   /** CPU time of all site processes during the round (real sites would each use their own). */
   sitesCpuMs: number;
   phasesMs: Record<string, number>;
+  /** The phases as [name, start, end] in epoch ms, from the round's recorded transitions. */
+  phaseSpans: Array<[string, number, number]>;
   /** The feature statistics, timed at the sites (see Span); NaN in a round without them. */
   statisticsMs: number;
   /** The evaluation, timed at the sites (see Span); NaN in a round without one. */

@@ -8,7 +8,7 @@
  *
  * Each row (a number of sites and a mode) gets a fresh aggregator in this process (NestJS, in-memory
  * PGlite, plain ws on loopback, node:crypto backends) with its pending-login caps (numbers, timeout) raised
- * for the run, since every site logs in from one address at once. The sites are the round benchmark's
+ * for the run, since every site logs in from one address at once, and its heartbeat slowed. The sites are the round benchmark's
  * (bench/round/sites.ts), spread over a few child processes. A secure round runs on the graph, degree
  * and threshold the aggregator picks for its size (chooseGraphParameters above 64 sites).
  *
@@ -17,12 +17,14 @@
  * the number of sites. Round time: the aggregator's own record of the round, from its start to its
  * commit; CPU: this process (aggregator, PGlite, driver, all threads) during one round.
  */
+import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { intOption, parseFlags, runBenchmark, UsageError } from '../support/cli';
 import { progress, specFor, startMode, type Mode } from '../round/federation';
 import { fmt, stat, type RoundFigures } from '../round/report';
+import { startProfile, summariseProfile, writeProfile } from './profile';
 
 interface Options {
   sites: number[];
@@ -33,6 +35,7 @@ interface Options {
   siteProcesses: number | null;
   json: boolean;
   verbose: boolean;
+  profile: string | null;
 }
 
 const DEFAULT_SITES = [100, 300, 1000];
@@ -55,6 +58,9 @@ Options:
                  processes the sites are spread over (default: 4, at most the sites)
   --json         print one JSON object on stdout instead of the table
   --verbose      aggregator log lines on stderr
+  --profile DIR  write a V8 CPU profile of the aggregator's process for each measured round into
+                 DIR (<sites>-<plain|secure>-<rep>.cpuprofile) and print on stderr where its main
+                 thread spent the time in each phase
   --help         this text
 `;
 
@@ -68,6 +74,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     'site-processes': { type: 'string' },
     json: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
+    profile: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   });
   if (values.help) return 'help';
@@ -90,6 +97,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         : intOption('site-processes', values['site-processes'], 4, 1, MAX_SITES),
     json: values.json,
     verbose: values.verbose,
+    profile: values.profile ?? null,
   };
 }
 
@@ -150,6 +158,9 @@ async function measureRow(opts: Options, sites: number, secure: boolean): Promis
     maxPendingLogins: Math.max(1024, sites),
     maxPendingLoginsPerAddress: Math.max(64, sites),
     loginTimeoutMs: 120_000,
+    // A site process answers the pings of hundreds of sites while it computes their rounds on
+    // cores it shares with the aggregator: a missed pong here is contention, not a dead site.
+    heartbeatMs: 120_000,
   });
   let mode: Mode | undefined;
   try {
@@ -178,8 +189,16 @@ async function measureRow(opts: Options, sites: number, secure: boolean): Promis
     );
     const rounds: RoundFigures[] = [];
     for (let rep = 0; rep < opts.warmup + opts.reps; rep++) {
-      const r = await mode.runRound();
       const warm = rep < opts.warmup;
+      const recording = opts.profile !== null && !warm ? await startProfile() : null;
+      const r = await mode.runRound();
+      if (recording) {
+        const { profile, startedAt } = await recording.stop();
+        const name = `${sites}-${secure ? 'secure' : 'plain'}-${rep - opts.warmup + 1}`;
+        const path = await writeProfile(opts.profile!, name, profile, startedAt, r.phaseSpans);
+        progress(`profile of ${label}, rep ${rep - opts.warmup + 1}: ${path}`);
+        for (const line of summariseProfile(profile, startedAt, r.phaseSpans)) progress(line);
+      }
       if (!warm) rounds.push(r);
       progress(
         `${label}, ${warm ? 'warm-up' : `rep ${rep - opts.warmup + 1}/${opts.reps}`}: round ` +
@@ -258,6 +277,7 @@ function printRows(opts: Options, rows: Row[]): void {
 }
 
 async function runDriver(opts: Options): Promise<void> {
+  if (opts.profile !== null) await mkdir(opts.profile, { recursive: true });
   const modes = opts.secure === 'both' ? [false, true] : [opts.secure === 'on'];
   const rows: Row[] = [];
   for (const sites of opts.sites) {

@@ -11,9 +11,10 @@
  * - quantize into precomputed masks: a site's maskWeightedUpdateOn once its masks are expanded
  *   (check + quantize + add into the masks, on the site's thread), and the mask expansion itself
  *   (self mask + 9 pairwise masks on one worker thread, precomputeMasksOn), 10 sites;
- * - X25519 round keys: importing a random secret into OpenSSL (x25519) against generating the pair
- *   in OpenSSL (x25519Generate, with and without exporting the secret's bytes).
+ * - X25519 round keys: importing a random secret into OpenSSL as PKCS#8 DER against the raw (JWK)
+ *   import x25519 uses, and x25519Generate with and without exporting the secret's bytes.
  */
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import nacl from 'tweetnacl';
@@ -199,7 +200,19 @@ async function main(opts: Options): Promise<void> {
   }
 
   const keys = 200;
-  await add('X25519 key: import a random secret (PKCS#8)', `${keys} keys`, () => {
+  // The DER route the backend no longer takes, for comparison with its JWK (raw key) import.
+  const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+  await add('X25519 key: import a random secret as PKCS#8 DER', `${keys} keys`, () => {
+    for (let i = 0; i < keys; i++) {
+      const key = createPrivateKey({
+        key: Buffer.concat([PKCS8_X25519, nacl.randomBytes(32)]),
+        format: 'der',
+        type: 'pkcs8',
+      });
+      createPublicKey(key);
+    }
+  });
+  await add('X25519 key: import a random secret (x25519, JWK)', `${keys} keys`, () => {
     for (let i = 0; i < keys; i++) nodeBackend.x25519(nacl.randomBytes(32)).destroy();
   });
   await add('X25519 key: generate in OpenSSL', `${keys} keys`, () => {

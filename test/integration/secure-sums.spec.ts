@@ -81,6 +81,10 @@ function federation(sites: Array<{ name: string; minSurvivors: number; silent?: 
   }
   const port: SumPort = {
     send: (siteId, message) => deliver(() => parts.get(siteId)!.step(message as never)),
+    sendEach: (entries) => {
+      for (const [siteId, message] of entries)
+        deliver(() => parts.get(siteId)!.step(message as never));
+    },
     until: (ready, deadline) => waitFor(signal, ready, deadline),
     reachable: (siteId) => !gone.has(siteId),
     unmask: (server) => Promise.resolve(server.finish()),

@@ -15,7 +15,18 @@ const finite = z.number().refine(Number.isFinite, 'must be a finite number');
 
 const base = { v: z.literal(PROTOCOL_VERSION), id };
 /** Every server message carries the aggregator's Ed25519 signature (checked by the node, not here). */
-const signed = { ...base, sig: b64.optional() };
+const signed = {
+  ...base,
+  sig: b64.optional(),
+  /** Where the message sits in a batch signed as one (ServerSigner.signEach). */
+  batch: z
+    .object({
+      index: z.number().int().nonnegative(),
+      count: z.number().int().positive(),
+      proof: z.string().max(4096),
+    })
+    .optional(),
+};
 
 /** The secure sums of a round: feature statistics, the training update, evaluation counts. */
 const SUM_KINDS = ['statistics', 'update', 'evaluation'] as const;

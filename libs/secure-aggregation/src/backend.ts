@@ -37,9 +37,8 @@ export interface CryptoBackend {
   x25519(secretKey: Uint8Array): X25519Secret;
   /**
    * A fresh X25519 key pair from the CSPRNG; with `exportSecret`, also the secret key bytes. Same as
-   * x25519(randomBytes(32)), and faster where the backend can generate keys itself (node:crypto:
-   * importing a raw secret goes through OpenSSL's PKCS#8 decoder, about 0.37 ms a key, against
-   * 0.04-0.08 ms to generate one; bench/secagg/kernels.bench.ts).
+   * x25519(randomBytes(32)) (node:crypto imports fresh CSPRNG bytes as a raw key; see
+   * x25519Generate there for why it does not let OpenSSL generate the pair).
    */
   x25519Generate(exportSecret: boolean): GeneratedX25519;
   /** Verifies a detached Ed25519 signature; false (never a throw) for any malformed input. */
@@ -166,14 +165,6 @@ function rawX25519PublicKey(pub: KeyObject): Uint8Array {
   return Uint8Array.from(der.subarray(SPKI_X25519.length));
 }
 
-const PKCS8_X25519 = Uint8Array.from([
-  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
-]);
-// The same PKCS#8 wrapping with the Ed25519 OID (1.3.101.112).
-const PKCS8_ED25519 = Uint8Array.from([
-  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-]);
-
 // Imported public keys, by key bytes. Public data only (never secret keys), bounded.
 const MAX_CACHED = 1 << 16;
 const x25519Peers = new Map<string, KeyObject>();
@@ -205,16 +196,7 @@ export const nodeBackend: CryptoBackend = {
   name: 'node',
   x25519(secretKey) {
     checkSecret(secretKey);
-    const der = new Uint8Array(PKCS8_X25519.length + 32);
-    der.set(PKCS8_X25519);
-    der.set(secretKey, PKCS8_X25519.length);
-    const privateKey = createPrivateKey({
-      key: Buffer.from(der.buffer),
-      format: 'der',
-      type: 'pkcs8',
-    });
-    der.fill(0);
-    return nodeSecret(privateKey, createPublicKey(privateKey));
+    return nodeSecret(importPrivate(secretKey, 'X25519'), null);
   },
   x25519Generate(exportSecret) {
     // Fresh bytes imported as PKCS#8, not generateKeyPairSync: on Node 20 a key-generation job
@@ -238,21 +220,38 @@ export const nodeBackend: CryptoBackend = {
   },
   ed25519Sign(message, secretKey) {
     checkSignKey(secretKey);
-    const der = new Uint8Array(PKCS8_ED25519.length + 32);
-    der.set(PKCS8_ED25519);
-    der.set(secretKey.subarray(0, 32), PKCS8_ED25519.length);
-    const key = createPrivateKey({ key: Buffer.from(der.buffer), format: 'der', type: 'pkcs8' });
-    der.fill(0);
+    const key = importPrivate(secretKey.subarray(0, 32), 'Ed25519', secretKey.subarray(32));
     const sig = nodeSign(null, message, key);
     return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
   },
 };
 
-/** An X25519Secret over an OpenSSL key pair. */
-function nodeSecret(key: KeyObject, pub: KeyObject): X25519Secret {
+/**
+ * A private KeyObject from its 32 raw bytes, imported as a JWK: Node hands `d` straight to OpenSSL's
+ * raw-key constructor, where a PKCS#8 import goes through the DER decoder at ten to twenty times
+ * the cost (bench/secagg/kernels.bench.ts prints both). Node requires `x` to be a string but reads only `d` for
+ * a private key; the public key is derived from the private one where it is not given. The base64
+ * text of the secret cannot be wiped (as the hex text Shamir sharing parses cannot): it is left to
+ * the collector, like the KeyObject's own copy.
+ */
+function importPrivate(
+  secret: Uint8Array,
+  crv: 'X25519' | 'Ed25519',
+  publicKey?: Uint8Array,
+): KeyObject {
+  const b64 = (b: Uint8Array): string =>
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+  return createPrivateKey({
+    key: { kty: 'OKP', crv, d: b64(secret), x: publicKey ? b64(publicKey) : '' },
+    format: 'jwk',
+  });
+}
+
+/** An X25519Secret over an OpenSSL private key (its public key derived from it). */
+function nodeSecret(key: KeyObject, pub: KeyObject | null): X25519Secret {
   let privateKey: KeyObject | undefined = key;
   return {
-    publicKey: rawX25519PublicKey(pub),
+    publicKey: rawX25519PublicKey(pub ?? createPublicKey(key)),
     agree(peer) {
       checkPeer(peer);
       if (privateKey === undefined) throw new SecAggError('WRONG_STATE', 'key destroyed');

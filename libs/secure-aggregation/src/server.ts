@@ -31,6 +31,8 @@ import type { SecAggParams } from './params';
 import { MaskAccumulator, maskStreamKey, type MaskSign } from './prg';
 import {
   combineShareValuesRobust,
+  prepareCombinations,
+  PREPARE_MAX_LISTS,
   shareValueFromBase64,
   type RobustCombination,
   type ShareValue,
@@ -288,12 +290,13 @@ export class SecAggServer {
       throw new SecAggError('DUPLICATE_SHARE', `${from} sent shares twice`);
     if (!Array.isArray(shares)) throw new SecAggError('BAD_INPUT', 'shares must be an array');
     const nbrs = new Set(this.graph.get(from));
-    const sid = this.sid as Uint8Array;
+    // parseEncryptedShare admits only canonical base64 of 32 bytes: equal text, equal bytes.
+    const sid = toBase64(this.sid as Uint8Array);
     const parsed: EncryptedShare[] = [];
     const seen = new Set<string>();
     for (const raw of shares) {
       const msg = parseEncryptedShare(raw);
-      if (!bytesEqual(fromBase64(msg.sessionId, 32), sid)) {
+      if (msg.sessionId !== sid) {
         throw new SecAggError('REPLAYED_SHARE', `a share from ${from} belongs to another session`);
       }
       if (msg.from !== from) {
@@ -581,19 +584,33 @@ export class SecAggServer {
     const t = this.ctx.params.threshold;
     const sid = this.sid as Uint8Array;
     const { tensorId } = this.ctx;
-    for (const u of this.survivors()) {
-      const shares = this.selfMaskShares.get(u) ?? [];
-      if (shares.length < t) {
-        this.fail(
-          'TOO_FEW_SURVIVORS',
-          `the self mask of ${u} has ${shares.length} of ${t} required shares`,
-        );
+    const survivors = this.survivors();
+    for (let from = 0; from < survivors.length; from += PREPARE_MAX_LISTS) {
+      const chunk = survivors.slice(from, from + PREPARE_MAX_LISTS);
+      // Every secret has its own share x-set: their coefficients are computed together, cheaper.
+      prepareCombinations(
+        chunk.map((u) => this.selfMaskShares.get(u) ?? []),
+        t,
+      );
+      for (const u of chunk) {
+        const shares = this.selfMaskShares.get(u) ?? [];
+        if (shares.length < t) {
+          this.fail(
+            'TOO_FEW_SURVIVORS',
+            `the self mask of ${u} has ${shares.length} of ${t} required shares`,
+          );
+        }
+        const b = this.rebuild(u, 'self-mask', shares);
+        each({ key: maskStreamKey(b, sid, tensorId), sign: -1 });
+        b.fill(0);
       }
-      const b = this.rebuild(u, 'self-mask', shares);
-      each({ key: maskStreamKey(b, sid, tensorId), sign: -1 });
-      b.fill(0);
     }
-    for (const [u, survivingNeighbours] of this.droppedWithSurvivingNeighbours()) {
+    const dropped = this.droppedWithSurvivingNeighbours();
+    prepareCombinations(
+      dropped.slice(0, PREPARE_MAX_LISTS).map(([u]) => this.maskKeyShares.get(u) ?? []),
+      t,
+    );
+    for (const [u, survivingNeighbours] of dropped) {
       const shares = this.maskKeyShares.get(u) ?? [];
       if (shares.length < t) {
         this.fail(

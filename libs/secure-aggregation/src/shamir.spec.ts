@@ -4,6 +4,8 @@ import { isSecAggError } from './errors';
 import {
   combineShareValuesRobust,
   lagrangeAtZero,
+  lagrangeAtZeroMany,
+  prepareCombinations,
   SHAMIR_PRIME,
   SHARE_BYTES,
   shamirCombine,
@@ -179,6 +181,64 @@ describe('Shamir secret sharing over GF(2^521 - 1)', () => {
     expect(mod(l.reduce((a, b) => a + b, 0n))).toBe(1n);
     expect(lagrangeAtZero(xs)).toBe(l);
     expect(lagrangeAtZero([1, 2])).toEqual([2n, P - 1n]);
+  });
+
+  it('computes the coefficients of many x-sets together, as each alone', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.uniqueArray(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 12 }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        (sets) => {
+          // Sets unseen so far (the cache is not what is tested): the first element is shifted.
+          const fresh = sets.map((xs, k) => xs.map((x, i) => (i === 0 ? x + 6000 + k : x)));
+          const many = lagrangeAtZeroMany(fresh);
+          fresh.forEach((xs, k) => {
+            // c_i = prod_{j != i} x_j / (x_j - x_i), each with its own inverse (Fermat).
+            const want = xs.map((xi, i) => {
+              let num = 1n;
+              let den = 1n;
+              xs.forEach((xj, j) => {
+                if (j === i) return;
+                num = mod(num * BigInt(xj));
+                den = mod(den * BigInt(xj - xi));
+              });
+              return mod(num * pow(den, P - 2n));
+            });
+            expect(many[k]).toEqual(want);
+            expect(lagrangeAtZero(xs)).toBe(many[k]);
+          });
+        },
+      ),
+      { numRuns: 30 },
+    );
+    expect(() =>
+      lagrangeAtZeroMany([
+        [1, 2],
+        [3, 3],
+      ]),
+    ).toThrow(/repeats/);
+  });
+
+  it('rebuilds secrets from coefficients prepared together for their share lists', () => {
+    const t = 3;
+    const lists = [11, 12, 13].map((seed) => {
+      const secret = new Uint8Array(32).fill(seed);
+      const xs = [seed, seed + 5, seed + 9, seed + 30, seed + 31];
+      const shares = shamirSplit(secret, xs, t).map((s) => ({ x: s.x, value: shareValue(s.y) }));
+      return { secret, shares };
+    });
+    prepareCombinations(
+      lists.map((l) => l.shares),
+      t,
+    );
+    for (const { secret, shares } of lists) {
+      expect(lagrangeAtZero(shares.slice(0, t).map((s) => s.x))).toBeDefined();
+      const r = combineShareValuesRobust([...shares].reverse(), t);
+      expect(Array.from(r.secret)).toEqual(Array.from(secret));
+      expect(r.corrupt).toEqual([]);
+    }
   });
 
   it('detects inconsistent shares and checks its inputs', () => {

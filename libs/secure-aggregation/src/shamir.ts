@@ -161,13 +161,22 @@ const MAX_CACHED_SETS = 4096;
  * lagrangeAtZero([1, 2]); // [2n, SHAMIR_PRIME - 1n]  (2*f(1) - f(2) = f(0) for a line)
  */
 export function lagrangeAtZero(xs: readonly number[]): readonly bigint[] {
-  checkXs(xs);
-  const id = xs.join(',');
-  const hit = lagrangeCache.get(id);
-  if (hit !== undefined) return hit;
+  return lagrangeAtZeroMany([xs])[0] as readonly bigint[];
+}
+
+/** What a set's coefficients need besides the inverse of `acc`, the product of its denominators. */
+interface LagrangeParts {
+  id: string;
+  product: bigint;
+  denominators: bigint[];
+  /** prefix[i]: the product of denominators[0..i-1]. */
+  prefix: bigint[];
+  acc: bigint;
+}
+
+function lagrangeParts(xs: readonly number[], id: string): LagrangeParts {
   // c_i = prod_{j != i} x_j / (x_j - x_i) = P / d_i with P = prod_j x_j and
-  // d_i = x_i * prod_{j != i} (x_j - x_i): one product, then the d_i inverted together (one modular
-  // inverse). On a SecAgg+ graph every secret has its own x-set, so this runs once per secret.
+  // d_i = x_i * prod_{j != i} (x_j - x_i): one product, then the d_i inverted together.
   const t = xs.length;
   let product = 1n;
   for (const x of xs) product = reduce(product * BigInt(x));
@@ -194,23 +203,61 @@ export function lagrangeAtZero(xs: readonly number[]): readonly bigint[] {
     den = reduce(den * BigInt(run));
     denominators.push(negative ? SHAMIR_PRIME - den : den);
   }
-  // Batch inversion: one modular inverse for all denominators.
   const prefix: bigint[] = [];
   let acc = 1n;
   for (const d of denominators) {
     prefix.push(acc);
     acc = reduce(acc * d);
   }
-  let inv = modInverse(acc);
-  const coefficients = new Array<bigint>(t);
-  for (let i = t - 1; i >= 0; i--) {
-    const d = denominators[i] ?? 1n;
-    coefficients[i] = reduce(reduce(inv * (prefix[i] ?? 1n)) * product);
-    inv = reduce(inv * d);
+  return { id, product, denominators, prefix, acc };
+}
+
+/**
+ * lagrangeAtZero for many x-sets at once, with one modular inverse for all of them (Montgomery's
+ * batch inversion over the sets' denominator products): on a SecAgg+ graph every secret has its own
+ * x-set, and an inverse in this field costs more than a few hundred multiplications.
+ *
+ * @example
+ * lagrangeAtZeroMany([[1, 2], [2, 3]]); // [lagrangeAtZero([1, 2]), lagrangeAtZero([2, 3])]
+ */
+export function lagrangeAtZeroMany(sets: readonly (readonly number[])[]): (readonly bigint[])[] {
+  const out = new Array<readonly bigint[]>(sets.length);
+  const todo = new Map<string, { xs: readonly number[]; at: number[] }>();
+  sets.forEach((xs, i) => {
+    checkXs(xs);
+    const id = xs.join(',');
+    const hit = lagrangeCache.get(id);
+    if (hit !== undefined) out[i] = hit;
+    else {
+      const entry = todo.get(id);
+      if (entry) entry.at.push(i);
+      else todo.set(id, { xs, at: [i] });
+    }
+  });
+  const parts = [...todo].map(([id, { xs }]) => lagrangeParts(xs, id));
+  // Batch inversion: outer[k] is the product of the first k sets' accs; one inverse for all.
+  const outer: bigint[] = [];
+  let all = 1n;
+  for (const p of parts) {
+    outer.push(all);
+    all = reduce(all * p.acc);
   }
-  if (lagrangeCache.size >= MAX_CACHED_SETS) lagrangeCache.clear();
-  lagrangeCache.set(id, coefficients);
-  return coefficients;
+  let inv = parts.length > 0 ? modInverse(all) : 1n;
+  for (let k = parts.length - 1; k >= 0; k--) {
+    const p = parts[k] as LagrangeParts;
+    let setInv = reduce(inv * (outer[k] as bigint));
+    inv = reduce(inv * p.acc);
+    const t = p.denominators.length;
+    const coefficients = new Array<bigint>(t);
+    for (let i = t - 1; i >= 0; i--) {
+      coefficients[i] = reduce(reduce(setInv * (p.prefix[i] as bigint)) * p.product);
+      setInv = reduce(setInv * (p.denominators[i] as bigint));
+    }
+    if (lagrangeCache.size >= MAX_CACHED_SETS) lagrangeCache.clear();
+    lagrangeCache.set(p.id, coefficients);
+    for (const i of (todo.get(p.id) as { at: number[] }).at) out[i] = coefficients;
+  }
+  return out;
 }
 
 /**
@@ -377,6 +424,35 @@ export function combineShareValuesRobust(
     `the shares are inconsistent and no ${threshold} of the ${m} agree with enough of the others`,
   );
 }
+
+/**
+ * Computes, with one modular inverse, the Lagrange coefficients that combineShareValuesRobust will
+ * use for each of these share lists when their shares are sound (the `threshold` shares with the
+ * smallest x, and with spare shares the `threshold` with the largest), so that rebuilding many
+ * secrets (one per site on a SecAgg+ graph, each from its own neighbours) finds them cached.
+ *
+ * @example
+ * prepareCombinations(shareListsBySecret, t); for (const l of lists) combineShareValuesRobust(l, t);
+ */
+export function prepareCombinations(
+  lists: readonly (readonly ShareValue[])[],
+  threshold: number,
+): void {
+  const sets: number[][] = [];
+  for (const list of lists) {
+    if (list.length < threshold || threshold < 1) continue;
+    const xs = list.map((s) => s.x).sort((a, b) => a - b);
+    sets.push(xs.slice(0, threshold));
+    if (xs.length > threshold) sets.push(xs.slice(xs.length - threshold));
+  }
+  lagrangeAtZeroMany(sets);
+}
+
+/**
+ * How many share lists one prepareCombinations call should cover at most: the coefficients of more
+ * would push the first ones out of the cache before they are used.
+ */
+export const PREPARE_MAX_LISTS = MAX_CACHED_SETS / 4;
 
 /** Modular inverses of 1..n (the differences of share x-coordinates). */
 function inverseTable(n: number): bigint[] {

@@ -287,6 +287,9 @@ export class FlGateway implements OnGatewayConnection, OnGatewayDisconnect {
         sendBinary: (frame) => {
           if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true });
         },
+        sendSigned: (text) => {
+          if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(text, { binary: false });
+        },
         close: (code, message) => {
           // Fatal only where retrying cannot succeed (revoked, replaced): a shutdown is not, so sites reconnect.
           this.sendError(conn, code, message, undefined, FATAL_CODES.has(code));

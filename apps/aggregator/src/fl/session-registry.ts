@@ -12,6 +12,8 @@ export interface SiteSession {
   sendJson(message: object): void;
   /** Sends an already-encoded binary frame (encoded once, sent to many). */
   sendBinary(frame: Buffer): void;
+  /** Sends a JSON message already signed and encoded (one of ServerSigner.signEach's). */
+  sendSigned(text: Buffer): void;
   close(code: ErrorCode, message: string): void;
 }
 
@@ -86,6 +88,27 @@ export class SessionRegistry {
 
   get(siteId: string): SiteSession | undefined {
     return this.bySite.get(siteId);
+  }
+
+  /**
+   * Sends each connected site its own message, all signed with one signature (`signEach`, the
+   * aggregator's ServerSigner.signEach); sites not connected are skipped.
+   */
+  sendEach(
+    entries: Iterable<readonly [string, object]>,
+    signEach: (messages: readonly object[]) => Buffer[],
+  ): void {
+    const live: SiteSession[] = [];
+    const messages: object[] = [];
+    for (const [siteId, message] of entries) {
+      const session = this.bySite.get(siteId);
+      if (session === undefined) continue;
+      live.push(session);
+      messages.push(message);
+    }
+    if (live.length === 0) return;
+    const texts = signEach(messages);
+    live.forEach((session, i) => session.sendSigned(texts[i] as Buffer));
   }
 
   /** Whether `session` is still its site's live connection (not closed, not replaced). */

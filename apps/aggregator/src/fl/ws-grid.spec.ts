@@ -53,6 +53,7 @@ async function startServer(
           federationId: hello.federationId,
           sendJson: (m) => ws.send(JSON.stringify(m)),
           sendBinary: (frame) => ws.send(frame, { binary: true }),
+          sendSigned: (text) => ws.send(text, { binary: false }),
           close: (_code: ErrorCode, message: string) => ws.close(4000, message.slice(0, 100)),
         };
         sessions.add(session);

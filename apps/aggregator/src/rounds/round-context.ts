@@ -73,10 +73,21 @@ export class RoundContext {
     return ok;
   }
 
-  /** Sends `message(siteId)` to each participant in `status`. */
+  /** Sends `message(siteId)` to each participant in `status`, all signed with one signature. */
   sendTo(status: Participant['status'], message: (siteId: string) => object): void {
+    this.deps.sessions.sendEach(
+      this.active
+        .participantList()
+        .filter((p) => p.status === status)
+        .map((p) => [p.siteId, message(p.siteId)] as const),
+      (m) => this.deps.config.signer.signEach(m),
+    );
+  }
+
+  /** Sends one message (signed once, as the same object) to each participant in `status`. */
+  sendSameTo(status: Participant['status'], message: object): void {
     for (const p of this.active.participantList()) {
-      if (p.status === status) this.deps.sessions.get(p.siteId)?.sendJson(message(p.siteId));
+      if (p.status === status) this.deps.sessions.get(p.siteId)?.sendJson(message);
     }
   }
 
@@ -169,6 +180,8 @@ export class RoundContext {
     const active = this.active;
     return {
       send: (siteId, message) => this.deps.sessions.get(siteId)?.sendJson(message),
+      sendEach: (entries) =>
+        this.deps.sessions.sendEach(entries, (m) => this.deps.config.signer.signEach(m)),
       until: (ready, deadline) => this.until(ready, deadline),
       reachable: (siteId) =>
         active.reachable(

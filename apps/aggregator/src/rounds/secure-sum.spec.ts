@@ -37,6 +37,7 @@ function port(opts: { stopped?: boolean; now?: () => number } = {}): SumPort & {
   const p = {
     waits: 0,
     send: () => undefined,
+    sendEach: () => undefined,
     until: (ready: () => boolean, deadline: number) => {
       // A wait loop that never yields to timers would wedge the process: fail loudly instead.
       if (++p.waits > 100) throw new Error('the sum keeps waiting on a stopped run');

@@ -26,6 +26,8 @@ export type SumSiteState =
 export interface SumPort {
   /** Sends a JSON message to a site (the gateway signs it); one object may go to many sites. */
   send(siteId: string, message: object): void;
+  /** Sends each site its own message, signed together (one signature for all). */
+  sendEach(entries: Array<readonly [string, object]>): void;
   /**
    * Waits until `ready()` holds, the deadline passes or the round stops; false unless ready. The
    * deadline may be a function: it is read again while waiting.
@@ -167,7 +169,9 @@ export class SecureSum {
       }
     };
     const sendTo = (state: SumSiteState, message: (siteId: string) => object): void => {
-      for (const [id, s] of this.sites) if (s.state === state) port.send(id, message(id));
+      const entries: Array<readonly [string, object]> = [];
+      for (const [id, s] of this.sites) if (s.state === state) entries.push([id, message(id)]);
+      port.sendEach(entries);
     };
     try {
       await waitFor('offered');
@@ -190,8 +194,9 @@ export class SecureSum {
       const consistency = this.server.closeCollection();
       if (consistency) {
         this.phase = 'consistency';
+        // One message for every survivor: signed once, as the same object.
         const msg = envelope('secagg.consistency', { request: consistency });
-        sendTo('submitted', () => msg);
+        for (const [id, s] of this.sites) if (s.state === 'submitted') port.send(id, msg);
         await waitFor('submitted', answeredOrRefused(this.confirmed));
         this.server.closeConsistency();
       }

@@ -155,8 +155,9 @@ export class SecureTrainingWorkflow {
       if (consistency) {
         // Round 3 (semi-malicious): every survivor signs the survivor list.
         active.phase = 'consistency';
+        // One message for every survivor: signed once, as the same object.
         const request = envelope('secagg.consistency', { request: consistency });
-        ctx.sendTo('submitted', () => request);
+        ctx.sendSameTo('submitted', request);
         await ctx.until(
           () =>
             ctx.nonePendingIn(
