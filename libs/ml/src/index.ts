@@ -21,4 +21,4 @@ export {
 } from './metrics';
 export { checkDataset, concatDatasets, subsetRows, type Dataset } from './dataset';
 export { datasetToCsv, loadCsv, parseCsv, type CsvOptions } from './csv';
-export { partitionDirichlet, partitionIid, stratifiedSplit } from './split';
+export { apportion, partitionDirichlet, partitionIid, rowsByClass, stratifiedSplit } from './split';

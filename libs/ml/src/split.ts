@@ -3,7 +3,7 @@ import { MlError } from './errors';
 import { dirichletSample, permutation, seededRandom, shuffleInPlace } from './random';
 
 /** Row indices grouped by label value, in ascending label order. */
-function rowsByClass(ds: Dataset): number[][] {
+export function rowsByClass(ds: Dataset): number[][] {
   const groups = new Map<number, number[]>();
   for (let r = 0; r < ds.numRows; r++) {
     const label = ds.labels[r] as number;
@@ -15,7 +15,7 @@ function rowsByClass(ds: Dataset): number[][] {
 }
 
 /** Splits `total` into integer shares proportional to `weights` (largest remainder, exact sum). */
-function apportion(total: number, weights: number[]): number[] {
+export function apportion(total: number, weights: readonly number[]): number[] {
   const sum = weights.reduce((a, b) => a + b, 0);
   const exact = weights.map((w) => (total * w) / sum);
   const counts = exact.map(Math.floor);

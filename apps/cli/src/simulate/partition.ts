@@ -1,10 +1,12 @@
 import {
+  apportion,
   combineFeatureStats,
   dirichletSample,
   featureStatsPartial,
   standardize,
   stratifiedSplit,
   partitionIid,
+  rowsByClass,
   seededRandom,
   shuffleInPlace as shuffle,
   subsetRows,
@@ -151,32 +153,4 @@ function shardPartition(train: Dataset, sites: number, seed: number, minRows: nu
     );
   }
   return parts.map((rows) => subsetRows(train, rows));
-}
-
-/** Row indices grouped by label, in ascending label order. */
-export function rowsByClass(ds: Dataset): number[][] {
-  const groups = new Map<number, number[]>();
-  for (let r = 0; r < ds.numRows; r++) {
-    const label = ds.labels[r]!;
-    let group = groups.get(label);
-    if (!group) groups.set(label, (group = []));
-    group.push(r);
-  }
-  return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, rows]) => rows);
-}
-
-/** Splits `total` into integer shares proportional to `weights` (largest remainder, exact sum). */
-function apportion(total: number, weights: readonly number[]): number[] {
-  const sum = weights.reduce((a, b) => a + b, 0);
-  const exact = weights.map((w) => (total * w) / sum);
-  const counts = exact.map(Math.floor);
-  let left = total - counts.reduce((a, b) => a + b, 0);
-  const byRemainder = exact
-    .map((x, i) => [x - Math.floor(x), i] as const)
-    .sort((a, b) => b[0] - a[0] || a[1] - b[1]);
-  for (const [, i] of byRemainder) {
-    if (left-- <= 0) break;
-    counts[i]!++;
-  }
-  return counts;
 }
