@@ -22,8 +22,6 @@ import { ModelVersionRepository } from '../models/model-version.repository';
 import { SessionRegistry, type SiteSession } from '../fl/session-registry';
 import { MetricsService } from '../observability/metrics.service';
 
-export { weightedMetrics } from './round-metrics';
-
 /**
  * Mask elements to expand (streams x vector length) from which unmasking uses worker threads: from
  * about 8 MB of keystream the worker round trip costs little, the event loop stays free, and the

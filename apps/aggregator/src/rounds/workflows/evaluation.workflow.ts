@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { evaluationLayoutFor } from '@confide/ml/spec';
 import { ErrorCode, PROTOCOL_VERSION, ProtocolError, type SiteMessage } from '@confide/protocol';
 import type { RoundMetrics } from '../../database/rows';
-import { weightedMetrics } from '../round-metrics';
+import { combineEvaluations } from '@confide/federated';
 import type { RoundContext } from '../round-context';
 import type { RoundSumsService } from '../round-sums.service';
 import type { ActiveRound } from '../active-round';
@@ -61,7 +61,8 @@ export class EvaluationWorkflow {
     );
     ctx.sendFrameTo('submitted', active.evaluateFrame);
     await ctx.until(() => ctx.nonePending('submitted'), deadline);
-    return weightedMetrics([...active.evaluations.values()]);
+    // Sample-weighted mean of the sites' held-out metrics; null when no site reported.
+    return combineEvaluations({ kind: 'by-site', metrics: [...active.evaluations.values()] });
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Clock, Grid } from '../../grid/grid';
+import type { Grid } from '../../grid/grid';
 import { shuffled } from '../../strategies/random';
 import type { UniformRandom } from '../../strategies/types';
 
@@ -53,9 +53,4 @@ export function drawSites(
   const n = Math.min(sorted.length, Math.max(minSites, Math.ceil(fraction * sorted.length)));
   const selected = shuffled(sorted, random).slice(0, n).sort();
   return { selected, sampling: { fraction, eligible: sorted.length, drawn: n } };
-}
-
-/** The deadline `ms` from now on `clock`. */
-export function deadlineIn(clock: Clock, ms: number): number {
-  return clock.now() + ms;
 }
